@@ -1,0 +1,68 @@
+//! What both server binaries do around their loop: parse the command line,
+//! bind, run the chosen model, write the handler's files, print its summary,
+//! pick the exit status.
+
+use std::process::ExitCode;
+
+use clap::Parser;
+
+use crate::config::{HandlerKind, ServerArgs, ServerConfig};
+use crate::status::{self, Status};
+use crate::{fsutil, handlers, net, reactor, threaded};
+
+/// Which server runs the handlers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Model {
+    /// One thread, one mio event loop ([`reactor`]).
+    Reactor,
+    /// One OS thread per connection ([`threaded`]).
+    Threaded,
+}
+
+/// The whole program for `nonblocking-server` and `threaded-server`.
+///
+/// Exit status: 0 after a clean shutdown, 1 when the address cannot be
+/// bound or the log cannot be written, 2 on a usage error (clap).
+pub fn server_main(model: Model) -> ExitCode {
+    let args = ServerArgs::parse();
+    let config = ServerConfig::from(args);
+    let listener = match net::bind_listener(config.addr) {
+        Ok(listener) => listener,
+        Err(e) => {
+            status::diag(format_args!(
+                "error: cannot listen on {}: {}",
+                config.addr,
+                net::os_reason(&e)
+            ));
+            return ExitCode::from(1);
+        }
+    };
+    let status = Status::new(config.handler == HandlerKind::Sink);
+    let handler = handlers::build(&config);
+    let result = match model {
+        Model::Reactor => reactor::run(listener, config, handler, status),
+        Model::Threaded => threaded::run(listener, config, handler, status),
+    };
+    let finish = match result {
+        Ok(finish) => finish,
+        Err(e) => {
+            status::diag(format_args!("error: {e}"));
+            return ExitCode::from(1);
+        }
+    };
+    let mut code = ExitCode::SUCCESS;
+    for (path, bytes) in &finish.files {
+        if let Err(e) = fsutil::write_atomic(path, bytes) {
+            status::diag(format_args!(
+                "error: cannot write {}: {}",
+                path.display(),
+                net::os_reason(&e)
+            ));
+            code = ExitCode::from(1);
+        }
+    }
+    for line in &finish.status {
+        status.line(format_args!("{line}"));
+    }
+    code
+}

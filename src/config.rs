@@ -1,0 +1,235 @@
+//! The server command line (shared by both servers) and the configuration it
+//! yields, with SPEC's defaults. Units live in types: durations are
+//! `Duration`, sizes are byte counts named `*_bytes` or documented as such.
+
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::{Parser, ValueEnum};
+
+/// Which protocol a server speaks (`--handler`).
+#[derive(Copy, Clone, Debug, PartialEq, Eq, ValueEnum)]
+pub enum HandlerKind {
+    /// Bank transactions `NAME credit|debit AMOUNT`; sorted balances to --log at shutdown
+    Ledger,
+    /// Every message back as received (--upper: in upper case)
+    Echo,
+    /// First message is a name; everyone gets the sorted list of names on each join/leave
+    Presence,
+    /// Every byte to stdout, one client's whole stream at a time
+    Sink,
+    /// One shared bounded FIFO: put ITEM, peek, pop, size
+    Queue,
+}
+
+impl HandlerKind {
+    pub fn name(self) -> &'static str {
+        match self {
+            HandlerKind::Ledger => "ledger",
+            HandlerKind::Echo => "echo",
+            HandlerKind::Presence => "presence",
+            HandlerKind::Sink => "sink",
+            HandlerKind::Queue => "queue",
+        }
+    }
+}
+
+/// Command line of `nonblocking-server` and `threaded-server`.
+#[derive(Debug, Clone, Parser)]
+#[command(
+    version,
+    about = "A TCP line server for the nonblocking protocols (ledger, echo, presence, sink, queue).",
+    after_help = "Status lines go to stdout (stderr with --handler sink), diagnostics to stderr.\n\
+                  SIGINT or SIGTERM stops the server; ledger and sink first let connected clients\n\
+                  finish (up to --drain-timeout), a second signal stops at once."
+)]
+pub struct ServerArgs {
+    /// TCP port to listen on; 0 lets the OS choose (the first status line shows the real port)
+    #[arg(value_name = "PORT")]
+    pub port: u16,
+
+    /// Protocol to serve
+    #[arg(short = 'H', long, value_enum, default_value_t = HandlerKind::Echo, value_name = "NAME")]
+    pub handler: HandlerKind,
+
+    /// IP address to listen on; 0.0.0.0 or :: opens the server to other machines
+    #[arg(short = 'b', long, default_value_t = IpAddr::V4(Ipv4Addr::LOCALHOST), value_name = "HOST")]
+    pub bind: IpAddr,
+
+    /// ledger: balances file written at shutdown (atomically: temp file, fsync, rename)
+    #[arg(long, default_value = "log.txt", value_name = "PATH")]
+    pub log: PathBuf,
+
+    /// Print the client count every SECS seconds, measured from start (fractions allowed; 0 = off)
+    #[arg(long, default_value = "60", value_parser = parse_secs, value_name = "SECS")]
+    pub report_every: Duration,
+
+    /// Longest line a client may send, terminator not counted; longer gets `error: line too long` and a close
+    #[arg(long, default_value_t = 65536, value_parser = clap::value_parser!(u64).range(1..=1 << 32), value_name = "BYTES")]
+    pub max_line: u64,
+
+    /// Connections served at once; one more gets `error: too many clients` and is closed
+    #[arg(long, default_value_t = 10000, value_parser = clap::value_parser!(u64).range(1..=1_000_000), value_name = "N")]
+    pub max_clients: u64,
+
+    /// Output queued for one client before it counts as too slow (echo/queue: reading pauses; presence: dropped)
+    #[arg(long, default_value_t = 4 * 1024 * 1024, value_parser = clap::value_parser!(u64).range(1..=1 << 40), value_name = "BYTES")]
+    pub max_pending: u64,
+
+    /// ledger and sink: after SIGINT/SIGTERM, how long connected clients may go on sending
+    #[arg(long, default_value = "30", value_parser = parse_secs, value_name = "SECS")]
+    pub drain_timeout: Duration,
+
+    /// echo: reply in upper case (Unicode-aware where the line is UTF-8)
+    #[arg(long)]
+    pub upper: bool,
+
+    /// queue: capacity of the shared queue
+    #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u64).range(0..=100_000_000), value_name = "N")]
+    pub queue_size: u64,
+}
+
+/// A number of seconds, fractions allowed: `60`, `0.5`, `0`.
+///
+/// # Errors
+/// Anything that is not a finite, non-negative number of at most a year.
+pub fn parse_secs(text: &str) -> Result<Duration, String> {
+    const MAX_SECS: f64 = 365.0 * 24.0 * 3600.0;
+    let secs: f64 = text
+        .trim()
+        .parse()
+        .map_err(|_| format!("`{text}` is not a number of seconds"))?;
+    if !secs.is_finite() || !(0.0..=MAX_SECS).contains(&secs) {
+        return Err(format!(
+            "`{text}` is out of range (0 to {MAX_SECS} seconds)"
+        ));
+    }
+    Ok(Duration::from_secs_f64(secs))
+}
+
+/// The configuration both servers run with.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ServerConfig {
+    pub handler: HandlerKind,
+    pub addr: SocketAddr,
+    pub log: PathBuf,
+    /// `None`: no periodic count (`--report-every 0`).
+    pub report_every: Option<Duration>,
+    pub max_line_bytes: usize,
+    pub max_clients: usize,
+    pub max_pending_bytes: usize,
+    pub drain_timeout: Duration,
+    pub upper: bool,
+    pub queue_size: usize,
+}
+
+impl ServerConfig {
+    /// SPEC's defaults, listening on 127.0.0.1 port 0 (what tests want).
+    pub fn new(handler: HandlerKind) -> Self {
+        ServerArgs::parse_from(["server", "--handler", handler.name(), "0"]).into()
+    }
+}
+
+impl From<ServerArgs> for ServerConfig {
+    fn from(args: ServerArgs) -> Self {
+        let clamp = |v: u64| usize::try_from(v).unwrap_or(usize::MAX);
+        ServerConfig {
+            handler: args.handler,
+            addr: SocketAddr::new(args.bind, args.port),
+            log: args.log,
+            report_every: (!args.report_every.is_zero()).then_some(args.report_every),
+            max_line_bytes: clamp(args.max_line),
+            max_clients: clamp(args.max_clients),
+            max_pending_bytes: clamp(args.max_pending),
+            drain_timeout: args.drain_timeout,
+            upper: args.upper,
+            queue_size: clamp(args.queue_size),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn defaults_match_spec() {
+        let c = ServerConfig::new(HandlerKind::Echo);
+        assert_eq!(c.addr, "127.0.0.1:0".parse().unwrap());
+        assert_eq!(c.log, PathBuf::from("log.txt"));
+        assert_eq!(c.report_every, Some(Duration::from_secs(60)));
+        assert_eq!(c.max_line_bytes, 65536);
+        assert_eq!(c.max_clients, 10000);
+        assert_eq!(c.max_pending_bytes, 4194304);
+        assert_eq!(c.drain_timeout, Duration::from_secs(30));
+        assert!(!c.upper);
+        assert_eq!(c.queue_size, 10);
+    }
+
+    #[test]
+    fn every_option_parses() {
+        let args = ServerArgs::try_parse_from([
+            "s",
+            "-H",
+            "queue",
+            "-b",
+            "::1",
+            "--log",
+            "/tmp/x",
+            "--report-every",
+            "0.5",
+            "--max-line",
+            "10",
+            "--max-clients",
+            "5",
+            "--max-pending",
+            "100",
+            "--drain-timeout",
+            "1.5",
+            "--upper",
+            "--queue-size",
+            "3",
+            "7722",
+        ])
+        .unwrap();
+        let c = ServerConfig::from(args);
+        assert_eq!(c.handler, HandlerKind::Queue);
+        assert_eq!(c.addr, "[::1]:7722".parse().unwrap());
+        assert_eq!(c.report_every, Some(Duration::from_millis(500)));
+        assert_eq!(c.max_line_bytes, 10);
+        assert_eq!(c.max_clients, 5);
+        assert_eq!(c.max_pending_bytes, 100);
+        assert_eq!(c.drain_timeout, Duration::from_millis(1500));
+        assert!(c.upper);
+        assert_eq!(c.queue_size, 3);
+    }
+
+    #[test]
+    fn report_every_zero_turns_it_off() {
+        let args = ServerArgs::try_parse_from(["s", "--report-every", "0", "1"]).unwrap();
+        assert_eq!(ServerConfig::from(args).report_every, None);
+    }
+
+    #[test]
+    fn bad_values_are_usage_errors() {
+        for bad in [
+            vec!["s"],
+            vec!["s", "70000"],
+            vec!["s", "-H", "nope", "1"],
+            vec!["s", "--report-every", "-1", "1"],
+            vec!["s", "--report-every", "nan", "1"],
+            vec!["s", "--max-line", "0", "1"],
+            vec!["s", "-b", "localhost:1", "1"],
+        ] {
+            let err = ServerArgs::try_parse_from(&bad).unwrap_err();
+            assert_eq!(err.exit_code(), 2, "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn command_line_definition_is_consistent() {
+        ServerArgs::command().debug_assert();
+    }
+}

@@ -1,0 +1,316 @@
+//! The handler seam: protocol meaning without I/O.
+//!
+//! A handler never sees a socket, a token, a clock or stdout. The server (the
+//! mio reactor or the thread-per-connection server) feeds it events
+//! (`on_connect`, `on_message`, `on_disconnect`, `on_shutdown`) and carries out
+//! the [`Action`]s it leaves in an [`Outbox`]. That is what lets two very
+//! different servers share one implementation of each protocol, and lets every
+//! protocol be tested with plain byte slices.
+
+use std::fmt;
+use std::ops::Range;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use crate::config::{HandlerKind, ServerConfig};
+
+pub mod echo;
+pub mod ledger;
+pub mod presence;
+pub mod queue;
+pub mod sink;
+
+/// SPEC's client number: starts at 1 and is never reused within a run.
+///
+/// Not a mio `Token`: tokens are slab keys, and the slab hands a freed key
+/// straight back out, so the two must never be derived from each other.
+#[derive(Copy, Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct ClientId(pub u64);
+
+impl fmt::Display for ClientId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
+/// How the server cuts a client's byte stream into messages.
+#[derive(Copy, Clone, Debug, PartialEq, Eq)]
+pub enum Framing {
+    /// Lines ending in `\n`; the tail at EOF is a last line. With
+    /// `idle_flush`, bytes that sat [`crate::framing::IDLE_FLUSH`] with no
+    /// newline after them are a message too (SPEC: interactive handlers only).
+    Lines { idle_flush: bool },
+    /// No framing: every chunk read is handed over as it is (the sink).
+    Raw,
+}
+
+/// What the server does when a client's queued output passes `--max-pending`.
+#[derive(Copy, Clone, Debug, PartialEq, Eq)]
+pub enum SlowPolicy {
+    /// Stop reading from it until its output drains (echo, queue): the client
+    /// slows itself down and loses nothing.
+    PauseReading,
+    /// Drop it with a diagnostic (presence): a broadcast must not wait for it.
+    Disconnect,
+}
+
+/// What a server does with connected clients after SIGINT/SIGTERM.
+#[derive(Copy, Clone, Debug, PartialEq, Eq)]
+pub enum ShutdownPolicy {
+    /// Keep serving them until they disconnect or `--drain-timeout` passes
+    /// (ledger, sink: a client may still be sending data that must count).
+    Drain,
+    /// Flush what is queued for each client and close it at once.
+    CloseNow,
+}
+
+/// Bytes carried by an action: a range of the outbox's reusable arena (no
+/// allocation per reply), or one shared buffer that many sends point at (a
+/// broadcast is built once, whatever the number of recipients).
+#[derive(Clone, Debug)]
+pub enum Payload {
+    Arena(Range<usize>),
+    Shared(Arc<[u8]>),
+}
+
+/// One thing the server must do on a handler's behalf.
+#[derive(Clone, Debug)]
+pub enum Action {
+    /// Queue bytes to a client's output, after everything queued before.
+    Send { to: ClientId, payload: Payload },
+    /// Flush the client's queued output, then close the connection. The
+    /// handler gets no `on_disconnect` for a client it closed itself.
+    Close(ClientId),
+    /// Stop reading from the client (its bytes wait in the kernel).
+    PauseReading(ClientId),
+    /// Read from the client again. The server must read at once: with
+    /// edge-triggered readiness, data that arrived during the pause raises no
+    /// new event.
+    ResumeReading(ClientId),
+    /// Bytes for the server's stdout, exactly as given (the sink).
+    Stdout(Payload),
+    /// One line for stderr.
+    Diagnostic(String),
+}
+
+/// An action with its bytes resolved, as tests and the threaded server see it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Effect {
+    Send(ClientId, Vec<u8>),
+    Close(ClientId),
+    PauseReading(ClientId),
+    ResumeReading(ClientId),
+    Stdout(Vec<u8>),
+    Diagnostic(String),
+}
+
+/// Where a handler leaves its actions. Reused across calls: the server
+/// carries the actions out and calls [`Outbox::clear`], which keeps the
+/// allocations, so a steady stream of replies allocates nothing.
+#[derive(Default, Debug)]
+pub struct Outbox {
+    actions: Vec<Action>,
+    /// Backing store for `Payload::Arena` ranges.
+    arena: Vec<u8>,
+}
+
+impl Outbox {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Queues `bytes` for client `to`.
+    pub fn send(&mut self, to: ClientId, bytes: &[u8]) {
+        let payload = self.stash(bytes);
+        self.actions.push(Action::Send { to, payload });
+    }
+
+    /// Queues bytes produced by `fill` for client `to`, written straight into
+    /// the arena (no temporary buffer). `fill` must only append.
+    pub fn send_with(&mut self, to: ClientId, fill: impl FnOnce(&mut Vec<u8>)) {
+        let start = self.arena.len();
+        fill(&mut self.arena);
+        let payload = Payload::Arena(start..self.arena.len());
+        self.actions.push(Action::Send { to, payload });
+    }
+
+    /// Queues one shared buffer for client `to` (no copy; see [`Payload`]).
+    pub fn send_shared(&mut self, to: ClientId, bytes: &Arc<[u8]>) {
+        self.actions.push(Action::Send {
+            to,
+            payload: Payload::Shared(Arc::clone(bytes)),
+        });
+    }
+
+    pub fn close(&mut self, id: ClientId) {
+        self.actions.push(Action::Close(id));
+    }
+
+    pub fn pause_reading(&mut self, id: ClientId) {
+        self.actions.push(Action::PauseReading(id));
+    }
+
+    pub fn resume_reading(&mut self, id: ClientId) {
+        self.actions.push(Action::ResumeReading(id));
+    }
+
+    pub fn stdout(&mut self, bytes: &[u8]) {
+        let payload = self.stash(bytes);
+        self.actions.push(Action::Stdout(payload));
+    }
+
+    pub fn diagnostic(&mut self, line: impl Into<String>) {
+        self.actions.push(Action::Diagnostic(line.into()));
+    }
+
+    fn stash(&mut self, bytes: &[u8]) -> Payload {
+        let start = self.arena.len();
+        self.arena.extend_from_slice(bytes);
+        Payload::Arena(start..self.arena.len())
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.actions.is_empty()
+    }
+
+    pub fn actions(&self) -> &[Action] {
+        &self.actions
+    }
+
+    /// The bytes a payload stands for.
+    pub fn bytes<'a>(&'a self, payload: &'a Payload) -> &'a [u8] {
+        match payload {
+            Payload::Arena(range) => &self.arena[range.clone()],
+            Payload::Shared(buf) => buf,
+        }
+    }
+
+    /// Forgets every action, keeping the allocations for the next call.
+    pub fn clear(&mut self) {
+        self.actions.clear();
+        self.arena.clear();
+    }
+
+    /// The actions with their bytes resolved, in order.
+    pub fn effects(&self) -> Vec<Effect> {
+        self.actions
+            .iter()
+            .map(|action| match action {
+                Action::Send { to, payload } => Effect::Send(*to, self.bytes(payload).to_vec()),
+                Action::Close(id) => Effect::Close(*id),
+                Action::PauseReading(id) => Effect::PauseReading(*id),
+                Action::ResumeReading(id) => Effect::ResumeReading(*id),
+                Action::Stdout(payload) => Effect::Stdout(self.bytes(payload).to_vec()),
+                Action::Diagnostic(line) => Effect::Diagnostic(line.clone()),
+            })
+            .collect()
+    }
+
+    /// [`Outbox::effects`], then [`Outbox::clear`]: what unit tests call
+    /// after each event.
+    pub fn take(&mut self) -> Vec<Effect> {
+        let effects = self.effects();
+        self.clear();
+        effects
+    }
+}
+
+/// Counts the server gathered that a handler's final report may need.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ServerStats {
+    /// Partial lines (bytes after a client's last newline) discarded because
+    /// the drain ended before the client finished them.
+    pub cut_partial_lines: u64,
+}
+
+/// What a handler leaves behind when the server stops: files to write
+/// (atomically, by the server) and then status lines to print.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Finish {
+    pub files: Vec<(PathBuf, Vec<u8>)>,
+    pub status: Vec<String>,
+}
+
+/// A line protocol, free of I/O. See the module doc.
+///
+/// Messages given to `on_message` keep their terminator (`\n`, `\r\n`, or
+/// none for an EOF tail or an idle-flushed message); [`strip_terminator`]
+/// removes it for handlers that do not echo it.
+pub trait Handler: Send {
+    /// The SPEC name (`ledger`, `echo`, ...), used in status lines.
+    fn name(&self) -> &'static str;
+    fn framing(&self) -> Framing;
+    fn slow_policy(&self) -> SlowPolicy {
+        SlowPolicy::PauseReading
+    }
+    fn shutdown_policy(&self) -> ShutdownPolicy {
+        ShutdownPolicy::CloseNow
+    }
+    /// A client was accepted and given `id`.
+    fn on_connect(&mut self, _id: ClientId, _out: &mut Outbox) {}
+    /// One complete message from `id` (see the trait doc about terminators).
+    fn on_message(&mut self, id: ClientId, msg: &[u8], out: &mut Outbox);
+    /// `id` is gone (EOF after its last message, error, or dropped by the
+    /// server). Not called for a client the handler closed itself.
+    fn on_disconnect(&mut self, _id: ClientId, _out: &mut Outbox) {}
+    /// SIGINT/SIGTERM arrived; the listener is closed.
+    fn on_shutdown(&mut self, _out: &mut Outbox) {}
+    /// The server is about to exit: the ledger's log and summary line.
+    fn finish(&mut self, _stats: &ServerStats) -> Finish {
+        Finish::default()
+    }
+}
+
+/// `msg` without its trailing `\n` or `\r\n`.
+pub fn strip_terminator(msg: &[u8]) -> &[u8] {
+    match msg {
+        [rest @ .., b'\r', b'\n'] => rest,
+        [rest @ .., b'\n'] => rest,
+        _ => msg,
+    }
+}
+
+/// The handler `--handler` names, configured from the command line.
+pub fn build(config: &ServerConfig) -> Box<dyn Handler> {
+    match config.handler {
+        HandlerKind::Ledger => Box::new(ledger::Ledger::new(config.log.clone())),
+        HandlerKind::Echo => Box::new(echo::Echo::new(config.upper)),
+        HandlerKind::Presence => Box::new(presence::Presence::new()),
+        HandlerKind::Sink => Box::new(sink::Sink::new()),
+        HandlerKind::Queue => Box::new(queue::Queue::new(config.queue_size)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn strip_terminator_removes_only_the_line_end() {
+        assert_eq!(strip_terminator(b"a b\r\n"), b"a b");
+        assert_eq!(strip_terminator(b"a b\n"), b"a b");
+        assert_eq!(strip_terminator(b"a b"), b"a b");
+        assert_eq!(strip_terminator(b"a\r"), b"a\r");
+        assert_eq!(strip_terminator(b"\n"), b"");
+    }
+
+    #[test]
+    fn outbox_resolves_arena_and_shared_payloads_in_order() {
+        let mut out = Outbox::new();
+        let shared: Arc<[u8]> = Arc::from(&b"alice bob\n"[..]);
+        out.send(ClientId(1), b"one\n");
+        out.send_shared(ClientId(2), &shared);
+        out.send_with(ClientId(3), |buf| buf.extend_from_slice(b"three\n"));
+        out.close(ClientId(1));
+        assert_eq!(
+            out.take(),
+            vec![
+                Effect::Send(ClientId(1), b"one\n".to_vec()),
+                Effect::Send(ClientId(2), b"alice bob\n".to_vec()),
+                Effect::Send(ClientId(3), b"three\n".to_vec()),
+                Effect::Close(ClientId(1)),
+            ]
+        );
+        assert!(out.is_empty());
+    }
+}

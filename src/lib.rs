@@ -1,0 +1,36 @@
+//! `nonblocking`: a TCP line server built around one hand-written,
+//! single-threaded, readiness-based event loop.
+//!
+//! The architecture in one picture:
+//!
+//! ```text
+//!   sockets ──► reactor (mio Poll, Slab<Conn>) ──► framing ──► Handler::on_* ──► Outbox
+//!      ▲                                                                           │
+//!      └──────────── OutBuf (queued bytes, partial writes) ◄──── Actions ◄─────────┘
+//! ```
+//!
+//! The reactor owns every socket; handlers own the meaning of the bytes and do
+//! no I/O; [`handlers::Action`]s are the seam between them. The same handlers
+//! run under [`threaded`], a thread-per-connection server kept for comparison.
+//!
+//! Modules:
+//! - [`config`]: the server command line and its SPEC defaults.
+//! - [`status`]: the exact text of every status and diagnostic line.
+//! - [`framing`]: bytes to lines, `\r\n`, `--max-line`, the EOF tail.
+//! - [`outbuf`]: a connection's queued output, partial and vectored writes.
+//! - [`reactor`]: the mio event loop.
+//! - [`threaded`]: one OS thread per connection, same handlers.
+//! - [`handlers`]: the handler trait and the five protocols.
+//! - [`app`]: what both server binaries do around their loop (bind, exit codes, the log).
+//! - [`net`], [`fsutil`]: socket set-up, atomic file writes.
+
+pub mod app;
+pub mod config;
+pub mod framing;
+pub mod fsutil;
+pub mod handlers;
+pub mod net;
+pub mod outbuf;
+pub mod reactor;
+pub mod status;
+pub mod threaded;
