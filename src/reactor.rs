@@ -18,7 +18,8 @@
 //! `WouldBlock`, or the connection is put on a list to be resumed without an
 //! event.
 
-use std::collections::{HashMap, VecDeque};
+use std::cmp::Reverse;
+use std::collections::{BinaryHeap, HashMap, VecDeque};
 use std::io::{self, Read, Write};
 use std::net::Shutdown;
 use std::ops::ControlFlow;
@@ -174,10 +175,14 @@ struct Reactor {
     dirty: Vec<usize>,
     /// Connections marked dead, removed at the end of this pass.
     dead: Vec<usize>,
-    /// Idle-flush deadlines in time order (all are `now + IDLE_FLUSH`).
-    idle_queue: VecDeque<(Instant, usize, ClientId)>,
-    /// Linger deadlines in time order.
-    linger_queue: VecDeque<(Instant, usize, ClientId)>,
+    /// Idle-flush deadlines, earliest first. At most one entry per
+    /// connection: a later deadline is pushed again when the entry pops.
+    idle_queue: BinaryHeap<Reverse<(Instant, usize, ClientId)>>,
+    /// Linger deadlines, earliest first.
+    linger_queue: BinaryHeap<Reverse<(Instant, usize, ClientId)>>,
+    /// The connection whose input is being handled, so a reply to it skips
+    /// the id lookup.
+    current: Option<(ClientId, usize)>,
     /// When to try `accept` again after descriptor exhaustion.
     accept_retry_at: Option<Instant>,
     /// Descriptor exhaustion was reported and not yet recovered from.
@@ -233,8 +238,9 @@ impl Reactor {
             ready: VecDeque::new(),
             dirty: Vec::new(),
             dead: Vec::new(),
-            idle_queue: VecDeque::new(),
-            linger_queue: VecDeque::new(),
+            idle_queue: BinaryHeap::new(),
+            linger_queue: BinaryHeap::new(),
+            current: None,
             accept_retry_at: None,
             fd_exhausted: false,
             start,
@@ -288,8 +294,8 @@ impl Reactor {
         };
         [
             self.next_report,
-            self.idle_queue.front().map(|e| e.0),
-            self.linger_queue.front().map(|e| e.0),
+            self.idle_queue.peek().map(|e| e.0.0),
+            self.linger_queue.peek().map(|e| e.0.0),
             self.accept_retry_at,
             phase_end,
         ]
@@ -474,7 +480,11 @@ impl Reactor {
             } else {
                 self.flush_partial(key);
             }
-            self.client_gone(key);
+            // Every client is going: telling the handler one by one would
+            // only make presence broadcast lists nobody needs any more.
+            if let Some(conn) = self.conns.get_mut(key) {
+                conn.handler_knows = false;
+            }
             self.start_closing(key);
         }
         if cut_clients > 0 {
@@ -560,6 +570,7 @@ impl Reactor {
     fn handle_input(&mut self, key: usize, n: usize) {
         let conn = &mut self.conns[key];
         let id = conn.id;
+        self.current = Some((id, key));
         let handler = &mut *self.handler;
         let outbox = &mut self.outbox;
         let data = &self.scratch[..n];
@@ -585,7 +596,7 @@ impl Reactor {
                 if idle_flush && conn.framer.has_partial() {
                     let deadline = Instant::now() + IDLE_FLUSH;
                     if conn.idle_deadline.is_none() {
-                        self.idle_queue.push_back((deadline, key, id));
+                        self.idle_queue.push(Reverse((deadline, key, id)));
                     }
                     conn.idle_deadline = Some(deadline);
                 } else {
@@ -595,6 +606,7 @@ impl Reactor {
             }
         };
         self.apply_actions();
+        self.current = None;
         if result.is_err() {
             let max = self.config.max_line_bytes;
             status::diag(format_args!(
@@ -719,7 +731,10 @@ impl Reactor {
 
     /// The slab key of a client that can still take output.
     fn live_key(&self, id: ClientId) -> Option<usize> {
-        let key = *self.keys.get(&id)?;
+        let key = match self.current {
+            Some((current, key)) if current == id => key,
+            _ => *self.keys.get(&id)?,
+        };
         match self.conns.get(key) {
             Some(conn)
                 if conn.id == id && matches!(conn.state, ConnState::Open | ConnState::Closing) =>
@@ -819,7 +834,7 @@ impl Reactor {
                     until = until.min(end);
                 }
                 conn.state = ConnState::Lingering { until };
-                self.linger_queue.push_back((until, key, conn.id));
+                self.linger_queue.push(Reverse((until, key, conn.id)));
                 self.discard_input(key);
             }
             _ => {}
@@ -868,11 +883,11 @@ impl Reactor {
             self.accept_retry_at = None;
             self.handle_accept();
         }
-        while let Some(&(due, key, id)) = self.idle_queue.front() {
+        while let Some(&Reverse((due, key, id))) = self.idle_queue.peek() {
             if due > now {
                 break;
             }
-            self.idle_queue.pop_front();
+            self.idle_queue.pop();
             let Some(conn) = self.conns.get_mut(key) else {
                 continue;
             };
@@ -884,15 +899,15 @@ impl Reactor {
                     self.flush_partial(key);
                     self.mark_dirty(key);
                 }
-                Some(later) => self.idle_queue.push_back((later, key, id)),
+                Some(later) => self.idle_queue.push(Reverse((later, key, id))),
                 None => {}
             }
         }
-        while let Some(&(due, key, id)) = self.linger_queue.front() {
+        while let Some(&Reverse((due, key, id))) = self.linger_queue.peek() {
             if due > now {
                 break;
             }
-            self.linger_queue.pop_front();
+            self.linger_queue.pop();
             if self.conns.get(key).is_some_and(|c| c.id == id) {
                 self.kill(key);
             }
