@@ -264,7 +264,9 @@ impl Reactor {
                 match event.token() {
                     LISTENER => self.handle_accept(),
                     SIGNALS => self.handle_signals(),
-                    Token(key) => self.handle_event(key, event.is_readable()),
+                    Token(key) => {
+                        self.handle_event(key, event.is_readable(), event.is_read_closed())
+                    }
                 }
             }
             self.handle_ready();
@@ -460,7 +462,7 @@ impl Reactor {
                 continue;
             }
             if conn.may_read() {
-                self.read_available(key, MAX_FINAL_READ_BYTES);
+                self.read_available(key, MAX_FINAL_READ_BYTES, Drain::ToEnd);
             }
             let Some(conn) = self.conns.get_mut(key) else {
                 continue;
@@ -498,7 +500,8 @@ impl Reactor {
 
     // ----- reading ---------------------------------------------------------
 
-    fn handle_event(&mut self, key: usize, readable: bool) {
+    /// `read_closed`: the event's hint that the peer's FIN has arrived.
+    fn handle_event(&mut self, key: usize, readable: bool, read_closed: bool) {
         let Some(conn) = self.conns.get(key) else {
             return; // sporadic event for a removed connection
         };
@@ -508,7 +511,12 @@ impl Reactor {
                 // Writable events and error hints are handled by trying the
                 // operation: a hint alone proves nothing (mio docs).
                 if conn.may_read() {
-                    self.read_available(key, MAX_READ_PER_WAKEUP_BYTES);
+                    let until = if read_closed || !cfg!(target_os = "linux") {
+                        Drain::ToEnd
+                    } else {
+                        Drain::ShortReadEnds
+                    };
+                    self.read_available(key, MAX_READ_PER_WAKEUP_BYTES, until);
                 }
                 self.mark_dirty(key);
             }
@@ -526,7 +534,7 @@ impl Reactor {
         for (key, id) in ready {
             match self.conns.get(key) {
                 Some(conn) if conn.id == id && conn.may_read() => {
-                    self.read_available(key, MAX_READ_PER_WAKEUP_BYTES);
+                    self.read_available(key, MAX_READ_PER_WAKEUP_BYTES, Drain::ToEnd);
                     self.mark_dirty(key);
                 }
                 _ => {}
@@ -534,9 +542,10 @@ impl Reactor {
         }
     }
 
-    /// Reads and handles input from `key` until `WouldBlock`, EOF, an error,
-    /// a pause, or `budget` bytes (then it goes on the ready list).
-    fn read_available(&mut self, key: usize, budget: usize) {
+    /// Reads and handles input from `key` until `WouldBlock` (or a short
+    /// read, see [`Drain`]), EOF, an error, a pause, or `budget` bytes (then
+    /// it goes on the ready list).
+    fn read_available(&mut self, key: usize, budget: usize, until: Drain) {
         let mut read_total = 0;
         loop {
             let conn = &mut self.conns[key];
@@ -555,6 +564,9 @@ impl Reactor {
                 Ok(n) => {
                     read_total += n;
                     self.handle_input(key, n);
+                    if until == Drain::ShortReadEnds && n < self.scratch.len() {
+                        return;
+                    }
                 }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
@@ -989,6 +1001,21 @@ impl Reactor {
             };
         }
     }
+}
+
+/// How far a read pass must go before it may stop.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Drain {
+    /// Until `WouldBlock` or EOF: no event will announce what is left.
+    ToEnd,
+    /// A read that returns less than asked for ends the pass. On Linux's
+    /// edge-triggered epoll this is safe and saves one `read` per wakeup
+    /// (nginx does the same): the short read emptied the socket, data that
+    /// arrives later raises a new edge, and a FIN that arrived before the
+    /// event was reported shows as `is_read_closed`, in which case the
+    /// caller asks for `ToEnd`. Elsewhere mio promises only the drain rule.
+    #[cfg_attr(not(target_os = "linux"), allow(dead_code))]
+    ShortReadEnds,
 }
 
 /// Errors that concern one incoming connection only: accept the next one
