@@ -473,8 +473,9 @@ impl Reactor {
             if cut {
                 let partial = match self.framing {
                     Framing::Lines { .. } => conn.framer.discard(),
-                    // A sink stream still open at the end of the drain is cut.
-                    Framing::Raw => true,
+                    // A sink stream still open at the end of the drain is cut;
+                    // a waiter that never had its turn sent us nothing yet.
+                    Framing::Raw => !conn.paused_by_handler,
                 };
                 if partial {
                     cut_clients += 1;
