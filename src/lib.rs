@@ -22,6 +22,7 @@
 //! - [`threaded`]: one OS thread per connection, same handlers.
 //! - [`handlers`]: the handler trait and the five protocols.
 //! - [`app`]: what both server binaries do around their loop (bind, exit codes, the log).
+//! - [`journal`]: the ledger's append-only journal (`--journal`).
 //! - [`net`], [`fsutil`]: socket set-up, atomic file writes.
 
 pub mod app;
@@ -29,6 +30,7 @@ pub mod config;
 pub mod framing;
 pub mod fsutil;
 pub mod handlers;
+pub mod journal;
 pub mod net;
 pub mod outbuf;
 pub mod reactor;

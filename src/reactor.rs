@@ -37,6 +37,7 @@ use crate::handlers::{
     Action, ClientId, Finish, Framing, Handler, Outbox, Payload, ServerStats, ShutdownPolicy,
     SlowPolicy,
 };
+use crate::journal::Journal;
 use crate::outbuf::{Flushed, OutBuf};
 use crate::status::{self, Status};
 
@@ -136,17 +137,23 @@ enum Phase {
 /// Prints the `Listening on` line once signals are being caught, so a test
 /// that signals right after reading it cannot kill the process by default.
 ///
+/// With a `journal`, what the handler applied in one loop pass is made
+/// durable (one write, one fsync) before any client is closed in that pass.
+///
 /// # Errors
-/// Only set-up failures (poll, signal or listener registration) and a
-/// failing `poll`; anything that goes wrong with one client closes only that
-/// client.
+/// Only set-up failures (poll, signal or listener registration), a failing
+/// `poll`, and a journal that cannot be written (acknowledging what is not
+/// durable would break the journal's promise); anything that goes wrong
+/// with one client closes only that client.
 pub fn run(
     listener: std::net::TcpListener,
     config: ServerConfig,
     handler: Box<dyn Handler>,
     status: Status,
+    journal: Option<Journal>,
 ) -> io::Result<Finish> {
     let mut reactor = Reactor::new(listener, config, handler, status)?;
+    reactor.journal = journal;
     reactor.run()
 }
 
@@ -192,6 +199,10 @@ struct Reactor {
     start: Instant,
     phase: Phase,
     stats: ServerStats,
+    /// The ledger's journal (`--journal`), synced once per loop pass.
+    journal: Option<Journal>,
+    /// Records taken from the handler, reused between passes.
+    journal_buf: Vec<u8>,
     /// Raw fd 1, for the sink's bytes (no line buffering).
     stdout: std::mem::ManuallyDrop<std::fs::File>,
 }
@@ -246,6 +257,8 @@ impl Reactor {
             start,
             phase: Phase::Running,
             stats: ServerStats::default(),
+            journal: None,
+            journal_buf: Vec::new(),
             stdout,
         })
     }
@@ -271,13 +284,27 @@ impl Reactor {
             }
             self.handle_ready();
             self.handle_timers(Instant::now());
+            // Before any FIN goes out in flush_dirty: a client that sees us
+            // close after its EOF may rely on all it sent being durable.
+            self.sync_journal()?;
             self.flush_dirty();
             self.reap();
             if self.finished() {
                 break;
             }
         }
+        self.sync_journal()?;
         Ok(self.handler.finish(&self.stats))
+    }
+
+    fn sync_journal(&mut self) -> io::Result<()> {
+        let Some(journal) = &mut self.journal else {
+            return Ok(());
+        };
+        self.handler.take_journal(&mut self.journal_buf);
+        let result = journal.append(&self.journal_buf);
+        self.journal_buf.clear();
+        result.map_err(|e| io::Error::new(e.kind(), format!("journal: {e}")))
     }
 
     fn finished(&self) -> bool {
