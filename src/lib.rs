@@ -23,7 +23,9 @@
 //! - [`handlers`]: the handler trait and the five protocols.
 //! - [`app`]: what both server binaries do around their loop (bind, exit codes, the log).
 //! - [`net`], [`fsutil`]: socket set-up, atomic file writes.
+//! - [`addr`]: the clients' `ADDR` (`HOST:PORT`, `[V6ADDR]:PORT`, bare `PORT`).
 
+pub mod addr;
 pub mod app;
 pub mod config;
 pub mod framing;
