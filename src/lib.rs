@@ -24,9 +24,11 @@
 //! - [`app`]: what both server binaries do around their loop (bind, exit codes, the log).
 //! - [`net`], [`fsutil`]: socket set-up, atomic file writes.
 //! - [`addr`]: the clients' `ADDR` (`HOST:PORT`, `[V6ADDR]:PORT`, bare `PORT`).
+//! - [`client`]: the `nonblocking-client` subcommands.
 
 pub mod addr;
 pub mod app;
+pub mod client;
 pub mod config;
 pub mod framing;
 pub mod fsutil;
