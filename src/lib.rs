@@ -24,8 +24,12 @@
 //! - [`app`]: what both server binaries do around their loop (bind, exit codes, the log).
 //! - [`journal`]: the ledger's append-only journal (`--journal`).
 //! - [`net`], [`fsutil`]: socket set-up, atomic file writes.
+//! - [`addr`]: the clients' `ADDR` (`HOST:PORT`, `[V6ADDR]:PORT`, bare `PORT`).
+//! - [`client`]: the `nonblocking-client` subcommands.
 
+pub mod addr;
 pub mod app;
+pub mod client;
 pub mod config;
 pub mod framing;
 pub mod fsutil;
