@@ -14,6 +14,7 @@
 //! run under [`threaded`], a thread-per-connection server kept for comparison.
 //!
 //! Modules:
+//! - [`cli`]: argument parsing shared by every binary (usage errors exit 2).
 //! - [`config`]: the server command line and its SPEC defaults.
 //! - [`status`]: the exact text of every status and diagnostic line.
 //! - [`framing`]: bytes to lines, `\r\n`, `--max-line`, the EOF tail.
@@ -29,6 +30,7 @@
 
 pub mod addr;
 pub mod app;
+pub mod cli;
 pub mod client;
 pub mod config;
 pub mod framing;

@@ -3,8 +3,7 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use clap::error::{ContextKind, ContextValue};
-use clap::{CommandFactory, Parser, Subcommand};
+use clap::{Parser, Subcommand};
 use nonblocking::addr::Target;
 use nonblocking::client;
 
@@ -77,24 +76,8 @@ enum Command {
 /// `Cli::parse()`, except that an invalid value (a bad ADDR) also shows
 /// the usage line: clap adds it for missing or unknown arguments only, and
 /// SPEC wants one on every usage error.
-fn parse_args() -> Cli {
-    Cli::try_parse().unwrap_or_else(|mut e| {
-        if e.exit_code() == 2 && e.get(ContextKind::Usage).is_none() {
-            let mut cmd = Cli::command();
-            cmd.build();
-            let sub = std::env::args_os().nth(1).unwrap_or_default();
-            let usage = match cmd.find_subcommand(sub) {
-                Some(sub) => sub.clone().render_usage(),
-                None => cmd.render_usage(),
-            };
-            e.insert(ContextKind::Usage, ContextValue::StyledStr(usage));
-        }
-        e.exit()
-    })
-}
-
 fn main() -> ExitCode {
-    let cli = parse_args();
+    let cli: Cli = nonblocking::cli::parse_or_exit();
     let result = match &cli.command {
         Command::Ledger { addr, file } => client::run_ledger(addr, file),
         Command::Presence { addr, name } => client::run_presence(addr, name),
