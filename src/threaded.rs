@@ -13,6 +13,7 @@ pub fn run(
     _config: ServerConfig,
     _handler: Box<dyn Handler>,
     _status: Status,
+    _journal: Option<crate::journal::Journal>,
 ) -> io::Result<Finish> {
     Err(io::Error::other("threaded-server is not built yet"))
 }

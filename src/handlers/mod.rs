@@ -255,6 +255,15 @@ pub trait Handler: Send {
     fn on_disconnect(&mut self, _id: ClientId, _out: &mut Outbox) {}
     /// SIGINT/SIGTERM arrived; the listener is closed.
     fn on_shutdown(&mut self, _out: &mut Outbox) {}
+    /// Appends to `into`, as whole lines, a record of everything applied
+    /// since the last call (the ledger's `--journal`). The server makes them
+    /// durable before it closes any client that sent them.
+    fn take_journal(&mut self, _into: &mut Vec<u8>) {}
+    /// Re-applies one journal record (without its newline) at start.
+    /// Returns whether the record was understood.
+    fn replay(&mut self, _record: &[u8]) -> bool {
+        false
+    }
     /// The server is about to exit: the ledger's log and summary line.
     fn finish(&mut self, _stats: &ServerStats) -> Finish {
         Finish::default()
