@@ -270,7 +270,7 @@ fn never_reading_client_is_dropped(kind: Kind) {
     let mut id = READERS as u64 + 2;
     let mut dropped = false;
     for i in 0..20_000 {
-        let name = format!("churn{i:05}yyyyyyyyyyy");
+        let name = format!("churn{i:05}yyyyyyyyyy");
         let mut c = s.connect();
         c.send(format!("{name}\n").as_bytes());
         let first = c.line_string();
@@ -283,6 +283,7 @@ fn never_reading_client_is_dropped(kind: Kind) {
         s.wait_disconnected(id);
         id += 1;
         if s.seen_status(|l| l.starts_with("Client 1 disconnected.")) {
+            eprintln!("the slow client was dropped after {} churns", i + 1);
             dropped = true;
             break;
         }
