@@ -10,6 +10,7 @@
 mod common;
 
 use std::collections::BTreeSet;
+use std::io::BufRead;
 use std::net::{SocketAddr, TcpStream};
 use std::os::fd::FromRawFd;
 use std::sync::mpsc;
@@ -165,7 +166,7 @@ fn two_hundred_join_then_leave(kind: Kind) {
     let mut order: Vec<usize> = (0..N).step_by(2).collect();
     order.extend((1..N).step_by(2).rev());
     let mut slots: Vec<Option<(String, Conn)>> = joined.into_iter().map(Some).collect();
-    for i in order {
+    for &i in &order {
         let (name, c) = slots[i].take().unwrap();
         drop(c);
         names.remove(&name);
@@ -177,8 +178,38 @@ fn two_hundred_join_then_leave(kind: Kind) {
             c.expect_line(&want);
         }
     }
-    // The last to leave was the second to join.
-    s.wait_status_eq("Client 2 disconnected. Number of connected clients = 0");
+    s.wait_status("the count back to 0", |l| {
+        l.starts_with("Client ") && l.ends_with(" disconnected. Number of connected clients = 0")
+    });
+    // Each leave was broadcast (so the server had handled it) before the next
+    // client left: the status lines follow that order, with counts to match.
+    let want: Vec<String> = order
+        .iter()
+        .enumerate()
+        .map(|(k, i)| {
+            format!(
+                "Client {} disconnected. Number of connected clients = {}",
+                i + 1,
+                N - 1 - k
+            )
+        })
+        .collect();
+    let got: Vec<String> = s
+        .status_lines()
+        .iter()
+        .filter(|l| l.contains(" disconnected. "))
+        .cloned()
+        .collect();
+    if got != want {
+        let first = got.iter().zip(&want).position(|(g, w)| g != w);
+        panic!(
+            "disconnect status lines are not in the order the clients left \
+             (first difference at #{first:?}: got {:?}, want {:?})\n{}",
+            first.map(|k| &got[k]),
+            first.map(|k| &want[k]),
+            s.transcript()
+        );
+    }
     s.stop(SIGINT);
 }
 
@@ -224,6 +255,13 @@ fn connect_small_rcvbuf(addr: SocketAddr) -> TcpStream {
     }
 }
 
+/// What a reader thread saw.
+enum Seen {
+    Line,
+    Sentinel(String, String),
+    Failed(String),
+}
+
 fn never_reading_client_is_dropped(kind: Kind) {
     const READERS: usize = 40;
     let mut s = start_presence(kind, &["--max-pending", "65536"]);
@@ -247,25 +285,58 @@ fn never_reading_client_is_dropped(kind: Kind) {
         conns.push((name, c));
     }
     // Each reader drains its socket in a thread, checks every list it gets
-    // names itself, and reports the line that names the sentinel.
+    // names itself, and reports each line; the churn below waits for every
+    // reader to have read each list before going on, so a reader is never
+    // more than two lists behind and only the client that never reads can
+    // pass --max-pending.
     let (tx, rx) = mpsc::channel();
     let mut threads = Vec::new();
     for (name, mut c) in conns {
         let tx = tx.clone();
         threads.push(thread::spawn(move || {
             loop {
-                let line = c.line_string();
-                assert!(
-                    line.split_whitespace().any(|n| n == name),
-                    "{name} got a list without itself: {line:?}"
-                );
+                let mut line = Vec::new();
+                match c.reader.read_until(b'\n', &mut line) {
+                    Ok(_) if line.ends_with(b"\n") => {}
+                    other => {
+                        let _ = tx.send(Seen::Failed(format!(
+                            "{name}: read {other:?}, got {:?}",
+                            show(&line)
+                        )));
+                        return;
+                    }
+                }
+                let line = String::from_utf8_lossy(&line).into_owned();
+                if !line.split_whitespace().any(|n| n == name) {
+                    let _ = tx.send(Seen::Failed(format!(
+                        "{name} got a list without itself: {line:?}"
+                    )));
+                    return;
+                }
                 if line.contains("zzsentinel") {
-                    tx.send((name, line)).unwrap();
-                    return c;
+                    let _ = tx.send(Seen::Sentinel(name, line));
+                    return;
+                }
+                if tx.send(Seen::Line).is_err() {
+                    return;
                 }
             }
         }));
     }
+    let mut lines_read = 0;
+    let mut wait_lines = |s: &Server, want: usize| {
+        while lines_read < want {
+            match rx.recv_timeout(TIMEOUT) {
+                Ok(Seen::Line) => lines_read += 1,
+                Ok(Seen::Failed(why)) => panic!("a reader failed: {why}\n{}", s.transcript()),
+                Ok(Seen::Sentinel(name, line)) => panic!("{name}: early {line:?}"),
+                Err(e) => panic!(
+                    "readers got {lines_read} of {want} lists: {e}\n{}",
+                    s.transcript()
+                ),
+            }
+        }
+    };
     // Churn until the server gives up on the client that never reads.
     let mut id = READERS as u64 + 2;
     let mut dropped = false;
@@ -280,6 +351,8 @@ fn never_reading_client_is_dropped(kind: Kind) {
             "churner got {first:?}"
         );
         drop(c);
+        // Its join and its leave: two lists for every reader.
+        wait_lines(&s, 2 * READERS * (i + 1));
         s.wait_disconnected(id);
         id += 1;
         if s.seen_status(|l| l.starts_with("Client 1 disconnected.")) {
@@ -303,11 +376,17 @@ fn never_reading_client_is_dropped(kind: Kind) {
     let mut sentinel = s.connect_as(id);
     sentinel.send(b"zzsentinel\n");
     assert_eq!(sentinel.line_string(), want);
-    for _ in 0..READERS {
-        let (name, line) = rx
-            .recv_timeout(TIMEOUT)
-            .expect("a reader got no sentinel list");
-        assert_eq!(line, want, "{name}'s list after the drop");
+    let mut sentinels = 0;
+    while sentinels < READERS {
+        match rx.recv_timeout(TIMEOUT) {
+            Ok(Seen::Line) => {}
+            Ok(Seen::Sentinel(name, line)) => {
+                assert_eq!(line, want, "{name}'s list after the drop");
+                sentinels += 1;
+            }
+            Ok(Seen::Failed(why)) => panic!("a reader failed: {why}"),
+            Err(e) => panic!("{sentinels} of {READERS} readers got the sentinel list: {e}"),
+        }
     }
     for t in threads {
         t.join().expect("a reader failed");
