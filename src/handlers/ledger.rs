@@ -98,6 +98,9 @@ pub struct Ledger {
     accounts: HashMap<Box<str>, Decimal>,
     applied: u64,
     discarded: u64,
+    /// With `--journal`: records of the transactions applied since the
+    /// server last took them (see [`Handler::take_journal`]).
+    journal: Option<Vec<u8>>,
 }
 
 impl Ledger {
@@ -107,7 +110,15 @@ impl Ledger {
             accounts: HashMap::new(),
             applied: 0,
             discarded: 0,
+            journal: None,
         }
+    }
+
+    /// Keeps a record of every applied transaction for the server's
+    /// journal (`--journal`).
+    pub fn with_journal(mut self) -> Self {
+        self.journal = Some(Vec::new());
+        self
     }
 
     /// Transactions applied so far.
@@ -133,7 +144,15 @@ impl Ledger {
             Line::Tx(tx) => self.apply(tx),
         };
         match outcome {
-            Outcome::Applied => self.applied += 1,
+            Outcome::Applied => {
+                self.applied += 1;
+                if let Some(journal) = &mut self.journal {
+                    // The line itself is the record: replay parses it the
+                    // same way, so it applies exactly as it did here.
+                    journal.extend_from_slice(line);
+                    journal.push(b'\n');
+                }
+            }
             Outcome::Discarded => self.discarded += 1,
             Outcome::Skipped => {}
         }
@@ -196,6 +215,25 @@ impl Handler for Ledger {
     fn on_message(&mut self, _id: ClientId, msg: &[u8], _out: &mut Outbox) {
         // The ledger answers nothing, not even to a discarded line.
         self.apply_line(strip_terminator(msg));
+    }
+
+    fn take_journal(&mut self, into: &mut Vec<u8>) {
+        if let Some(journal) = &mut self.journal {
+            into.extend_from_slice(journal);
+            journal.clear();
+        }
+    }
+
+    fn replay(&mut self, record: &[u8]) -> bool {
+        // A replayed transaction was applied (and counted) in an earlier
+        // run: it changes balances only, not this run's counts or journal.
+        match parse_line(record) {
+            Line::Tx(tx) => {
+                self.apply(tx);
+                true
+            }
+            Line::Blank | Line::Invalid => false,
+        }
     }
 
     fn finish(&mut self, stats: &ServerStats) -> Finish {
@@ -394,6 +432,54 @@ fn push_cents(out: &mut Vec<u8>, cents: i128) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn journal_records_applied_lines_only_and_replays_to_the_same_balances() {
+        let mut ledger = Ledger::new(PathBuf::from("log.txt")).with_journal();
+        let mut out = Outbox::new();
+        for line in [
+            &b"Marc credit $2\n"[..],
+            b"bad line\n",
+            b"Marc debit 1.5\r\n",
+            b"\n",
+            b"Ann credit 7",
+        ] {
+            ledger.on_message(ClientId(1), line, &mut out);
+        }
+        let mut records = Vec::new();
+        ledger.take_journal(&mut records);
+        assert_eq!(records, b"Marc credit $2\nMarc debit 1.5\nAnn credit 7\n");
+        let mut again = Vec::new();
+        ledger.take_journal(&mut again);
+        assert!(again.is_empty(), "records are handed over once");
+
+        let mut restarted = Ledger::new(PathBuf::from("log.txt")).with_journal();
+        for record in records.split(|&b| b == b'\n').filter(|r| !r.is_empty()) {
+            assert!(restarted.replay(record));
+        }
+        assert_eq!(restarted.render_log(), ledger.render_log());
+        assert_eq!(
+            restarted.applied(),
+            0,
+            "replayed transactions belong to an earlier run"
+        );
+        let mut none = Vec::new();
+        restarted.take_journal(&mut none);
+        assert!(
+            none.is_empty(),
+            "replaying must not journal the records a second time"
+        );
+        assert!(!restarted.replay(b"not a transaction"));
+    }
+
+    #[test]
+    fn without_a_journal_nothing_is_recorded() {
+        let mut ledger = Ledger::new(PathBuf::from("log.txt"));
+        ledger.on_message(ClientId(1), b"Marc credit 2\n", &mut Outbox::new());
+        let mut records = Vec::new();
+        ledger.take_journal(&mut records);
+        assert!(records.is_empty());
+    }
     use proptest::prelude::*;
     use std::collections::BTreeMap;
     use std::str::FromStr;
