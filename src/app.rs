@@ -6,8 +6,6 @@ use std::io;
 use std::path::Path;
 use std::process::ExitCode;
 
-use clap::Parser;
-
 use crate::config::{HandlerKind, ServerArgs, ServerConfig};
 use crate::handlers::Handler;
 use crate::journal::Journal;
@@ -28,7 +26,7 @@ pub enum Model {
 /// Exit status: 0 after a clean shutdown, 1 when the address cannot be
 /// bound or the log cannot be written, 2 on a usage error (clap).
 pub fn server_main(model: Model) -> ExitCode {
-    let args = ServerArgs::parse();
+    let args: ServerArgs = crate::cli::parse_or_exit();
     let config = ServerConfig::from(args);
     let listener = match net::bind_listener(config.addr) {
         Ok(listener) => listener,

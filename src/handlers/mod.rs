@@ -282,7 +282,13 @@ pub fn strip_terminator(msg: &[u8]) -> &[u8] {
 /// The handler `--handler` names, configured from the command line.
 pub fn build(config: &ServerConfig) -> Box<dyn Handler> {
     match config.handler {
-        HandlerKind::Ledger => Box::new(ledger::Ledger::new(config.log.clone())),
+        HandlerKind::Ledger => {
+            let ledger = ledger::Ledger::new(config.log.clone());
+            match config.journal {
+                Some(_) => Box::new(ledger.with_journal()),
+                None => Box::new(ledger),
+            }
+        }
         HandlerKind::Echo => Box::new(echo::Echo::new(config.upper)),
         HandlerKind::Presence => Box::new(presence::Presence::new()),
         HandlerKind::Sink => Box::new(sink::Sink::new()),
