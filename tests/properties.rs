@@ -92,8 +92,12 @@ proptest! {
     }
 
     #[test]
-    fn ledger_random_lines(events in events(harness::LEDGER_VOCAB), cut in 0u64..3) {
-        harness::check_ledger(&events, cut);
+    fn ledger_random_lines(
+        events in events(harness::LEDGER_VOCAB),
+        cut in 0u64..3,
+        journal in any::<bool>(),
+    ) {
+        harness::check_ledger(&events, cut, journal);
     }
 
     #[test]
@@ -102,5 +106,6 @@ proptest! {
         harness::check_queue(usize::from(input.first().copied().unwrap_or(0) % 5),
             &harness::events_from_bytes(&input, harness::QUEUE_VOCAB));
         harness::check_sink(&harness::events_from_bytes(&input, &[]));
+        harness::check_ledger(&harness::events_from_bytes(&input, harness::LEDGER_VOCAB), 0, true);
     }
 }

@@ -122,6 +122,9 @@ fn content_len(line: &[u8]) -> usize {
 
 /// Whether bytes with no `\n` may still become a line of at most
 /// `max_line`: one byte over is allowed if it is a `\r` (the start of `\r\n`).
+/// Also used for the tail `flush` hands out, where that one byte is a known
+/// finding (`tests/fuzz_regressions.rs`), tolerated so the fuzzer looks for
+/// anything else.
 fn unfinished_fits(partial: &[u8], max_line: usize) -> bool {
     partial.len() <= max_line || (partial.len() == max_line + 1 && partial.last() == Some(&b'\r'))
 }
@@ -404,7 +407,14 @@ fn is_name_list(bytes: &[u8]) -> bool {
 // queue
 
 pub const QUEUE_VOCAB: &[&[u8]] = &[
-    b"put ", b"PUT ", b"peek", b"pop", b"size", b" Pop\r\n", b"put\t", b"size ",
+    b"put ",
+    b"PUT ",
+    b"peek",
+    b"pop",
+    b"size",
+    b" Pop\r\n",
+    b"put\t",
+    b"size ",
 ];
 
 /// The queue against a model of SPEC: one bounded FIFO shared by everyone,
@@ -612,15 +622,25 @@ pub const LEDGER_VOCAB: &[&[u8]] = &[
 
 /// The ledger, whatever it is sent: it sends nothing; its log is one line
 /// per account, `NAME $-?DIGITS.DD\n`, in strictly increasing byte order of
-/// NAME, never `$-0.00`; its summary line counts what it was given; and its
-/// journal (if it keeps one), replayed into a fresh ledger, gives the same
-/// log.
-pub fn check_ledger(events: &[Event], cut: u64) {
+/// NAME, never `$-0.00`; its summary line counts what it was given. With
+/// `journal` (`--journal`) it journals one record per applied transaction,
+/// and those records, replayed into a fresh ledger, give the same log and
+/// are not journaled again (a restart must not apply them twice); without
+/// it, it journals nothing.
+pub fn check_ledger(events: &[Event], cut: u64, journal: bool) {
     let path = PathBuf::from("fuzz-ledger-log.txt");
-    let mut ledger = Ledger::new(path.clone());
+    let fresh = || {
+        let ledger = Ledger::new(path.clone());
+        if journal {
+            ledger.with_journal()
+        } else {
+            ledger
+        }
+    };
+    let mut ledger = fresh();
     let mut out = Outbox::new();
     let mut clients = Clients::default();
-    let mut journal = Vec::new();
+    let mut records = Vec::new();
     let mut lines = 0u64;
     for event in events {
         match event {
@@ -645,7 +665,7 @@ pub fn check_ledger(events: &[Event], cut: u64) {
             Event::Shutdown => ledger.on_shutdown(&mut out),
         }
         assert_eq!(out.take(), vec![], "the ledger answered {event:?}");
-        ledger.take_journal(&mut journal);
+        ledger.take_journal(&mut records);
     }
     let finish = ledger.finish(&ServerStats {
         cut_partial_lines: cut,
@@ -654,26 +674,44 @@ pub fn check_ledger(events: &[Event], cut: u64) {
     check_ledger_log(log);
 
     let summary = finish.status.last().expect("a summary status line");
-    let counts = parse_summary(summary).unwrap_or_else(|| panic!("summary {summary:?}"));
-    assert_eq!(counts.2, cut, "{summary:?}");
+    let (applied, discarded, cut_seen) =
+        parse_summary(summary).unwrap_or_else(|| panic!("summary {summary:?}"));
+    assert_eq!(cut_seen, cut, "{summary:?}");
     assert!(
-        counts.0 + counts.1 <= lines,
+        applied + discarded <= lines,
         "{summary:?} counts more than the {lines} lines sent"
     );
 
-    // A ledger that journals nothing (no `--journal` support) is not held
-    // to replay; one that journals anything must journal everything.
-    if journal.is_empty() {
+    if !journal {
+        assert!(records.is_empty(), "journaled without --journal");
         return;
     }
-    assert!(journal.ends_with(b"\n"), "torn journal");
-    let mut replayed = Ledger::new(path.clone());
-    for record in journal.split(|&b| b == b'\n').filter(|r| !r.is_empty()) {
-        assert!(replayed.replay(record), "journal record {record:?} refused");
-    }
-    let again = replayed.finish(&ServerStats::default());
+    assert!(
+        records.is_empty() || records.ends_with(b"\n"),
+        "torn journal"
+    );
+    let records: Vec<&[u8]> = records
+        .split(|&b| b == b'\n')
+        .filter(|r| !r.is_empty())
+        .collect();
     assert_eq!(
-        ledger_log(&again.files, &path),
+        records.len() as u64,
+        applied,
+        "one journal record per applied transaction"
+    );
+    let mut restarted = fresh();
+    for record in &records {
+        assert!(
+            restarted.replay(record),
+            "journal record {record:?} refused"
+        );
+    }
+    let mut again = Vec::new();
+    restarted.take_journal(&mut again);
+    assert_eq!(again, b"", "replayed records were journaled again");
+    let finish = restarted.finish(&ServerStats::default());
+    assert_eq!(
+        ledger_log(&finish.files, &path),
         log,
         "replaying the journal gave another log"
     );
@@ -694,7 +732,9 @@ pub fn check_ledger_log(log: &[u8]) {
     assert!(log.is_empty() || log.ends_with(b"\n"), "log {log:?}");
     let mut names: Vec<&[u8]> = Vec::new();
     for line in log.split_inclusive(|&b| b == b'\n') {
-        let body = line.strip_suffix(b"\n").expect("every log line ends in \\n");
+        let body = line
+            .strip_suffix(b"\n")
+            .expect("every log line ends in \\n");
         let at = body
             .iter()
             .rposition(|&b| b == b' ')
