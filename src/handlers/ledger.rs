@@ -1072,7 +1072,9 @@ zackary credit $33.99\na credit $500.55\na debit $500.22\n";
                 })
                 .unwrap();
         }
-        framer.flush(|tail| ledger.on_message(client, tail, &mut out));
+        framer
+            .flush(usize::MAX, |tail| ledger.on_message(client, tail, &mut out))
+            .unwrap();
         assert!(out.is_empty());
     }
 
