@@ -23,12 +23,14 @@
 //! - [`handlers`]: the handler trait and the five protocols.
 //! - [`app`]: what both server binaries do around their loop (bind, exit codes, the log).
 //! - [`net`], [`fsutil`]: socket set-up, atomic file writes.
+//! - [`loadgen`]: N concurrent clients against any server; throughput, latency, checks.
 
 pub mod app;
 pub mod config;
 pub mod framing;
 pub mod fsutil;
 pub mod handlers;
+pub mod loadgen;
 pub mod net;
 pub mod outbuf;
 pub mod reactor;
