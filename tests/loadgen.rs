@@ -90,8 +90,8 @@ fn field<'a>(json: &'a str, key: &str) -> &'a str {
         .unwrap_or_else(|| panic!("no {key} in {json}"))
         + pat.len();
     let rest = &json[start..];
-    let end = if rest.starts_with('"') {
-        1 + rest[1..].find('"').expect("closing quote") + 1
+    let end = if let Some(quoted) = rest.strip_prefix('"') {
+        1 + quoted.find('"').expect("closing quote") + 1
     } else {
         rest.find([',', '}']).expect("end of value")
     };
