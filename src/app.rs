@@ -2,11 +2,13 @@
 //! bind, run the chosen model, write the handler's files, print its summary,
 //! pick the exit status.
 
+use std::io;
+use std::path::Path;
 use std::process::ExitCode;
 
-use clap::Parser;
-
 use crate::config::{HandlerKind, ServerArgs, ServerConfig};
+use crate::handlers::Handler;
+use crate::journal::Journal;
 use crate::status::{self, Status};
 use crate::{fsutil, handlers, net, reactor, threaded};
 
@@ -24,7 +26,7 @@ pub enum Model {
 /// Exit status: 0 after a clean shutdown, 1 when the address cannot be
 /// bound or the log cannot be written, 2 on a usage error (clap).
 pub fn server_main(model: Model) -> ExitCode {
-    let args = ServerArgs::parse();
+    let args: ServerArgs = crate::cli::parse_or_exit();
     let config = ServerConfig::from(args);
     let listener = match net::bind_listener(config.addr) {
         Ok(listener) => listener,
@@ -38,10 +40,29 @@ pub fn server_main(model: Model) -> ExitCode {
         }
     };
     let status = Status::new(config.handler == HandlerKind::Sink);
-    let handler = handlers::build(&config);
+    let mut handler = handlers::build(&config);
+    let journal = match &config.journal {
+        None => None,
+        Some(_) if config.handler != HandlerKind::Ledger => {
+            eprintln!("error: --journal applies to --handler ledger only");
+            eprintln!("Usage: see --help");
+            return ExitCode::from(2);
+        }
+        Some(path) => match open_journal(path, &mut *handler) {
+            Ok(journal) => Some(journal),
+            Err(e) => {
+                status::diag(format_args!(
+                    "error: cannot open journal {}: {}",
+                    path.display(),
+                    net::os_reason(&e)
+                ));
+                return ExitCode::from(1);
+            }
+        },
+    };
     let result = match model {
-        Model::Reactor => reactor::run(listener, config, handler, status),
-        Model::Threaded => threaded::run(listener, config, handler, status),
+        Model::Reactor => reactor::run(listener, config, handler, status, journal),
+        Model::Threaded => threaded::run(listener, config, handler, status, journal),
     };
     let finish = match result {
         Ok(finish) => finish,
@@ -65,4 +86,34 @@ pub fn server_main(model: Model) -> ExitCode {
         status.line(format_args!("{line}"));
     }
     code
+}
+
+/// Opens the journal and replays it into `handler` (diagnostics on stderr:
+/// the first status line must stay `Listening on ...`).
+fn open_journal(path: &Path, handler: &mut dyn Handler) -> io::Result<Journal> {
+    let mut unreadable = 0u64;
+    let (journal, replayed) = Journal::open(path, |record| {
+        if !handler.replay(record) {
+            unreadable += 1;
+        }
+    })?;
+    status::diag(format_args!(
+        "journal {}: replayed {} transactions",
+        path.display(),
+        replayed.records - unreadable
+    ));
+    if replayed.torn_bytes > 0 {
+        status::diag(format_args!(
+            "journal {}: cut off a torn last record ({} bytes, never acknowledged)",
+            path.display(),
+            replayed.torn_bytes
+        ));
+    }
+    if unreadable > 0 {
+        status::diag(format_args!(
+            "journal {}: {unreadable} records not understood, skipped",
+            path.display()
+        ));
+    }
+    Ok(journal)
 }

@@ -61,6 +61,11 @@ pub struct ServerArgs {
     #[arg(long, default_value = "log.txt", value_name = "PATH")]
     pub log: PathBuf,
 
+    /// ledger: append every applied transaction to PATH (batched fsync), replay it at start;
+    /// a client's connection is closed after its EOF only once all it sent is durable
+    #[arg(long, value_name = "PATH")]
+    pub journal: Option<PathBuf>,
+
     /// Print the client count every SECS seconds, measured from start (fractions allowed; 0 = off)
     #[arg(long, default_value = "60", value_parser = parse_secs, value_name = "SECS")]
     pub report_every: Duration,
@@ -114,6 +119,8 @@ pub struct ServerConfig {
     pub handler: HandlerKind,
     pub addr: SocketAddr,
     pub log: PathBuf,
+    /// The ledger's journal, if any.
+    pub journal: Option<PathBuf>,
     /// `None`: no periodic count (`--report-every 0`).
     pub report_every: Option<Duration>,
     pub max_line_bytes: usize,
@@ -138,6 +145,7 @@ impl From<ServerArgs> for ServerConfig {
             handler: args.handler,
             addr: SocketAddr::new(args.bind, args.port),
             log: args.log,
+            journal: args.journal,
             report_every: (!args.report_every.is_zero()).then_some(args.report_every),
             max_line_bytes: clamp(args.max_line),
             max_clients: clamp(args.max_clients),

@@ -14,6 +14,7 @@
 //! run under [`threaded`], a thread-per-connection server kept for comparison.
 //!
 //! Modules:
+//! - [`cli`]: argument parsing shared by every binary (usage errors exit 2).
 //! - [`config`]: the server command line and its SPEC defaults.
 //! - [`status`]: the exact text of every status and diagnostic line.
 //! - [`framing`]: bytes to lines, `\r\n`, `--max-line`, the EOF tail.
@@ -22,14 +23,21 @@
 //! - [`threaded`]: one OS thread per connection, same handlers.
 //! - [`handlers`]: the handler trait and the five protocols.
 //! - [`app`]: what both server binaries do around their loop (bind, exit codes, the log).
+//! - [`journal`]: the ledger's append-only journal (`--journal`).
 //! - [`net`], [`fsutil`]: socket set-up, atomic file writes.
+//! - [`addr`]: the clients' `ADDR` (`HOST:PORT`, `[V6ADDR]:PORT`, bare `PORT`).
+//! - [`client`]: the `nonblocking-client` subcommands.
 //! - [`loadgen`]: N concurrent clients against any server; throughput, latency, checks.
 
+pub mod addr;
 pub mod app;
+pub mod cli;
+pub mod client;
 pub mod config;
 pub mod framing;
 pub mod fsutil;
 pub mod handlers;
+pub mod journal;
 pub mod loadgen;
 pub mod net;
 pub mod outbuf;

@@ -44,3 +44,113 @@ pub fn push_upper(buf: &mut Vec<u8>, msg: &[u8]) {
         _ => buf.extend(msg.iter().map(u8::to_ascii_uppercase)),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::handlers::Effect;
+
+    fn reply(upper: bool, msg: &[u8]) -> Vec<Effect> {
+        let mut echo = Echo::new(upper);
+        let mut out = Outbox::new();
+        echo.on_message(ClientId(3), msg, &mut out);
+        out.take()
+    }
+
+    fn sent(bytes: &[u8]) -> Vec<Effect> {
+        vec![Effect::Send(ClientId(3), bytes.to_vec())]
+    }
+
+    #[test]
+    fn echoes_exactly_with_each_terminator() {
+        for msg in [
+            &b"hello\n"[..],
+            b"hello\r\n",
+            b"hello", // idle-flushed or EOF tail: no terminator
+            b"\n",
+            b"\r\n",
+            b"  spaced\tout \r\n",
+            b"a\rb\n", // a `\r` not before `\n` is data
+            b"\xff\xfe binary \x00\n",
+            "Zoë straße\n".as_bytes(),
+        ] {
+            assert_eq!(reply(false, msg), sent(msg), "{msg:?}");
+        }
+    }
+
+    #[test]
+    fn upper_ascii_keeps_terminators() {
+        assert_eq!(
+            reply(true, b"Hello, World 42!\n"),
+            sent(b"HELLO, WORLD 42!\n")
+        );
+        assert_eq!(reply(true, b"mixed Case\r\n"), sent(b"MIXED CASE\r\n"));
+        assert_eq!(reply(true, b"no newline"), sent(b"NO NEWLINE"));
+        assert_eq!(reply(true, b"\n"), sent(b"\n"));
+    }
+
+    #[test]
+    fn upper_follows_unicode_rules_for_utf8() {
+        assert_eq!(
+            reply(true, "zoë straße\r\n".as_bytes()),
+            sent("ZOË STRASSE\r\n".as_bytes())
+        );
+        assert_eq!(
+            reply(true, "ǆ ﬁ ῳ é\n".as_bytes()),
+            sent("Ǆ FI ΩΙ É\n".as_bytes())
+        );
+        assert_eq!(
+            reply(true, "привет мир".as_bytes()),
+            sent("ПРИВЕТ МИР".as_bytes())
+        );
+        // Characters with no case pass through.
+        assert_eq!(
+            reply(true, "名前 🦀 x\n".as_bytes()),
+            sent("名前 🦀 X\n".as_bytes())
+        );
+    }
+
+    #[test]
+    fn upper_on_invalid_utf8_changes_ascii_letters_only() {
+        // `\xe9` is Latin-1 `é`: not UTF-8, so it must come back untouched.
+        assert_eq!(
+            reply(true, b"caf\xe9 ok\xff\xfez\r\n"),
+            sent(b"CAF\xe9 OK\xff\xfeZ\r\n")
+        );
+        // Valid UTF-8 next to an invalid byte: the whole message is treated
+        // as bytes, so `ë` (c3 ab) stays lower case.
+        assert_eq!(reply(true, b"zo\xc3\xab\x80\n"), sent(b"ZO\xc3\xab\x80\n"));
+    }
+
+    #[test]
+    fn replies_go_to_the_sender_only_in_order() {
+        let mut echo = Echo::new(false);
+        let mut out = Outbox::new();
+        echo.on_message(ClientId(1), b"one\n", &mut out);
+        echo.on_message(ClientId(2), b"two\n", &mut out);
+        echo.on_message(ClientId(1), b"three\n", &mut out);
+        assert_eq!(
+            out.take(),
+            vec![
+                Effect::Send(ClientId(1), b"one\n".to_vec()),
+                Effect::Send(ClientId(2), b"two\n".to_vec()),
+                Effect::Send(ClientId(1), b"three\n".to_vec()),
+            ]
+        );
+    }
+
+    #[test]
+    fn handler_shape() {
+        let echo = Echo::new(false);
+        assert_eq!(echo.name(), "echo");
+        assert_eq!(echo.framing(), Framing::Lines { idle_flush: true });
+        assert_eq!(
+            echo.shutdown_policy(),
+            crate::handlers::ShutdownPolicy::CloseNow
+        );
+        assert_eq!(
+            echo.slow_policy(),
+            crate::handlers::SlowPolicy::PauseReading
+        );
+    }
+}

@@ -255,6 +255,15 @@ pub trait Handler: Send {
     fn on_disconnect(&mut self, _id: ClientId, _out: &mut Outbox) {}
     /// SIGINT/SIGTERM arrived; the listener is closed.
     fn on_shutdown(&mut self, _out: &mut Outbox) {}
+    /// Appends to `into`, as whole lines, a record of everything applied
+    /// since the last call (the ledger's `--journal`). The server makes them
+    /// durable before it closes any client that sent them.
+    fn take_journal(&mut self, _into: &mut Vec<u8>) {}
+    /// Re-applies one journal record (without its newline) at start.
+    /// Returns whether the record was understood.
+    fn replay(&mut self, _record: &[u8]) -> bool {
+        false
+    }
     /// The server is about to exit: the ledger's log and summary line.
     fn finish(&mut self, _stats: &ServerStats) -> Finish {
         Finish::default()
@@ -273,7 +282,13 @@ pub fn strip_terminator(msg: &[u8]) -> &[u8] {
 /// The handler `--handler` names, configured from the command line.
 pub fn build(config: &ServerConfig) -> Box<dyn Handler> {
     match config.handler {
-        HandlerKind::Ledger => Box::new(ledger::Ledger::new(config.log.clone())),
+        HandlerKind::Ledger => {
+            let ledger = ledger::Ledger::new(config.log.clone());
+            match config.journal {
+                Some(_) => Box::new(ledger.with_journal()),
+                None => Box::new(ledger),
+            }
+        }
         HandlerKind::Echo => Box::new(echo::Echo::new(config.upper)),
         HandlerKind::Presence => Box::new(presence::Presence::new()),
         HandlerKind::Sink => Box::new(sink::Sink::new()),

@@ -19,7 +19,7 @@
 
 use std::fmt::Write as _;
 use std::io::{self, IsTerminal, Write as _};
-use std::net::{SocketAddr, ToSocketAddrs};
+use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
@@ -417,22 +417,20 @@ fn raise_fd_limit() {
     }
 }
 
-/// `ADDR` per SPEC: `HOST:PORT`, `[V6ADDR]:PORT`, or a bare `PORT` (meaning
-/// 127.0.0.1).
+/// `ADDR` per SPEC (`HOST:PORT`, `[V6ADDR]:PORT`, or a bare `PORT` meaning
+/// 127.0.0.1), parsed by [`crate::addr`] like every client's, then resolved
+/// once: the run connects every client to the same address.
 ///
 /// # Errors
 /// A message naming the address.
 pub fn parse_addr(s: &str) -> Result<SocketAddr, String> {
-    if let Ok(port) = s.parse::<u16>() {
-        return Ok(SocketAddr::from(([127, 0, 0, 1], port)));
-    }
-    if let Ok(addr) = s.parse::<SocketAddr>() {
-        return Ok(addr);
-    }
-    s.to_socket_addrs()
-        .ok()
-        .and_then(|mut a| a.next())
-        .ok_or_else(|| format!("invalid address {s:?} (want HOST:PORT, [V6ADDR]:PORT or PORT)"))
+    let target: crate::addr::Target = s.parse().map_err(|e| format!("{e}"))?;
+    target
+        .resolve()
+        .map_err(|e| format!("cannot resolve {s}: {e}"))?
+        .into_iter()
+        .next()
+        .ok_or_else(|| format!("{s} resolves to no address"))
 }
 
 /// A once-a-second status line on stderr, only when stderr is a terminal and

@@ -1,0 +1,34 @@
+//! Command-line parsing shared by every binary.
+
+use clap::Parser;
+use clap::error::{ContextKind, ContextValue};
+
+/// Parses the process arguments, or exits: 0 for `--help`/`--version`, 2 with
+/// a usage line for a usage error. clap leaves the usage line out of some
+/// errors (an invalid value); SPEC wants one on every usage error, so it is
+/// added here, for the subcommand that was named if there is one.
+pub fn parse_or_exit<P: Parser>() -> P {
+    P::try_parse().unwrap_or_else(|mut e| {
+        if e.exit_code() == 2 && e.get(ContextKind::Usage).is_none() {
+            let mut cmd = P::command();
+            // The usage line names the program as it was run, not the crate.
+            if let Some(bin) = std::env::args_os()
+                .next()
+                .as_deref()
+                .and_then(|p| std::path::Path::new(p).file_name())
+            {
+                cmd = cmd.bin_name(bin.to_string_lossy().into_owned());
+            }
+            cmd.build();
+            let named = std::env::args_os()
+                .skip(1)
+                .find_map(|arg| cmd.find_subcommand(&arg).cloned());
+            let usage = match named {
+                Some(mut sub) => sub.render_usage(),
+                None => cmd.render_usage(),
+            };
+            e.insert(ContextKind::Usage, ContextValue::StyledStr(usage));
+        }
+        e.exit()
+    })
+}

@@ -1,0 +1,160 @@
+//! sink (SPEC "sink", seed 003): every byte a client sends goes to stdout
+//! exactly, one client's whole stream at a time, in the order they
+//! connected; status lines go to stderr.
+
+#[macro_use]
+mod common;
+
+use std::fs;
+use std::io::Write;
+use std::thread;
+
+use common::*;
+
+both!(
+    three_concurrent_20mb_blobs,
+    robots_file_byte_identical,
+    status_on_stderr_stdout_only_bytes,
+    drain_lets_a_sending_client_finish,
+);
+
+fn start_sink(kind: Kind, extra: &[&str]) -> Server {
+    let mut args = vec!["-H", "sink"];
+    args.extend_from_slice(extra);
+    let s = Server::start(kind, &args);
+    assert_eq!(s.handler, "sink");
+    s
+}
+
+/// A connection whose writes may wait a long time (for its turn).
+fn patient(s: &Server) -> Conn {
+    let c = s.connect();
+    c.stream
+        .set_write_timeout(Some(std::time::Duration::from_secs(120)))
+        .unwrap();
+    c.reader
+        .get_ref()
+        .set_read_timeout(Some(std::time::Duration::from_secs(120)))
+        .unwrap();
+    c
+}
+
+fn stdout_bytes(s: &Server) -> Vec<u8> {
+    fs::read(s.stdout_path()).expect("read the sink's stdout")
+}
+
+fn three_concurrent_20mb_blobs(kind: Kind) {
+    const SIZE: usize = 20 * 1024 * 1024;
+    let blobs: Vec<Vec<u8>> = (0..3).map(|i| Rng::new(300 + i).bytes(SIZE)).collect();
+    let mut s = start_sink(kind, &[]);
+    let mut conns = Vec::new();
+    for id in 1..=3 {
+        conns.push(patient(&s));
+        s.wait_connected(id);
+    }
+    let senders: Vec<_> = conns
+        .into_iter()
+        .zip(blobs.iter().cloned())
+        .map(|(mut c, blob)| {
+            thread::spawn(move || {
+                for chunk in blob.chunks(256 * 1024) {
+                    c.stream.write_all(chunk).expect("send a chunk");
+                }
+                c.shutdown_write();
+                c.expect_eof();
+            })
+        })
+        .collect();
+    for t in senders {
+        t.join().expect("a sink client failed");
+    }
+    s.stop(SIGINT);
+    let out = stdout_bytes(&s);
+    assert_eq!(out.len(), 3 * SIZE, "bytes on stdout");
+    let parts: Vec<&[u8]> = out.chunks(SIZE).collect();
+    for (i, part) in parts.iter().enumerate() {
+        if *part != blobs[i].as_slice() {
+            let whole = blobs.iter().position(|b| b.as_slice() == *part);
+            panic!(
+                "stdout part {i} is not client {}'s blob (it is {}): streams interleaved, \
+                 were cut, or came out of connection order",
+                i + 1,
+                match whole {
+                    Some(j) => format!("client {}'s whole blob: wrong order", j + 1),
+                    None => "no client's whole blob".to_string(),
+                }
+            );
+        }
+    }
+}
+
+fn robots_file_byte_identical(kind: Kind) {
+    let Some(path) = shared_data("003/Robots_of_the_World!_Arise!.txt") else {
+        return;
+    };
+    let text = fs::read(path).unwrap();
+    let mut s = start_sink(kind, &[]);
+    let mut c = s.connect_as(1);
+    c.send(&text);
+    c.shutdown_write();
+    c.expect_eof();
+    s.wait_disconnected(1);
+    s.stop(SIGINT);
+    assert!(stdout_bytes(&s) == text, "stdout differs from the file");
+}
+
+fn status_on_stderr_stdout_only_bytes(kind: Kind) {
+    let mut s = start_sink(kind, &[]);
+    // Line-like bytes, a lone \r, no final newline: nothing is framed.
+    let msg: &[u8] = b"Client 9 connected\r\nnot a status line\rno newline at the end";
+    let mut c = s.connect_as(1);
+    c.send(msg);
+    c.shutdown_write();
+    c.expect_eof();
+    s.wait_disconnected(1);
+    let mut d = s.connect_as(2);
+    d.send(b"\x00\xff binary");
+    drop(d);
+    s.wait_disconnected(2);
+    s.stop(SIGINT);
+    let mut want = msg.to_vec();
+    want.extend_from_slice(b"\x00\xff binary");
+    assert_eq!(show(&stdout_bytes(&s)), show(&want));
+    let status = s.status_lines();
+    assert!(
+        status[0].starts_with("Listening on 127.0.0.1:"),
+        "{status:?}"
+    );
+    assert!(status.contains(&"Client 2 disconnected. Number of connected clients = 0".to_string()));
+}
+
+fn drain_lets_a_sending_client_finish(kind: Kind) {
+    const HALF: usize = 5 * 1024 * 1024;
+    let data = Rng::new(42).bytes(2 * HALF);
+    let mut s = start_sink(kind, &[]);
+    let mut a = patient(&s);
+    s.wait_connected(1);
+    let mut b = patient(&s);
+    s.wait_connected(2);
+    a.send(&data[..HALF]);
+    s.signal(SIGINT);
+    s.wait_status_eq("Shutting down: waiting up to 30 s for 2 clients (signal again to stop now)");
+    a.send(&data[HALF..]);
+    a.shutdown_write();
+    a.expect_eof();
+    s.wait_disconnected(1);
+    assert!(
+        s.running(),
+        "stopped while a sink client was still connected"
+    );
+    // The waiting client's turn comes, and it is served during the drain too.
+    b.send(b"second client");
+    b.shutdown_write();
+    b.expect_eof();
+    s.assert_exit_0();
+    let out = stdout_bytes(&s);
+    let mut want = data.clone();
+    want.extend_from_slice(b"second client");
+    assert_eq!(out.len(), want.len(), "bytes on stdout");
+    assert!(out == want, "stdout differs from what the clients sent");
+}
