@@ -7,7 +7,7 @@
 #
 # Knobs: RUNS (3), QUICK (0), SERVERS ("nonblocking threaded tokio python"),
 #        WORKLOADS ("ledger-10M echo-w1 echo-w64 presence-1000 ledger-scale"),
-#        SCALE_CLIENTS ("10 50 200 1000"), OUT (bench-results), ANCHORS (../shared/anchors),
+#        SCALE_CLIENTS ("10 50 200 1000"), OUT (bench-results; bench-results/quick with QUICK=1), ANCHORS (../shared/anchors),
 #        WAIT_IDLE (1; 0 with QUICK): before each run wait up to 2 min for the machine to go idle,
 #        CASE_LIMIT (300 s per run).
 #
@@ -35,6 +35,7 @@ QUICK=${QUICK:-0}
 SERVERS=${SERVERS:-"nonblocking threaded tokio python"}
 WORKLOADS=${WORKLOADS:-"ledger-10M echo-w1 echo-w64 presence-1000 ledger-scale"}
 SCALE_CLIENTS=${SCALE_CLIENTS:-"10 50 200 1000"}
+if [ "$QUICK" = 1 ]; then OUT=${OUT:-$ROOT/bench-results/quick}; fi   # a smoke pass never overwrites a real table
 OUT=$(realpath -m "${OUT:-$ROOT/bench-results}")
 ANCHORS=$(realpath -m "${ANCHORS:-$ROOT/../shared/anchors}")
 [ -d "$ANCHORS" ] || ANCHORS=/work/shared/anchors
