@@ -27,6 +27,7 @@
 //! - [`net`], [`fsutil`]: socket set-up, atomic file writes.
 //! - [`addr`]: the clients' `ADDR` (`HOST:PORT`, `[V6ADDR]:PORT`, bare `PORT`).
 //! - [`client`]: the `nonblocking-client` subcommands.
+//! - [`loadgen`]: N concurrent clients against any server; throughput, latency, checks.
 
 pub mod addr;
 pub mod app;
@@ -37,6 +38,7 @@ pub mod framing;
 pub mod fsutil;
 pub mod handlers;
 pub mod journal;
+pub mod loadgen;
 pub mod net;
 pub mod outbuf;
 pub mod reactor;

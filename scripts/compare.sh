@@ -1,0 +1,315 @@
+#!/usr/bin/env bash
+# Our two servers against the peers in shared/anchors, on one machine, in one go.
+#
+#   scripts/compare.sh                 # everything, RUNS=3 (many minutes: python's ledger run is ~2 min)
+#   QUICK=1 RUNS=1 scripts/compare.sh  # small sizes, a smoke pass (about a minute)
+#   SERVERS="nonblocking tokio" WORKLOADS="echo-w1 presence" scripts/compare.sh
+#
+# Knobs: RUNS (3), QUICK (0), SERVERS ("nonblocking threaded tokio python"),
+#        WORKLOADS ("ledger-10M echo-w1 echo-w64 presence-1000 ledger-scale"),
+#        SCALE_CLIENTS ("10 50 200 1000"), OUT (bench-results; bench-results/quick with QUICK=1), ANCHORS (../shared/anchors),
+#        WAIT_IDLE (1; 0 with QUICK): before each run wait up to 2 min for the machine to go idle,
+#        CASE_LIMIT (300 s per run).
+#
+# Workloads (issue 5):
+#   ledger-10M     ledger, 50 clients x 10,000 lines, each sent 20 times (10M transactions)
+#   echo-w1        echo, 50 clients x 10,000 lines of 32 bytes, ping-pong (window 1)
+#   echo-w64       echo, 50 clients x 10,000 lines, window 64
+#   presence-1000  presence, 1,000 clients join one by one, then leave one by one
+#   ledger-scale   ledger at SCALE_CLIENTS clients, 1M lines in all (for the plot)
+#
+# Every run: a fresh server under GNU `/usr/bin/time -v` (wrapped in `env --default-signal=INT`,
+# since background jobs of a script start with SIGINT ignored), cwd = a fresh run directory (the
+# ledger peers write log.txt there; ours too, by default), wait until the port listens, run loadgen
+# (the same load generator for every server), SIGINT the server, wait for it to exit. Ledger logs
+# are compared byte for byte with the log loadgen computed (--expect-log). Server CPU (user+sys)
+# and peak RSS come from time -v; loadgen's CPU from time too. The table gives the median of RUNS
+# with min-max, and "ours/this": nonblocking-server's median lines/s over this server's.
+#
+# Output: $OUT/table.md (also printed), $OUT/raw.tsv, $OUT/ledger-scaling.svg, $OUT/env.txt.
+set -uo pipefail
+ROOT=$(cd "$(dirname "$0")/.." && pwd)
+cd "$ROOT"
+RUNS=${RUNS:-3}
+QUICK=${QUICK:-0}
+SERVERS=${SERVERS:-"nonblocking threaded tokio python"}
+WORKLOADS=${WORKLOADS:-"ledger-10M echo-w1 echo-w64 presence-1000 ledger-scale"}
+SCALE_CLIENTS=${SCALE_CLIENTS:-"10 50 200 1000"}
+if [ "$QUICK" = 1 ]; then OUT=${OUT:-$ROOT/bench-results/quick}; fi   # a smoke pass never overwrites a real table
+OUT=$(realpath -m "${OUT:-$ROOT/bench-results}")
+ANCHORS=$(realpath -m "${ANCHORS:-$ROOT/../shared/anchors}")
+[ -d "$ANCHORS" ] || ANCHORS=/work/shared/anchors
+CASE_LIMIT=${CASE_LIMIT:-300}
+if [ "$QUICK" = 1 ]; then WAIT_IDLE=${WAIT_IDLE:-0}; else WAIT_IDLE=${WAIT_IDLE:-1}; fi
+
+# Sizes: full, or QUICK.
+if [ "$QUICK" = 1 ]; then
+  LEDGER_LINES=1000; LEDGER_REPEAT=2; ECHO_LINES=500; ECHO64_LINES=2000; PRESENCE_N=100; SCALE_TOTAL=100000
+else
+  LEDGER_LINES=10000; LEDGER_REPEAT=20; ECHO_LINES=10000; ECHO64_LINES=10000; PRESENCE_N=1000; SCALE_TOTAL=1000000
+fi
+
+mkdir -p "$OUT"
+WORK=$(mktemp -d /tmp/compare.XXXXXX)
+trap 'rm -rf "$WORK"' EXIT
+RAW=$OUT/raw.tsv
+printf 'workload\tserver\tclients\trun\tstatus\tlines\tlines_per_s\twall_s\tp50_us\tp99_us\tmax_us\tjoin_s\tleave_s\tconnect_s\terrors\tsrv_cpu_s\tsrv_rss_kb\tloadgen_cpu_s\tcheck\n' >"$RAW"
+
+# ---- tools and builds --------------------------------------------------------------------
+[ -x /usr/bin/time ] || { apt-get update -qq && apt-get install -y -qq time >/dev/null; } || {
+  echo "need GNU time (apt-get install time)" >&2; exit 1; }
+ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
+PY=$(python3 -c 'import sys; print(sys.executable)')   # not a pyenv shim: its CPU is the server's
+
+echo "# building (release)" >&2
+cargo build --release --quiet --bins || exit 1
+B=$ROOT/target/release
+LOADGEN=$B/loadgen
+AT=$ROOT/target/anchors           # peers build here; shared/anchors stays untouched
+want_peer() { case " $SERVERS " in *" $1 "*) return 0;; esac; return 1; }
+if want_peer tokio; then
+  cargo build --release --quiet --locked --manifest-path "$ANCHORS/ledger/tokio-ledger/Cargo.toml" \
+    --target-dir "$AT/ledger" || exit 1
+  cargo build --release --quiet --locked --manifest-path "$ANCHORS/echo-presence/Cargo.toml" \
+    --target-dir "$AT/echo-presence" || exit 1
+fi
+
+{
+  echo "# $(date -u +%FT%TZ) $(nproc) cores, $(uname -r), $(rustc --version), $($PY --version 2>&1)"
+  echo "# git $(git rev-parse --short HEAD 2>/dev/null) RUNS=$RUNS QUICK=$QUICK loadavg: $(cat /proc/loadavg)"
+  echo "# ulimit -n $(ulimit -n), somaxconn $(cat /proc/sys/net/core/somaxconn)"
+} | tee "$OUT/env.txt" >&2
+
+# server_cmd SERVER HANDLER -> the command line (port appended later), or nothing if n/a
+server_cmd() {
+  local srv=$1 h=$2
+  case $srv in
+    nonblocking) echo "$B/nonblocking-server --handler $h" ;;
+    threaded)    echo "$B/threaded-server --handler $h" ;;
+    tokio)
+      case $h in
+        ledger) echo "$AT/ledger/release/tokio-ledger" ;;
+        echo) echo "$AT/echo-presence/release/tokio-echo" ;;
+        presence) echo "$AT/echo-presence/release/tokio-presence" ;;
+      esac ;;
+    python)
+      case $h in
+        ledger) echo "$PY $ANCHORS/ledger/ledger_threaded.py" ;;
+        echo) echo "$PY $ANCHORS/echo-presence/echo_threaded.py" ;;
+        presence) echo "$PY $ANCHORS/echo-presence/presence_threaded.py" ;;
+      esac ;;
+  esac
+}
+
+busy_ticks() { awk '/^cpu /{print $2+$3+$4+$7+$8+$9}' /proc/stat; }
+HZ=$(getconf CLK_TCK)
+wait_idle() {
+  [ "$WAIT_IDLE" = 1 ] || return 0
+  local i a b
+  for i in $(seq 120); do
+    a=$(busy_ticks); sleep 1; b=$(busy_ticks)
+    [ $((b - a)) -lt $((HZ * 2 / 10)) ] && return 0
+    [ $((i % 30)) -eq 1 ] && echo "  (waiting for the machine to go idle: $(cat /proc/loadavg))" >&2
+  done
+  echo "  (machine still busy; going on)" >&2
+}
+free_port() { $PY -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+
+# run_one WORKLOAD SERVER HANDLER CLIENTS RUN LOADGEN-ARGS...   appends one row to $RAW
+run_one() {
+  local w=$1 srv=$2 h=$3 clients=$4 run=$5; shift 5
+  local cmd; cmd=$(server_cmd "$srv" "$h")
+  [ -n "$cmd" ] || return 0
+  wait_idle
+  local rd=$WORK/$w-$srv-$clients-$run port tpid spid="" i
+  mkdir -p "$rd"; port=$(free_port)
+  # shellcheck disable=SC2086  # cmd is a command line on purpose
+  ( cd "$rd" && exec /usr/bin/time -v -o "$rd/server.time" env --default-signal=INT $cmd "$port" \
+      >"$rd/server.out" 2>"$rd/server.err" ) &
+  tpid=$!
+  for i in $(seq 200); do
+    kill -0 "$tpid" 2>/dev/null || break
+    ss -Htln "sport = :$port" | grep -q . && { spid=$(ps -o pid= --ppid "$tpid" | tr -d ' '); break; }
+    sleep 0.05
+  done
+  if [ -z "$spid" ]; then
+    wait "$tpid" 2>/dev/null
+    echo "  $w $srv c=$clients run $run: server did not start: $(tail -1 "$rd/server.err")" >&2
+    printf '%s\t%s\t%s\t%s\tNOSTART\n' "$w" "$srv" "$clients" "$run" >>"$RAW"
+    return 0
+  fi
+  local extra=()
+  [ "$h" = ledger ] && extra=(--expect-log "$rd/expected.txt")
+  /usr/bin/time -f '%U %S' -o "$rd/loadgen.time" timeout $((CASE_LIMIT + 30)) \
+    "$LOADGEN" --json --timeout "$CASE_LIMIT" --handler "$h" --clients "$clients" "${extra[@]}" "$@" \
+    "127.0.0.1:$port" >"$rd/loadgen.json" 2>"$rd/loadgen.err"
+  local rc=$?
+  kill -INT "$spid" 2>/dev/null
+  for i in $(seq 600); do kill -0 "$spid" 2>/dev/null || break; sleep 0.05; done
+  kill -0 "$spid" 2>/dev/null && { echo "  (server ignored SIGINT for 30 s: SIGKILL)" >&2; kill -KILL "$spid"; }
+  wait "$tpid" 2>/dev/null
+  local check=-
+  if [ "$h" = ledger ]; then
+    if [ -f "$rd/log.txt" ] && cmp -s "$rd/log.txt" "$rd/expected.txt"; then check=MATCH; else check=MISMATCH; fi
+  fi
+  "$PY" - "$rd" "$w" "$srv" "$clients" "$run" "$rc" "$check" >>"$RAW" <<'PY'
+import json, sys
+rd, w, srv, clients, run, rc, check = sys.argv[1:]
+def time_v(key):
+    for line in open(f"{rd}/server.time"):
+        if key in line:
+            return float(line.rsplit(":", 1)[1])
+    return float("nan")
+try:
+    j = json.loads(open(f"{rd}/loadgen.json").read().strip().splitlines()[-1])
+except Exception:
+    j = None
+cpu = time_v("User time") + time_v("System time")
+rss = int(time_v("Maximum resident set size"))
+try:
+    u, s = open(f"{rd}/loadgen.time").read().split()[-2:]
+    lcpu = f"{float(u) + float(s):.2f}"
+except Exception:
+    lcpu = "NA"
+if j is None:
+    print(f"{w}\t{srv}\t{clients}\t{run}\tFAILED(rc={rc})" + "\tNA" * 13 + f"\t{check}")
+    sys.exit()
+status = "BADLOG" if check == "MISMATCH" else "OK" if rc == "0" else f"ERR(rc={rc})"
+na = lambda v: "NA" if v is None else v
+print("\t".join(str(x) for x in [
+    w, srv, clients, run, status, j["lines"], j["lines_per_s"], j["wall_s"], na(j["p50_us"]),
+    na(j["p99_us"]), na(j["max_us"]), na(j["join_s"]), na(j["leave_s"]), j["connect_s"],
+    j["errors"], f"{cpu:.2f}", rss, lcpu, check]))
+PY
+  echo "  $w $srv c=$clients run $run: $(tail -1 "$RAW" | cut -f5,7,8,16,17,19 | tr '\t' ' ')" >&2
+  [ -s "$rd/loadgen.err" ] && sed 's/^/    loadgen: /' "$rd/loadgen.err" | head -3 >&2
+  return 0
+}
+
+for w in $WORKLOADS; do
+  echo "== $w" >&2
+  for run in $(seq "$RUNS"); do
+    for srv in $SERVERS; do
+      case $w in
+        ledger-10M) run_one "$w" "$srv" ledger 50 "$run" --lines "$LEDGER_LINES" --repeat "$LEDGER_REPEAT" ;;
+        echo-w1) run_one "$w" "$srv" echo 50 "$run" --lines "$ECHO_LINES" --window 1 ;;
+        echo-w64) run_one "$w" "$srv" echo 50 "$run" --lines "$ECHO64_LINES" --window 64 ;;
+        presence-1000) run_one "$w" "$srv" presence "$PRESENCE_N" "$run" ;;
+        ledger-scale)
+          for c in $SCALE_CLIENTS; do
+            run_one "$w" "$srv" ledger "$c" "$run" --lines $((SCALE_TOTAL / c))
+          done ;;
+        *) echo "unknown workload $w" >&2; exit 2 ;;
+      esac
+    done
+  done
+done
+
+# ---- table and plot ----------------------------------------------------------------------
+"$PY" - "$RAW" "$OUT" "$QUICK" <<'PY' | tee "$OUT/table.md"
+import math, sys
+from collections import defaultdict
+raw, out, quick = sys.argv[1:]
+rows = [l.rstrip("\n").split("\t") for l in open(raw)]
+head, rows = rows[0], rows[1:]
+rows = [dict(zip(head, r + ["NA"] * (len(head) - len(r)))) for r in rows]
+groups = defaultdict(list)
+for r in rows:
+    groups[(r["workload"], r["server"], int(r["clients"]))].append(r)
+
+def num(v):
+    try:
+        x = float(v)
+        return None if math.isnan(x) else x
+    except ValueError:
+        return None
+
+def med(vals):
+    v = sorted(x for x in vals if x is not None)
+    if not v:
+        return None
+    n = len(v)
+    return v[n // 2] if n % 2 else (v[n // 2 - 1] + v[n // 2]) / 2
+
+def stat(rs, key, fmt="{:,.0f}", scale=1.0):
+    v = [num(r[key]) for r in rs if r["status"] == "OK"]
+    v = [x * scale for x in v if x is not None]
+    if not v:
+        return "n/a"
+    m = med(v)
+    return fmt.format(m) + (f" ({fmt.format(min(v))}-{fmt.format(max(v))})" if len(v) > 1 else "")
+
+def median_of(key3, key):
+    return med([num(r[key]) for r in groups.get(key3, []) if r["status"] == "OK"])
+
+labels = {
+    "ledger-10M": "ledger 50 clients x {} lines x repeat {}",
+    "echo-w1": "echo 50 clients ping-pong (window 1)",
+    "echo-w64": "echo 50 clients, window 64",
+    "presence-1000": "presence, {} clients join then leave",
+    "ledger-scale": "ledger scaling",
+}
+print(f"# nonblocking vs peers{' (QUICK sizes: a smoke pass, not a measurement)' if quick == '1' else ''}\n")
+print("Median of runs, (min-max) when more than one. ours/this = nonblocking-server's median lines/s "
+      "divided by this server's (> 1: ours is faster). Server CPU = user+sys over the server's life; "
+      "RSS = peak. Presence lines/s = N² lists / (join + leave time).\n")
+print("| workload | server | clients | runs ok | lines/s | ours/this | p50 us | p99 us | wall s | join s | leave s | server CPU s | server peak RSS MiB | loadgen CPU s | check |")
+print("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
+order = ["nonblocking", "threaded", "tokio", "python"]
+for (w, srv, c) in sorted(groups, key=lambda k: (list(labels).index(k[0]) if k[0] in labels else 9, k[2], order.index(k[1]) if k[1] in order else 9)):
+    rs = groups[(w, srv, c)]
+    ok = [r for r in rs if r["status"] == "OK"]
+    ours = median_of((w, "nonblocking", c), "lines_per_s")
+    this = median_of((w, srv, c), "lines_per_s")
+    ratio = f"{ours / this:.2f}" if ours and this else "n/a"
+    checks = sorted({r["check"] for r in rs} - {"-"})
+    bad = sorted({r["status"] for r in rs} - {"OK", "BADLOG"})
+    check = ",".join(checks + bad) or "-"
+    print(f"| {w} | {srv} | {c} | {len(ok)}/{len(rs)} | {stat(rs, 'lines_per_s')} | {ratio} | "
+          f"{stat(rs, 'p50_us')} | {stat(rs, 'p99_us')} | {stat(rs, 'wall_s', '{:.3f}')} | "
+          f"{stat(rs, 'join_s', '{:.3f}')} | {stat(rs, 'leave_s', '{:.3f}')} | {stat(rs, 'srv_cpu_s', '{:.2f}')} | "
+          f"{stat(rs, 'srv_rss_kb', '{:.1f}', 1 / 1024)} | {stat(rs, 'loadgen_cpu_s', '{:.2f}')} | {check} |")
+
+# Plot: ledger-scale lines/s against clients, one line per server (ours first).
+series = {}
+for (w, srv, c) in groups:
+    if w == "ledger-scale":
+        m = median_of((w, srv, c), "lines_per_s")
+        if m:
+            series.setdefault(srv, []).append((c, m))
+if series:
+    W, H, L, R, T, Bm = 640, 400, 70, 150, 30, 50
+    xs = sorted({c for s in series.values() for c, _ in s})
+    ymax = max(m for s in series.values() for _, m in s) * 1.1
+    lx = lambda c: L + (math.log10(c) - math.log10(xs[0])) / max(1e-9, math.log10(xs[-1]) - math.log10(xs[0])) * (W - L - R) if len(xs) > 1 else (W - R + L) / 2
+    ly = lambda v: H - Bm - v / ymax * (H - T - Bm)
+    colors = {"nonblocking": "#d62728", "threaded": "#1f77b4", "tokio": "#7f7f7f", "python": "#bcbd22"}
+    svg = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{W}" height="{H}" font-family="sans-serif" font-size="12">',
+           f'<rect width="{W}" height="{H}" fill="white"/>',
+           f'<text x="{L}" y="18" font-size="14">ledger throughput vs clients (median lines/s)</text>',
+           f'<line x1="{L}" y1="{H-Bm}" x2="{W-R}" y2="{H-Bm}" stroke="black"/>',
+           f'<line x1="{L}" y1="{T}" x2="{L}" y2="{H-Bm}" stroke="black"/>',
+           f'<text x="{(L+W-R)/2}" y="{H-10}" text-anchor="middle">clients (log scale)</text>']
+    for c in xs:
+        svg.append(f'<text x="{lx(c):.1f}" y="{H-Bm+16}" text-anchor="middle">{c}</text>')
+    for i in range(6):
+        v = ymax * i / 5
+        svg.append(f'<line x1="{L-4}" y1="{ly(v):.1f}" x2="{W-R}" y2="{ly(v):.1f}" stroke="#ddd"/>')
+        svg.append(f'<text x="{L-6}" y="{ly(v)+4:.1f}" text-anchor="end">{v/1e6:.1f}M</text>')
+    for k, srv in enumerate(sorted(series, key=lambda s: order.index(s) if s in order else 9)):
+        pts = sorted(series[srv])
+        col = colors.get(srv, "black")
+        width = 3 if srv in ("nonblocking", "threaded") else 1.5
+        dash = "" if srv in ("nonblocking", "threaded") else ' stroke-dasharray="5,4"'
+        svg.append(f'<polyline fill="none" stroke="{col}" stroke-width="{width}"{dash} points="' +
+                   " ".join(f"{lx(c):.1f},{ly(m):.1f}" for c, m in pts) + '"/>')
+        for c, m in pts:
+            svg.append(f'<circle cx="{lx(c):.1f}" cy="{ly(m):.1f}" r="3" fill="{col}"/>')
+        y = T + 10 + 18 * k
+        svg.append(f'<line x1="{W-R+10}" y1="{y}" x2="{W-R+35}" y2="{y}" stroke="{col}" stroke-width="{width}"{dash}/>')
+        svg.append(f'<text x="{W-R+40}" y="{y+4}">{srv}</text>')
+    svg.append("</svg>")
+    open(f"{out}/ledger-scaling.svg", "w").write("\n".join(svg) + "\n")
+    print(f"\nPlot: {out}/ledger-scaling.svg")
+PY
+echo "# raw rows: $RAW" >&2

@@ -1,0 +1,556 @@
+//! `loadgen`: drives N concurrent clients against any server that speaks the
+//! ledger, echo or presence protocol, checks every reply, and reports one
+//! summary (throughput, latency percentiles, bytes, connect time, errors).
+//!
+//! Each mode runs on one thread with one mio `Poll`, so on a 2-core machine
+//! the load generator takes one core at most and leaves the other to the
+//! server:
+//! - [`ledger`]: every client streams its lines in 64 KiB writes (`--repeat`
+//!   times), shuts down its sending side and reads to EOF (a ledger server
+//!   closes only after consuming everything). The expected log is computed in
+//!   integer cents and can be written (`--expect-log`) or compared with the
+//!   server's (`--verify-log`).
+//! - [`echo`]: fixed-size unique lines, at most `--window` in flight per
+//!   client, every reply checked byte for byte and timed.
+//! - [`presence`]: clients join one by one, then leave one by one; every list
+//!   every client receives is checked.
+//!
+//! [`lines`] (generation, expected log) and [`stats`] (percentiles) are pure.
+
+use std::fmt::Write as _;
+use std::io::{self, IsTerminal, Write as _};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+pub mod cli;
+pub mod connect;
+pub mod echo;
+pub mod ledger;
+pub mod lines;
+pub mod presence;
+pub mod stats;
+
+pub use connect::ConnectMode;
+pub use stats::LatencySummary;
+
+/// Bytes per ledger write: large, like a client streaming a file.
+pub const LEDGER_CHUNK_BYTES: usize = 64 * 1024;
+/// Read buffer shared by all connections of one run.
+const READ_BUF_BYTES: usize = 256 * 1024;
+
+/// Which protocol the clients speak.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Mode {
+    Ledger,
+    Echo,
+    Presence,
+}
+
+impl Mode {
+    pub fn name(self) -> &'static str {
+        match self {
+            Mode::Ledger => "ledger",
+            Mode::Echo => "echo",
+            Mode::Presence => "presence",
+        }
+    }
+}
+
+/// Where the lines come from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Source {
+    /// Generated from this seed (ledger: random transactions; echo: unique
+    /// fixed-size lines).
+    Generated { seed: u64 },
+    /// Every client sends these lines (each ends in `\n`), cycling through
+    /// them for `--lines` lines.
+    Input(Vec<Vec<u8>>),
+}
+
+/// Everything one run needs; [`cli::Args`] builds it from the command line,
+/// benches build it in code.
+#[derive(Debug, Clone)]
+pub struct Options {
+    pub addr: SocketAddr,
+    pub mode: Mode,
+    pub clients: usize,
+    /// Lines per client (per send, for the ledger's `repeat`).
+    pub lines: u64,
+    /// Echo: lines in flight per client.
+    pub window: u64,
+    /// Ledger: times each client sends its lines on its connection.
+    pub repeat: u64,
+    /// Echo: bytes per generated line, `\n` included.
+    pub line_bytes: usize,
+    pub source: Source,
+    pub connect: ConnectMode,
+    /// The whole run (connecting included) must end within this.
+    pub timeout: Duration,
+    /// Ledger: write the expected log here.
+    pub expect_log: Option<PathBuf>,
+    /// Ledger: after the run, compare the server's log at this path.
+    pub verify_log: Option<VerifyLog>,
+    /// Print a progress line on stderr (only ever on a terminal).
+    pub progress: bool,
+}
+
+impl Options {
+    /// Defaults for `mode` against `addr`: 50 clients, 1,000 lines, window 1,
+    /// repeat 1, 32-byte lines, seed 1, sequential connect, 300 s timeout.
+    pub fn new(addr: SocketAddr, mode: Mode) -> Self {
+        Options {
+            addr,
+            mode,
+            clients: 50,
+            lines: 1000,
+            window: 1,
+            repeat: 1,
+            line_bytes: 32,
+            source: Source::Generated { seed: 1 },
+            connect: ConnectMode::Sequential {
+                attempt_timeout: Duration::from_millis(20),
+            },
+            timeout: Duration::from_secs(300),
+            expect_log: None,
+            verify_log: None,
+            progress: false,
+        }
+    }
+}
+
+/// How `--verify-log` learns that the server has written its log.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VerifyLog {
+    pub path: PathBuf,
+    /// Send SIGINT to this process after the run and wait for it to exit
+    /// (`--stop-pid`). Without it, wait until the file is modified after the
+    /// run ended (someone else stops the server).
+    pub stop_pid: Option<u32>,
+    pub wait: Duration,
+}
+
+/// What became of the ledger log check.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum LogCheck {
+    /// The server's log equals the expected one byte for byte.
+    Match,
+    /// It differs; the text says where.
+    Mismatch(String),
+    /// No expected log could be computed, or the server's log never came.
+    Unavailable(String),
+    /// No check asked for (`--expect-log` alone, or none).
+    NotChecked,
+}
+
+/// The one summary a run prints.
+#[derive(Debug, Clone)]
+pub struct Report {
+    pub mode: Mode,
+    pub clients: usize,
+    /// Lines sent (ledger, echo) or received (presence) that count.
+    pub lines: u64,
+    /// The measured phase: first byte sent to last reply/EOF (presence: join
+    /// plus leave), connecting excluded.
+    pub wall: Duration,
+    pub connect: Duration,
+    pub connect_retries: u64,
+    pub bytes_sent: u64,
+    pub bytes_received: u64,
+    /// Connections that failed plus replies that did not match.
+    pub errors: u64,
+    pub latency: Option<LatencySummary>,
+    /// Presence: the join phase and the leave phase.
+    pub phases: Vec<(&'static str, Duration)>,
+    pub log_check: LogCheck,
+}
+
+impl Report {
+    fn new(opts: &Options) -> Self {
+        Report {
+            mode: opts.mode,
+            clients: opts.clients,
+            lines: 0,
+            wall: Duration::ZERO,
+            connect: Duration::ZERO,
+            connect_retries: 0,
+            bytes_sent: 0,
+            bytes_received: 0,
+            errors: 0,
+            latency: None,
+            phases: Vec::new(),
+            log_check: LogCheck::NotChecked,
+        }
+    }
+
+    pub fn lines_per_sec(&self) -> f64 {
+        stats::rate(self.lines, self.wall)
+    }
+
+    /// True when every client finished, nothing mismatched, and the log (if
+    /// checked) matched.
+    pub fn ok(&self) -> bool {
+        self.errors == 0
+            && !matches!(
+                self.log_check,
+                LogCheck::Mismatch(_) | LogCheck::Unavailable(_)
+            )
+    }
+
+    /// The human summary, a few lines.
+    pub fn to_text(&self) -> String {
+        let mut s = String::new();
+        let _ = writeln!(
+            s,
+            "{}: {} clients, {} lines in {:.3} s = {:.0} lines/s",
+            self.mode.name(),
+            self.clients,
+            self.lines,
+            self.wall.as_secs_f64(),
+            self.lines_per_sec()
+        );
+        for (name, d) in &self.phases {
+            let _ = writeln!(s, "{name}: {:.3} s", d.as_secs_f64());
+        }
+        if let Some(l) = &self.latency {
+            let what = if self.mode == Mode::Presence {
+                "join latency (connect to own first list)"
+            } else {
+                "latency"
+            };
+            let _ = writeln!(
+                s,
+                "{what}: p50 {} us, p99 {} us, max {} us, mean {} us ({} samples)",
+                l.p50.as_micros(),
+                l.p99.as_micros(),
+                l.max.as_micros(),
+                l.mean.as_micros(),
+                l.count
+            );
+        }
+        let _ = writeln!(
+            s,
+            "bytes: sent {}, received {}",
+            self.bytes_sent, self.bytes_received
+        );
+        let _ = writeln!(
+            s,
+            "connect: {:.3} s ({} retries)",
+            self.connect.as_secs_f64(),
+            self.connect_retries
+        );
+        match &self.log_check {
+            LogCheck::Match => s.push_str("log: matches the expected balances\n"),
+            LogCheck::Mismatch(why) => {
+                let _ = writeln!(s, "log: MISMATCH: {why}");
+            }
+            LogCheck::Unavailable(why) => {
+                let _ = writeln!(s, "log: not checked: {why}");
+            }
+            LogCheck::NotChecked => {}
+        }
+        let _ = writeln!(s, "errors: {}", self.errors);
+        s
+    }
+
+    /// One JSON object on one line, for scripts. Absent values are `null`.
+    pub fn to_json(&self) -> String {
+        let us = |d: Option<Duration>| {
+            d.map_or("null".to_string(), |d| {
+                format!("{:.1}", d.as_nanos() as f64 / 1e3)
+            })
+        };
+        let phase = |name: &str| {
+            self.phases
+                .iter()
+                .find(|(n, _)| *n == name)
+                .map_or("null".to_string(), |(_, d)| {
+                    format!("{:.6}", d.as_secs_f64())
+                })
+        };
+        let (check, detail) = match &self.log_check {
+            LogCheck::Match => ("\"match\"", String::new()),
+            LogCheck::Mismatch(w) => ("\"mismatch\"", w.clone()),
+            LogCheck::Unavailable(w) => ("\"unavailable\"", w.clone()),
+            LogCheck::NotChecked => ("null", String::new()),
+        };
+        format!(
+            concat!(
+                "{{\"handler\":\"{}\",\"clients\":{},\"lines\":{},\"wall_s\":{:.6},",
+                "\"lines_per_s\":{:.1},\"connect_s\":{:.6},\"connect_retries\":{},",
+                "\"bytes_sent\":{},\"bytes_received\":{},\"errors\":{},",
+                "\"p50_us\":{},\"p99_us\":{},\"max_us\":{},\"mean_us\":{},",
+                "\"join_s\":{},\"leave_s\":{},\"log_check\":{},\"log_detail\":{}}}"
+            ),
+            self.mode.name(),
+            self.clients,
+            self.lines,
+            self.wall.as_secs_f64(),
+            self.lines_per_sec(),
+            self.connect.as_secs_f64(),
+            self.connect_retries,
+            self.bytes_sent,
+            self.bytes_received,
+            self.errors,
+            us(self.latency.map(|l| l.p50)),
+            us(self.latency.map(|l| l.p99)),
+            us(self.latency.map(|l| l.max)),
+            us(self.latency.map(|l| l.mean)),
+            phase("join"),
+            phase("leave"),
+            check,
+            json_string(&detail),
+        )
+    }
+}
+
+/// `s` as a JSON string literal.
+fn json_string(s: &str) -> String {
+    let mut out = String::with_capacity(s.len() + 2);
+    out.push('"');
+    for c in s.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            '\n' => out.push_str("\\n"),
+            c if (c as u32) < 0x20 => {
+                let _ = write!(out, "\\u{:04x}", c as u32);
+            }
+            c => out.push(c),
+        }
+    }
+    out.push('"');
+    out
+}
+
+/// Why a run could not be carried out at all (as opposed to errors counted
+/// in the [`Report`]).
+#[derive(Debug)]
+pub enum RunError {
+    /// Could not connect, or set up polling.
+    Io(io::Error),
+    /// The options do not fit together.
+    Usage(String),
+}
+
+impl std::fmt::Display for RunError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            RunError::Io(e) => e.fmt(f),
+            RunError::Usage(m) => f.write_str(m),
+        }
+    }
+}
+
+impl std::error::Error for RunError {}
+
+impl From<io::Error> for RunError {
+    fn from(e: io::Error) -> Self {
+        RunError::Io(e)
+    }
+}
+
+/// Runs one load test.
+///
+/// # Errors
+/// [`RunError`] when the run cannot start (connect failure, bad options).
+/// Failures of single clients during the run are counted in
+/// [`Report::errors`] instead.
+pub fn run(opts: &Options) -> Result<Report, RunError> {
+    check_options(opts)?;
+    raise_fd_limit();
+    match opts.mode {
+        Mode::Ledger => ledger::run(opts),
+        Mode::Echo => echo::run(opts),
+        Mode::Presence => presence::run(opts),
+    }
+}
+
+fn check_options(opts: &Options) -> Result<(), RunError> {
+    let bad = |m: &str| Err(RunError::Usage(m.to_string()));
+    if opts.clients == 0 {
+        return bad("--clients must be at least 1");
+    }
+    if opts.window == 0 {
+        return bad("--window must be at least 1");
+    }
+    if opts.repeat == 0 {
+        return bad("--repeat must be at least 1");
+    }
+    if opts.mode != Mode::Ledger
+        && (opts.repeat != 1 || opts.expect_log.is_some() || opts.verify_log.is_some())
+    {
+        return bad("--repeat, --expect-log and --verify-log apply to --handler ledger only");
+    }
+    if opts.mode == Mode::Presence {
+        if opts.clients > 99_999 {
+            return bad("presence: at most 99999 clients (names are c00001..c99999)");
+        }
+        if matches!(opts.source, Source::Input(_)) {
+            return bad("presence: --input does not apply (names are generated)");
+        }
+        if opts.connect == ConnectMode::Burst {
+            return bad("presence: clients join one by one; --connect-burst does not apply");
+        }
+    }
+    if let Source::Input(lines) = &opts.source
+        && lines.is_empty()
+    {
+        return bad("--input: the file has no lines");
+    }
+    Ok(())
+}
+
+/// 1,000 clients plus a server on one machine pass the usual soft limit of
+/// 1,024 descriptors: lift ours to the hard limit (best effort).
+fn raise_fd_limit() {
+    let mut lim = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit/setrlimit only read/write the struct we pass.
+    unsafe {
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) == 0 && lim.rlim_cur < lim.rlim_max {
+            lim.rlim_cur = lim.rlim_max;
+            libc::setrlimit(libc::RLIMIT_NOFILE, &lim);
+        }
+    }
+}
+
+/// `ADDR` per SPEC (`HOST:PORT`, `[V6ADDR]:PORT`, or a bare `PORT` meaning
+/// 127.0.0.1), parsed by [`crate::addr`] like every client's, then resolved
+/// once: the run connects every client to the same address.
+///
+/// # Errors
+/// A message naming the address.
+pub fn parse_addr(s: &str) -> Result<SocketAddr, String> {
+    let target: crate::addr::Target = s.parse().map_err(|e| format!("{e}"))?;
+    target
+        .resolve()
+        .map_err(|e| format!("cannot resolve {s}: {e}"))?
+        .into_iter()
+        .next()
+        .ok_or_else(|| format!("{s} resolves to no address"))
+}
+
+/// A once-a-second status line on stderr, only when stderr is a terminal and
+/// only once the run has lasted a second.
+struct Progress {
+    enabled: bool,
+    start: Instant,
+    next: Instant,
+    shown: bool,
+}
+
+impl Progress {
+    fn new(enabled: bool) -> Self {
+        let start = Instant::now();
+        Progress {
+            enabled: enabled && io::stderr().is_terminal(),
+            start,
+            next: start + Duration::from_secs(1),
+            shown: false,
+        }
+    }
+
+    /// Shows `text()` if a second has passed since the last line.
+    fn tick(&mut self, text: impl FnOnce() -> String) {
+        if !self.enabled {
+            return;
+        }
+        let now = Instant::now();
+        if now < self.next {
+            return;
+        }
+        self.next = now + Duration::from_secs(1);
+        self.shown = true;
+        let secs = now.duration_since(self.start).as_secs();
+        let _ = write!(io::stderr(), "\r\x1b[K[{secs:>4} s] {}", text());
+    }
+
+    fn finish(&mut self) {
+        if self.shown {
+            let _ = write!(io::stderr(), "\r\x1b[K");
+            self.shown = false;
+        }
+    }
+}
+
+/// How long to block in `poll`: until the deadline, but at most 200 ms so
+/// the progress line stays fresh.
+fn poll_timeout(deadline: Instant) -> Option<Duration> {
+    Some(
+        deadline
+            .saturating_duration_since(Instant::now())
+            .min(Duration::from_millis(200)),
+    )
+}
+
+fn would_block(e: &io::Error) -> bool {
+    e.kind() == io::ErrorKind::WouldBlock
+}
+
+fn interrupted(e: &io::Error) -> bool {
+    e.kind() == io::ErrorKind::Interrupted
+}
+
+/// Prints one diagnostic line, at most `limit` of a kind, so a run with
+/// thousands of failures stays readable.
+fn diag_limited(count: &mut u64, limit: u64, line: impl FnOnce() -> String) {
+    *count += 1;
+    if *count <= limit {
+        eprintln!("loadgen: {}", line());
+    } else if *count == limit + 1 {
+        eprintln!("loadgen: (more errors not shown)");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn addr_forms() {
+        assert_eq!(
+            parse_addr("7722").unwrap(),
+            "127.0.0.1:7722".parse().unwrap()
+        );
+        assert_eq!(parse_addr("[::1]:7").unwrap(), "[::1]:7".parse().unwrap());
+        assert_eq!(
+            parse_addr("10.0.0.1:80").unwrap(),
+            "10.0.0.1:80".parse().unwrap()
+        );
+        assert!(parse_addr("nope").is_err());
+        assert!(parse_addr("70000").is_err());
+    }
+
+    #[test]
+    fn json_has_every_field_and_nulls() {
+        let opts = Options::new(parse_addr("1").unwrap(), Mode::Echo);
+        let mut r = Report::new(&opts);
+        r.lines = 1000;
+        r.wall = Duration::from_secs(2);
+        let j = r.to_json();
+        assert!(j.contains("\"lines\":1000,"), "{j}");
+        assert!(j.contains("\"lines_per_s\":500.0,"), "{j}");
+        assert!(j.contains("\"p50_us\":null"), "{j}");
+        assert!(j.contains("\"log_check\":null"), "{j}");
+        assert!(j.starts_with('{') && j.ends_with('}') && !j.contains('\n'));
+        r.log_check = LogCheck::Mismatch("line 2: \"a\"".into());
+        assert!(r.to_json().contains(r#""log_detail":"line 2: \"a\"""#));
+        assert!(!r.ok());
+    }
+
+    #[test]
+    fn options_that_do_not_fit_are_refused() {
+        let addr = parse_addr("1").unwrap();
+        let mut o = Options::new(addr, Mode::Echo);
+        o.repeat = 2;
+        assert!(matches!(check_options(&o), Err(RunError::Usage(_))));
+        let mut o = Options::new(addr, Mode::Presence);
+        o.connect = ConnectMode::Burst;
+        assert!(check_options(&o).is_err());
+        let o = Options::new(addr, Mode::Ledger);
+        assert!(check_options(&o).is_ok());
+    }
+}

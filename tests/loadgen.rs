@@ -1,0 +1,312 @@
+//! `loadgen` end to end: against the real servers, and against tiny fake
+//! servers that answer wrongly (a load generator that cannot fail a check is
+//! no check).
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{Shutdown, TcpListener};
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::mpsc;
+use std::time::Duration;
+
+const LOADGEN: &str = env!("CARGO_BIN_EXE_loadgen");
+const SERVERS: [&str; 2] = [
+    env!("CARGO_BIN_EXE_nonblocking-server"),
+    env!("CARGO_BIN_EXE_threaded-server"),
+];
+/// Longest wait for any one thing; a hang fails the test instead of CI.
+const WAIT: Duration = Duration::from_secs(20);
+
+/// A server started on port 0; SIGINT and reaped on drop.
+struct Server {
+    child: Child,
+    port: u16,
+}
+
+impl Server {
+    /// Starts `bin` with `args` and port 0, waits for its `Listening on` line.
+    /// `None` if it exits first (a model not built yet).
+    fn start(bin: &str, args: &[&str]) -> Option<Server> {
+        let mut child = Command::new(bin)
+            .args(args)
+            .arg("0")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("spawn server");
+        let stdout = child.stdout.take().expect("piped stdout");
+        let (tx, rx) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines() {
+                let Ok(line) = line else { break };
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        let first = rx.recv_timeout(WAIT).ok();
+        let Some(port) = first.as_deref().and_then(|l| {
+            l.strip_prefix("Listening on ")?
+                .split_whitespace()
+                .next()?
+                .rsplit(':')
+                .next()?
+                .parse()
+                .ok()
+        }) else {
+            let _ = child.kill();
+            let _ = child.wait();
+            return None;
+        };
+        // Keep draining stdout so the server never blocks on a full pipe.
+        std::thread::spawn(move || while rx.recv().is_ok() {});
+        Some(Server { child, port })
+    }
+
+    fn pid(&self) -> u32 {
+        self.child.id()
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        // SAFETY: kill(2) on our own child's pid.
+        unsafe { libc::kill(self.child.id() as libc::pid_t, libc::SIGINT) };
+        let _ = self.child.wait();
+    }
+}
+
+/// Runs loadgen with `args` (plus `--json` and a timeout) to completion.
+fn loadgen(args: &[&str]) -> Output {
+    let mut cmd = Command::new(LOADGEN);
+    cmd.args(args).args(["--json", "--timeout", "60"]);
+    cmd.output().expect("run loadgen")
+}
+
+/// The value of `"key":` in loadgen's one-line JSON, as raw text.
+fn field<'a>(json: &'a str, key: &str) -> &'a str {
+    let pat = format!("\"{key}\":");
+    let start = json
+        .find(&pat)
+        .unwrap_or_else(|| panic!("no {key} in {json}"))
+        + pat.len();
+    let rest = &json[start..];
+    let end = if let Some(quoted) = rest.strip_prefix('"') {
+        1 + quoted.find('"').expect("closing quote") + 1
+    } else {
+        rest.find([',', '}']).expect("end of value")
+    };
+    &rest[..end]
+}
+
+fn stdout(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+#[test]
+fn echo_against_both_servers_counts_every_line() {
+    for bin in SERVERS {
+        let Some(server) = Server::start(bin, &["--handler", "echo"]) else {
+            eprintln!("skipped: {bin} did not start (model not built yet?)");
+            continue;
+        };
+        let port = server.port.to_string();
+        let out = loadgen(&[
+            "--handler",
+            "echo",
+            "--clients",
+            "5",
+            "--lines",
+            "200",
+            "--window",
+            "4",
+            &port,
+        ]);
+        let json = stdout(&out);
+        assert!(out.status.success(), "{bin}: {json} {:?}", out.stderr);
+        assert_eq!(field(&json, "lines"), "1000", "{json}");
+        assert_eq!(field(&json, "errors"), "0", "{json}");
+        assert_eq!(field(&json, "bytes_received"), "32000", "{json}");
+        assert_ne!(field(&json, "p99_us"), "null", "{json}");
+    }
+}
+
+#[test]
+fn echo_reply_that_differs_is_an_error() {
+    // One byte of the 3rd reply is changed.
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port().to_string();
+    let fake = std::thread::spawn(move || {
+        let (mut s, _) = listener.accept().unwrap();
+        s.set_read_timeout(Some(WAIT)).unwrap();
+        let mut reader = BufReader::new(s.try_clone().unwrap());
+        for i in 0..10 {
+            let mut line = Vec::new();
+            if reader.read_until(b'\n', &mut line).unwrap() == 0 {
+                break;
+            }
+            if i == 2 {
+                line[0] = b'X';
+            }
+            s.write_all(&line).unwrap();
+        }
+    });
+    let out = loadgen(&["--clients", "1", "--lines", "10", &port]);
+    fake.join().unwrap();
+    let json = stdout(&out);
+    assert_eq!(out.status.code(), Some(1), "{json}");
+    assert_eq!(field(&json, "errors"), "1", "{json}");
+}
+
+#[test]
+fn ledger_log_mismatch_is_reported() {
+    // A fake ledger: consumes each client to EOF, closes it, then writes a
+    // wrong log. Without --stop-pid, loadgen waits for the log to be written.
+    let dir = std::env::temp_dir().join(format!("loadgen-test-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let log = dir.join("log.txt");
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port().to_string();
+    let log2 = log.clone();
+    let fake = std::thread::spawn(move || {
+        let mut total = 0;
+        for _ in 0..3 {
+            let (mut s, _) = listener.accept().unwrap();
+            s.set_read_timeout(Some(WAIT)).unwrap();
+            let mut data = Vec::new();
+            s.read_to_end(&mut data).unwrap();
+            total += data.len();
+            s.shutdown(Shutdown::Both).unwrap();
+        }
+        std::thread::sleep(Duration::from_millis(200));
+        std::fs::write(&log2, b"Nobody $0.00\n").unwrap();
+        total
+    });
+    let expect = dir.join("expected.txt");
+    let out = loadgen(&[
+        "--handler",
+        "ledger",
+        "--clients",
+        "3",
+        "--lines",
+        "100",
+        "--repeat",
+        "2",
+        "--expect-log",
+        expect.to_str().unwrap(),
+        "--verify-log",
+        log.to_str().unwrap(),
+        "--log-wait",
+        "20",
+        &port,
+    ]);
+    let received = fake.join().unwrap();
+    let json = stdout(&out);
+    assert_eq!(out.status.code(), Some(1), "{json}");
+    assert_eq!(field(&json, "log_check"), "\"mismatch\"", "{json}");
+    assert_eq!(field(&json, "lines"), "600", "{json}");
+    assert_eq!(field(&json, "bytes_sent"), received.to_string(), "{json}");
+    let expected = std::fs::read_to_string(&expect).unwrap();
+    assert!(expected.lines().count() > 10, "{expected}");
+    assert!(
+        expected
+            .lines()
+            .all(|l| l.contains(" $") && !l.contains("$-0.00")),
+        "{expected}"
+    );
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+/// The real ledger handler, on both servers, writes exactly the log loadgen expects.
+#[test]
+fn ledger_log_matches_on_both_servers() {
+    for bin in SERVERS {
+        let dir = std::env::temp_dir().join(format!(
+            "loadgen-ledger-{}-{}",
+            std::process::id(),
+            bin.rsplit('/').next().unwrap()
+        ));
+        std::fs::create_dir_all(&dir).unwrap();
+        let log = dir.join("log.txt");
+        let Some(server) = Server::start(
+            bin,
+            &["--handler", "ledger", "--log", log.to_str().unwrap()],
+        ) else {
+            eprintln!("skipped: {bin} did not start (model not built yet?)");
+            continue;
+        };
+        let port = server.port.to_string();
+        let pid = server.pid().to_string();
+        let out = loadgen(&[
+            "--handler",
+            "ledger",
+            "--clients",
+            "8",
+            "--lines",
+            "500",
+            "--repeat",
+            "3",
+            "--verify-log",
+            log.to_str().unwrap(),
+            "--stop-pid",
+            &pid,
+            &port,
+        ]);
+        let json = stdout(&out);
+        assert_eq!(field(&json, "log_check"), "\"match\"", "{bin}: {json}");
+        assert_eq!(field(&json, "lines"), "12000", "{json}");
+        assert!(out.status.success(), "{json}");
+        drop(server);
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+}
+
+/// Every list of a 30-client join/leave run is right, on both servers.
+#[test]
+fn presence_lists_on_both_servers() {
+    for bin in SERVERS {
+        let Some(server) = Server::start(bin, &["--handler", "presence"]) else {
+            eprintln!("skipped: {bin} did not start (model not built yet?)");
+            continue;
+        };
+        let port = server.port.to_string();
+        let out = loadgen(&["--handler", "presence", "--clients", "30", &port]);
+        let json = stdout(&out);
+        assert!(out.status.success(), "{bin}: {json}");
+        assert_eq!(field(&json, "lines"), "900", "{json}");
+        assert_eq!(field(&json, "errors"), "0", "{json}");
+        assert_ne!(field(&json, "join_s"), "null", "{json}");
+    }
+}
+
+#[test]
+fn usage_errors_exit_2() {
+    for args in [
+        &[][..],
+        &["--clients", "0", "7"],
+        &["--handler", "echo", "--repeat", "2", "7"],
+        &["--handler", "presence", "--connect-burst", "7"],
+        &["--bogus", "7"],
+        &["not-an-address"],
+    ] {
+        let out = Command::new(LOADGEN).args(args).output().unwrap();
+        assert_eq!(out.status.code(), Some(2), "{args:?}");
+        assert!(!out.stderr.is_empty(), "{args:?}");
+    }
+}
+
+#[test]
+fn unreachable_server_is_exit_1() {
+    // A port that was just free: nothing listens there.
+    let port = TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+        .to_string();
+    let out = Command::new(LOADGEN)
+        .args(["--clients", "1", "--connect-timeout-ms", "5", &port])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains(&port));
+}
