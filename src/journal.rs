@@ -88,7 +88,23 @@ impl Journal {
         if records.is_empty() {
             return Ok(());
         }
-        self.file.write_all(records)?;
+        self.write(records)?;
+        self.sync()
+    }
+
+    /// Appends `records` without waiting for the disk (see [`Journal::sync`]).
+    ///
+    /// # Errors
+    /// Any I/O error.
+    pub fn write(&mut self, records: &[u8]) -> io::Result<()> {
+        self.file.write_all(records)
+    }
+
+    /// Makes everything written so far durable.
+    ///
+    /// # Errors
+    /// Any I/O error; nothing written since the last sync may be acknowledged.
+    pub fn sync(&mut self) -> io::Result<()> {
         self.file.sync_data()
     }
 }
