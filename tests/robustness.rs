@@ -458,10 +458,8 @@ fn presence_storm_drops_the_stalled_reader_with_bounded_memory(kind: Kind) {
         if dropped_at.is_none() && s.seen_status(|l| l.starts_with("Client 1 disconnected.")) {
             dropped_at = Some(churn);
         }
-        if let Some(at) = dropped_at {
-            if churn >= at + AFTER {
-                break;
-            }
+        if dropped_at.is_some_and(|at| churn >= at + AFTER) {
+            break;
         }
         assert!(
             churn < 20_000,

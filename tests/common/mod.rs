@@ -850,7 +850,7 @@ pub fn raise_nofile() -> u64 {
             );
         }
     }
-    lim.rlim_cur as u64
+    lim.rlim_cur
 }
 
 /// SPEC's ledger log from balances in cents: `NAME $BALANCE`, sorted by
