@@ -111,13 +111,25 @@ impl LineFramer {
     /// Hands out the unfinished line, if any, as a message without
     /// terminator: the tail at EOF, or a message flushed by the idle rule.
     /// Returns whether there was one.
-    pub fn flush(&mut self, emit: impl FnOnce(&[u8])) -> bool {
+    ///
+    /// # Errors
+    /// [`LineTooLong`] if the unfinished line is over `max_line`: the framer
+    /// holds one byte more while it is a `\r` that a `\n` may follow, and
+    /// with no `\n` that `\r` is content (SPEC drops it only before `\n`).
+    pub fn flush(
+        &mut self,
+        max_line: usize,
+        emit: impl FnOnce(&[u8]),
+    ) -> Result<bool, LineTooLong> {
         if self.partial.is_empty() {
-            return false;
+            return Ok(false);
+        }
+        if self.partial.len() > max_line {
+            return Err(self.too_long());
         }
         emit(&self.partial);
         self.reset();
-        true
+        Ok(true)
     }
 
     /// Drops the unfinished line (a drain cut it off). Returns whether there
@@ -177,7 +189,7 @@ mod tests {
                 ControlFlow::Continue(())
             })?;
         }
-        framer.flush(|tail| lines.push(tail.to_vec()));
+        framer.flush(max_line, |tail| lines.push(tail.to_vec()))?;
         Ok(lines)
     }
 
@@ -268,9 +280,21 @@ mod tests {
             .unwrap();
         assert!(framer.has_partial());
         let mut got = Vec::new();
-        assert!(framer.flush(|m| got.extend_from_slice(m)));
+        assert_eq!(framer.flush(10, |m| got.extend_from_slice(m)), Ok(true));
         assert_eq!(got, b"hello");
-        assert!(!framer.flush(|_| panic!("nothing left")));
+        assert_eq!(framer.flush(10, |_| panic!("nothing left")), Ok(false));
+    }
+
+    #[test]
+    fn a_tail_ending_in_a_lone_cr_counts_the_cr() {
+        // Found by the framer fuzz target: `abcd\r` fits while a `\n` may
+        // follow, but as a last line (EOF or idle flush) it is 5 bytes.
+        assert_eq!(frame(&[b"abcd\r"], 4), Err(LineTooLong));
+        assert_eq!(
+            frame(&[b"abcd\r\n"], 4).unwrap(),
+            vec![b"abcd\r\n".to_vec()]
+        );
+        assert_eq!(frame(&[b"abc\r"], 4).unwrap(), vec![b"abc\r".to_vec()]);
     }
 
     #[test]

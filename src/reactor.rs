@@ -648,17 +648,25 @@ impl Reactor {
         self.apply_actions();
         self.current = None;
         if result.is_err() {
-            let max = self.config.max_line_bytes;
-            status::diag(format_args!(
-                "client {id}: line longer than {max} bytes; closing"
-            ));
-            if let Some(conn) = self.conns.get_mut(key)
-                && conn.state == ConnState::Open
-            {
-                conn.out.push_slice(LINE_TOO_LONG);
-                self.client_gone(key);
-                self.start_closing(key);
-            }
+            self.line_too_long(key);
+        }
+    }
+
+    /// SPEC: a line over `--max-line` gets the error line, then the
+    /// connection is closed; no other client is affected.
+    fn line_too_long(&mut self, key: usize) {
+        let max = self.config.max_line_bytes;
+        let Some(conn) = self.conns.get_mut(key) else {
+            return;
+        };
+        let id = conn.id;
+        status::diag(format_args!(
+            "client {id}: line longer than {max} bytes; closing"
+        ));
+        if conn.state == ConnState::Open {
+            conn.out.push_slice(LINE_TOO_LONG);
+            self.client_gone(key);
+            self.start_closing(key);
         }
     }
 
@@ -680,8 +688,14 @@ impl Reactor {
         let id = conn.id;
         let handler = &mut *self.handler;
         let outbox = &mut self.outbox;
-        if conn.framer.flush(|msg| handler.on_message(id, msg, outbox)) {
-            self.apply_actions();
+        let max = self.config.max_line_bytes;
+        match conn
+            .framer
+            .flush(max, |msg| handler.on_message(id, msg, outbox))
+        {
+            Ok(true) => self.apply_actions(),
+            Ok(false) => {}
+            Err(_) => self.line_too_long(key),
         }
     }
 

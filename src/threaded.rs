@@ -724,7 +724,9 @@ impl Server {
             let final_read = match client.gate(r.idle_deadline, false) {
                 Gate::End(end) => return end,
                 Gate::IdleDue => {
-                    self.flush_partial(client.id, r);
+                    if let Some(end) = self.flush_partial(client.id, r) {
+                        return end;
+                    }
                     continue;
                 }
                 Gate::Read => None,
@@ -739,7 +741,9 @@ impl Server {
             if let Some(deadline) = r.idle_deadline {
                 let now = Instant::now();
                 if deadline <= now {
-                    self.flush_partial(client.id, r);
+                    if let Some(end) = self.flush_partial(client.id, r) {
+                        return end;
+                    }
                     continue;
                 }
                 timeout = Some(deadline - now);
@@ -762,7 +766,11 @@ impl Server {
                     loop {
                         match client.gate(r.idle_deadline, true) {
                             Gate::End(end) => return end,
-                            Gate::IdleDue => self.flush_partial(client.id, r),
+                            Gate::IdleDue => {
+                                if let Some(end) = self.flush_partial(client.id, r) {
+                                    return end;
+                                }
+                            }
                             Gate::Read | Gate::FinalRead { .. } => break,
                         }
                     }
@@ -837,24 +845,30 @@ impl Server {
     }
 
     /// Hands out the unfinished line as a message (EOF tail, idle flush,
-    /// shutdown).
-    fn flush_partial(&self, id: ClientId, r: &mut Reader) {
+    /// shutdown); `Some(End::TooLong)` if it is over `--max-line`.
+    fn flush_partial(&self, id: ClientId, r: &mut Reader) -> Option<End> {
         r.idle_deadline = None;
         if !r.framer.has_partial() {
-            return;
+            return None;
         }
         let framer = &mut r.framer;
-        self.with_handler(id, &mut r.out, |handler, out| {
-            framer.flush(|msg| handler.on_message(id, msg, out));
+        let max = self.config.max_line_bytes;
+        let result = self.with_handler(id, &mut r.out, |handler, out| {
+            framer.flush(max, |msg| handler.on_message(id, msg, out))
         });
+        result.is_err().then_some(End::TooLong)
     }
 
     /// The end of a connection, in the reader thread (or the supervisor if
     /// the reader could not be started).
     fn end_client(&self, client: &Client, r: &mut Reader, end: End) {
         let id = client.id;
+        let end = match end {
+            End::Eof | End::Shutdown { cut: false } => self.flush_partial(id, r).unwrap_or(end),
+            other => other,
+        };
         match end {
-            End::Eof | End::Shutdown { cut: false } => self.flush_partial(id, r),
+            End::Eof | End::Shutdown { cut: false } => {}
             End::Shutdown { cut: true } => {
                 let had_partial = match self.framing {
                     Framing::Lines { .. } => r.framer.discard(),

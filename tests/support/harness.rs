@@ -106,8 +106,17 @@ pub fn frame(data: &[u8], max_line: usize, cuts: &[usize]) -> Framed {
         );
     }
     let mut tail = None;
-    let flushed = framer.flush(|t| tail = Some(t.to_vec()));
-    assert_eq!(flushed, tail.is_some());
+    match framer.flush(max_line, |t| tail = Some(t.to_vec())) {
+        Ok(flushed) => assert_eq!(flushed, tail.is_some()),
+        Err(e) => {
+            assert!(tail.is_none(), "a too-long tail was handed out");
+            assert!(!framer.has_partial(), "framer holds bytes after an error");
+            return Framed {
+                lines,
+                result: Err((e, data.len())),
+            };
+        }
+    }
     assert!(!framer.has_partial(), "flush left bytes behind");
     Framed {
         lines,
@@ -122,9 +131,8 @@ fn content_len(line: &[u8]) -> usize {
 
 /// Whether bytes with no `\n` may still become a line of at most
 /// `max_line`: one byte over is allowed if it is a `\r` (the start of `\r\n`).
-/// Also used for the tail `flush` hands out, where that one byte is a known
-/// finding (`tests/fuzz_regressions.rs`), tolerated so the fuzzer looks for
-/// anything else.
+/// A tail handed out by `flush` gets no such allowance (see
+/// `tests/fuzz_regressions.rs`).
 fn unfinished_fits(partial: &[u8], max_line: usize) -> bool {
     partial.len() <= max_line || (partial.len() == max_line + 1 && partial.last() == Some(&b'\r'))
 }
@@ -158,7 +166,7 @@ pub fn check_framer(data: &[u8], max_line: usize, cuts: &[usize]) {
                 assert!(!tail.is_empty(), "an empty tail was flushed");
                 assert!(!tail.contains(&b'\n'), "tail {tail:?} holds a \\n");
                 assert!(
-                    unfinished_fits(tail, max_line),
+                    tail.len() <= max_line,
                     "tail {tail:?} is over max_line {max_line}"
                 );
                 all.extend_from_slice(tail);
@@ -171,7 +179,12 @@ pub fn check_framer(data: &[u8], max_line: usize, cuts: &[usize]) {
             let rest = &data[emitted.len()..*pushed];
             let deserved = match rest.iter().position(|&b| b == b'\n') {
                 Some(i) => content_len(&rest[..=i]) > max_line,
-                None => !unfinished_fits(rest, max_line),
+                // Unfinished: too long already, or (at EOF, where a final
+                // `\r` is content) longer than max_line.
+                None => {
+                    !unfinished_fits(rest, max_line)
+                        || (*pushed == data.len() && rest.len() > max_line)
+                }
             };
             assert!(
                 deserved,
