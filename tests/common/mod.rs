@@ -182,8 +182,20 @@ impl Server {
     /// Like [`Server::start`], in a given temp dir (also the working dir, so
     /// a default `log.txt` lands there and not in the repository).
     pub fn start_in(kind: Kind, args: &[&str], dir: TempDir) -> Server {
+        Server::start_with(kind, args, dir, |_| {})
+    }
+
+    /// Like [`Server::start_in`], with `tweak` applied to the command before
+    /// the spawn (e.g. a `pre_exec` that lowers a resource limit).
+    pub fn start_with(
+        kind: Kind,
+        args: &[&str],
+        dir: TempDir,
+        tweak: impl FnOnce(&mut Command),
+    ) -> Server {
         let status_on_stderr = is_sink(args);
         let mut cmd = kind.command(&dir.path);
+        tweak(&mut cmd);
         cmd.args(args).arg("0").stdin(Stdio::null());
         cmd.stderr(Stdio::piped());
         if status_on_stderr {
@@ -402,6 +414,13 @@ impl Server {
         Some(line)
     }
 
+    /// Moves the status cursor past every line read so far: later waits see
+    /// only lines printed from now on (or already in the pipe).
+    pub fn skip_seen_status(&mut self) {
+        self.pump();
+        self.status_cursor = self.status_lines().len();
+    }
+
     /// Whether any status line seen so far (cursor ignored) satisfies `pred`.
     pub fn seen_status(&mut self, pred: impl FnMut(&String) -> bool) -> bool {
         self.pump();
@@ -509,11 +528,36 @@ impl Server {
 
     /// Peak resident memory in KiB, from /proc (Linux), while running.
     pub fn peak_rss_kib(&self) -> Option<u64> {
+        self.proc_status_kib("VmHWM:")
+    }
+
+    /// Current resident memory in KiB, from /proc (Linux), while running.
+    pub fn rss_kib(&self) -> Option<u64> {
+        self.proc_status_kib("VmRSS:")
+    }
+
+    fn proc_status_kib(&self, field: &str) -> Option<u64> {
         let status = fs::read_to_string(format!("/proc/{}/status", self.child.id())).ok()?;
         status
             .lines()
-            .find_map(|l| l.strip_prefix("VmHWM:"))
+            .find_map(|l| l.strip_prefix(field))
             .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+    }
+
+    /// CPU time (user + system) the process has used so far, from
+    /// /proc/PID/stat (Linux).
+    pub fn cpu_time(&self) -> Option<Duration> {
+        let stat = fs::read_to_string(format!("/proc/{}/stat", self.child.id())).ok()?;
+        // Fields after the `(comm)`, which may contain spaces: state is
+        // field 3, utime and stime are fields 14 and 15.
+        let rest = &stat[stat.rfind(')')? + 2..];
+        let fields: Vec<&str> = rest.split_whitespace().collect();
+        let ticks: u64 =
+            fields.get(11)?.parse::<u64>().ok()? + fields.get(12)?.parse::<u64>().ok()?;
+        // SAFETY: sysconf has no preconditions.
+        let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
+        let hz = u64::try_from(hz).ok().filter(|&h| h > 0)?;
+        Some(Duration::from_millis(ticks * 1000 / hz))
     }
 }
 
@@ -784,4 +828,39 @@ pub fn shared_data(rel: &str) -> Option<PathBuf> {
         eprintln!("skipped: {} not found", path.display());
         None
     }
+}
+
+/// Raises this process's soft RLIMIT_NOFILE to its hard limit (servers
+/// spawned afterwards inherit it) and returns the new soft limit.
+pub fn raise_nofile() -> u64 {
+    let mut lim = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit/setrlimit with a valid, owned struct.
+    unsafe {
+        assert_eq!(libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim), 0);
+        if lim.rlim_cur < lim.rlim_max {
+            lim.rlim_cur = lim.rlim_max;
+            assert_eq!(
+                libc::setrlimit(libc::RLIMIT_NOFILE, &lim),
+                0,
+                "setrlimit: {}",
+                io::Error::last_os_error()
+            );
+        }
+    }
+    lim.rlim_cur
+}
+
+/// SPEC's ledger log from balances in cents: `NAME $BALANCE`, sorted by
+/// name in byte order, two decimals, negative as `$-1.23`.
+pub fn render_cents(balances: &std::collections::BTreeMap<String, i64>) -> String {
+    let mut out = String::new();
+    for (name, &cents) in balances {
+        let sign = if cents < 0 { "-" } else { "" };
+        let abs = cents.unsigned_abs();
+        out.push_str(&format!("{name} ${sign}{}.{:02}\n", abs / 100, abs % 100));
+    }
+    out
 }
