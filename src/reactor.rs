@@ -179,7 +179,9 @@ struct Reactor {
     /// Connections to read from without waiting for an event.
     ready: VecDeque<(usize, ClientId)>,
     /// Connections with new output to flush at the end of this pass.
-    dirty: Vec<usize>,
+    /// Flushed front to back: the connection whose input caused output is
+    /// put first, then the others in the order the handler addressed them.
+    dirty: VecDeque<usize>,
     /// Connections marked dead, removed at the end of this pass.
     dead: Vec<usize>,
     /// Idle-flush deadlines, earliest first. At most one entry per
@@ -247,7 +249,7 @@ impl Reactor {
             clients: 0,
             scratch: vec![0; READ_CHUNK_BYTES],
             ready: VecDeque::new(),
-            dirty: Vec::new(),
+            dirty: VecDeque::new(),
             dead: Vec::new(),
             idle_queue: BinaryHeap::new(),
             linger_queue: BinaryHeap::new(),
@@ -693,7 +695,11 @@ impl Reactor {
             .framer
             .flush(max, |msg| handler.on_message(id, msg, outbox))
         {
-            Ok(true) => self.apply_actions(),
+            Ok(true) => {
+                self.current = Some((id, key));
+                self.apply_actions();
+                self.current = None;
+            }
             Ok(false) => {}
             Err(_) => self.line_too_long(key),
         }
@@ -745,7 +751,11 @@ impl Reactor {
                         Payload::Shared(buf) => conn.out.push_shared(buf),
                         Payload::Arena(_) => conn.out.push_slice(outbox.bytes(payload)),
                     }
-                    self.mark_dirty(key);
+                    if self.current.is_some_and(|(id, _)| id == *to) && !conn.dirty {
+                        self.mark_dirty_first(key);
+                    } else {
+                        self.mark_dirty(key);
+                    }
                 }
                 Action::Close(id) => {
                     if let Some(key) = self.live_key(*id) {
@@ -805,8 +815,19 @@ impl Reactor {
         let conn = &mut self.conns[key];
         if !conn.dirty {
             conn.dirty = true;
-            self.dirty.push(key);
+            self.dirty.push_back(key);
         }
+    }
+
+    /// Like [`Reactor::mark_dirty`], but flushed before the others: the
+    /// client that spoke gets its answer first (a presence newcomer its list
+    /// before the other 999), then everyone else in the order addressed.
+    /// The caller checks it is not dirty yet (it would be queued twice).
+    fn mark_dirty_first(&mut self, key: usize) {
+        let conn = &mut self.conns[key];
+        debug_assert!(!conn.dirty);
+        conn.dirty = true;
+        self.dirty.push_front(key);
     }
 
     /// Writes out every connection that got output this pass, applies
@@ -816,7 +837,7 @@ impl Reactor {
         let mut deferred = Vec::new();
         // Handling one connection can dirty others (a dropped presence
         // client makes a broadcast), hence the loop.
-        while let Some(key) = self.dirty.pop() {
+        while let Some(key) = self.dirty.pop_front() {
             let Some(conn) = self.conns.get_mut(key) else {
                 continue;
             };
