@@ -58,11 +58,12 @@ impl Status {
         self.line(format_args!("Number of connected clients = {clients}"));
     }
 
+    /// SPEC's words whatever the count ("for 1 clients"), like the ledger's
+    /// summary line: a script can match one fixed pattern.
     pub fn draining(&self, timeout: Duration, clients: usize) {
         self.line(format_args!(
-            "Shutting down: waiting up to {} s for {clients} client{} (signal again to stop now)",
+            "Shutting down: waiting up to {} s for {clients} clients (signal again to stop now)",
             Secs(timeout),
-            if clients == 1 { "" } else { "s" }
         ));
     }
 }
