@@ -205,6 +205,10 @@ struct Reactor {
     journal: Option<Journal>,
     /// Records taken from the handler, reused between passes.
     journal_buf: Vec<u8>,
+    /// Records were written since the last fsync.
+    journal_unsynced: bool,
+    /// A journal write failed; the loop stops at the end of the pass.
+    journal_error: Option<io::Error>,
     /// Raw fd 1, for the sink's bytes (no line buffering).
     stdout: std::mem::ManuallyDrop<std::fs::File>,
 }
@@ -261,6 +265,8 @@ impl Reactor {
             stats: ServerStats::default(),
             journal: None,
             journal_buf: Vec::new(),
+            journal_unsynced: false,
+            journal_error: None,
             stdout,
         })
     }
@@ -288,25 +294,65 @@ impl Reactor {
             self.handle_timers(Instant::now());
             // Before any FIN goes out in flush_dirty: a client that sees us
             // close after its EOF may rely on all it sent being durable.
-            self.sync_journal()?;
+            self.sync_journal(false)?;
             self.flush_dirty();
             self.reap();
             if self.finished() {
                 break;
             }
         }
-        self.sync_journal()?;
+        self.sync_journal(true)?;
         Ok(self.handler.finish(&self.stats))
     }
 
-    fn sync_journal(&mut self) -> io::Result<()> {
+    /// Writes what the handler applied this pass to the journal, and makes
+    /// it durable if this pass is about to close a client (its FIN is the
+    /// acknowledgement) or `force`. Writing every pass keeps memory bounded;
+    /// syncing only before a FIN keeps a blast from waiting on the disk at
+    /// every pass: at most one fsync per pass, and none while clients are
+    /// only sending.
+    fn sync_journal(&mut self, force: bool) -> io::Result<()> {
+        self.write_journal();
+        if let Some(e) = self.journal_error.take() {
+            return Err(io::Error::new(e.kind(), format!("journal: {e}")));
+        }
         let Some(journal) = &mut self.journal else {
             return Ok(());
         };
+        let closing = || {
+            self.dirty.iter().any(|&k| {
+                self.conns
+                    .get(k)
+                    .is_some_and(|c| c.state == ConnState::Closing)
+            })
+        };
+        if self.journal_unsynced && (force || closing()) {
+            journal
+                .sync()
+                .map_err(|e| io::Error::new(e.kind(), format!("journal: {e}")))?;
+            self.journal_unsynced = false;
+        }
+        Ok(())
+    }
+
+    /// Writes (without waiting for the disk) the records the handler has
+    /// produced since the last call. Called after every read too, so the
+    /// records of one read, not of a whole pass, are held in memory. An
+    /// error is kept for [`Reactor::sync_journal`] to report.
+    fn write_journal(&mut self) {
+        let Some(journal) = &mut self.journal else {
+            return;
+        };
         self.handler.take_journal(&mut self.journal_buf);
-        let result = journal.append(&self.journal_buf);
+        if self.journal_buf.is_empty() || self.journal_error.is_some() {
+            self.journal_buf.clear();
+            return;
+        }
+        match journal.write(&self.journal_buf) {
+            Ok(()) => self.journal_unsynced = true,
+            Err(e) => self.journal_error = Some(e),
+        }
         self.journal_buf.clear();
-        result.map_err(|e| io::Error::new(e.kind(), format!("journal: {e}")))
     }
 
     fn finished(&self) -> bool {
@@ -594,6 +640,7 @@ impl Reactor {
                 Ok(n) => {
                     read_total += n;
                     self.handle_input(key, n);
+                    self.write_journal();
                     if until == Drain::ShortReadEnds && n < self.scratch.len() {
                         return;
                     }
