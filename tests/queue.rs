@@ -8,6 +8,7 @@ use common::*;
 
 both!(
     seed_transcript,
+    seed_transcript_through_nonblocking_client,
     shared_between_clients,
     usage_and_unknown_command_errors,
     case_insensitive_commands_items_kept,
@@ -128,4 +129,50 @@ fn idle_flushed_and_crlf_commands(kind: Kind) {
     let rest = c.read_to_eof();
     assert_eq!(show(&rest), "0\\n");
     s.stop(SIGINT);
+}
+
+/// The seed's own transcript, typed into `nonblocking-client queue` (stdin
+/// piped, so no prompt): the client prints `Queue is empty` for `None`.
+fn seed_transcript_through_nonblocking_client(kind: Kind) {
+    use std::io::Write as _;
+    use std::process::{Command, Stdio};
+    let mut s = start_queue(kind, "3");
+    let mut client = Command::new(env!("CARGO_BIN_EXE_nonblocking-client"))
+        .args(["queue", &s.addr.to_string()])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start nonblocking-client");
+    client
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(
+            b"put A\nput B\nput C\nput D\nsize\npeek\nsize\npop\npop\nsize\npop\npop\npeek\n",
+        )
+        .unwrap();
+    let out = wait_output(client);
+    assert!(out.status.success(), "client failed: {out:?}");
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        "True\nTrue\nTrue\nFalse\n3\nA\n3\nA\nB\n1\nC\nQueue is empty\nQueue is empty\n"
+    );
+    s.stop(SIGINT);
+}
+
+/// `wait_with_output` with a deadline, so a hung client fails the test.
+fn wait_output(child: std::process::Child) -> std::process::Output {
+    let (tx, rx) = std::sync::mpsc::channel();
+    let pid = child.id() as i32;
+    std::thread::spawn(move || {
+        let _ = tx.send(child.wait_with_output());
+    });
+    match rx.recv_timeout(TIMEOUT) {
+        Ok(out) => out.expect("wait for client"),
+        Err(_) => {
+            unsafe { libc::kill(pid, libc::SIGKILL) };
+            panic!("nonblocking-client did not finish within {TIMEOUT:?}");
+        }
+    }
 }

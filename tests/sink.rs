@@ -16,6 +16,7 @@ both!(
     robots_file_byte_identical,
     status_on_stderr_stdout_only_bytes,
     drain_lets_a_sending_client_finish,
+    one_gigabyte_through_nonblocking_client_send_in_bounded_memory,
 );
 
 fn start_sink(kind: Kind, extra: &[&str]) -> Server {
@@ -157,4 +158,70 @@ fn drain_lets_a_sending_client_finish(kind: Kind) {
     want.extend_from_slice(b"second client");
     assert_eq!(out.len(), want.len(), "bytes on stdout");
     assert!(out == want, "stdout differs from what the clients sent");
+}
+
+/// Issue 4: a 1 GiB stream from one client (`nonblocking-client send`, the
+/// seed's client) comes out of stdout whole and in order, and the server's
+/// peak RSS stays under 100 MB: neither side holds the stream in memory.
+/// Each 1 MiB block starts with its number, so a lost, repeated or
+/// reordered block is caught, not only a wrong length.
+fn one_gigabyte_through_nonblocking_client_send_in_bounded_memory(kind: Kind) {
+    use std::io::Read as _;
+    use std::process::{Command, Stdio};
+    const BLOCK: usize = 1 << 20;
+    const BLOCKS: u64 = 1024;
+    let mut pattern = vec![0u8; BLOCK];
+    let mut rng = Rng::new(7);
+    for b in pattern.iter_mut() {
+        *b = rng.next_u64() as u8;
+    }
+    let block = |n: u64, buf: &mut Vec<u8>| {
+        buf.clear();
+        buf.extend_from_slice(&pattern);
+        buf[..8].copy_from_slice(&n.to_le_bytes());
+    };
+
+    let mut s = start_sink(kind, &[]);
+    let mut client = Command::new(env!("CARGO_BIN_EXE_nonblocking-client"))
+        .args(["send", &s.addr.to_string()])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start nonblocking-client send");
+    let mut stdin = client.stdin.take().unwrap();
+    let feeder = {
+        let pattern = pattern.clone();
+        thread::spawn(move || {
+            let mut buf = Vec::with_capacity(BLOCK);
+            for n in 0..BLOCKS {
+                buf.clear();
+                buf.extend_from_slice(&pattern);
+                buf[..8].copy_from_slice(&n.to_le_bytes());
+                stdin.write_all(&buf).expect("feed the client");
+            }
+        })
+    };
+    feeder.join().unwrap();
+    let status = client.wait().expect("wait for client");
+    assert!(status.success(), "nonblocking-client send exited {status}");
+    s.wait_disconnected(1);
+    let peak = s.peak_rss_kib().expect("server VmHWM");
+    s.stop(SIGINT);
+
+    assert!(
+        peak < 100 * 1024,
+        "server peak RSS {peak} KiB for a 1 GiB stream"
+    );
+    let mut file = fs::File::open(s.stdout_path()).unwrap();
+    assert_eq!(file.metadata().unwrap().len(), BLOCK as u64 * BLOCKS);
+    let (mut got, mut want) = (vec![0u8; BLOCK], Vec::with_capacity(BLOCK));
+    for n in 0..BLOCKS {
+        file.read_exact(&mut got).unwrap();
+        block(n, &mut want);
+        assert!(
+            got == want,
+            "block {n} of stdout differs from what was sent"
+        );
+    }
 }
