@@ -24,6 +24,7 @@
 //! - [`handlers`]: the handler trait and the five protocols.
 //! - [`app`]: what both server binaries do around their loop (bind, exit codes, the log).
 //! - [`journal`]: the ledger's append-only journal (`--journal`).
+//! - [`timers`]: the drift-free report ticker and accept back-off both servers use.
 //! - [`net`], [`fsutil`]: socket set-up, atomic file writes.
 //! - [`addr`]: the clients' `ADDR` (`HOST:PORT`, `[V6ADDR]:PORT`, bare `PORT`).
 //! - [`client`]: the `nonblocking-client` subcommands.
@@ -44,3 +45,4 @@ pub mod outbuf;
 pub mod reactor;
 pub mod status;
 pub mod threaded;
+pub mod timers;

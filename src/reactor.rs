@@ -40,6 +40,7 @@ use crate::handlers::{
 use crate::journal::Journal;
 use crate::outbuf::{Flushed, OutBuf};
 use crate::status::{self, Status};
+use crate::timers::{AcceptBackoff, AfterError, Ticker};
 
 const LISTENER: Token = Token(usize::MAX);
 const SIGNALS: Token = Token(usize::MAX - 1);
@@ -53,8 +54,6 @@ const MAX_WRITE_PER_WAKEUP_BYTES: usize = 1024 * 1024;
 /// What is read from each client when shutdown closes it: what was already
 /// sent is handled, a client that keeps sending does not hold us forever.
 const MAX_FINAL_READ_BYTES: usize = 16 * MAX_READ_PER_WAKEUP_BYTES;
-/// Wait before accepting again after the process ran out of descriptors.
-const ACCEPT_RETRY: Duration = Duration::from_millis(100);
 /// After our last byte and FIN, how long we read and discard what a client
 /// still sends before closing: closing with unread input makes Linux send a
 /// RST, which can destroy replies the client has not read yet.
@@ -192,13 +191,10 @@ struct Reactor {
     /// The connection whose input is being handled, so a reply to it skips
     /// the id lookup.
     current: Option<(ClientId, usize)>,
-    /// When to try `accept` again after descriptor exhaustion.
-    accept_retry_at: Option<Instant>,
-    /// Descriptor exhaustion was reported and not yet recovered from.
-    fd_exhausted: bool,
-    /// Next periodic count, `start + k * period`.
-    next_report: Option<Instant>,
-    start: Instant,
+    /// Accepting on hold after descriptor exhaustion.
+    accept_backoff: AcceptBackoff,
+    /// The periodic count (`--report-every`), if on.
+    report: Option<Ticker>,
     phase: Phase,
     stats: ServerStats,
     /// The ledger's journal (`--journal`), synced once per loop pass.
@@ -246,7 +242,7 @@ impl Reactor {
             handler,
             framing,
             outbox: Outbox::new(),
-            next_report: config.report_every.map(|p| start + p),
+            report: Ticker::new(start, config.report_every),
             config,
             status,
             next_id: 1,
@@ -258,9 +254,7 @@ impl Reactor {
             idle_queue: BinaryHeap::new(),
             linger_queue: BinaryHeap::new(),
             current: None,
-            accept_retry_at: None,
-            fd_exhausted: false,
-            start,
+            accept_backoff: AcceptBackoff::default(),
             phase: Phase::Running,
             stats: ServerStats::default(),
             journal: None,
@@ -370,10 +364,10 @@ impl Reactor {
             Phase::Draining { until } | Phase::Closing { until } => Some(until),
         };
         [
-            self.next_report,
+            self.report.as_ref().map(Ticker::deadline),
             self.idle_queue.peek().map(|e| e.0.0),
             self.linger_queue.peek().map(|e| e.0.0),
-            self.accept_retry_at,
+            self.accept_backoff.deadline(),
             phase_end,
         ]
         .into_iter()
@@ -393,29 +387,13 @@ impl Reactor {
             };
             match listener.accept() {
                 Ok((stream, _addr)) => {
-                    if self.fd_exhausted {
-                        self.fd_exhausted = false;
-                        status::diag(format_args!("accept: descriptors available again"));
-                    }
+                    self.accept_backoff.accepted();
                     self.add_client(stream);
                 }
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(e) if is_connection_error(&e) => {}
                 Err(e) => {
-                    // EMFILE/ENFILE and the like: looping would spin, and
-                    // returning would strand the backlog until a new
-                    // connection raises an edge. Retry on a timer instead.
-                    if !self.fd_exhausted {
-                        self.fd_exhausted = true;
-                        status::diag(format_args!(
-                            "accept: {} (retrying every {} ms)",
-                            e,
-                            ACCEPT_RETRY.as_millis()
-                        ));
+                    if self.accept_backoff.error(&e, Instant::now()) == AfterError::Stop {
+                        return;
                     }
-                    self.accept_retry_at = Some(Instant::now() + ACCEPT_RETRY);
-                    return;
                 }
             }
         }
@@ -501,7 +479,7 @@ impl Reactor {
         if let Some(mut listener) = self.listener.take() {
             let _ = self.poll.registry().deregister(&mut listener);
         }
-        self.accept_retry_at = None;
+        self.accept_backoff.cancel();
         self.handler.on_shutdown(&mut self.outbox);
         self.apply_actions();
         match self.handler.shutdown_policy() {
@@ -986,23 +964,10 @@ impl Reactor {
     // ----- timers ----------------------------------------------------------
 
     fn handle_timers(&mut self, now: Instant) {
-        if let (Some(due), Some(period)) = (self.next_report, self.config.report_every)
-            && due <= now
-        {
+        if self.report.as_mut().is_some_and(|t| t.fire(now)) {
             self.status.count(self.clients);
-            // Drift-free: the next report is start + k * period, the
-            // first one after now (missed periods are printed once).
-            let elapsed = now.duration_since(self.start).as_secs_f64();
-            let k = (elapsed / period.as_secs_f64()).floor() + 1.0;
-            let mut next = due + period;
-            let catch_up = self.start + period.mul_f64(k);
-            if catch_up > next {
-                next = catch_up;
-            }
-            self.next_report = Some(next);
         }
-        if self.accept_retry_at.is_some_and(|t| t <= now) {
-            self.accept_retry_at = None;
+        if self.accept_backoff.due(now) {
             self.handle_accept();
         }
         while let Some(&Reverse((due, key, id))) = self.idle_queue.peek() {
@@ -1126,15 +1091,4 @@ enum Drain {
     /// caller asks for `ToEnd`. Elsewhere mio promises only the drain rule.
     #[cfg_attr(not(target_os = "linux"), allow(dead_code))]
     ShortReadEnds,
-}
-
-/// Errors that concern one incoming connection only: accept the next one
-/// (after hyper's `is_connection_error`).
-fn is_connection_error(e: &io::Error) -> bool {
-    matches!(
-        e.kind(),
-        io::ErrorKind::ConnectionRefused
-            | io::ErrorKind::ConnectionAborted
-            | io::ErrorKind::ConnectionReset
-    ) || e.raw_os_error() == Some(libc::EPROTO)
 }

@@ -46,6 +46,7 @@ use crate::handlers::{
 use crate::journal::Journal;
 use crate::outbuf::OutBuf;
 use crate::status::{self, Status};
+use crate::timers::{AcceptBackoff, AfterError, Ticker};
 
 const LISTENER: Token = Token(0);
 const SIGNALS: Token = Token(1);
@@ -64,8 +65,6 @@ const READ_CHUNK_MAX_BYTES: usize = 64 * 1024;
 /// What is read from each client when shutdown closes it: what was already
 /// sent is handled, a client that keeps sending does not hold us forever.
 const MAX_FINAL_READ_BYTES: usize = 4 * 1024 * 1024;
-/// Wait before accepting again after the process ran out of descriptors.
-const ACCEPT_RETRY: Duration = Duration::from_millis(100);
 /// After our last byte and FIN, how long we read and discard what a client
 /// still sends before closing: closing with unread input makes Linux send a
 /// RST, which can destroy replies the client has not read yet.
@@ -959,14 +958,11 @@ struct Supervisor {
     signals: Signals,
     /// The id the next client gets.
     next_id: u64,
-    /// Next periodic count, `start + k * period`.
-    next_report: Option<Instant>,
-    start: Instant,
+    /// The periodic count (`--report-every`), if on.
+    report: Option<Ticker>,
     phase: Phase,
-    /// When to try `accept` again after descriptor exhaustion.
-    accept_retry_at: Option<Instant>,
-    /// Descriptor exhaustion was reported and not yet recovered from.
-    fd_exhausted: bool,
+    /// Accepting on hold after descriptor exhaustion.
+    accept_backoff: AcceptBackoff,
     /// The supervisor's own outbox (on_connect, on_shutdown).
     out: Outbox,
 }
@@ -1013,16 +1009,14 @@ impl Supervisor {
             config,
         });
         Ok(Supervisor {
-            next_report: server.config.report_every.map(|p| start + p),
+            report: Ticker::new(start, server.config.report_every),
             server,
             poll,
             listener: Some(listener),
             signals,
             next_id: 1,
-            start,
             phase: Phase::Running,
-            accept_retry_at: None,
-            fd_exhausted: false,
+            accept_backoff: AcceptBackoff::default(),
             out: Outbox::new(),
         })
     }
@@ -1099,11 +1093,15 @@ impl Supervisor {
                 Some(until)
             }
         };
-        [self.next_report, self.accept_retry_at, phase_end]
-            .into_iter()
-            .flatten()
-            .min()
-            .map(|deadline| deadline.saturating_duration_since(now))
+        [
+            self.report.as_ref().map(Ticker::deadline),
+            self.accept_backoff.deadline(),
+            phase_end,
+        ]
+        .into_iter()
+        .flatten()
+        .min()
+        .map(|deadline| deadline.saturating_duration_since(now))
     }
 
     // ----- accepting -------------------------------------------------------
@@ -1115,29 +1113,13 @@ impl Supervisor {
             };
             match listener.accept() {
                 Ok((stream, _addr)) => {
-                    if self.fd_exhausted {
-                        self.fd_exhausted = false;
-                        status::diag(format_args!("accept: descriptors available again"));
-                    }
+                    self.accept_backoff.accepted();
                     self.add_client(stream);
                 }
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(e) if is_connection_error(&e) => {}
                 Err(e) => {
-                    // EMFILE/ENFILE and the like: looping would spin, and
-                    // returning would strand the backlog until a new
-                    // connection raises an edge. Retry on a timer instead.
-                    if !self.fd_exhausted {
-                        self.fd_exhausted = true;
-                        status::diag(format_args!(
-                            "accept: {} (retrying every {} ms)",
-                            e,
-                            ACCEPT_RETRY.as_millis()
-                        ));
+                    if self.accept_backoff.error(&e, Instant::now()) == AfterError::Stop {
+                        return;
                     }
-                    self.accept_retry_at = Some(Instant::now() + ACCEPT_RETRY);
-                    return;
                 }
             }
         }
@@ -1234,7 +1216,7 @@ impl Supervisor {
                 .registry()
                 .deregister(&mut SourceFd(&listener.as_raw_fd()));
         }
-        self.accept_retry_at = None;
+        self.accept_backoff.cancel();
         let server = Arc::clone(&self.server);
         let policy = {
             let mut core = server.core();
@@ -1280,21 +1262,11 @@ impl Supervisor {
     }
 
     fn handle_timers(&mut self, now: Instant) {
-        if let (Some(due), Some(period)) = (self.next_report, self.server.config.report_every)
-            && due <= now
-        {
-            {
-                let table = lock(&self.server.table);
-                self.server.status.count(table.len());
-            }
-            // Drift-free: the next report is start + k * period, the first
-            // one after now (missed periods are printed once).
-            let elapsed = now.duration_since(self.start).as_secs_f64();
-            let k = (elapsed / period.as_secs_f64()).floor() + 1.0;
-            self.next_report = Some((due + period).max(self.start + period.mul_f64(k)));
+        if self.report.as_mut().is_some_and(|t| t.fire(now)) {
+            let table = lock(&self.server.table);
+            self.server.status.count(table.len());
         }
-        if self.accept_retry_at.is_some_and(|t| t <= now) {
-            self.accept_retry_at = None;
+        if self.accept_backoff.due(now) {
             self.handle_accept();
         }
         match self.phase {
@@ -1316,16 +1288,6 @@ impl Supervisor {
             _ => {}
         }
     }
-}
-
-/// Errors that concern one incoming connection only: accept the next one.
-fn is_connection_error(e: &io::Error) -> bool {
-    matches!(
-        e.kind(),
-        io::ErrorKind::ConnectionRefused
-            | io::ErrorKind::ConnectionAborted
-            | io::ErrorKind::ConnectionReset
-    ) || e.raw_os_error() == Some(libc::EPROTO)
 }
 
 #[cfg(test)]
