@@ -171,8 +171,6 @@ struct Reactor {
     status: Status,
     /// The id the next client gets.
     next_id: u64,
-    /// Clients accepted and not yet closed (the SPEC count).
-    clients: usize,
     /// Shared read buffer: a connection holds bytes only for an unfinished line.
     scratch: Vec<u8>,
     /// Connections to read from without waiting for an event.
@@ -246,7 +244,6 @@ impl Reactor {
             config,
             status,
             next_id: 1,
-            clients: 0,
             scratch: vec![0; READ_CHUNK_BYTES],
             ready: VecDeque::new(),
             dirty: VecDeque::new(),
@@ -400,7 +397,7 @@ impl Reactor {
     }
 
     fn add_client(&mut self, mut stream: TcpStream) {
-        if self.clients >= self.config.max_clients {
+        if self.conns.len() >= self.config.max_clients {
             // Redis does the same: a best-effort line, then close. The
             // socket is new, so its send buffer has room for it.
             let _ = stream.write(TOO_MANY_CLIENTS);
@@ -439,8 +436,7 @@ impl Reactor {
             discarded: 0,
         });
         self.keys.insert(id, key);
-        self.clients += 1;
-        self.status.connected(id, self.clients);
+        self.status.connected(id, self.conns.len());
         self.handler.on_connect(id, &mut self.outbox);
         self.apply_actions();
         // Bytes may already be waiting; the edge that announced them can
@@ -483,9 +479,9 @@ impl Reactor {
         self.handler.on_shutdown(&mut self.outbox);
         self.apply_actions();
         match self.handler.shutdown_policy() {
-            ShutdownPolicy::Drain if self.clients > 0 => {
+            ShutdownPolicy::Drain if !self.conns.is_empty() => {
                 self.status
-                    .draining(self.config.drain_timeout, self.clients);
+                    .draining(self.config.drain_timeout, self.conns.len());
                 self.phase = Phase::Draining {
                     until: now + self.config.drain_timeout,
                 };
@@ -965,7 +961,7 @@ impl Reactor {
 
     fn handle_timers(&mut self, now: Instant) {
         if self.report.as_mut().is_some_and(|t| t.fire(now)) {
-            self.status.count(self.clients);
+            self.status.count(self.conns.len());
         }
         if self.accept_backoff.due(now) {
             self.handle_accept();
@@ -1067,10 +1063,9 @@ impl Reactor {
             // Deregister before the stream is dropped (closed).
             let _ = self.poll.registry().deregister(&mut conn.stream);
             self.keys.remove(&conn.id);
-            self.clients -= 1;
-            self.status.disconnected(conn.id, self.clients);
+            self.status.disconnected(conn.id, self.conns.len());
         }
-        if matches!(self.phase, Phase::Draining { .. }) && self.clients == 0 {
+        if matches!(self.phase, Phase::Draining { .. }) && self.conns.is_empty() {
             self.phase = Phase::Closing {
                 until: Instant::now(),
             };
