@@ -24,8 +24,8 @@ struct Server {
 
 impl Server {
     /// Starts `bin` with `args` and port 0, waits for its `Listening on` line.
-    /// `None` if it exits first (a model not built yet).
-    fn start(bin: &str, args: &[&str]) -> Option<Server> {
+    /// Panics if it does not listen: every server model must.
+    fn start(bin: &str, args: &[&str]) -> Server {
         let mut child = Command::new(bin)
             .args(args)
             .arg("0")
@@ -55,11 +55,11 @@ impl Server {
         }) else {
             let _ = child.kill();
             let _ = child.wait();
-            return None;
+            panic!("{bin} did not print its Listening line: {first:?}");
         };
         // Keep draining stdout so the server never blocks on a full pipe.
         std::thread::spawn(move || while rx.recv().is_ok() {});
-        Some(Server { child, port })
+        Server { child, port }
     }
 
     fn pid(&self) -> u32 {
@@ -105,10 +105,7 @@ fn stdout(out: &Output) -> String {
 #[test]
 fn echo_against_both_servers_counts_every_line() {
     for bin in SERVERS {
-        let Some(server) = Server::start(bin, &["--handler", "echo"]) else {
-            eprintln!("skipped: {bin} did not start (model not built yet?)");
-            continue;
-        };
+        let server = Server::start(bin, &["--handler", "echo"]);
         let port = server.port.to_string();
         let out = loadgen(&[
             "--handler",
@@ -227,13 +224,10 @@ fn ledger_log_matches_on_both_servers() {
         ));
         std::fs::create_dir_all(&dir).unwrap();
         let log = dir.join("log.txt");
-        let Some(server) = Server::start(
+        let server = Server::start(
             bin,
             &["--handler", "ledger", "--log", log.to_str().unwrap()],
-        ) else {
-            eprintln!("skipped: {bin} did not start (model not built yet?)");
-            continue;
-        };
+        );
         let port = server.port.to_string();
         let pid = server.pid().to_string();
         let out = loadgen(&[
@@ -264,10 +258,7 @@ fn ledger_log_matches_on_both_servers() {
 #[test]
 fn presence_lists_on_both_servers() {
     for bin in SERVERS {
-        let Some(server) = Server::start(bin, &["--handler", "presence"]) else {
-            eprintln!("skipped: {bin} did not start (model not built yet?)");
-            continue;
-        };
+        let server = Server::start(bin, &["--handler", "presence"]);
         let port = server.port.to_string();
         let out = loadgen(&["--handler", "presence", "--clients", "30", &port]);
         let json = stdout(&out);
