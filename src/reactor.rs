@@ -67,10 +67,6 @@ const LINGER: Duration = Duration::from_secs(1);
 const MAX_LINGER_DISCARD_BYTES: usize = 4 * 1024 * 1024;
 /// Echo, presence, queue: how long shutdown may spend flushing.
 const SHUTDOWN_FLUSH: Duration = Duration::from_secs(2);
-/// What a client over `--max-line` gets before the close.
-const LINE_TOO_LONG: &[u8] = b"error: line too long\n";
-/// What a client past `--max-clients` gets before the close.
-const TOO_MANY_CLIENTS: &[u8] = b"error: too many clients\n";
 
 /// Where a connection is in its life.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -409,12 +405,9 @@ impl Reactor {
         if self.conns.len() >= self.config.max_clients {
             // Redis does the same: a best-effort line, then close. The
             // socket is new, so its send buffer has room for it.
-            let _ = stream.write(TOO_MANY_CLIENTS);
+            let _ = stream.write(status::TOO_MANY_CLIENTS);
             let _ = stream.shutdown(Shutdown::Write);
-            status::diag(format_args!(
-                "refused a connection: too many clients (--max-clients {})",
-                self.config.max_clients
-            ));
+            status::too_many_clients(self.config.max_clients);
             return;
         }
         let _ = stream.set_nodelay(true);
@@ -693,9 +686,7 @@ impl Reactor {
                     let before = outbox.actions().len();
                     handler.on_message(id, line, outbox);
                     // Stop at once if the handler closed this client.
-                    let closed = outbox.actions()[before..]
-                        .iter()
-                        .any(|a| matches!(a, Action::Close(to) if *to == id));
+                    let closed = outbox.closes_since(before, id);
                     if closed {
                         ControlFlow::Break(())
                     } else {
@@ -729,11 +720,9 @@ impl Reactor {
             return;
         };
         let id = conn.id;
-        status::diag(format_args!(
-            "client {id}: line longer than {max} bytes; closing"
-        ));
+        status::line_too_long(id, max);
         if conn.state == ConnState::Open {
-            conn.out.push_slice(LINE_TOO_LONG);
+            conn.out.push_slice(status::LINE_TOO_LONG);
             self.client_gone(key);
             self.start_closing(key);
         }

@@ -68,6 +68,25 @@ impl Status {
     }
 }
 
+/// What a client over `--max-line` gets before the close (SPEC).
+pub const LINE_TOO_LONG: &[u8] = b"error: line too long\n";
+/// What a client past `--max-clients` gets before the close (SPEC).
+pub const TOO_MANY_CLIENTS: &[u8] = b"error: too many clients\n";
+
+/// The diagnostic for a client closed for a line over `--max-line`.
+pub fn line_too_long(id: ClientId, max_line: usize) {
+    diag(format_args!(
+        "client {id}: line longer than {max_line} bytes; closing"
+    ));
+}
+
+/// The diagnostic for a connection refused at `--max-clients`.
+pub fn too_many_clients(max_clients: usize) {
+    diag(format_args!(
+        "refused a connection: too many clients (--max-clients {max_clients})"
+    ));
+}
+
 /// Prints one diagnostic line on stderr.
 pub fn diag(args: fmt::Arguments<'_>) {
     let mut err = io::stderr().lock();

@@ -77,10 +77,6 @@ const SHUTDOWN_FLUSH: Duration = Duration::from_secs(2);
 /// their threads to report before returning anyway (a thread blocked on a
 /// stdout nobody reads cannot be interrupted).
 const REAP_GRACE: Duration = Duration::from_secs(1);
-/// What a client over `--max-line` gets before the close.
-const LINE_TOO_LONG: &[u8] = b"error: line too long\n";
-/// What a client past `--max-clients` gets before the close.
-const TOO_MANY_CLIENTS: &[u8] = b"error: too many clients\n";
 
 /// Runs the thread-per-connection server on `listener` until SIGINT/SIGTERM
 /// and the shutdown SPEC describes, then returns what the handler leaves to
@@ -820,9 +816,7 @@ impl Server {
                     let before = out.actions().len();
                     handler.on_message(id, line, out);
                     // Stop at once if the handler closed this client.
-                    closed = out.actions()[before..]
-                        .iter()
-                        .any(|a| matches!(a, Action::Close(to) if *to == id));
+                    closed = out.closes_since(before, id);
                     if closed {
                         ControlFlow::Break(())
                     } else {
@@ -879,11 +873,8 @@ impl Server {
                 }
             }
             End::TooLong => {
-                status::diag(format_args!(
-                    "client {id}: line longer than {} bytes; closing",
-                    self.config.max_line_bytes
-                ));
-                r.out.send(id, LINE_TOO_LONG);
+                status::line_too_long(id, self.config.max_line_bytes);
+                r.out.send(id, status::LINE_TOO_LONG);
             }
             End::Closed | End::Kill => {
                 r.framer.discard();
@@ -1130,12 +1121,9 @@ impl Supervisor {
         if self.clients() >= server.config.max_clients {
             // A best-effort line, then close; the new socket's send buffer
             // has room for it, so the write does not block.
-            let _ = stream.write(TOO_MANY_CLIENTS);
+            let _ = stream.write(status::TOO_MANY_CLIENTS);
             let _ = stream.shutdown(Shutdown::Write);
-            status::diag(format_args!(
-                "refused a connection: too many clients (--max-clients {})",
-                server.config.max_clients
-            ));
+            status::too_many_clients(server.config.max_clients);
             return;
         }
         // accept(2) does not pass O_NONBLOCK on; make sure anyway.

@@ -177,6 +177,14 @@ impl Outbox {
         &self.actions
     }
 
+    /// Whether an action from index `from` on closes `id`: a server stops
+    /// handing that client's remaining lines to the handler.
+    pub fn closes_since(&self, from: usize, id: ClientId) -> bool {
+        self.actions[from..]
+            .iter()
+            .any(|a| matches!(a, Action::Close(to) if *to == id))
+    }
+
     /// The bytes a payload stands for.
     pub fn bytes<'a>(&'a self, payload: &'a Payload) -> &'a [u8] {
         match payload {
