@@ -9,7 +9,7 @@ use std::time::Duration;
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use nonblocking::handlers::ledger::Ledger;
 use nonblocking::handlers::presence::Presence;
-use nonblocking::handlers::{ClientId, Handler, Outbox};
+use nonblocking::handlers::{ClientId, Handler, Outbox, TEST_PEER};
 use nonblocking::loadgen::lines::{Balances, ledger_lines};
 
 const LEDGER_LINES: u64 = 10_000;
@@ -21,7 +21,7 @@ fn ledger(c: &mut Criterion) {
     let mut handler: Box<dyn Handler> = Box::new(Ledger::new(PathBuf::from("unused-log.txt")));
     let mut out = Outbox::new();
     let id = ClientId(1);
-    handler.on_connect(id, &mut out);
+    handler.on_connect(id, TEST_PEER, &mut out);
     out.clear();
     let mut group = c.benchmark_group("handlers");
     group
@@ -42,7 +42,7 @@ fn ledger(c: &mut Criterion) {
     // leaves (a list to 1,000): 2,001 deliveries per iteration.
     let mut handler: Box<dyn Handler> = Box::new(Presence::new());
     for i in 1..=PRESENCE_CLIENTS {
-        handler.on_connect(ClientId(i), &mut out);
+        handler.on_connect(ClientId(i), TEST_PEER, &mut out);
         handler.on_message(ClientId(i), format!("c{i:05}\n").as_bytes(), &mut out);
         out.clear();
     }
@@ -52,7 +52,7 @@ fn ledger(c: &mut Criterion) {
         b.iter(|| {
             let id = ClientId(next);
             next += 1;
-            handler.on_connect(id, &mut out);
+            handler.on_connect(id, TEST_PEER, &mut out);
             handler.on_message(id, b"zzlate\n", &mut out);
             black_box(out.actions().len());
             out.clear();

@@ -21,7 +21,7 @@
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashMap, VecDeque};
 use std::io::{self, Read, Write};
-use std::net::Shutdown;
+use std::net::{Shutdown, SocketAddr};
 use std::ops::ControlFlow;
 use std::time::{Duration, Instant};
 
@@ -274,6 +274,7 @@ impl Reactor {
                 }
             }
             let pass_start = Instant::now();
+            self.outbox.set_now(pass_start);
             for event in events.iter() {
                 match event.token() {
                     LISTENER => self.handle_accept(),
@@ -388,9 +389,9 @@ impl Reactor {
                 return;
             };
             match listener.accept() {
-                Ok((stream, _addr)) => {
+                Ok((stream, peer)) => {
                     self.accept_backoff.accepted();
-                    self.add_client(stream);
+                    self.add_client(stream, peer);
                 }
                 Err(e) => {
                     if self.accept_backoff.error(&e, Instant::now()) == AfterError::Stop {
@@ -401,7 +402,7 @@ impl Reactor {
         }
     }
 
-    fn add_client(&mut self, mut stream: TcpStream) {
+    fn add_client(&mut self, mut stream: TcpStream, peer: SocketAddr) {
         if self.conns.len() >= self.config.max_clients {
             // Redis does the same: a best-effort line, then close. The
             // socket is new, so its send buffer has room for it.
@@ -439,7 +440,7 @@ impl Reactor {
         });
         self.keys.insert(id, key);
         self.status.connected(id, self.conns.len());
-        self.handler.on_connect(id, &mut self.outbox);
+        self.handler.on_connect(id, peer, &mut self.outbox);
         self.apply_actions();
         // Bytes may already be waiting; the edge that announced them can
         // predate our registration.

@@ -24,7 +24,7 @@ use std::collections::HashMap;
 use std::fs::File;
 use std::io::{self, Read, Write};
 use std::mem::ManuallyDrop;
-use std::net::{Shutdown, TcpListener, TcpStream};
+use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
 use std::ops::ControlFlow;
 use std::os::fd::{AsRawFd, FromRawFd};
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
@@ -661,6 +661,7 @@ impl Server {
         call: impl FnOnce(&mut dyn Handler, &mut Outbox) -> R,
     ) -> R {
         let mut core = self.core();
+        out.set_now(Instant::now());
         let result = call(&mut *core.handler, out);
         self.apply(&mut core, out, Some(id));
         self.write_journal(&mut core);
@@ -1103,9 +1104,9 @@ impl Supervisor {
                 return;
             };
             match listener.accept() {
-                Ok((stream, _addr)) => {
+                Ok((stream, peer)) => {
                     self.accept_backoff.accepted();
-                    self.add_client(stream);
+                    self.add_client(stream, peer);
                 }
                 Err(e) => {
                     if self.accept_backoff.error(&e, Instant::now()) == AfterError::Stop {
@@ -1116,7 +1117,7 @@ impl Supervisor {
         }
     }
 
-    fn add_client(&mut self, mut stream: TcpStream) {
+    fn add_client(&mut self, mut stream: TcpStream, peer: SocketAddr) {
         let server = &self.server;
         if self.clients() >= server.config.max_clients {
             // A best-effort line, then close; the new socket's send buffer
@@ -1159,7 +1160,8 @@ impl Supervisor {
                     handler_knows: true,
                 },
             );
-            core.handler.on_connect(id, &mut self.out);
+            self.out.set_now(Instant::now());
+            core.handler.on_connect(id, peer, &mut self.out);
             server.apply(&mut core, &self.out, None);
         }
         server.carry_out_unlocked(&self.out);
@@ -1290,7 +1292,6 @@ mod tests {
     use crate::handlers::strip_terminator;
     use std::collections::VecDeque;
     use std::io::{BufRead, BufReader};
-    use std::net::SocketAddr;
 
     type Log = Arc<Mutex<Vec<(ClientId, Vec<u8>)>>>;
 
@@ -1340,7 +1341,7 @@ mod tests {
                 ShutdownPolicy::CloseNow
             }
         }
-        fn on_connect(&mut self, id: ClientId, out: &mut Outbox) {
+        fn on_connect(&mut self, id: ClientId, _peer: SocketAddr, out: &mut Outbox) {
             self.members.push(id);
             out.send(id, format!("hi {id}\n").as_bytes());
             if self.turnstile {

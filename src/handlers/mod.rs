@@ -8,9 +8,11 @@
 //! protocol be tested with plain byte slices.
 
 use std::fmt;
+use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
 use std::ops::Range;
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::time::Instant;
 
 use crate::config::{HandlerKind, ServerConfig};
 
@@ -107,16 +109,43 @@ pub enum Effect {
 /// Where a handler leaves its actions. Reused across calls: the server
 /// carries the actions out and calls [`Outbox::clear`], which keeps the
 /// allocations, so a steady stream of replies allocates nothing.
-#[derive(Default, Debug)]
+#[derive(Debug)]
 pub struct Outbox {
     actions: Vec<Action>,
     /// Backing store for `Payload::Arena` ranges.
     arena: Vec<u8>,
+    /// The time of the event being handled, set by the server: handlers
+    /// never read a clock (quinn-proto's rule), so tests can give any time.
+    now: Instant,
 }
+
+impl Default for Outbox {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// A peer address for tests and benches that do not care which.
+pub const TEST_PEER: SocketAddr = SocketAddr::V4(SocketAddrV4::new(Ipv4Addr::LOCALHOST, 40000));
 
 impl Outbox {
     pub fn new() -> Self {
-        Self::default()
+        Self {
+            actions: Vec::new(),
+            arena: Vec::new(),
+            now: Instant::now(),
+        }
+    }
+
+    /// The time of the event being handled (see the field's doc).
+    pub fn now(&self) -> Instant {
+        self.now
+    }
+
+    /// Sets the time handlers see: the server calls it with a fresh
+    /// `Instant` after every poll (or before every locked call).
+    pub fn set_now(&mut self, now: Instant) {
+        self.now = now;
     }
 
     /// Queues `bytes` for client `to`.
@@ -254,8 +283,9 @@ pub trait Handler: Send {
     fn shutdown_policy(&self) -> ShutdownPolicy {
         ShutdownPolicy::CloseNow
     }
-    /// A client was accepted and given `id`.
-    fn on_connect(&mut self, _id: ClientId, _out: &mut Outbox) {}
+    /// A client was accepted and given `id`; `peer` is its address as the
+    /// server sees it (a UDP peer has one too).
+    fn on_connect(&mut self, _id: ClientId, _peer: SocketAddr, _out: &mut Outbox) {}
     /// One complete message from `id` (see the trait doc about terminators).
     fn on_message(&mut self, id: ClientId, msg: &[u8], out: &mut Outbox);
     /// `id` is gone (EOF after its last message, error, or dropped by the

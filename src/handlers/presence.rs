@@ -131,7 +131,7 @@ impl Handler for Presence {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::handlers::{Action, Effect, Payload};
+    use crate::handlers::{Action, Effect, Payload, TEST_PEER};
 
     const GREG: ClientId = ClientId(1);
     const BOB: ClientId = ClientId(2);
@@ -142,7 +142,7 @@ mod tests {
     }
 
     fn join(p: &mut Presence, out: &mut Outbox, id: ClientId, msg: &[u8]) -> Vec<Effect> {
-        p.on_connect(id, out);
+        p.on_connect(id, TEST_PEER, out);
         p.on_message(id, msg, out);
         out.take()
     }
@@ -309,7 +309,7 @@ mod tests {
         let mut p = Presence::new();
         let mut out = Outbox::new();
         join(&mut p, &mut out, ClientId(1), b"alice");
-        p.on_connect(ClientId(2), &mut out);
+        p.on_connect(ClientId(2), TEST_PEER, &mut out);
         p.on_disconnect(ClientId(2), &mut out);
         assert_eq!(out.take(), vec![]);
     }

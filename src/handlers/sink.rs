@@ -7,6 +7,7 @@
 //! its last bytes), the longest-waiting client becomes owner and is resumed.
 
 use std::collections::{BTreeMap, HashMap};
+use std::net::SocketAddr;
 
 use super::{ClientId, Framing, Handler, Outbox, ShutdownPolicy};
 
@@ -61,7 +62,7 @@ impl Handler for Sink {
         ShutdownPolicy::Drain
     }
 
-    fn on_connect(&mut self, id: ClientId, out: &mut Outbox) {
+    fn on_connect(&mut self, id: ClientId, _peer: SocketAddr, out: &mut Outbox) {
         if self.owner.is_none() {
             self.owner = Some(id);
             return;
@@ -108,7 +109,7 @@ impl Handler for Sink {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::handlers::Effect;
+    use crate::handlers::{Effect, TEST_PEER};
 
     const C1: ClientId = ClientId(1);
     const C2: ClientId = ClientId(2);
@@ -121,11 +122,11 @@ mod tests {
     fn three_clients() -> (Sink, Outbox) {
         let mut s = Sink::new();
         let mut out = Outbox::new();
-        s.on_connect(C1, &mut out);
+        s.on_connect(C1, TEST_PEER, &mut out);
         assert_eq!(out.take(), vec![], "the first client owns stdout");
-        s.on_connect(C2, &mut out);
+        s.on_connect(C2, TEST_PEER, &mut out);
         assert_eq!(out.take(), vec![Effect::PauseReading(C2)]);
-        s.on_connect(C3, &mut out);
+        s.on_connect(C3, TEST_PEER, &mut out);
         assert_eq!(out.take(), vec![Effect::PauseReading(C3)]);
         (s, out)
     }
@@ -149,7 +150,7 @@ mod tests {
         assert_eq!(out.take(), vec![stdout(b"third")]);
 
         // Nobody left: the next client owns stdout at once.
-        s.on_connect(ClientId(4), &mut out);
+        s.on_connect(ClientId(4), TEST_PEER, &mut out);
         s.on_message(ClientId(4), b"fourth", &mut out);
         assert_eq!(out.take(), vec![stdout(b"fourth")]);
     }
@@ -181,7 +182,7 @@ mod tests {
         let (mut s, mut out) = three_clients();
         s.on_disconnect(C1, &mut out);
         assert_eq!(out.take(), vec![Effect::ResumeReading(C2)]);
-        s.on_connect(ClientId(4), &mut out);
+        s.on_connect(ClientId(4), TEST_PEER, &mut out);
         assert_eq!(out.take(), vec![Effect::PauseReading(ClientId(4))]);
         s.on_disconnect(C2, &mut out);
         assert_eq!(out.take(), vec![Effect::ResumeReading(C3)]);
@@ -194,7 +195,7 @@ mod tests {
         let mut s = Sink::new();
         let mut out = Outbox::new();
         let all: Vec<u8> = (0..=255u8).chain([b'\r', b'\n', 0, 0xff]).collect();
-        s.on_connect(C1, &mut out);
+        s.on_connect(C1, TEST_PEER, &mut out);
         s.on_message(C1, &all[..100], &mut out);
         s.on_message(C1, &all[100..], &mut out);
         assert_eq!(out.take(), vec![stdout(&all[..100]), stdout(&all[100..])]);

@@ -19,7 +19,9 @@ use nonblocking::handlers::ledger::Ledger;
 use nonblocking::handlers::presence::Presence;
 use nonblocking::handlers::queue::Queue;
 use nonblocking::handlers::sink::Sink;
-use nonblocking::handlers::{ClientId, Effect, Handler, Outbox, ServerStats, strip_terminator};
+use nonblocking::handlers::{
+    ClientId, Effect, Handler, Outbox, ServerStats, TEST_PEER, strip_terminator,
+};
 
 /// Reads a fuzz input front to back; past the end every read is 0.
 pub struct Bytes<'a> {
@@ -325,7 +327,7 @@ pub fn check_presence(events: &[Event]) {
         let (about, broadcast) = match event {
             Event::Connect => {
                 let id = clients.connect();
-                p.on_connect(id, &mut out);
+                p.on_connect(id, TEST_PEER, &mut out);
                 (id, false)
             }
             Event::Message { client, bytes, .. } => {
@@ -443,7 +445,7 @@ pub fn check_queue(capacity: usize, events: &[Event]) {
         match event {
             Event::Connect => {
                 let id = clients.connect();
-                q.on_connect(id, &mut out);
+                q.on_connect(id, TEST_PEER, &mut out);
             }
             Event::Message { client, bytes, .. } => {
                 let (Some(id), Some(msg)) = (clients.pick(*client), as_line(bytes)) else {
@@ -542,7 +544,7 @@ pub fn check_sink(events: &[Event]) {
         match event {
             Event::Connect => {
                 let id = clients.connect();
-                s.on_connect(id, &mut out);
+                s.on_connect(id, TEST_PEER, &mut out);
             }
             Event::Message {
                 client,
@@ -659,7 +661,7 @@ pub fn check_ledger(events: &[Event], cut: u64, journal: bool) {
         match event {
             Event::Connect => {
                 let id = clients.connect();
-                ledger.on_connect(id, &mut out);
+                ledger.on_connect(id, TEST_PEER, &mut out);
             }
             Event::Message { client, bytes, .. } => {
                 let (Some(id), Some(msg)) = (clients.pick(*client), as_line(bytes)) else {
