@@ -44,5 +44,6 @@ pub mod net;
 pub mod outbuf;
 pub mod reactor;
 pub mod status;
+pub mod store;
 pub mod threaded;
 pub mod timers;

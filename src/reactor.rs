@@ -844,6 +844,8 @@ impl Reactor {
                     }
                 }
                 Action::Diagnostic(line) => status::diag(format_args!("{line}")),
+                // No handler persists yet: the server core carries it out.
+                Action::Persist(_) => {}
             }
         }
         self.outbox = outbox;

@@ -585,7 +585,8 @@ impl Server {
                         reg.client.readable.notify_all();
                     }
                 }
-                Action::Stdout(_) | Action::Diagnostic(_) => {}
+                // No handler persists yet: the server core carries it out.
+                Action::Stdout(_) | Action::Diagnostic(_) | Action::Persist(_) => {}
             }
         }
     }

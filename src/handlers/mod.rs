@@ -93,6 +93,11 @@ pub enum Action {
     Stdout(Payload),
     /// One line for stderr.
     Diagnostic(String),
+    /// Bytes for the handler's [`crate::store::Store`] (the ledger's journal
+    /// records, the atm's accounts file). The server's rule: no byte and no
+    /// FIN goes out to any client before everything persisted ahead of it is
+    /// durable, so an acknowledged change survives a crash.
+    Persist(Payload),
 }
 
 /// An action with its bytes resolved, as tests and the threaded server see it.
@@ -104,6 +109,7 @@ pub enum Effect {
     ResumeReading(ClientId),
     Stdout(Vec<u8>),
     Diagnostic(String),
+    Persist(Vec<u8>),
 }
 
 /// Where a handler leaves its actions. Reused across calls: the server
@@ -188,6 +194,12 @@ impl Outbox {
         self.actions.push(Action::Stdout(payload));
     }
 
+    /// Hands `bytes` to the handler's store (see [`Action::Persist`]).
+    pub fn persist(&mut self, bytes: &[u8]) {
+        let payload = self.stash(bytes);
+        self.actions.push(Action::Persist(payload));
+    }
+
     pub fn diagnostic(&mut self, line: impl Into<String>) {
         self.actions.push(Action::Diagnostic(line.into()));
     }
@@ -239,6 +251,7 @@ impl Outbox {
                 Action::ResumeReading(id) => Effect::ResumeReading(*id),
                 Action::Stdout(payload) => Effect::Stdout(self.bytes(payload).to_vec()),
                 Action::Diagnostic(line) => Effect::Diagnostic(line.clone()),
+                Action::Persist(payload) => Effect::Persist(self.bytes(payload).to_vec()),
             })
             .collect()
     }

@@ -1,0 +1,26 @@
+//! Durability, handler-neutral: where [`crate::handlers::Action::Persist`]
+//! bytes go.
+//!
+//! A handler that must not lose an acknowledged change (the ledger's
+//! journal, the atm's accounts) comes with a `Store`. The server hands it
+//! every persisted byte in order and calls [`Store::sync`] before any output
+//! or FIN that follows those bytes leaves the process, at most once per
+//! loop pass. The server never knows what the bytes mean.
+
+use std::io;
+
+pub trait Store: Send {
+    /// Takes the next bytes to make durable, in order. May write them at
+    /// once (a journal appends) or keep only what the next sync needs (a
+    /// snapshot keeps the newest).
+    ///
+    /// # Errors
+    /// The write failed; the server stops (nothing acknowledged is lost).
+    fn put(&mut self, bytes: &[u8]) -> io::Result<()>;
+
+    /// Makes everything put so far durable (fsync).
+    ///
+    /// # Errors
+    /// As for [`Store::put`].
+    fn sync(&mut self) -> io::Result<()>;
+}
