@@ -66,8 +66,8 @@ impl Op {
     }
 }
 
-/// One message, parsed.
-#[derive(Clone, Debug, PartialEq, Eq)]
+/// One message, parsed. Its `Debug` hides the PIN.
+#[derive(Clone, PartialEq, Eq)]
 pub enum Request<'a> {
     Op(Op),
     /// `u<NAME> p<PIN>`; either part may be empty (then it is simply wrong).
@@ -76,6 +76,20 @@ pub enum Request<'a> {
         pin: &'a [u8],
     },
     Improper,
+}
+
+impl fmt::Debug for Request<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Request::Op(op) => f.debug_tuple("Op").field(op).finish(),
+            Request::Credentials { name, .. } => f
+                .debug_struct("Credentials")
+                .field("name", &String::from_utf8_lossy(name))
+                .field("pin", &"<redacted>")
+                .finish(),
+            Request::Improper => f.write_str("Improper"),
+        }
+    }
 }
 
 fn is_blank(b: &u8) -> bool {

@@ -419,6 +419,11 @@ fn pins_never_show_in_debug_or_diagnostics() {
     bank.reply(0.0, A, "b");
     let shown = format!("{:?}", bank.atm);
     assert!(!shown.contains("4815162"), "{shown}");
+    let shown = format!("{:?}", parse_request(b"ucharles p48151623"));
+    assert!(
+        shown.contains("charles") && !shown.contains("4815162"),
+        "{shown}"
+    );
 }
 
 #[test]
