@@ -21,6 +21,8 @@ pub enum HandlerKind {
     Sink,
     /// One shared bounded FIFO: put ITEM, peek, pop, size
     Queue,
+    /// The seed's bank with a PIN: b, w<AMOUNT>, d<AMOUNT>, then u<NAME> p<PIN> (needs --accounts)
+    Atm,
 }
 
 impl HandlerKind {
@@ -31,6 +33,7 @@ impl HandlerKind {
             HandlerKind::Presence => "presence",
             HandlerKind::Sink => "sink",
             HandlerKind::Queue => "queue",
+            HandlerKind::Atm => "atm",
         }
     }
 }
@@ -93,6 +96,10 @@ pub struct ServerArgs {
     /// queue: capacity of the shared queue
     #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u64).range(0..=100_000_000), value_name = "N")]
     pub queue_size: u64,
+
+    /// atm: the accounts file, one `NAME PIN BALANCE` per line; rewritten atomically after each change
+    #[arg(long, value_name = "PATH", required_if_eq("handler", "atm"))]
+    pub accounts: Option<PathBuf>,
 }
 
 /// A number of seconds, fractions allowed: `60`, `0.5`, `0`.
@@ -129,6 +136,8 @@ pub struct ServerConfig {
     pub drain_timeout: Duration,
     pub upper: bool,
     pub queue_size: usize,
+    /// The atm's accounts file (always set for `--handler atm`).
+    pub accounts: Option<PathBuf>,
 }
 
 impl ServerConfig {
@@ -153,6 +162,7 @@ impl From<ServerArgs> for ServerConfig {
             drain_timeout: args.drain_timeout,
             upper: args.upper,
             queue_size: clamp(args.queue_size),
+            accounts: args.accounts,
         }
     }
 }
@@ -234,6 +244,17 @@ mod tests {
             let err = ServerArgs::try_parse_from(&bad).unwrap_err();
             assert_eq!(err.exit_code(), 2, "{bad:?}");
         }
+    }
+
+    #[test]
+    fn atm_needs_accounts() {
+        let err = ServerArgs::try_parse_from(["s", "-H", "atm", "1"]).unwrap_err();
+        assert_eq!(err.exit_code(), 2);
+        let args =
+            ServerArgs::try_parse_from(["s", "-H", "atm", "--accounts", "a.txt", "1"]).unwrap();
+        let c = ServerConfig::from(args);
+        assert_eq!(c.handler, HandlerKind::Atm);
+        assert_eq!(c.accounts, Some(PathBuf::from("a.txt")));
     }
 
     #[test]

@@ -24,3 +24,5 @@ pub trait Store: Send {
     /// As for [`Store::put`].
     fn sync(&mut self) -> io::Result<()>;
 }
+
+pub mod snapshot;

@@ -71,6 +71,20 @@ enum Command {
         #[arg(value_name = "ADDR")]
         addr: Target,
     },
+    /// The seed's bank menu: (1) Check Balance, (2) Withdraw, (3) Deposit (seed 002).
+    ///
+    /// Speaks UDP (--tcp for TCP); answers the server's challenge by asking
+    /// for the username and the PIN (not echoed on a terminal). A reply that
+    /// does not come within 2 s is asked again up to 3 times, then a
+    /// one-line error and exit 1. End of input ends it.
+    Atm {
+        /// Server address: HOST:PORT, [V6ADDR]:PORT, or PORT (127.0.0.1)
+        #[arg(value_name = "ADDR")]
+        addr: Target,
+        /// Speak TCP instead of UDP
+        #[arg(long)]
+        tcp: bool,
+    },
 }
 
 /// `Cli::parse()`, except that an invalid value (a bad ADDR) also shows
@@ -84,6 +98,7 @@ fn main() -> ExitCode {
         Command::Send { addr } => client::run_send(addr),
         Command::Chat { addr } => client::run_chat(addr),
         Command::Queue { addr } => client::run_queue(addr),
+        Command::Atm { addr, tcp } => client::atm::run_atm(addr, *tcp),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

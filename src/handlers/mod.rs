@@ -16,6 +16,7 @@ use std::time::Instant;
 
 use crate::config::{HandlerKind, ServerConfig};
 
+pub mod atm;
 pub mod echo;
 pub mod ledger;
 pub mod presence;
@@ -344,6 +345,7 @@ pub fn build(config: &ServerConfig) -> Box<dyn Handler> {
         HandlerKind::Presence => Box::new(presence::Presence::new()),
         HandlerKind::Sink => Box::new(sink::Sink::new()),
         HandlerKind::Queue => Box::new(queue::Queue::new(config.queue_size)),
+        HandlerKind::Atm => atm::build_or_exit(config),
     }
 }
 

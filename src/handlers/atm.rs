@@ -1,0 +1,382 @@
+//! atm (seed 002): the UDP bank with a PIN, I/O-free.
+//!
+//! A request (`b`, `w<AMOUNT>`, `d<AMOUNT>`) gets the seed's challenge and
+//! waits, for that client only, up to [`REQUEST_TIMEOUT`]; `u<NAME> p<PIN>`
+//! answers it. Five wrong PINs in a row lock an account for [`LOCKOUT`].
+//! Time is only ever `out.now()`, so tests drive the clocks.
+//!
+//! Transport: every reply is emitted in its TCP form, the seed's text plus
+//! one `\n` (so the challenge ends in two). A UDP transport strips that one
+//! `\n` (SPEC "Datagrams": a reply datagram is the reply without the `\n` a
+//! TCP reply line ends with), which gives the seed's exact bytes, e.g. the
+//! challenge `\n\tPlease give the username and pin number.\n` its own
+//! `udpclient.py` compares against. The handler never knows which it is.
+//!
+//! Durability: a withdraw or deposit persists the whole new accounts file
+//! ([`Accounts::render_into`]) through [`Outbox::persist`] before its reply
+//! is queued; the server syncs the store ([`SnapshotStore`]) before that
+//! reply leaves. So an acknowledged change is on disk, and a restart reads
+//! the file as it was after the last change: nothing applied twice.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use rust_decimal::Decimal;
+
+use super::{ClientId, Framing, Handler, Outbox, strip_terminator};
+use crate::config::{HandlerKind, ServerConfig};
+use crate::handlers::ledger::add_exact;
+use crate::store::Store;
+use crate::store::snapshot::SnapshotStore;
+
+pub mod accounts;
+
+pub use accounts::{Account, Accounts, ParseError, Pin, money, push_money};
+
+/// The seed's challenge, exactly (its `udpclient.py` compares with `==`).
+pub const CHALLENGE: &[u8] = b"\n\tPlease give the username and pin number.\n";
+pub const IMPROPER: &[u8] = b"Improper format, please send command again.";
+pub const LOCKED: &[u8] = b"Account locked. Try again later.";
+
+/// How long a request waits for its credentials (SPEC: up to 30 s).
+pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
+/// Wrong PINs in a row that lock an account.
+pub const MAX_WRONG_PINS: u32 = 5;
+/// How long a locked account stays locked.
+pub const LOCKOUT: Duration = Duration::from_secs(60);
+
+/// What a request asks for, once credentials come.
+#[derive(Copy, Clone, Debug, PartialEq, Eq)]
+pub enum Op {
+    Balance,
+    Withdraw(Decimal),
+    Deposit(Decimal),
+}
+
+impl Op {
+    /// The word in `Invalid credentials. Please try the <word> command again.`
+    fn word(self) -> &'static str {
+        match self {
+            Op::Balance => "balance",
+            Op::Withdraw(_) => "withdraw",
+            Op::Deposit(_) => "deposit",
+        }
+    }
+}
+
+/// One message, parsed. Its `Debug` hides the PIN.
+#[derive(Clone, PartialEq, Eq)]
+pub enum Request<'a> {
+    Op(Op),
+    /// `u<NAME> p<PIN>`; either part may be empty (then it is simply wrong).
+    Credentials {
+        name: &'a [u8],
+        pin: &'a [u8],
+    },
+    Improper,
+}
+
+impl fmt::Debug for Request<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Request::Op(op) => f.debug_tuple("Op").field(op).finish(),
+            Request::Credentials { name, .. } => f
+                .debug_struct("Credentials")
+                .field("name", &String::from_utf8_lossy(name))
+                .field("pin", &"<redacted>")
+                .finish(),
+            Request::Improper => f.write_str("Improper"),
+        }
+    }
+}
+
+fn is_blank(b: &u8) -> bool {
+    *b == b' ' || *b == b'\t'
+}
+
+fn trim(s: &[u8]) -> &[u8] {
+    let start = s.iter().position(|b| !is_blank(b)).unwrap_or(s.len());
+    let end = s
+        .iter()
+        .rposition(|b| !is_blank(b))
+        .map_or(start, |i| i + 1);
+    &s[start..end]
+}
+
+/// Parses one message (its `\n` or `\r\n` ignored; spaces and tabs around
+/// it and between the letter and the AMOUNT too). Letters are
+/// case-sensitive, as in the seed.
+pub fn parse_request(msg: &[u8]) -> Request<'_> {
+    let msg = trim(strip_terminator(msg));
+    let amount = |rest: &[u8]| accounts::parse_cents_amount(trim(rest));
+    match msg {
+        b"b" => Request::Op(Op::Balance),
+        [b'w', rest @ ..] => {
+            amount(rest).map_or(Request::Improper, |a| Request::Op(Op::Withdraw(a)))
+        }
+        [b'd', rest @ ..] => {
+            amount(rest).map_or(Request::Improper, |a| Request::Op(Op::Deposit(a)))
+        }
+        [b'u', ..] => {
+            let mut fields = msg.split(is_blank).filter(|f| !f.is_empty());
+            match (fields.next(), fields.next(), fields.next()) {
+                (Some([b'u', name @ ..]), Some([b'p', pin @ ..]), None) => {
+                    Request::Credentials { name, pin }
+                }
+                _ => Request::Improper,
+            }
+        }
+        _ => Request::Improper,
+    }
+}
+
+/// A request waiting for its credentials.
+#[derive(Copy, Clone, Debug)]
+struct Waiting {
+    op: Op,
+    since: Instant,
+}
+
+/// Wrong-PIN bookkeeping for one account.
+#[derive(Copy, Clone, Debug, Default)]
+struct Guard {
+    /// Wrong PINs in a row since the last right one (or the last lock).
+    wrong: u32,
+    locked_until: Option<Instant>,
+}
+
+/// The atm handler. Its `Debug` shows no PIN ([`Pin`]'s is redacted).
+#[derive(Debug)]
+pub struct Atm {
+    accounts: Accounts,
+    guards: Vec<Guard>,
+    /// At most one per connected client (removed at disconnect).
+    waiting: HashMap<ClientId, Waiting>,
+    /// Reused for every persisted snapshot.
+    snapshot: Vec<u8>,
+}
+
+/// A PIN compared when the NAME is unknown, so an unknown NAME costs the
+/// same time as a wrong PIN.
+fn decoy_pin() -> Pin {
+    Pin::parse(b"000000000000").expect("a valid PIN")
+}
+
+impl Atm {
+    pub fn new(accounts: Accounts) -> Atm {
+        Atm {
+            guards: vec![Guard::default(); accounts.len()],
+            accounts,
+            waiting: HashMap::new(),
+            snapshot: Vec::new(),
+        }
+    }
+
+    /// Reads and parses the accounts file.
+    ///
+    /// # Errors
+    /// [`LoadError`], whose `Display` is the one stderr line.
+    pub fn load(path: &Path) -> Result<Atm, LoadError> {
+        let text = std::fs::read(path).map_err(|source| LoadError::Read {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        let accounts = Accounts::parse(&text).map_err(|source| LoadError::Parse {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        Ok(Atm::new(accounts))
+    }
+
+    pub fn accounts(&self) -> &Accounts {
+        &self.accounts
+    }
+
+    /// Whether `id` has a request waiting (expired or not).
+    pub fn is_waiting(&self, id: ClientId) -> bool {
+        self.waiting.contains_key(&id)
+    }
+
+    fn answer(&mut self, id: ClientId, op: Op, name: &[u8], pin: &[u8], out: &mut Outbox) {
+        let now = out.now();
+        let Some(index) = self.accounts.find(name) else {
+            // Same work as a wrong PIN; counts for no account.
+            let _ = decoy_pin().matches(pin);
+            return invalid(id, op, out);
+        };
+        let guard = &mut self.guards[index];
+        if let Some(until) = guard.locked_until {
+            if now < until {
+                return reply(out, id, LOCKED);
+            }
+            *guard = Guard::default();
+        }
+        if !self.accounts.get(index).pin.matches(pin) {
+            guard.wrong += 1;
+            if guard.wrong >= MAX_WRONG_PINS {
+                *guard = Guard {
+                    wrong: 0,
+                    locked_until: Some(now + LOCKOUT),
+                };
+                out.diagnostic(format!(
+                    "atm: account {} locked for {} s after {MAX_WRONG_PINS} wrong PINs in a row",
+                    self.accounts.get(index).name,
+                    LOCKOUT.as_secs()
+                ));
+            }
+            return invalid(id, op, out);
+        }
+        guard.wrong = 0;
+        let balance = self.accounts.get(index).balance;
+        let (verb, amount, change) = match op {
+            Op::Balance => {
+                return out.send_with(id, |buf| {
+                    push_money(buf, balance);
+                    buf.extend_from_slice(b" dollar(s) are in your balance.\n");
+                });
+            }
+            Op::Withdraw(amount) => ("Withdrew ", amount, -amount),
+            Op::Deposit(amount) => ("Deposited ", amount, amount),
+        };
+        let Some(new) = add_exact(balance, change) else {
+            // Past what a Decimal holds exactly: refused, nothing changes.
+            out.diagnostic(format!(
+                "atm: {} refused for account {}: the balance would overflow",
+                op.word(),
+                self.accounts.get(index).name
+            ));
+            return reply(out, id, IMPROPER);
+        };
+        self.accounts.set_balance(index, new);
+        self.snapshot.clear();
+        self.accounts.render_into(&mut self.snapshot);
+        // Persist first: the server sends nothing queued after this until
+        // it is durable.
+        out.persist(&self.snapshot);
+        out.send_with(id, |buf| {
+            buf.extend_from_slice(verb.as_bytes());
+            push_money(buf, amount);
+            buf.extend_from_slice(b" dollar(s). Balance is now ");
+            push_money(buf, new);
+            buf.extend_from_slice(b" dollar(s).\n");
+        });
+    }
+}
+
+/// The reply in its TCP form: `text` and one `\n` (see the module doc).
+fn reply(out: &mut Outbox, id: ClientId, text: &[u8]) {
+    out.send_with(id, |buf| {
+        buf.extend_from_slice(text);
+        buf.push(b'\n');
+    });
+}
+
+fn invalid(id: ClientId, op: Op, out: &mut Outbox) {
+    out.send_with(id, |buf| {
+        buf.extend_from_slice(b"Invalid credentials. Please try the ");
+        buf.extend_from_slice(op.word().as_bytes());
+        buf.extend_from_slice(b" command again.\n");
+    });
+}
+
+impl Handler for Atm {
+    fn name(&self) -> &'static str {
+        "atm"
+    }
+
+    fn framing(&self) -> Framing {
+        Framing::Lines { idle_flush: true }
+    }
+
+    fn on_message(&mut self, id: ClientId, msg: &[u8], out: &mut Outbox) {
+        let now = out.now();
+        match parse_request(msg) {
+            Request::Op(op) => {
+                // A newer request replaces the waiting one.
+                self.waiting.insert(id, Waiting { op, since: now });
+                reply(out, id, CHALLENGE);
+            }
+            Request::Credentials { name, pin } => match self.waiting.remove(&id) {
+                Some(w) if now.saturating_duration_since(w.since) <= REQUEST_TIMEOUT => {
+                    self.answer(id, w.op, name, pin, out);
+                }
+                // No request, or it waited too long.
+                _ => reply(out, id, IMPROPER),
+            },
+            // Leaves a waiting request as it was.
+            Request::Improper => reply(out, id, IMPROPER),
+        }
+    }
+
+    fn on_disconnect(&mut self, id: ClientId, _out: &mut Outbox) {
+        self.waiting.remove(&id);
+    }
+}
+
+/// Why the accounts file could not be loaded at start.
+#[derive(Debug)]
+pub enum LoadError {
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    Parse {
+        path: PathBuf,
+        source: ParseError,
+    },
+}
+
+impl fmt::Display for LoadError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            LoadError::Read { path, source } => write!(
+                f,
+                "error: cannot read accounts file {}: {}",
+                path.display(),
+                crate::net::os_reason(source)
+            ),
+            LoadError::Parse { path, source } => {
+                write!(f, "error: accounts file {} {source}", path.display())
+            }
+        }
+    }
+}
+
+impl std::error::Error for LoadError {}
+
+/// The atm for `config`, its accounts file loaded.
+///
+/// # Errors
+/// [`LoadError`]; also a missing `--accounts` (clap makes it a usage error
+/// first, so only a hand-built config can get here without one).
+pub fn from_config(config: &ServerConfig) -> Result<Atm, LoadError> {
+    let path = config.accounts.as_deref().unwrap_or(Path::new(""));
+    Atm::load(path)
+}
+
+/// What `handlers::build` does for `--handler atm` until it can return an
+/// error: print the one-line error and exit 1 (SPEC: a missing or
+/// malformed accounts file stops the server at start).
+pub fn build_or_exit(config: &ServerConfig) -> Box<dyn Handler> {
+    match from_config(config) {
+        Ok(atm) => Box::new(atm),
+        Err(e) => {
+            crate::status::diag(format_args!("{e}"));
+            std::process::exit(1);
+        }
+    }
+}
+
+/// The atm's store: the accounts file, rewritten atomically with the
+/// newest snapshot at each sync. `None` for other handlers.
+pub fn atm_store(config: &ServerConfig) -> Option<Box<dyn Store>> {
+    match (config.handler, &config.accounts) {
+        (HandlerKind::Atm, Some(path)) => Some(Box::new(SnapshotStore::new(path.clone()))),
+        _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests;

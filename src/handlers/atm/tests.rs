@@ -1,0 +1,479 @@
+//! The atm handler against SPEC "atm", byte for byte, with injected time.
+
+use std::time::{Duration, Instant};
+
+use super::*;
+use crate::handlers::Effect;
+
+const A: ClientId = ClientId(1);
+const B: ClientId = ClientId(2);
+const CHALLENGE_TCP: &[u8] = b"\n\tPlease give the username and pin number.\n\n";
+
+/// An atm and a clock the test moves.
+struct Bank {
+    atm: Atm,
+    out: Outbox,
+    start: Instant,
+}
+
+impl Bank {
+    fn new(file: &str) -> Bank {
+        Bank {
+            atm: Atm::new(Accounts::parse(file.as_bytes()).unwrap()),
+            out: Outbox::new(),
+            start: Instant::now(),
+        }
+    }
+
+    /// The seed's single account.
+    fn seed() -> Bank {
+        Bank::new("charles 02323 0\n")
+    }
+
+    /// `msg` from `id` at `secs` seconds after the start.
+    fn at(&mut self, secs: f64, id: ClientId, msg: &str) -> Vec<Effect> {
+        self.out.set_now(self.start + Duration::from_secs_f64(secs));
+        self.atm.on_message(id, msg.as_bytes(), &mut self.out);
+        self.out.take()
+    }
+
+    /// The one reply `msg` gets (persists and diagnostics aside: the tests
+    /// about those look at [`Bank::at`]).
+    fn reply(&mut self, secs: f64, id: ClientId, msg: &str) -> String {
+        let effects = self.at(secs, id, msg);
+        let sends: Vec<_> = effects
+            .iter()
+            .filter(|e| !matches!(e, Effect::Persist(_) | Effect::Diagnostic(_)))
+            .collect();
+        match &sends[..] {
+            [Effect::Send(to, bytes)] if *to == id => String::from_utf8(bytes.clone()).unwrap(),
+            _ => panic!("{msg:?}: expected one reply, got {effects:?}"),
+        }
+    }
+
+    fn balance(&self, name: &str) -> String {
+        money(self.atm.accounts().balance(name).unwrap())
+    }
+}
+
+fn send(id: ClientId, text: &str) -> Effect {
+    Effect::Send(id, text.as_bytes().to_vec())
+}
+
+#[test]
+fn the_seed_udpclient_flow() {
+    let mut bank = Bank::seed();
+    // What udpclient.py sends for (1), (2) 23, (3) 23: no newline at all.
+    assert_eq!(
+        bank.at(0.0, A, "b"),
+        vec![Effect::Send(A, CHALLENGE_TCP.to_vec())]
+    );
+    assert_eq!(
+        bank.reply(1.0, A, "ucharles p02323"),
+        "0 dollar(s) are in your balance.\n"
+    );
+    assert_eq!(bank.reply(2.0, A, "w23").as_bytes(), CHALLENGE_TCP);
+    assert_eq!(
+        bank.at(3.0, A, "ucharles p02323"),
+        vec![
+            Effect::Persist(b"charles 02323 -23\n".to_vec()),
+            send(A, "Withdrew 23 dollar(s). Balance is now -23 dollar(s).\n"),
+        ]
+    );
+    assert_eq!(bank.reply(4.0, A, "d23").as_bytes(), CHALLENGE_TCP);
+    assert_eq!(
+        bank.at(5.0, A, "ucharles p02323"),
+        vec![
+            Effect::Persist(b"charles 02323 0\n".to_vec()),
+            send(A, "Deposited 23 dollar(s). Balance is now 0 dollar(s).\n"),
+        ]
+    );
+}
+
+#[test]
+fn the_challenge_over_udp_is_the_seed_text_exactly() {
+    // A UDP transport strips the one `\n` of the TCP form (SPEC Datagrams).
+    let tcp = Bank::seed().reply(0.0, A, "b");
+    let udp = tcp.strip_suffix('\n').unwrap();
+    assert_eq!(udp, "\n\tPlease give the username and pin number.\n");
+    assert_eq!(udp.as_bytes(), CHALLENGE);
+}
+
+#[test]
+fn line_terminators_and_blanks_are_ignored() {
+    let mut bank = Bank::seed();
+    for request in ["b\n", "b\r\n", " b \t", "w 23\r\n", "d\t23\n"] {
+        assert_eq!(
+            bank.reply(0.0, A, request).as_bytes(),
+            CHALLENGE_TCP,
+            "{request:?}"
+        );
+    }
+    assert_eq!(
+        bank.reply(0.0, A, "  ucharles \t p02323 \r\n"),
+        "Deposited 23 dollar(s). Balance is now 23 dollar(s).\n"
+    );
+}
+
+#[test]
+fn improper_format() {
+    let mut bank = Bank::seed();
+    for msg in [
+        "",
+        "\n",
+        "x",
+        "B",
+        "bb",
+        "b 1",
+        "w",
+        "w-1",
+        "w$",
+        "w2.",
+        "w.5",
+        "w1e3",
+        "w23abc",
+        "d 2 3",
+        "w1.005",
+        "wnan",
+        "hello",
+        "ucharles",
+        "ucharles p02323 extra",
+        "ucharles x02323",
+        "p02323 ucharles",
+    ] {
+        assert_eq!(
+            bank.reply(0.0, A, msg),
+            "Improper format, please send command again.\n",
+            "{msg:?}"
+        );
+    }
+}
+
+#[test]
+fn credentials_without_a_request_are_improper() {
+    let mut bank = Bank::seed();
+    assert_eq!(
+        bank.reply(0.0, A, "ucharles p02323"),
+        "Improper format, please send command again.\n"
+    );
+    // A request is answered once: the same credentials again are improper.
+    bank.reply(1.0, A, "b");
+    bank.reply(2.0, A, "ucharles p02323");
+    assert_eq!(
+        bank.reply(3.0, A, "ucharles p02323"),
+        "Improper format, please send command again.\n"
+    );
+}
+
+#[test]
+fn amounts_whole_and_fractional() {
+    let mut bank = Bank::seed();
+    for (request, reply) in [
+        (
+            "d23.5",
+            "Deposited 23.50 dollar(s). Balance is now 23.50 dollar(s).\n",
+        ),
+        (
+            "d$0.50",
+            "Deposited 0.50 dollar(s). Balance is now 24 dollar(s).\n",
+        ),
+        (
+            "w24.00",
+            "Withdrew 24 dollar(s). Balance is now 0 dollar(s).\n",
+        ),
+        (
+            "w0.05",
+            "Withdrew 0.05 dollar(s). Balance is now -0.05 dollar(s).\n",
+        ),
+        (
+            "d0023",
+            "Deposited 23 dollar(s). Balance is now 22.95 dollar(s).\n",
+        ),
+        (
+            "w1.250",
+            "Withdrew 1.25 dollar(s). Balance is now 21.70 dollar(s).\n",
+        ),
+    ] {
+        bank.reply(0.0, A, request);
+        assert_eq!(bank.reply(0.0, A, "ucharles p02323"), reply, "{request}");
+    }
+    assert_eq!(bank.balance("charles"), "21.70");
+}
+
+#[test]
+fn negative_balances_print_with_a_minus() {
+    let mut bank = Bank::new("ada 1234 -$12.50\n");
+    bank.reply(0.0, A, "b");
+    assert_eq!(
+        bank.reply(0.0, A, "uada p1234"),
+        "-12.50 dollar(s) are in your balance.\n"
+    );
+    bank.reply(0.0, A, "w0.50");
+    assert_eq!(
+        bank.reply(0.0, A, "uada p1234"),
+        "Withdrew 0.50 dollar(s). Balance is now -13 dollar(s).\n"
+    );
+}
+
+#[test]
+fn a_change_is_persisted_before_its_reply() {
+    let mut bank = Bank::new("ada 1234 10\nbob 5678 -1.5\n");
+    bank.reply(0.0, A, "d5");
+    let effects = bank.at(0.0, A, "uada p1234");
+    assert_eq!(
+        effects,
+        vec![
+            Effect::Persist(b"ada 1234 15\nbob 5678 -1.50\n".to_vec()),
+            send(A, "Deposited 5 dollar(s). Balance is now 15 dollar(s).\n"),
+        ]
+    );
+    // A balance check changes nothing and persists nothing.
+    bank.reply(0.0, A, "b");
+    assert_eq!(bank.at(0.0, A, "uada p1234").len(), 1);
+}
+
+#[test]
+fn an_overflowing_change_is_refused_and_changes_nothing() {
+    // 28 nines: the largest amount the grammar allows. A Decimal holds
+    // about 7.9e28, so the balance overflows at the seventh deposit.
+    let nines = "9".repeat(28);
+    let mut bank = Bank::new(&format!("ada 1234 {nines}\n"));
+    for _ in 0..6 {
+        bank.reply(0.0, A, &format!("d{nines}"));
+        let effects = bank.at(0.0, A, "uada p1234");
+        assert!(
+            matches!(&effects[..], [Effect::Persist(_), Effect::Send(..)]),
+            "{effects:?}"
+        );
+    }
+    let before = bank.balance("ada");
+    bank.reply(0.0, A, &format!("d{nines}"));
+    let effects = bank.at(0.0, A, "uada p1234");
+    assert!(
+        matches!(&effects[..], [Effect::Diagnostic(_), Effect::Send(..)]),
+        "{effects:?}"
+    );
+    assert_eq!(
+        effects[1],
+        send(A, "Improper format, please send command again.\n")
+    );
+    assert_eq!(bank.balance("ada"), before);
+}
+
+#[test]
+fn wrong_credentials_name_the_command() {
+    let mut bank = Bank::seed();
+    for (request, word) in [("b", "balance"), ("w1", "withdraw"), ("d1", "deposit")] {
+        for creds in ["ucharles p2323", "uCharles p02323", "u p", "unobody p02323"] {
+            bank.reply(0.0, A, request);
+            assert_eq!(
+                bank.reply(0.0, A, creds),
+                format!("Invalid credentials. Please try the {word} command again.\n"),
+                "{request} {creds}"
+            );
+        }
+    }
+    assert_eq!(bank.balance("charles"), "0");
+}
+
+#[test]
+fn requests_wait_per_client_and_a_newer_one_replaces_the_older() {
+    let mut bank = Bank::seed();
+    bank.reply(0.0, A, "w5");
+    // B's credentials do not answer A's request.
+    assert_eq!(
+        bank.reply(0.0, B, "ucharles p02323"),
+        "Improper format, please send command again.\n"
+    );
+    bank.reply(0.0, A, "d7");
+    assert_eq!(
+        bank.reply(0.0, A, "ucharles p02323"),
+        "Deposited 7 dollar(s). Balance is now 7 dollar(s).\n"
+    );
+    // Improper input leaves a waiting request alone.
+    bank.reply(1.0, B, "b");
+    bank.reply(2.0, B, "garbage");
+    assert_eq!(
+        bank.reply(3.0, B, "ucharles p02323"),
+        "7 dollar(s) are in your balance.\n"
+    );
+}
+
+#[test]
+fn a_request_waits_30_seconds_and_no_longer() {
+    let mut bank = Bank::seed();
+    bank.reply(100.0, A, "b");
+    assert_eq!(
+        bank.reply(130.0, A, "ucharles p02323"),
+        "0 dollar(s) are in your balance.\n"
+    );
+    bank.reply(200.0, A, "d1");
+    assert_eq!(
+        bank.reply(230.001, A, "ucharles p02323"),
+        "Improper format, please send command again.\n"
+    );
+    assert_eq!(bank.balance("charles"), "0");
+}
+
+#[test]
+fn a_disconnect_forgets_the_waiting_request() {
+    let mut bank = Bank::seed();
+    bank.reply(0.0, A, "b");
+    assert!(bank.atm.is_waiting(A));
+    bank.atm.on_disconnect(A, &mut bank.out);
+    assert!(!bank.atm.is_waiting(A));
+    assert!(bank.out.take().is_empty());
+}
+
+/// Sends `creds` for a fresh balance request; the reply.
+fn try_pin(bank: &mut Bank, secs: f64, creds: &str) -> (String, Vec<Effect>) {
+    bank.reply(secs, A, "b");
+    let mut effects = bank.at(secs, A, creds);
+    let Some(Effect::Send(_, bytes)) = effects.pop() else {
+        panic!("no reply to {creds:?}");
+    };
+    (String::from_utf8(bytes).unwrap(), effects)
+}
+
+const INVALID: &str = "Invalid credentials. Please try the balance command again.\n";
+const LOCKED_TCP: &str = "Account locked. Try again later.\n";
+const RIGHT: &str = "0 dollar(s) are in your balance.\n";
+
+#[test]
+fn five_wrong_pins_lock_the_account_for_60_seconds() {
+    let mut bank = Bank::new("charles 02323 0\nada 98765 0\n");
+    for _ in 0..4 {
+        assert_eq!(
+            try_pin(&mut bank, 10.0, "ucharles p1111"),
+            (INVALID.into(), vec![])
+        );
+    }
+    // The fifth still gets Invalid credentials, and a diagnostic names the account.
+    let (reply, diags) = try_pin(&mut bank, 10.0, "ucharles p1111");
+    assert_eq!(reply, INVALID);
+    let [Effect::Diagnostic(line)] = &diags[..] else {
+        panic!("{diags:?}");
+    };
+    assert!(
+        line.contains("charles") && line.contains("locked"),
+        "{line}"
+    );
+    assert!(!line.contains("02323") && !line.contains("1111"), "{line}");
+    // Locked: even the right PIN, even for a change, for 60 s.
+    assert_eq!(try_pin(&mut bank, 10.0, "ucharles p02323").0, LOCKED_TCP);
+    assert_eq!(try_pin(&mut bank, 69.9, "ucharles p1111").0, LOCKED_TCP);
+    bank.reply(69.9, A, "d5");
+    assert_eq!(bank.reply(69.9, A, "ucharles p02323"), LOCKED_TCP);
+    assert_eq!(bank.balance("charles"), "0");
+    // Other accounts are not affected.
+    bank.reply(20.0, A, "b");
+    assert_eq!(bank.reply(20.0, A, "uada p98765"), RIGHT);
+    // Released after 60 s, with a fresh count of five.
+    assert_eq!(try_pin(&mut bank, 70.0, "ucharles p02323").0, RIGHT);
+    for _ in 0..4 {
+        assert_eq!(try_pin(&mut bank, 71.0, "ucharles p1111").0, INVALID);
+    }
+    assert_eq!(try_pin(&mut bank, 71.0, "ucharles p02323").0, RIGHT);
+}
+
+#[test]
+fn a_right_pin_resets_the_count() {
+    let mut bank = Bank::seed();
+    for _ in 0..4 {
+        try_pin(&mut bank, 0.0, "ucharles p1111");
+    }
+    assert_eq!(try_pin(&mut bank, 0.0, "ucharles p02323").0, RIGHT);
+    for _ in 0..4 {
+        assert_eq!(try_pin(&mut bank, 0.0, "ucharles p1111").0, INVALID);
+    }
+    assert_eq!(try_pin(&mut bank, 0.0, "ucharles p02323").0, RIGHT);
+}
+
+#[test]
+fn wrong_pins_count_across_clients_and_unknown_names_count_for_none() {
+    let mut bank = Bank::seed();
+    for i in 0..20 {
+        assert_eq!(
+            try_pin(&mut bank, 0.0, &format!("unobody{i} p02323")).0,
+            INVALID
+        );
+    }
+    for id in 1..=4 {
+        bank.reply(0.0, ClientId(id), "b");
+        assert_eq!(bank.reply(0.0, ClientId(id), "ucharles p0"), INVALID);
+    }
+    bank.reply(0.0, B, "b");
+    bank.reply(0.0, B, "ucharles p0");
+    assert_eq!(try_pin(&mut bank, 1.0, "ucharles p02323").0, LOCKED_TCP);
+}
+
+#[test]
+fn pins_never_show_in_debug_or_diagnostics() {
+    let mut bank = Bank::new("charles 48151623 0\n");
+    for _ in 0..5 {
+        let (_, diags) = try_pin(&mut bank, 0.0, "ucharles p48151620");
+        for d in diags {
+            assert!(!format!("{d:?}").contains("4815162"), "{d:?}");
+        }
+    }
+    bank.reply(0.0, A, "b");
+    let shown = format!("{:?}", bank.atm);
+    assert!(!shown.contains("4815162"), "{shown}");
+    let shown = format!("{:?}", parse_request(b"ucharles p48151623"));
+    assert!(
+        shown.contains("charles") && !shown.contains("4815162"),
+        "{shown}"
+    );
+}
+
+#[test]
+fn parse_request_shapes() {
+    use rust_decimal::Decimal;
+    assert_eq!(parse_request(b"b"), Request::Op(Op::Balance));
+    assert_eq!(
+        parse_request(b"w23"),
+        Request::Op(Op::Withdraw(Decimal::from(23)))
+    );
+    assert_eq!(
+        parse_request(b"d$1.50\n"),
+        Request::Op(Op::Deposit("1.50".parse().unwrap()))
+    );
+    assert_eq!(
+        parse_request(b"ucharles p02323"),
+        Request::Credentials {
+            name: b"charles",
+            pin: b"02323"
+        }
+    );
+    assert_eq!(
+        parse_request(b"u p"),
+        Request::Credentials {
+            name: b"",
+            pin: b""
+        }
+    );
+}
+
+#[test]
+fn loading_names_the_file_and_the_line() {
+    let dir = std::env::temp_dir().join(format!("nb-atm-load-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("accounts.txt");
+    std::fs::write(&path, "charles 02323 0\nbroken line\n").unwrap();
+    let err = Atm::load(&path).unwrap_err().to_string();
+    assert!(err.starts_with("error: accounts file "), "{err}");
+    assert!(
+        err.contains("accounts.txt") && err.contains("line 2"),
+        "{err}"
+    );
+    assert!(!err.contains('\n'));
+    let missing = dir.join("missing.txt");
+    let err = Atm::load(&missing).unwrap_err().to_string();
+    assert!(
+        err.contains("missing.txt") && !err.contains("os error"),
+        "{err}"
+    );
+    std::fs::write(&path, "charles 02323 7\n").unwrap();
+    assert_eq!(Atm::load(&path).unwrap().accounts().len(), 1);
+    std::fs::remove_dir_all(&dir).unwrap();
+}

@@ -1,0 +1,403 @@
+//! atm (SPEC "atm", the `atm` client row): the client against a small UDP
+//! responder driven by the real handler (the servers' UDP transport comes
+//! later), the seed author's own `udpclient.py` against the same responder,
+//! and the real servers over TCP, start-up errors included.
+
+#[macro_use]
+mod common;
+
+use std::collections::HashMap;
+use std::io::{self, BufRead, Write};
+use std::net::{SocketAddr, UdpSocket};
+use std::process::{Command, Output, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::thread::{self, JoinHandle};
+use std::time::{Duration, Instant};
+
+use common::*;
+use nonblocking::client::atm::{LinkError, SessionError, UdpLink, session};
+use nonblocking::handlers::atm::{Accounts, Atm};
+use nonblocking::handlers::{ClientId, Effect, Handler, Outbox};
+
+const SEED_ACCOUNTS: &str = "charles 02323 0\n";
+const CHALLENGE_SHOWN: &str = "\nFrom Server: \n\tPlease give the username and pin number.\n\n";
+
+/// A UDP bank on 127.0.0.1: each datagram goes to a real [`Atm`] (one
+/// client id per source address), each reply goes back as one datagram
+/// without the `\n` of its TCP form, as SPEC "Datagrams" says the server
+/// does. It ignores the first `drop_first` datagrams, or all when `silent`.
+struct Responder {
+    addr: SocketAddr,
+    seen: Arc<AtomicU64>,
+    stop: Arc<AtomicBool>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl Responder {
+    fn start(accounts: &str, drop_first: u64, silent: bool) -> Responder {
+        let socket = UdpSocket::bind("127.0.0.1:0").unwrap();
+        socket
+            .set_read_timeout(Some(Duration::from_millis(20)))
+            .unwrap();
+        let addr = socket.local_addr().unwrap();
+        let seen = Arc::new(AtomicU64::new(0));
+        let stop = Arc::new(AtomicBool::new(false));
+        let mut atm = Atm::new(Accounts::parse(accounts.as_bytes()).unwrap());
+        let (seen2, stop2) = (Arc::clone(&seen), Arc::clone(&stop));
+        let thread = thread::spawn(move || {
+            let mut out = Outbox::new();
+            let mut ids: HashMap<SocketAddr, ClientId> = HashMap::new();
+            let mut buf = vec![0u8; 65536];
+            while !stop2.load(Ordering::SeqCst) {
+                let Ok((n, peer)) = socket.recv_from(&mut buf) else {
+                    continue;
+                };
+                let count = seen2.fetch_add(1, Ordering::SeqCst) + 1;
+                if silent || count <= drop_first {
+                    continue;
+                }
+                let next = ClientId(ids.len() as u64 + 1);
+                let id = *ids.entry(peer).or_insert(next);
+                out.set_now(Instant::now());
+                atm.on_message(id, &buf[..n], &mut out);
+                for effect in out.take() {
+                    if let Effect::Send(_, bytes) = effect {
+                        let datagram = bytes.strip_suffix(b"\n").unwrap_or(&bytes);
+                        socket.send_to(datagram, peer).unwrap();
+                    }
+                }
+            }
+        });
+        Responder {
+            addr,
+            seen,
+            stop,
+            thread: Some(thread),
+        }
+    }
+
+    /// Waits (bounded) until `n` datagrams have arrived; the count then.
+    fn wait_seen(&self, n: u64) -> u64 {
+        let deadline = Instant::now() + TIMEOUT;
+        while self.seen.load(Ordering::SeqCst) < n && Instant::now() < deadline {
+            thread::sleep(Duration::from_millis(5));
+        }
+        // A little longer, so one datagram too many would be counted.
+        thread::sleep(Duration::from_millis(50));
+        self.seen.load(Ordering::SeqCst)
+    }
+}
+
+impl Drop for Responder {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::SeqCst);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+/// The menu exactly as udpclient.py prints it.
+const MENU: &str = "\n\n\t(1) Check Balance\n\n\t(2) Withdraw\n\n\t(3) Deposit\n\n\n\tInput command by sending a number...\n";
+
+/// Runs [`session`] over `link` with `input`; the output and the result.
+/// PINs go through the `read_pin` hook, which records them.
+fn run_session(input: &str, link: &mut UdpLink) -> (String, Result<(), SessionError>, Vec<String>) {
+    let mut reader = io::Cursor::new(input.as_bytes().to_vec());
+    let mut out = Vec::new();
+    let mut pins = Vec::new();
+    let mut read_pin = |r: &mut dyn BufRead| -> io::Result<Option<String>> {
+        let mut line = String::new();
+        if r.read_line(&mut line)? == 0 {
+            return Ok(None);
+        }
+        pins.push(line.trim().to_string());
+        Ok(Some(line.trim().to_string()))
+    };
+    let result = session(&mut reader, &mut out, link, &mut read_pin);
+    (String::from_utf8(out).unwrap(), result, pins)
+}
+
+/// The output of one menu round that meets the challenge.
+fn round(prompt: Option<&str>, reply: &str) -> String {
+    let mut s = MENU.to_string();
+    if let Some(p) = prompt {
+        s += &format!("\n\tHow much do you want to {p}?\n");
+    }
+    s += CHALLENGE_SHOWN;
+    s += "\n\tPlease give the username.\n\n\tPlease give the pin number.\n";
+    s += &format!("\nFrom Server: {reply}\n");
+    s
+}
+
+#[test]
+fn client_session_follows_the_seed_flow_over_udp() {
+    let bank = Responder::start(SEED_ACCOUNTS, 0, false);
+    let mut link = UdpLink::connect(bank.addr, TIMEOUT, 3).unwrap();
+    let input = "1\ncharles\n02323\n2\n23\ncharles\n02323\n3\n23.5\ncharles\n02323\n9\n";
+    let (out, result, pins) = run_session(input, &mut link);
+    result.unwrap();
+    let expected = round(None, "0 dollar(s) are in your balance.")
+        + &round(
+            Some("withdraw"),
+            "Withdrew 23 dollar(s). Balance is now -23 dollar(s).",
+        )
+        + &round(
+            Some("deposit"),
+            "Deposited 23.50 dollar(s). Balance is now 0.50 dollar(s).",
+        )
+        + MENU
+        + "\nIllegal Command.\n"
+        + MENU;
+    assert_eq!(out, expected);
+    assert_eq!(
+        pins, ["02323"; 3],
+        "every PIN is read through the hidden reader"
+    );
+    // b, creds, w23, creds, d23.5, creds: the illegal choice sends nothing.
+    assert_eq!(bank.wait_seen(6), 6);
+}
+
+#[test]
+fn wrong_pin_is_reported_and_the_menu_goes_on() {
+    let bank = Responder::start(SEED_ACCOUNTS, 0, false);
+    let mut link = UdpLink::connect(bank.addr, TIMEOUT, 3).unwrap();
+    let (out, result, _) = run_session("2\n5\ncharles\n1111\n", &mut link);
+    result.unwrap();
+    let expected = round(
+        Some("withdraw"),
+        "Invalid credentials. Please try the withdraw command again.",
+    ) + MENU;
+    assert_eq!(out, expected);
+}
+
+#[test]
+fn a_lost_datagram_is_asked_again() {
+    // The first datagram (`b`) is dropped; the client sends it again.
+    let bank = Responder::start(SEED_ACCOUNTS, 1, false);
+    let mut link = UdpLink::connect(bank.addr, Duration::from_millis(300), 3).unwrap();
+    let (out, result, _) = run_session("1\ncharles\n02323\n", &mut link);
+    result.unwrap();
+    assert_eq!(out, round(None, "0 dollar(s) are in your balance.") + MENU);
+    assert_eq!(
+        bank.wait_seen(3),
+        3,
+        "b (dropped), b again, the credentials"
+    );
+}
+
+#[test]
+fn no_reply_after_the_last_try_is_an_error() {
+    let bank = Responder::start(SEED_ACCOUNTS, 0, true);
+    let mut link = UdpLink::connect(bank.addr, Duration::from_millis(100), 3).unwrap();
+    let (out, result, _) = run_session("1\ncharles\n02323\n", &mut link);
+    match result {
+        Err(SessionError::Link(LinkError::NoReply { tries: 4, .. })) => {}
+        other => panic!("expected NoReply after 4 tries, got {other:?}"),
+    }
+    assert_eq!(out, MENU, "nothing printed for a reply that never came");
+    assert_eq!(bank.wait_seen(4), 4, "one send and three retries");
+}
+
+fn client_bin() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_nonblocking-client"))
+}
+
+/// Runs a program with `input` on stdin; its output, bounded by TIMEOUT.
+fn run_with_input(mut cmd: Command, input: &str) -> Output {
+    let mut child = cmd
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(input.as_bytes())
+        .unwrap();
+    let pid = child.id();
+    let waiter = thread::spawn(move || child.wait_with_output().unwrap());
+    let deadline = Instant::now() + TIMEOUT;
+    while !waiter.is_finished() {
+        if Instant::now() > deadline {
+            // Our own child, by its pid.
+            let _ = Command::new("kill").arg(pid.to_string()).status();
+            panic!("the program did not exit within {TIMEOUT:?}");
+        }
+        thread::sleep(Duration::from_millis(10));
+    }
+    waiter.join().unwrap()
+}
+
+#[test]
+fn the_client_binary_over_udp() {
+    let bank = Responder::start(SEED_ACCOUNTS, 0, false);
+    let mut cmd = client_bin();
+    cmd.args(["atm", &bank.addr.to_string()]);
+    let output = run_with_input(cmd, "3\n23\ncharles\n02323\n1\ncharles\n02323\n");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(output.status.success(), "{output:?}");
+    assert!(output.stderr.is_empty(), "{output:?}");
+    assert!(stdout.contains(CHALLENGE_SHOWN), "{stdout}");
+    assert!(
+        stdout.contains("\nFrom Server: Deposited 23 dollar(s). Balance is now 23 dollar(s).\n"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("\nFrom Server: 23 dollar(s) are in your balance.\n"),
+        "{stdout}"
+    );
+    assert!(
+        !stdout.contains("02323"),
+        "the PIN is never printed: {stdout}"
+    );
+}
+
+#[test]
+fn the_client_binary_gives_up_with_one_line_and_exit_1() {
+    // 4 tries of 2 s each: this test takes about 8 s.
+    let bank = Responder::start(SEED_ACCOUNTS, 0, true);
+    let mut cmd = client_bin();
+    cmd.args(["atm", &bank.addr.to_string()]);
+    let output = run_with_input(cmd, "1\n");
+    assert_eq!(output.status.code(), Some(1), "{output:?}");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+    assert!(stderr.starts_with("error: "), "{stderr}");
+    assert!(stderr.contains(&bank.addr.to_string()), "{stderr}");
+    assert!(stderr.contains("no reply after 4 tries"), "{stderr}");
+    assert_eq!(bank.wait_seen(4), 4);
+}
+
+#[test]
+fn the_seed_udpclient_py_against_the_handler() {
+    let bank = Responder::start(SEED_ACCOUNTS, 0, false);
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/seeds/udpclient.py");
+    let mut cmd = Command::new("python3");
+    cmd.args(["-u", script, &bank.addr.port().to_string()]);
+    // The seed's flow: b, w23, d23, each answering the challenge. The
+    // script loops forever; the end of its input ends it with EOFError.
+    let input = "1\ncharles\n02323\n2\n23\ncharles\n02323\n3\n23\ncharles\n02323\n";
+    let output = run_with_input(cmd, input);
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("EOFError"), "ended by its input: {stderr}");
+    // The script's `==` on the challenge held: it asked for the username
+    // after each of the three requests.
+    assert_eq!(
+        stdout.matches("Please give the username.\n").count(),
+        3,
+        "{stdout}"
+    );
+    for line in [
+        "From Server:  0 dollar(s) are in your balance.\n",
+        "From Server:  Withdrew 23 dollar(s). Balance is now -23 dollar(s).\n",
+        "From Server:  Deposited 23 dollar(s). Balance is now 0 dollar(s).\n",
+    ] {
+        assert!(stdout.contains(line), "missing {line:?} in {stdout}");
+    }
+}
+
+// ---------------------------------------------------------------------------
+// The real servers over TCP.
+
+both!(
+    tcp_replies_end_in_a_newline,
+    client_binary_over_tcp,
+    bad_accounts_file_stops_the_server,
+);
+
+fn start_atm(kind: Kind, accounts: &str) -> Server {
+    let dir = TempDir::new(kind.name());
+    let path = dir.join("accounts.txt");
+    std::fs::write(&path, accounts).unwrap();
+    let path = path.to_str().unwrap().to_string();
+    Server::start_in(kind, &["-H", "atm", "--accounts", &path], dir)
+}
+
+fn tcp_replies_end_in_a_newline(kind: Kind) {
+    let mut s = start_atm(kind, "charles 02323 0\nada 1234 -5.25\n");
+    assert_eq!(s.handler, "atm");
+    let mut c = s.connect_as(1);
+    c.send(b"b\n");
+    c.expect_line(b"\n");
+    c.expect_line(b"\tPlease give the username and pin number.\n");
+    c.expect_line(b"\n");
+    c.send(b"uada p1234\r\n");
+    c.expect_line(b"-5.25 dollar(s) are in your balance.\n");
+    c.send(b"w23\n");
+    for _ in 0..3 {
+        c.line();
+    }
+    c.send(b"ucharles p02323\n");
+    c.expect_line(b"Withdrew 23 dollar(s). Balance is now -23 dollar(s).\n");
+    c.send(b"d1\n");
+    for _ in 0..3 {
+        c.line();
+    }
+    c.send(b"ucharles p0000\n");
+    c.expect_line(b"Invalid credentials. Please try the deposit command again.\n");
+    c.send(b"hello\n");
+    c.expect_line(b"Improper format, please send command again.\n");
+    // The seed's client sends no newline: the 50 ms rule frames it.
+    c.send(b"b");
+    c.expect_line(b"\n");
+}
+
+fn client_binary_over_tcp(kind: Kind) {
+    let s = start_atm(kind, SEED_ACCOUNTS);
+    let mut cmd = client_bin();
+    cmd.args(["atm", &s.addr.to_string(), "--tcp"]);
+    let output = run_with_input(cmd, "2\n7\ncharles\n02323\n1\ncharles\n02323\n");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(output.status.success(), "{output:?}");
+    assert_eq!(stdout.matches(CHALLENGE_SHOWN).count(), 2, "{stdout}");
+    assert!(
+        stdout.contains("\nFrom Server: Withdrew 7 dollar(s). Balance is now -7 dollar(s).\n"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("\nFrom Server: -7 dollar(s) are in your balance.\n"),
+        "{stdout}"
+    );
+}
+
+/// The server with `args` (port 0 appended) in a fresh directory; its output.
+fn server_exit(kind: Kind, args: &[&str], accounts: Option<&str>) -> (Output, TempDir) {
+    let dir = TempDir::new(kind.name());
+    if let Some(text) = accounts {
+        std::fs::write(dir.join("accounts.txt"), text).unwrap();
+    }
+    let mut cmd = kind.command(&dir.path);
+    cmd.args(args).arg("0");
+    (run_with_input(cmd, ""), dir)
+}
+
+fn bad_accounts_file_stops_the_server(kind: Kind) {
+    let (out, _dir) = server_exit(kind, &["-H", "atm"], None);
+    assert_eq!(out.status.code(), Some(2), "no --accounts: {out:?}");
+
+    let (out, _dir) = server_exit(kind, &["-H", "atm", "--accounts", "missing.txt"], None);
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+    assert!(stderr.contains("missing.txt"), "{stderr}");
+
+    let bad = "charles 02323 0\nada 98765 12.345\n";
+    let (out, _dir) = server_exit(
+        kind,
+        &["-H", "atm", "--accounts", "accounts.txt"],
+        Some(bad),
+    );
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+    assert!(
+        stderr.contains("accounts.txt") && stderr.contains("line 2"),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("98765"), "no PIN in diagnostics: {stderr}");
+}
