@@ -28,6 +28,13 @@ pub enum Model {
 pub fn server_main(model: Model) -> ExitCode {
     let args: ServerArgs = crate::cli::parse_or_exit();
     let config = ServerConfig::from(args);
+    if let Err(message) = config.validate() {
+        crate::cli::usage_exit::<ServerArgs>(&message);
+    }
+    if let Err(message) = config.check_files() {
+        status::diag(format_args!("error: {message}"));
+        return ExitCode::from(1);
+    }
     let listener = match net::bind_listener(config.addr) {
         Ok(listener) => listener,
         Err(e) => {
