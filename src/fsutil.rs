@@ -151,12 +151,19 @@ pub fn describe(t: &fs::FileType) -> &'static str {
 
 /// The directory (`.` for a bare name) and file name of `path`.
 fn split(path: &Path) -> io::Result<(PathBuf, OsString)> {
-    let name = path.file_name().ok_or_else(|| {
-        io::Error::new(
-            io::ErrorKind::InvalidInput,
-            "the path names no file (it is empty or ends in `/`, `.` or `..`)",
-        )
-    })?;
+    // `Path` reads `new/` and `new/.` as `new`; rename does not: the name
+    // must be the path's last bytes.
+    let bytes = path.as_os_str().as_bytes();
+    let last = &bytes[bytes.iter().rposition(|&b| b == b'/').map_or(0, |i| i + 1)..];
+    let name = path
+        .file_name()
+        .filter(|n| n.as_bytes() == last)
+        .ok_or_else(|| {
+            io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "the path names no file (it is empty or ends in `/`, `.` or `..`)",
+            )
+        })?;
     let dir = match path.parent() {
         Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
         _ => PathBuf::from("."),
@@ -354,8 +361,10 @@ mod tests {
         assert!(err.contains("does not exist"), "{err}");
         let err = check_output_path(&dir.join("log.txt/x")).unwrap_err();
         assert!(err.to_lowercase().contains("not a directory"), "{err}");
-        let err = check_output_path(Path::new("")).unwrap_err();
-        assert!(err.contains("names no file"), "{err}");
+        for bad in ["", "/", "new/", "..", "x/."] {
+            let err = check_output_path(Path::new(bad)).expect_err(bad);
+            assert!(err.contains("names no file"), "{bad:?}: {err}");
+        }
         // The check leaves nothing behind.
         assert_eq!(names(&dir), vec![OsString::from("log.txt")]);
         fs::remove_dir_all(&dir).unwrap();
