@@ -63,7 +63,8 @@ pub struct ServerArgs {
     pub log: PathBuf,
 
     /// ledger: append every applied transaction to PATH (batched fsync), replay it at start;
-    /// a client's connection is closed after its EOF only once all it sent is durable
+    /// a client's connection is closed after its EOF only once all it sent is durable.
+    /// PATH must be a regular file holding a journal of this program, or absent (created)
     #[arg(long, value_name = "PATH")]
     pub journal: Option<PathBuf>,
 
