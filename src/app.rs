@@ -28,6 +28,13 @@ pub enum Model {
 pub fn server_main(model: Model) -> ExitCode {
     let args: ServerArgs = crate::cli::parse_or_exit();
     let config = ServerConfig::from(args);
+    if let Err(message) = config.validate() {
+        crate::cli::usage_exit::<ServerArgs>(&message);
+    }
+    if let Err(message) = config.check_files() {
+        status::diag(format_args!("error: {message}"));
+        return ExitCode::from(1);
+    }
     let listener = match net::bind_listener(config.addr) {
         Ok(listener) => listener,
         Err(e) => {
@@ -91,28 +98,23 @@ pub fn server_main(model: Model) -> ExitCode {
 /// Opens the journal and replays it into `handler` (diagnostics on stderr:
 /// the first status line must stay `Listening on ...`).
 fn open_journal(path: &Path, handler: &mut dyn Handler) -> io::Result<Journal> {
-    let mut unreadable = 0u64;
-    let (journal, replayed) = Journal::open(path, |record| {
-        if !handler.replay(record) {
-            unreadable += 1;
-        }
-    })?;
+    // A record replay does not understand makes the file foreign: refused.
+    let (journal, replayed) = Journal::open(path, |record| handler.replay(record))?;
     status::diag(format_args!(
-        "journal {}: replayed {} transactions",
+        "journal {}: replayed {} transactions{}",
         path.display(),
-        replayed.records - unreadable
+        replayed.records,
+        if replayed.headerless {
+            " (a journal without header, from an earlier version)"
+        } else {
+            ""
+        }
     ));
     if replayed.torn_bytes > 0 {
         status::diag(format_args!(
             "journal {}: cut off a torn last record ({} bytes, never acknowledged)",
             path.display(),
             replayed.torn_bytes
-        ));
-    }
-    if unreadable > 0 {
-        status::diag(format_args!(
-            "journal {}: {unreadable} records not understood, skipped",
-            path.display()
         ));
     }
     Ok(journal)

@@ -1,7 +1,7 @@
 //! Command-line parsing shared by every binary.
 
-use clap::Parser;
-use clap::error::{ContextKind, ContextValue};
+use clap::error::{ContextKind, ContextValue, ErrorKind};
+use clap::{CommandFactory, Parser};
 
 /// Parses the process arguments, or exits: 0 for `--help`/`--version`, 2 with
 /// a usage line for a usage error. clap leaves the usage line out of some
@@ -31,4 +31,19 @@ pub fn parse_or_exit<P: Parser>() -> P {
         }
         e.exit()
     })
+}
+
+/// Exits 2 with `message` and the usage line, like clap's own usage errors:
+/// for checks across options that clap cannot express (two options naming
+/// one file).
+pub fn usage_exit<P: CommandFactory>(message: &str) -> ! {
+    let mut cmd = P::command();
+    if let Some(bin) = std::env::args_os()
+        .next()
+        .as_deref()
+        .and_then(|p| std::path::Path::new(p).file_name())
+    {
+        cmd = cmd.bin_name(bin.to_string_lossy().into_owned());
+    }
+    cmd.error(ErrorKind::ArgumentConflict, message).exit()
 }

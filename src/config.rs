@@ -3,7 +3,7 @@
 //! `Duration`, sizes are byte counts named `*_bytes` or documented as such.
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use clap::{Parser, ValueEnum};
@@ -49,7 +49,7 @@ impl HandlerKind {
 )]
 pub struct ServerArgs {
     /// TCP port to listen on; 0 lets the OS choose (the first status line shows the real port)
-    #[arg(value_name = "PORT")]
+    #[arg(value_name = "PORT", allow_negative_numbers = true, value_parser = port_number)]
     pub port: u16,
 
     /// Protocol to serve
@@ -60,33 +60,35 @@ pub struct ServerArgs {
     #[arg(short = 'b', long, default_value_t = IpAddr::V4(Ipv4Addr::LOCALHOST), value_name = "HOST")]
     pub bind: IpAddr,
 
-    /// ledger: balances file written at shutdown (atomically: temp file, fsync, rename)
+    /// ledger: balances file written at shutdown (atomically: temp file, fsync, rename);
+    /// checked at start: a regular file or absent, in a writable directory
     #[arg(long, default_value = "log.txt", value_name = "PATH")]
     pub log: PathBuf,
 
     /// ledger: append every applied transaction to PATH (batched fsync), replay it at start;
-    /// a client's connection is closed after its EOF only once all it sent is durable
+    /// a client's connection is closed after its EOF only once all it sent is durable.
+    /// PATH must be a regular file holding a journal of this program, or absent (created)
     #[arg(long, value_name = "PATH")]
     pub journal: Option<PathBuf>,
 
-    /// Print the client count every SECS seconds, measured from start (fractions allowed; 0 = off)
-    #[arg(long, default_value = "60", value_parser = parse_secs, value_name = "SECS")]
+    /// Print the client count every SECS seconds, measured from start (fractions allowed, at least 0.01; 0 = off)
+    #[arg(long, default_value = "60", value_parser = parse_report_every, allow_negative_numbers = true, value_name = "SECS")]
     pub report_every: Duration,
 
     /// Longest line a client may send, terminator not counted; longer gets `error: line too long` and a close
-    #[arg(long, default_value_t = 65536, value_parser = clap::value_parser!(u64).range(1..=1 << 32), value_name = "BYTES")]
+    #[arg(long, default_value_t = 65536, value_parser = number_in(1, 1 << 32), allow_negative_numbers = true, value_name = "BYTES")]
     pub max_line: u64,
 
     /// Connections served at once; one more gets `error: too many clients` and is closed
-    #[arg(long, default_value_t = 10000, value_parser = clap::value_parser!(u64).range(1..=1_000_000), value_name = "N")]
+    #[arg(long, default_value_t = 10000, value_parser = number_in(1, 1_000_000), allow_negative_numbers = true, value_name = "N")]
     pub max_clients: u64,
 
     /// Output queued for one client before it counts as too slow (echo/queue: reading pauses; presence: dropped)
-    #[arg(long, default_value_t = 4 * 1024 * 1024, value_parser = clap::value_parser!(u64).range(1..=1 << 40), value_name = "BYTES")]
+    #[arg(long, default_value_t = 4 * 1024 * 1024, value_parser = number_in(1, 1 << 40), allow_negative_numbers = true, value_name = "BYTES")]
     pub max_pending: u64,
 
     /// ledger and sink: after SIGINT/SIGTERM, how long connected clients may go on sending
-    #[arg(long, default_value = "30", value_parser = parse_secs, value_name = "SECS")]
+    #[arg(long, default_value = "30", value_parser = parse_secs, allow_negative_numbers = true, value_name = "SECS")]
     pub drain_timeout: Duration,
 
     /// echo: reply in upper case (Unicode-aware where the line is UTF-8)
@@ -94,7 +96,7 @@ pub struct ServerArgs {
     pub upper: bool,
 
     /// queue: capacity of the shared queue
-    #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u64).range(0..=100_000_000), value_name = "N")]
+    #[arg(long, default_value_t = 10, value_parser = number_in(0, 100_000_000), allow_negative_numbers = true, value_name = "N")]
     pub queue_size: u64,
 
     /// atm: the accounts file, one `NAME PIN BALANCE` per line; rewritten atomically after each change
@@ -108,6 +110,7 @@ pub struct ServerArgs {
 /// Anything that is not a finite, non-negative number of at most a year.
 pub fn parse_secs(text: &str) -> Result<Duration, String> {
     const MAX_SECS: f64 = 365.0 * 24.0 * 3600.0;
+    refuse_negative(text)?;
     let secs: f64 = text
         .trim()
         .parse()
@@ -118,6 +121,61 @@ pub fn parse_secs(text: &str) -> Result<Duration, String> {
         ));
     }
     Ok(Duration::from_secs_f64(secs))
+}
+
+/// The shortest `--report-every` period (a shorter one would flood stdout
+/// from a busy loop).
+pub const MIN_REPORT_EVERY: Duration = Duration::from_millis(10);
+
+/// `--report-every`: [`parse_secs`], 0 (off) or at least [`MIN_REPORT_EVERY`].
+///
+/// # Errors
+/// As [`parse_secs`], or a period below the minimum.
+pub fn parse_report_every(text: &str) -> Result<Duration, String> {
+    let period = parse_secs(text)?;
+    if !period.is_zero() && period < MIN_REPORT_EVERY {
+        return Err(format!(
+            "the period must be 0 (off) or at least {} seconds",
+            MIN_REPORT_EVERY.as_secs_f64()
+        ));
+    }
+    Ok(period)
+}
+
+/// A clear message for a negative number (pair with clap's
+/// `allow_negative_numbers`, without which `-1` reads as an unknown flag).
+///
+/// # Errors
+/// `text` starts with `-`.
+pub fn refuse_negative(text: &str) -> Result<(), String> {
+    if text.trim_start().starts_with('-') {
+        return Err("negative numbers are not allowed".to_string());
+    }
+    Ok(())
+}
+
+/// A value parser for a whole number in `min..=max`, with clear messages
+/// for a negative number, a non-number and a number out of range.
+pub fn number_in(
+    min: u64,
+    max: u64,
+) -> impl Fn(&str) -> Result<u64, String> + Clone + Send + Sync + 'static {
+    move |text| {
+        refuse_negative(text)?;
+        let n: u64 = text
+            .trim()
+            .parse()
+            .map_err(|_| format!("`{text}` is not a whole number"))?;
+        if !(min..=max).contains(&n) {
+            return Err(format!("`{text}` is out of range ({min} to {max})"));
+        }
+        Ok(n)
+    }
+}
+
+/// PORT: 0 to 65535.
+fn port_number(text: &str) -> Result<u16, String> {
+    number_in(0, u64::from(u16::MAX))(text).map(|n| n as u16)
 }
 
 /// The configuration both servers run with.
@@ -144,6 +202,64 @@ impl ServerConfig {
     /// SPEC's defaults, listening on 127.0.0.1 port 0 (what tests want).
     pub fn new(handler: HandlerKind) -> Self {
         ServerArgs::parse_from(["server", "--handler", handler.name(), "0"]).into()
+    }
+}
+
+impl ServerConfig {
+    /// The files the server replaces when it writes them (temporary file
+    /// and rename), each with its option: checked at start by
+    /// [`ServerConfig::check_files`], and never two the same.
+    pub fn output_files(&self) -> Vec<(&'static str, &Path)> {
+        let mut files = Vec::new();
+        if self.handler == HandlerKind::Ledger {
+            files.push(("--log", self.log.as_path()));
+        }
+        files
+    }
+
+    /// Usage checks across options (exit 2): no file named by two options
+    /// (`./log.txt` and `log.txt` are one), and a `--max-line` the journal
+    /// can hold.
+    ///
+    /// # Errors
+    /// The message for the usage error.
+    pub fn validate(&self) -> Result<(), String> {
+        let mut named = self.output_files();
+        if let Some(journal) = &self.journal {
+            named.push(("--journal", journal.as_path()));
+        }
+        for (i, (flag_a, a)) in named.iter().enumerate() {
+            for (flag_b, b) in &named[i + 1..] {
+                if crate::fsutil::same_file(a, b) {
+                    return Err(format!(
+                        "{flag_a} {} and {flag_b} {} are the same file",
+                        a.display(),
+                        b.display()
+                    ));
+                }
+            }
+        }
+        if self.journal.is_some() && self.max_line_bytes > crate::journal::MAX_RECORD_BYTES {
+            return Err(format!(
+                "--journal holds lines of at most {} bytes: --max-line {} is too long for it",
+                crate::journal::MAX_RECORD_BYTES,
+                self.max_line_bytes
+            ));
+        }
+        Ok(())
+    }
+
+    /// The start-up check of [`ServerConfig::output_files`] (exit 1 before
+    /// listening): each a regular file or absent, in a writable directory.
+    ///
+    /// # Errors
+    /// One line naming the option, the path and the reason.
+    pub fn check_files(&self) -> Result<(), String> {
+        for (flag, path) in self.output_files() {
+            crate::fsutil::check_output_path(path)
+                .map_err(|why| format!("cannot write {flag} {}: {why}", path.display()))?;
+        }
+        Ok(())
     }
 }
 
@@ -244,6 +360,86 @@ mod tests {
             let err = ServerArgs::try_parse_from(&bad).unwrap_err();
             assert_eq!(err.exit_code(), 2, "{bad:?}");
         }
+    }
+
+    fn parse_err(args: &[&str]) -> String {
+        ServerArgs::try_parse_from(args).unwrap_err().to_string()
+    }
+
+    #[test]
+    fn negative_numbers_get_a_message_that_says_so() {
+        for args in [
+            &["s", "--report-every", "-1", "1"][..],
+            &["s", "--report-every=-0.5", "1"],
+            &["s", "--drain-timeout", "-2", "1"],
+            &["s", "--max-line", "-5", "1"],
+            &["s", "--max-clients", "-1", "1"],
+            &["s", "--max-pending", "-1", "1"],
+            &["s", "--queue-size", "-1", "1"],
+            &["s", "-1"],
+        ] {
+            let err = parse_err(args);
+            assert!(
+                err.contains("negative numbers are not allowed"),
+                "{args:?}: {err}"
+            );
+        }
+    }
+
+    #[test]
+    fn report_every_has_a_lower_bound_except_zero() {
+        let err = parse_err(&["s", "--report-every", "0.001", "1"]);
+        assert!(err.contains("at least 0.01 seconds"), "{err}");
+        assert!(ServerArgs::try_parse_from(["s", "--report-every", "0.009", "1"]).is_err());
+        let args = ServerArgs::try_parse_from(["s", "--report-every", "0.01", "1"]).unwrap();
+        assert_eq!(args.report_every, Duration::from_millis(10));
+    }
+
+    fn config(args: &[&str]) -> ServerConfig {
+        ServerConfig::from(ServerArgs::try_parse_from(args).unwrap())
+    }
+
+    #[test]
+    fn the_log_and_the_journal_must_be_two_files() {
+        let err = config(&["s", "-H", "ledger", "--journal", "./log.txt", "1"])
+            .validate()
+            .unwrap_err();
+        assert!(
+            err.contains("--log log.txt and --journal ./log.txt"),
+            "{err}"
+        );
+        let c = config(&["s", "-H", "ledger", "--journal", "j", "--log", "j", "1"]);
+        assert!(c.validate().is_err());
+        let c = config(&["s", "-H", "ledger", "--journal", "journal", "1"]);
+        assert_eq!(c.validate(), Ok(()));
+        // Only the ledger writes --log.
+        assert!(config(&["s", "-H", "echo", "1"]).output_files().is_empty());
+    }
+
+    #[test]
+    fn a_journal_needs_a_max_line_it_can_hold() {
+        let c = config(&[
+            "s",
+            "-H",
+            "ledger",
+            "--journal",
+            "j",
+            "--max-line",
+            "1048577",
+            "1",
+        ]);
+        assert!(c.validate().unwrap_err().contains("--max-line"));
+        let c = config(&[
+            "s",
+            "-H",
+            "ledger",
+            "--journal",
+            "j",
+            "--max-line",
+            "1048576",
+            "1",
+        ]);
+        assert_eq!(c.validate(), Ok(()));
     }
 
     #[test]

@@ -13,6 +13,8 @@ both!(
     no_arguments_is_a_usage_error,
     bad_handler_is_a_usage_error,
     negative_report_every_is_a_usage_error,
+    negative_numbers_get_a_message_that_says_so,
+    report_every_below_10_ms_is_a_usage_error,
     bad_port_is_a_usage_error,
     port_in_use_exits_1_naming_the_address,
     help_mentions_every_option,
@@ -46,6 +48,33 @@ fn negative_report_every_is_a_usage_error(kind: Kind) {
     assert_usage_error(kind, &["--report-every", "-1", "0"]);
     assert_usage_error(kind, &["--report-every=-1", "0"]);
     assert_usage_error(kind, &["--report-every", "soon", "0"]);
+}
+
+fn negative_numbers_get_a_message_that_says_so(kind: Kind) {
+    for args in [
+        &["--report-every", "-1", "0"][..],
+        &["--drain-timeout", "-0.5", "0"],
+        &["--max-line", "-1", "0"],
+        &["--max-clients", "-10", "0"],
+        &["--queue-size", "-1", "0"],
+        &["-1"],
+    ] {
+        assert_usage_error(kind, args);
+        let (_, _, err) = run_to_end(kind, args);
+        assert!(
+            err.contains("negative numbers are not allowed"),
+            "{args:?}: {err:?}"
+        );
+    }
+}
+
+fn report_every_below_10_ms_is_a_usage_error(kind: Kind) {
+    for secs in ["0.001", "0.000001", "0.009"] {
+        let args = ["--report-every", secs, "0"];
+        assert_usage_error(kind, &args);
+        let (_, _, err) = run_to_end(kind, &args);
+        assert!(err.contains("at least 0.01 seconds"), "{secs}: {err:?}");
+    }
 }
 
 fn bad_port_is_a_usage_error(kind: Kind) {
