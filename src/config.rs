@@ -214,6 +214,9 @@ impl ServerConfig {
         if self.handler == HandlerKind::Ledger {
             files.push(("--log", self.log.as_path()));
         }
+        if let (HandlerKind::Atm, Some(accounts)) = (self.handler, &self.accounts) {
+            files.push(("--accounts", accounts.as_path()));
+        }
         files
     }
 
