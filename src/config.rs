@@ -21,6 +21,8 @@ pub enum HandlerKind {
     Sink,
     /// One shared bounded FIFO: put ITEM, peek, pop, size
     Queue,
+    /// Seed 004's menu: 1 TEXT (upper case), 2 (your address), 3 (request count), 4 (run time), 5 (close)
+    Menu,
 }
 
 impl HandlerKind {
@@ -31,6 +33,7 @@ impl HandlerKind {
             HandlerKind::Presence => "presence",
             HandlerKind::Sink => "sink",
             HandlerKind::Queue => "queue",
+            HandlerKind::Menu => "menu",
         }
     }
 }
@@ -93,6 +96,11 @@ pub struct ServerArgs {
     /// queue: capacity of the shared queue
     #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u64).range(0..=100_000_000), value_name = "N")]
     pub queue_size: u64,
+
+    /// echo: after N echoed messages a client's next one gets
+    /// `STRINGS LIMIT REACHED, CLOSING CONNECTION` and a close (seed 002); 0 = no limit
+    #[arg(long, default_value_t = 0, value_name = "N")]
+    pub max_messages: u64,
 }
 
 /// A number of seconds, fractions allowed: `60`, `0.5`, `0`.
@@ -129,6 +137,8 @@ pub struct ServerConfig {
     pub drain_timeout: Duration,
     pub upper: bool,
     pub queue_size: usize,
+    /// echo's `--max-messages`; 0 = no limit.
+    pub max_messages: u64,
 }
 
 impl ServerConfig {
@@ -153,6 +163,7 @@ impl From<ServerArgs> for ServerConfig {
             drain_timeout: args.drain_timeout,
             upper: args.upper,
             queue_size: clamp(args.queue_size),
+            max_messages: args.max_messages,
         }
     }
 }
@@ -174,6 +185,19 @@ mod tests {
         assert_eq!(c.drain_timeout, Duration::from_secs(30));
         assert!(!c.upper);
         assert_eq!(c.queue_size, 10);
+        assert_eq!(c.max_messages, 0);
+    }
+
+    #[test]
+    fn max_messages_and_menu_parse() {
+        let args =
+            ServerArgs::try_parse_from(["s", "--max-messages", "10", "-H", "menu", "1"]).unwrap();
+        let c = ServerConfig::from(args);
+        assert_eq!(c.max_messages, 10);
+        assert_eq!(c.handler, HandlerKind::Menu);
+        assert_eq!(HandlerKind::Menu.name(), "menu");
+        let err = ServerArgs::try_parse_from(["s", "--max-messages", "-1", "1"]).unwrap_err();
+        assert_eq!(err.exit_code(), 2);
     }
 
     #[test]
