@@ -23,6 +23,8 @@ use signal_hook::iterator::Signals;
 use crate::addr::{ConnectError, Target};
 use crate::net::os_reason;
 
+pub mod menu;
+
 /// Bytes read from a file or stdin per `read` call: large, so a 1 GB
 /// upload is ~16k syscalls, and fixed, so memory does not grow with input.
 pub const CHUNK_BYTES: usize = 64 * 1024;

@@ -71,6 +71,18 @@ enum Command {
         #[arg(value_name = "ADDR")]
         addr: Target,
     },
+    /// Seed 004's menu: upper-case a sentence, your address, the server's request count and run time.
+    ///
+    /// Prints `Reply from server: ...` and `RTT = ... ms` for each request.
+    /// `5`, end of input or Ctrl+C prints `Bye bye~` and exits 0.
+    Menu {
+        /// Server address: HOST:PORT, [V6ADDR]:PORT, or PORT (127.0.0.1)
+        #[arg(value_name = "ADDR")]
+        addr: Target,
+        /// Speak UDP: one datagram per request and per reply (resent after 2 s, 3 tries)
+        #[arg(long)]
+        udp: bool,
+    },
 }
 
 /// `Cli::parse()`, except that an invalid value (a bad ADDR) also shows
@@ -84,6 +96,7 @@ fn main() -> ExitCode {
         Command::Send { addr } => client::run_send(addr),
         Command::Chat { addr } => client::run_chat(addr),
         Command::Queue { addr } => client::run_queue(addr),
+        Command::Menu { addr, udp } => client::menu::run_menu(addr, *udp),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
