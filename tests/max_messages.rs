@@ -19,6 +19,7 @@ both!(
     eleventh_message_without_a_newline,
     limit_is_per_connection,
     zero_means_no_limit,
+    pipelined_messages_past_the_limit_are_not_echoed,
     seed_002_tcpclient_flow,
 );
 
@@ -93,6 +94,17 @@ fn zero_means_no_limit(kind: Kind) {
     let mut c = s.connect_as(1);
     echo_n(&mut c, 50, b"\n");
     drop(c);
+    s.wait_disconnected(1);
+    s.stop(SIGINT);
+}
+
+fn pipelined_messages_past_the_limit_are_not_echoed(kind: Kind) {
+    let mut s = Server::start(kind, &["--max-messages", "2"]);
+    let mut c = s.connect_as(1);
+    // One write: the third line gets the limit reply, the fourth nothing.
+    c.send(b"one\ntwo\nthree\nfour\n");
+    let got = c.read_to_eof();
+    assert_eq!(show(&got), show(&[b"one\ntwo\n", LIMIT, b"\n"].concat()));
     s.wait_disconnected(1);
     s.stop(SIGINT);
 }

@@ -19,6 +19,7 @@ both!(
     requests_served_counts_across_clients,
     unknown_options_keep_the_connection,
     option_5_closes_without_a_reply,
+    pipelined_requests_are_answered_in_order_up_to_5,
     sigint_prints_bye_bye_closes_everyone_and_exits_0,
     sigterm_prints_bye_bye_and_exits_0,
     ipv6_client_address,
@@ -140,6 +141,23 @@ fn option_5_closes_without_a_reply(kind: Kind) {
     b.send(b"5");
     b.expect_eof();
     assert_eq!(s.wait_disconnected(2), 0);
+    s.stop(SIGINT);
+}
+
+fn pipelined_requests_are_answered_in_order_up_to_5(kind: Kind) {
+    let mut s = menu_server(kind);
+    let mut c = s.connect_as(1);
+    // One write; what follows `5` is neither answered nor counted.
+    c.send(b"3\n1 a\n\n3\r\n5\n3\n");
+    let got = c.read_to_eof();
+    assert_eq!(
+        show(&got),
+        show(b"requests served = 1\nA\nerror: unknown option\nrequests served = 4\n")
+    );
+    s.wait_disconnected(1);
+    let mut d = s.connect_as(2);
+    d.send(b"3\n");
+    d.expect_bytes(b"requests served = 5\n");
     s.stop(SIGINT);
 }
 
