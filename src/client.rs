@@ -24,6 +24,7 @@ use crate::addr::{ConnectError, Target};
 use crate::net::os_reason;
 
 pub mod atm;
+pub mod menu;
 
 /// Bytes read from a file or stdin per `read` call: large, so a 1 GB
 /// upload is ~16k syscalls, and fixed, so memory does not grow with input.

@@ -23,6 +23,8 @@ pub enum HandlerKind {
     Queue,
     /// The seed's bank with a PIN: b, w<AMOUNT>, d<AMOUNT>, then u<NAME> p<PIN> (needs --accounts)
     Atm,
+    /// Seed 004's menu: 1 TEXT (upper case), 2 (your address), 3 (request count), 4 (run time), 5 (close)
+    Menu,
 }
 
 impl HandlerKind {
@@ -34,6 +36,7 @@ impl HandlerKind {
             HandlerKind::Sink => "sink",
             HandlerKind::Queue => "queue",
             HandlerKind::Atm => "atm",
+            HandlerKind::Menu => "menu",
         }
     }
 }
@@ -102,6 +105,10 @@ pub struct ServerArgs {
     /// atm: the accounts file, one `NAME PIN BALANCE` per line; rewritten atomically after each change
     #[arg(long, value_name = "PATH", required_if_eq("handler", "atm"))]
     pub accounts: Option<PathBuf>,
+    /// echo: after N echoed messages a client's next one gets
+    /// `STRINGS LIMIT REACHED, CLOSING CONNECTION` and a close (seed 002); 0 = no limit
+    #[arg(long, default_value_t = 0, value_parser = number_in(0, u64::MAX), allow_negative_numbers = true, value_name = "N")]
+    pub max_messages: u64,
 }
 
 /// A number of seconds, fractions allowed: `60`, `0.5`, `0`.
@@ -196,6 +203,8 @@ pub struct ServerConfig {
     pub queue_size: usize,
     /// The atm's accounts file (always set for `--handler atm`).
     pub accounts: Option<PathBuf>,
+    /// echo's `--max-messages`; 0 = no limit.
+    pub max_messages: u64,
 }
 
 impl ServerConfig {
@@ -282,6 +291,7 @@ impl From<ServerArgs> for ServerConfig {
             upper: args.upper,
             queue_size: clamp(args.queue_size),
             accounts: args.accounts,
+            max_messages: args.max_messages,
         }
     }
 }
@@ -303,6 +313,19 @@ mod tests {
         assert_eq!(c.drain_timeout, Duration::from_secs(30));
         assert!(!c.upper);
         assert_eq!(c.queue_size, 10);
+        assert_eq!(c.max_messages, 0);
+    }
+
+    #[test]
+    fn max_messages_and_menu_parse() {
+        let args =
+            ServerArgs::try_parse_from(["s", "--max-messages", "10", "-H", "menu", "1"]).unwrap();
+        let c = ServerConfig::from(args);
+        assert_eq!(c.max_messages, 10);
+        assert_eq!(c.handler, HandlerKind::Menu);
+        assert_eq!(HandlerKind::Menu.name(), "menu");
+        let err = ServerArgs::try_parse_from(["s", "--max-messages", "-1", "1"]).unwrap_err();
+        assert_eq!(err.exit_code(), 2);
     }
 
     #[test]

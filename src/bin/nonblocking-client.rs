@@ -85,6 +85,18 @@ enum Command {
         #[arg(long)]
         tcp: bool,
     },
+    /// Seed 004's menu: upper-case a sentence, your address, the server's request count and run time.
+    ///
+    /// Prints `Reply from server: ...` and `RTT = ... ms` for each request.
+    /// `5`, end of input or Ctrl+C prints `Bye bye~` and exits 0.
+    Menu {
+        /// Server address: HOST:PORT, [V6ADDR]:PORT, or PORT (127.0.0.1)
+        #[arg(value_name = "ADDR")]
+        addr: Target,
+        /// Speak UDP: one datagram per request and per reply (resent after 2 s, 3 tries)
+        #[arg(long)]
+        udp: bool,
+    },
 }
 
 /// `Cli::parse()`, except that an invalid value (a bad ADDR) also shows
@@ -99,6 +111,7 @@ fn main() -> ExitCode {
         Command::Chat { addr } => client::run_chat(addr),
         Command::Queue { addr } => client::run_queue(addr),
         Command::Atm { addr, tcp } => client::atm::run_atm(addr, *tcp),
+        Command::Menu { addr, udp } => client::menu::run_menu(addr, *udp),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -1,15 +1,38 @@
 //! echo (seeds 002, 003, 004): every message back exactly as received,
-//! terminator included; `--upper` turns it to upper case.
+//! terminator included; `--upper` turns it to upper case; `--max-messages N`
+//! closes a client after N echoes with seed 002's limit reply.
+
+use std::collections::HashMap;
 
 use super::{ClientId, Framing, Handler, Outbox};
 
+/// Seed 002's limit reply, byte for byte: its `tcpclient.py` compares the
+/// whole `recv` against exactly these bytes.
+pub const LIMIT_REPLY: &[u8] = b"STRINGS LIMIT REACHED, CLOSING CONNECTION";
+
 pub struct Echo {
     upper: bool,
+    /// `--max-messages`: `None` is no limit (the option's 0).
+    max_messages: Option<u64>,
+    /// Messages echoed per connected client; kept only with a limit, and
+    /// an entry lives no longer than its connection.
+    echoed: HashMap<ClientId, u64>,
 }
 
 impl Echo {
     pub fn new(upper: bool) -> Self {
-        Echo { upper }
+        Echo {
+            upper,
+            max_messages: None,
+            echoed: HashMap::new(),
+        }
+    }
+
+    /// `--max-messages N`: a client's first `n` messages are echoed, its
+    /// next one gets [`LIMIT_REPLY`] and a close. 0 means no limit.
+    pub fn with_max_messages(mut self, n: u64) -> Self {
+        self.max_messages = (n > 0).then_some(n);
+        self
     }
 }
 
@@ -23,11 +46,33 @@ impl Handler for Echo {
     }
 
     fn on_message(&mut self, id: ClientId, msg: &[u8], out: &mut Outbox) {
+        if let Some(limit) = self.max_messages {
+            let echoed = self.echoed.entry(id).or_insert(0);
+            if *echoed >= limit {
+                // The reply ends as the message did (SPEC): none for an
+                // idle-flushed message, so the seed's client sees exactly
+                // LIMIT_REPLY in its one recv.
+                let terminator = &msg[super::strip_terminator(msg).len()..];
+                out.send_with(id, |buf| {
+                    buf.extend_from_slice(LIMIT_REPLY);
+                    buf.extend_from_slice(terminator);
+                });
+                out.close(id);
+                // No on_disconnect follows a close the handler asked for.
+                self.echoed.remove(&id);
+                return;
+            }
+            *echoed += 1;
+        }
         if self.upper {
             out.send_with(id, |buf| push_upper(buf, msg));
         } else {
             out.send(id, msg);
         }
+    }
+
+    fn on_disconnect(&mut self, id: ClientId, _out: &mut Outbox) {
+        self.echoed.remove(&id);
     }
 }
 
@@ -152,5 +197,81 @@ mod tests {
             echo.slow_policy(),
             crate::handlers::SlowPolicy::PauseReading
         );
+    }
+
+    fn limited(n: u64) -> Echo {
+        Echo::new(false).with_max_messages(n)
+    }
+
+    #[test]
+    fn max_messages_echoes_n_then_answers_the_next_with_its_terminator_and_closes() {
+        for (last, reply) in [
+            (
+                &b"eleven\n"[..],
+                &b"STRINGS LIMIT REACHED, CLOSING CONNECTION\n"[..],
+            ),
+            (
+                b"eleven\r\n",
+                b"STRINGS LIMIT REACHED, CLOSING CONNECTION\r\n",
+            ),
+            (b"eleven", b"STRINGS LIMIT REACHED, CLOSING CONNECTION"),
+        ] {
+            let mut echo = limited(10);
+            let mut out = Outbox::new();
+            for i in 0..10 {
+                let msg = format!("m{i}");
+                echo.on_message(ClientId(3), msg.as_bytes(), &mut out);
+                assert_eq!(out.take(), sent(msg.as_bytes()), "message {i}");
+            }
+            echo.on_message(ClientId(3), last, &mut out);
+            assert_eq!(
+                out.take(),
+                vec![
+                    Effect::Send(ClientId(3), reply.to_vec()),
+                    Effect::Close(ClientId(3))
+                ],
+                "{last:?}"
+            );
+            assert!(echo.echoed.is_empty(), "a closed client leaves no state");
+        }
+    }
+
+    #[test]
+    fn max_messages_counts_per_connection_and_forgets_the_gone() {
+        let mut echo = Echo::new(true).with_max_messages(1);
+        let mut out = Outbox::new();
+        echo.on_message(ClientId(1), b"a\n", &mut out);
+        echo.on_message(ClientId(2), b"b\n", &mut out);
+        assert_eq!(
+            out.take(),
+            vec![
+                Effect::Send(ClientId(1), b"A\n".to_vec()),
+                Effect::Send(ClientId(2), b"B\n".to_vec()),
+            ]
+        );
+        echo.on_disconnect(ClientId(2), &mut out);
+        assert_eq!(echo.echoed.len(), 1);
+        echo.on_message(ClientId(1), b"c\n", &mut out);
+        assert_eq!(
+            out.take(),
+            vec![
+                Effect::Send(
+                    ClientId(1),
+                    LIMIT_REPLY.iter().chain(b"\n").copied().collect()
+                ),
+                Effect::Close(ClientId(1)),
+            ]
+        );
+    }
+
+    #[test]
+    fn max_messages_zero_is_no_limit_and_keeps_no_state() {
+        let mut echo = limited(0);
+        let mut out = Outbox::new();
+        for _ in 0..1000 {
+            echo.on_message(ClientId(1), b"x\n", &mut out);
+        }
+        assert_eq!(out.take().len(), 1000);
+        assert!(echo.echoed.is_empty());
     }
 }

@@ -19,6 +19,7 @@ use crate::config::{HandlerKind, ServerConfig};
 pub mod atm;
 pub mod echo;
 pub mod ledger;
+pub mod menu;
 pub mod presence;
 pub mod queue;
 pub mod sink;
@@ -341,11 +342,15 @@ pub fn build(config: &ServerConfig) -> Box<dyn Handler> {
                 None => Box::new(ledger),
             }
         }
-        HandlerKind::Echo => Box::new(echo::Echo::new(config.upper)),
+        HandlerKind::Echo => {
+            Box::new(echo::Echo::new(config.upper).with_max_messages(config.max_messages))
+        }
         HandlerKind::Presence => Box::new(presence::Presence::new()),
         HandlerKind::Sink => Box::new(sink::Sink::new()),
         HandlerKind::Queue => Box::new(queue::Queue::new(config.queue_size)),
         HandlerKind::Atm => atm::build_or_exit(config),
+        // The server's start: build runs once, right after the bind.
+        HandlerKind::Menu => Box::new(menu::Menu::new(Instant::now())),
     }
 }
 

@@ -1,0 +1,471 @@
+//! menu (SPEC "menu", seed 004's EasyTCPServer) on both servers, and
+//! `nonblocking-client menu` (SPEC's `menu` client row) against them,
+//! through pipes and through a pseudo-terminal.
+
+#[macro_use]
+mod common;
+
+use std::io::{Read, Write};
+use std::net::UdpSocket;
+use std::path::Path;
+use std::process::{Child, Command, Output, Stdio};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use common::*;
+
+both!(
+    every_option_exact_bytes,
+    requests_served_counts_across_clients,
+    unknown_options_keep_the_connection,
+    option_5_closes_without_a_reply,
+    pipelined_requests_are_answered_in_order_up_to_5,
+    sigint_prints_bye_bye_closes_everyone_and_exits_0,
+    sigterm_prints_bye_bye_and_exits_0,
+    ipv6_client_address,
+    client_through_pipes,
+    client_on_a_terminal_exits_on_5_and_ctrl_c,
+);
+
+const MENU: &str = "1) convert text to UPPER-case\n\
+                    2) get my IP address and port number\n\
+                    3) get server request count\n\
+                    4) get server running time\n\
+                    5) exit\n";
+
+fn menu_server(kind: Kind) -> Server {
+    let s = Server::start(kind, &["-H", "menu"]);
+    assert_eq!(s.handler, "menu");
+    s
+}
+
+/// Reads a `run time = HH:MM:SS` line and returns the seconds it shows.
+fn run_time_secs(c: &mut Conn) -> u64 {
+    let line = c.line_string();
+    let hms = line
+        .strip_prefix("run time = ")
+        .and_then(|l| l.strip_suffix('\n'))
+        .unwrap_or_else(|| panic!("not a run time line: {line:?}"));
+    let parts: Vec<&str> = hms.split(':').collect();
+    assert_eq!(parts.len(), 3, "{line:?}");
+    for p in &parts {
+        assert!(
+            p.len() >= 2 && p.bytes().all(|b| b.is_ascii_digit()),
+            "{line:?}"
+        );
+    }
+    let [h, m, s] = [0, 1, 2].map(|i| parts[i].parse::<u64>().unwrap());
+    assert!(m < 60 && s < 60, "{line:?}");
+    h * 3600 + m * 60 + s
+}
+
+fn every_option_exact_bytes(kind: Kind) {
+    let mut s = menu_server(kind);
+    let mut c = s.connect_as(1);
+    let port = c.stream.local_addr().unwrap().port();
+    c.send(b"1 hello, World 42\n");
+    c.expect_bytes(b"HELLO, WORLD 42\n");
+    // echo --upper's rules; every reply ends in `\n` whatever the request's end.
+    c.send("1 zoë straße\r\n".as_bytes());
+    c.expect_bytes("ZOË STRASSE\n".as_bytes());
+    c.send(b"2\n");
+    c.expect_bytes(format!("client IP = 127.0.0.1, port = {port}\n").as_bytes());
+    c.send(b"3\n");
+    c.expect_bytes(b"requests served = 4\n");
+    // Just started: well under a minute, whatever the machine's load.
+    c.send(b"4\n");
+    assert!(run_time_secs(&mut c) < 60);
+    // 50 ms with no newline is a request too (seed 004's client sends none).
+    c.send(b"3");
+    c.expect_bytes(b"requests served = 6\n");
+    c.send(b"5\n");
+    c.expect_eof();
+    s.wait_disconnected(1);
+    s.stop(SIGINT);
+}
+
+fn requests_served_counts_across_clients(kind: Kind) {
+    let mut s = menu_server(kind);
+    let mut a = s.connect_as(1);
+    let mut b = s.connect_as(2);
+    a.send(b"1 x\n");
+    a.expect_bytes(b"X\n");
+    b.send(b"2\n");
+    b.line();
+    a.send(b"nonsense\n");
+    a.expect_bytes(b"error: unknown option\n");
+    b.send(b"3\n");
+    b.expect_bytes(b"requests served = 4\n");
+    a.send(b"3\n");
+    a.expect_bytes(b"requests served = 5\n");
+    // A client that leaves takes nothing from the count.
+    drop(b);
+    s.wait_disconnected(2);
+    let mut c = s.connect_as(3);
+    c.send(b"3\n");
+    c.expect_bytes(b"requests served = 6\n");
+    s.stop(SIGINT);
+}
+
+fn unknown_options_keep_the_connection(kind: Kind) {
+    let mut s = menu_server(kind);
+    let mut c = s.connect_as(1);
+    for bad in [
+        &b"0\n"[..],
+        b"6\n",
+        b"\n",
+        b"12\n",
+        b"1hello\n",
+        b"4 now\n",
+        b"exit\r\n",
+    ] {
+        c.send(bad);
+        c.expect_bytes(b"error: unknown option\n");
+    }
+    c.send(b"3\n");
+    c.expect_bytes(b"requests served = 8\n");
+    assert!(!s.seen_status(|l| l.starts_with("Client 1 disconnected")));
+    s.stop(SIGINT);
+}
+
+fn option_5_closes_without_a_reply(kind: Kind) {
+    let mut s = menu_server(kind);
+    let mut a = s.connect_as(1);
+    let mut b = s.connect_as(2);
+    a.send(b"5\n");
+    a.expect_eof();
+    assert_eq!(s.wait_disconnected(1), 1);
+    // Idle-flushed `5` closes too; the other client is untouched.
+    b.send(b"3\n");
+    b.expect_bytes(b"requests served = 1\n");
+    b.send(b"5");
+    b.expect_eof();
+    assert_eq!(s.wait_disconnected(2), 0);
+    s.stop(SIGINT);
+}
+
+fn pipelined_requests_are_answered_in_order_up_to_5(kind: Kind) {
+    let mut s = menu_server(kind);
+    let mut c = s.connect_as(1);
+    // One write; what follows `5` is neither answered nor counted.
+    c.send(b"3\n1 a\n\n3\r\n5\n3\n");
+    let got = c.read_to_eof();
+    assert_eq!(
+        show(&got),
+        show(b"requests served = 1\nA\nerror: unknown option\nrequests served = 4\n")
+    );
+    s.wait_disconnected(1);
+    let mut d = s.connect_as(2);
+    d.send(b"3\n");
+    d.expect_bytes(b"requests served = 5\n");
+    s.stop(SIGINT);
+}
+
+fn stop_says_bye_bye(kind: Kind, sig: i32) {
+    let mut s = menu_server(kind);
+    let mut a = s.connect_as(1);
+    let mut b = s.connect_as(2);
+    a.send(b"3\n");
+    a.expect_bytes(b"requests served = 1\n");
+    s.signal(sig);
+    a.expect_closed();
+    b.expect_closed();
+    s.assert_exit_0();
+    assert_eq!(s.last_status(), "Bye bye~", "{}", s.transcript());
+    let byes = s.status_lines().iter().filter(|l| *l == "Bye bye~").count();
+    assert_eq!(byes, 1, "{}", s.transcript());
+}
+
+fn sigint_prints_bye_bye_closes_everyone_and_exits_0(kind: Kind) {
+    stop_says_bye_bye(kind, SIGINT);
+}
+
+fn sigterm_prints_bye_bye_and_exits_0(kind: Kind) {
+    stop_says_bye_bye(kind, SIGTERM);
+}
+
+fn ipv6_client_address(kind: Kind) {
+    if !ipv6_available() {
+        eprintln!("skipped: no IPv6 loopback");
+        return;
+    }
+    let mut s = Server::start(kind, &["-H", "menu", "-b", "::1"]);
+    let mut c = s.connect_as(1);
+    let port = c.stream.local_addr().unwrap().port();
+    c.send(b"2\n");
+    // No brackets: the IP alone, then the port (SPEC's two fields).
+    c.expect_bytes(format!("client IP = ::1, port = {port}\n").as_bytes());
+    s.stop(SIGINT);
+}
+
+// ---------------------------------------------------------------------------
+// The client.
+
+fn client() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_nonblocking-client"))
+}
+
+/// Waits for `child` (killed and failed after [`TIMEOUT`]) and collects its
+/// output, read on threads so a full pipe never blocks it.
+fn finish(mut child: Child) -> Output {
+    let mut out = child.stdout.take().unwrap();
+    let mut err = child.stderr.take().unwrap();
+    let out_t = thread::spawn(move || {
+        let mut v = Vec::new();
+        let _ = out.read_to_end(&mut v);
+        v
+    });
+    let err_t = thread::spawn(move || {
+        let mut v = Vec::new();
+        let _ = err.read_to_end(&mut v);
+        v
+    });
+    let deadline = Instant::now() + TIMEOUT;
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("nonblocking-client did not exit within {TIMEOUT:?}");
+        }
+        thread::sleep(Duration::from_millis(10));
+    };
+    Output {
+        status,
+        stdout: out_t.join().unwrap(),
+        stderr: err_t.join().unwrap(),
+    }
+}
+
+/// Runs the client with `args` and `input` on a pipe.
+fn run_client(args: &[&str], input: &[u8]) -> Output {
+    let mut child = client()
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child.stdin.take().unwrap().write_all(input).unwrap();
+    finish(child)
+}
+
+/// The transcript with every `RTT = N.NNN ms` value checked and replaced by
+/// `X`.
+fn mask_rtt(text: &str) -> String {
+    let mut masked = String::new();
+    for line in text.split_inclusive('\n') {
+        match line.strip_prefix("RTT = ") {
+            Some(rest) => {
+                let ms = rest.strip_suffix(" ms\n").expect("`RTT = N ms`");
+                let (whole, decimals) = ms.split_once('.').expect("a decimal point");
+                assert!(
+                    whole.bytes().all(|b| b.is_ascii_digit()) && !whole.is_empty(),
+                    "{line}"
+                );
+                assert!(
+                    decimals.len() == 3 && decimals.bytes().all(|b| b.is_ascii_digit()),
+                    "{line}"
+                );
+                masked.push_str("RTT = X ms\n");
+            }
+            None => masked.push_str(line),
+        }
+    }
+    masked
+}
+
+fn client_through_pipes(kind: Kind) {
+    let mut s = menu_server(kind);
+    let addr = s.addr.to_string();
+    let out = run_client(&["menu", &addr], b"1\nhello, world\n2\n3\n9\n5\n");
+    let stdout = String::from_utf8(out.stdout).unwrap();
+    assert!(out.status.success(), "{:?}\n{stdout}", out.status);
+    s.wait_connected(1);
+    s.wait_disconnected(1);
+    // The client's port is whatever the OS gave it: take it from the reply.
+    let port_line = stdout
+        .lines()
+        .find(|l| l.starts_with("Reply from server: client IP = 127.0.0.1, port = "))
+        .unwrap_or_else(|| panic!("no address reply:\n{stdout}"));
+    let expected = format!(
+        "{MENU}Input option: 1\nInput sentence: hello, world\n\
+         Reply from server: HELLO, WORLD\nRTT = X ms\n\n\
+         {MENU}Input option: 2\n{port_line}\nRTT = X ms\n\n\
+         {MENU}Input option: 3\nReply from server: requests served = 3\nRTT = X ms\n\n\
+         {MENU}Input option: 9\nInvalid option\n\n\
+         {MENU}Input option: 5\nBye bye~\n"
+    );
+    assert_eq!(mask_rtt(&stdout), expected);
+    assert!(
+        out.stderr.is_empty(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    // End of input instead of 5: the same farewell, exit 0.
+    let out = run_client(&["menu", &addr], b"3\n");
+    let stdout = String::from_utf8(out.stdout).unwrap();
+    assert!(out.status.success(), "{stdout}");
+    assert!(
+        mask_rtt(&stdout).ends_with(&format!(
+            "Reply from server: requests served = 4\nRTT = X ms\n\n{MENU}Input option: \nBye bye~\n"
+        )),
+        "{stdout}"
+    );
+    s.stop(SIGINT);
+}
+
+/// Runs the client on a pseudo-terminal through `support/menu_pty.py`
+/// with `steps`; returns the screen, ending in `EXIT CODE`.
+fn on_terminal(addr: &str, steps: &[&str]) -> String {
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/support/menu_pty.py");
+    let mut cmd = Command::new("python3");
+    cmd.arg(script)
+        .args([env!("CARGO_BIN_EXE_nonblocking-client"), "menu", addr, "--"])
+        .args(steps)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let out = finish(cmd.spawn().expect("python3 runs"));
+    let screen = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        out.status.success(),
+        "{:?}\n{screen}\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    screen
+}
+
+fn client_on_a_terminal_exits_on_5_and_ctrl_c(kind: Kind) {
+    let mut s = menu_server(kind);
+    let addr = s.addr.to_string();
+    // The terminal echoes what is typed; the client prints only prompts,
+    // replies and RTTs.
+    let screen = on_terminal(
+        &addr,
+        &[
+            "expect=Input option: ",
+            "type=1\\n",
+            "expect=Input sentence: ",
+            "type=make me loud\\n",
+            "expect=RTT = ",
+            "expect=Input option: ",
+            "type=4\\n",
+            "expect=Reply from server: run time = 00:",
+            "expect=Input option: ",
+            "type=5\\n",
+        ],
+    );
+    let screen = mask_rtt(&screen);
+    assert!(
+        screen.starts_with(&format!(
+            "{MENU}Input option: 1\nInput sentence: make me loud\n\
+             Reply from server: MAKE ME LOUD\nRTT = X ms\n\n{MENU}Input option: 4\n"
+        )),
+        "{screen}"
+    );
+    assert!(
+        screen.ends_with(&format!("{MENU}Input option: 5\nBye bye~\nEXIT 0\n")),
+        "{screen}"
+    );
+    s.wait_disconnected(1);
+
+    // Ctrl+C at the prompt: the terminal sends SIGINT; `Bye bye~`, exit 0,
+    // and the server sees the client go.
+    let screen = on_terminal(
+        &addr,
+        &[
+            "expect=Input option: ",
+            "type=3\\n",
+            "expect=Input option: ",
+            "ctrl-c",
+        ],
+    );
+    let screen = mask_rtt(&screen);
+    assert!(
+        screen.contains("Reply from server: requests served = 3\nRTT = X ms\n"),
+        "{screen}"
+    );
+    assert!(
+        screen.ends_with("Input option: ^C\nBye bye~\nEXIT 0\n"),
+        "{screen}"
+    );
+    s.wait_disconnected(2);
+
+    // Ctrl+D (end of input) at the prompt.
+    let screen = on_terminal(&addr, &["expect=Input option: ", "ctrl-d"]);
+    assert!(
+        screen.ends_with("Input option: \nBye bye~\nEXIT 0\n"),
+        "{screen}"
+    );
+    s.wait_disconnected(3);
+    s.stop(SIGINT);
+}
+
+// The client's UDP side, against a tiny responder here (the server's UDP side
+// is another issue's): one datagram per request, the reply one datagram,
+// resent when the reply does not come.
+#[test]
+fn client_over_udp_one_datagram_each_way_and_resends_a_lost_request() {
+    let responder = UdpSocket::bind("127.0.0.1:0").unwrap();
+    responder.set_read_timeout(Some(TIMEOUT)).unwrap();
+    let addr = responder.local_addr().unwrap().to_string();
+    let server = thread::spawn(move || {
+        let mut got = Vec::new();
+        let mut buf = [0u8; 2048];
+        let mut dropped = false;
+        loop {
+            let (n, from) = responder.recv_from(&mut buf).expect("a datagram");
+            let msg = buf[..n].to_vec();
+            got.push(String::from_utf8(msg.clone()).unwrap());
+            let reply: &[u8] = match &msg[..] {
+                // The first request is "lost": no reply, so the client resends.
+                b"1 hello" if !dropped => {
+                    dropped = true;
+                    continue;
+                }
+                b"1 hello" => b"HELLO",
+                b"3" => b"requests served = 2",
+                b"5" => break,
+                _ => b"error: unknown option",
+            };
+            responder.send_to(reply, from).unwrap();
+        }
+        got
+    });
+    let out = run_client(&["menu", "--udp", &addr], b"1\nhello\n3\n5\n");
+    let stdout = String::from_utf8(out.stdout).unwrap();
+    assert!(
+        out.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let stdout = mask_rtt(&stdout);
+    assert!(
+        stdout.contains("Reply from server: HELLO\nRTT = X ms\n"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("Reply from server: requests served = 2\nRTT = X ms\n"),
+        "{stdout}"
+    );
+    assert!(stdout.ends_with("Input option: 5\nBye bye~\n"), "{stdout}");
+    assert_eq!(server.join().unwrap(), ["1 hello", "1 hello", "3", "5"]);
+}
+
+#[test]
+fn client_names_an_unreachable_server_and_exits_1() {
+    let port = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap().port()
+    };
+    let addr = format!("127.0.0.1:{port}");
+    let out = run_client(&["menu", &addr], b"3\n");
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+    assert!(stderr.contains(&addr), "{stderr}");
+}
