@@ -29,9 +29,11 @@ pub mod echo;
 pub mod ledger;
 pub mod lines;
 pub mod presence;
+pub mod rng;
 pub mod stats;
 
 pub use connect::ConnectMode;
+pub use rng::Rng;
 pub use stats::LatencySummary;
 
 /// Bytes per ledger write: large, like a client streaming a file.
