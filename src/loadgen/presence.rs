@@ -188,6 +188,8 @@ pub fn run(opts: &Options) -> Result<Report, RunError> {
         progress: Progress::new(opts.progress),
     };
     let mut report = Report::new(opts);
+    // Joins and leaves are steps in one order: one thread drives them all.
+    report.threads = 1;
     let mut join_steps = Latencies::with_capacity(n);
     let mut connect_time = Duration::ZERO;
     let mut bytes_sent = 0u64;
