@@ -532,3 +532,68 @@ fn udp_usage_errors_exit_2() {
         .unwrap();
     assert_eq!(out.status.code(), Some(2));
 }
+
+/// `--threads 2` presence on both servers: every list right, counts exact.
+#[test]
+fn presence_on_two_threads() {
+    for bin in SERVERS {
+        let server = Server::start(bin, &["--handler", "presence"]);
+        let port = server.port.to_string();
+        let out = loadgen(&[
+            "--handler",
+            "presence",
+            "--threads",
+            "2",
+            "--clients",
+            "25",
+            &port,
+        ]);
+        let json = stdout(&out);
+        assert!(out.status.success(), "{bin}: {json}");
+        assert_eq!(field(&json, "threads"), "2", "{json}");
+        assert_eq!(field(&json, "lines"), "625", "{json}");
+        assert_eq!(field(&json, "errors"), "0", "{json}");
+    }
+}
+
+/// A wrong list read by the second thread ends the run with an error.
+#[test]
+fn presence_wrong_list_on_another_thread_is_an_error() {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port().to_string();
+    let (done_tx, done_rx) = mpsc::channel::<()>();
+    let fake = std::thread::spawn(move || {
+        let mut held = Vec::new();
+        for (i, lists) in [&["c00001\n"][..], &["c00001 c00002\n", "c00001 c0000X\n"]]
+            .iter()
+            .enumerate()
+        {
+            let (s, _) = listener.accept().unwrap();
+            let mut name = String::new();
+            BufReader::new(&s).read_line(&mut name).unwrap();
+            assert_eq!(name, format!("c{:05}\n", i + 1));
+            held.push(s);
+            for (s, list) in held.iter_mut().zip(lists.iter()) {
+                s.write_all(list.as_bytes()).unwrap();
+            }
+        }
+        // Keep the sockets open until loadgen has finished.
+        let _ = done_rx.recv_timeout(WAIT);
+    });
+    let out = loadgen(&[
+        "--handler",
+        "presence",
+        "--threads",
+        "2",
+        "--clients",
+        "2",
+        &port,
+    ]);
+    done_tx.send(()).unwrap();
+    fake.join().unwrap();
+    let json = stdout(&out);
+    assert_eq!(out.status.code(), Some(1), "{json}");
+    assert_eq!(field(&json, "errors"), "1", "{json}");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("client 2 line 1"), "{err}");
+}

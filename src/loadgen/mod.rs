@@ -3,8 +3,8 @@
 //! summary (throughput, latency percentiles, bytes, connect time, errors).
 //!
 //! The clients are spread over `--threads` threads (default: one per core),
-//! each with its own mio `Poll` ([`spread`]), so the load generator is not
-//! what a measurement measures:
+//! each with its own mio `Poll` ([`spread`]; presence conducts its own), so
+//! the load generator is not what a measurement measures:
 //! - [`ledger`]: every client streams its lines in 64 KiB writes (`--repeat`
 //!   times), shuts down its sending side and reads to EOF (a ledger server
 //!   closes only after consuming everything). The expected log is computed in
@@ -13,7 +13,7 @@
 //! - [`echo`]: fixed-size unique lines, at most `--window` in flight per
 //!   client, every reply checked byte for byte and timed.
 //! - [`presence`]: clients join one by one, then leave one by one; every list
-//!   every client receives is checked (one thread: the steps are sequential).
+//!   every client receives is checked; thread 0 conducts the steps.
 //! - [`udp`]: echo over UDP (`--udp`), one socket per client, `--window`
 //!   datagrams in flight, every reply checked, lost datagrams counted.
 //!
