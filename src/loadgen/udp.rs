@@ -247,13 +247,24 @@ pub fn run(opts: &Options) -> Result<Report, RunError> {
 }
 
 /// One UDP socket connected to `addr`, from the unspecified address of the
-/// same family and an OS-chosen port.
-fn socket(addr: SocketAddr) -> io::Result<UdpSocket> {
+/// same family and an OS-chosen port. Its receive buffer holds a whole
+/// window of replies (the kernel counts about 1 KiB of overhead per
+/// datagram), so a loss is the server's or the network's, never ours.
+fn socket(addr: SocketAddr, opts: &Options) -> io::Result<UdpSocket> {
     let local: SocketAddr = match addr {
         SocketAddr::V4(_) => (Ipv4Addr::UNSPECIFIED, 0).into(),
         SocketAddr::V6(_) => (Ipv6Addr::UNSPECIFIED, 0).into(),
     };
     let s = StdUdp::bind(local)?;
+    let want = usize::try_from(opts.window)
+        .unwrap_or(usize::MAX)
+        .saturating_mul(opts.line_bytes + 1024)
+        .min(16 << 20);
+    let sock = socket2::SockRef::from(&s);
+    if sock.recv_buffer_size()? < want {
+        // Best effort: the kernel caps it at net.core.rmem_max.
+        let _ = sock.set_recv_buffer_size(want);
+    }
     s.connect(addr)?;
     s.set_nonblocking(true)?;
     Ok(UdpSocket::from_std(s))
@@ -262,8 +273,11 @@ fn socket(addr: SocketAddr) -> io::Result<UdpSocket> {
 /// One thread's share of a UDP run.
 fn part(opts: &Options, slot: &Slot<'_>) -> Result<Part, RunError> {
     let t0 = Instant::now();
-    let socks: io::Result<Vec<UdpSocket>> =
-        slot.clients.clone().map(|_| socket(opts.addr)).collect();
+    let socks: io::Result<Vec<UdpSocket>> = slot
+        .clients
+        .clone()
+        .map(|_| socket(opts.addr, opts))
+        .collect();
     let connect = t0.elapsed();
     let Some(start) = slot.ready(socks.is_ok()) else {
         return socks.map(|_| Part::default()).map_err(RunError::from);
