@@ -115,11 +115,9 @@ pub fn run(opts: &Options) -> Result<Report, RunError> {
         |slot| part(opts, &slot, &work.per_client[slot.clients.clone()]),
     )?;
     let mut report = Report::new(opts);
-    let errors = part.errors;
     part.into_report(&mut report);
     // Every line counts once sent: a ledger server answers nothing.
     report.lines = work.lines_per_client * opts.repeat * opts.clients as u64;
-    report.errors = errors;
     if let Some(v) = &opts.verify_log {
         report.log_check = match &work.expected_log {
             Err(NoExpectedLog(why)) => LogCheck::Unavailable(why.clone()),
