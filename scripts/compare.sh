@@ -4,9 +4,13 @@
 #   scripts/compare.sh                 # everything, RUNS=3 (many minutes: python's ledger run is ~2 min)
 #   QUICK=1 RUNS=1 scripts/compare.sh  # small sizes, a smoke pass (about a minute)
 #   SERVERS="nonblocking tokio" WORKLOADS="echo-w1 presence" scripts/compare.sh
+#   scripts/compare.sh --threads 2    # loadgen on 2 threads (same as THREADS=2)
+#   WORKLOADS=udp-echo SERVERS="nonblocking threaded python" scripts/compare.sh
 #
 # Knobs: RUNS (3), QUICK (0), SERVERS ("nonblocking threaded tokio python"),
-#        WORKLOADS ("ledger-10M echo-w1 echo-w64 presence-1000 ledger-scale"),
+#        WORKLOADS ("ledger-10M echo-w1 echo-w64 presence-1000 ledger-scale udp-echo"),
+#        THREADS (1, or --threads N): loadgen's --threads, the same for every row of a series
+#        (1 is how the tables before issue 14 were measured; 2 so loadgen is not the bottleneck),
 #        SCALE_CLIENTS ("10 50 200 1000"), OUT (bench-results; bench-results/quick with QUICK=1), ANCHORS (../shared/anchors),
 #        WAIT_IDLE (1; 0 with QUICK): before each run wait up to 2 min for the machine to go idle,
 #        CASE_LIMIT (300 s per run).
@@ -17,6 +21,11 @@
 #   echo-w64       echo, 50 clients x 10,000 lines, window 64
 #   presence-1000  presence, 1,000 clients join one by one, then leave one by one
 #   ledger-scale   ledger at SCALE_CLIENTS clients, 1M lines in all (for the plot)
+#   udp-echo       = udp-echo-w1 + udp-echo-w64: echo over UDP (loadgen --udp), 50 clients x
+#                  10,000 datagrams of 32 bytes, ping-pong and 64 in flight; servers: ours with
+#                  --udp (skipped with a note while a binary's --help has no --udp) and the
+#                  python peer scripts/peers/udp_echo_server.py (the seeds' recvfrom/sendto loop);
+#                  the check column shows lost=N (no reply within 1 s)
 #
 # Every run: a fresh server under GNU `/usr/bin/time -v` (wrapped in `env --default-signal=INT`,
 # since background jobs of a script start with SIGINT ignored), cwd = a fresh run directory (the
@@ -28,12 +37,25 @@
 #
 # Output: $OUT/table.md (also printed), $OUT/raw.tsv, $OUT/ledger-scaling.svg, $OUT/env.txt.
 set -uo pipefail
+THREADS=${THREADS:-1}
+while [ $# -gt 0 ]; do
+  case $1 in
+    --threads) THREADS=${2:?--threads needs a number}; shift 2 ;;
+    --threads=*) THREADS=${1#--threads=}; shift ;;
+    -h|--help) sed -n '2,/^set -uo/p' "$0" | sed '$d; s/^# \{0,1\}//'; exit 0 ;;
+    *) echo "compare.sh: unknown argument $1 (knobs are environment variables; see --help)" >&2; exit 2 ;;
+  esac
+done
+case $THREADS in ''|*[!0-9]*|0) echo "compare.sh: --threads wants a number >= 1" >&2; exit 2 ;; esac
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 cd "$ROOT"
 RUNS=${RUNS:-3}
 QUICK=${QUICK:-0}
 SERVERS=${SERVERS:-"nonblocking threaded tokio python"}
-WORKLOADS=${WORKLOADS:-"ledger-10M echo-w1 echo-w64 presence-1000 ledger-scale"}
+WORKLOADS=${WORKLOADS:-"ledger-10M echo-w1 echo-w64 presence-1000 ledger-scale udp-echo"}
+WORKLOADS=${WORKLOADS//udp-echo-w/udp-echo@w}              # keep the two explicit names,
+WORKLOADS=${WORKLOADS//udp-echo/udp-echo-w1 udp-echo-w64}  # expand the bare one
+WORKLOADS=${WORKLOADS//udp-echo@w/udp-echo-w}
 SCALE_CLIENTS=${SCALE_CLIENTS:-"10 50 200 1000"}
 if [ "$QUICK" = 1 ]; then OUT=${OUT:-$ROOT/bench-results/quick}; fi   # a smoke pass never overwrites a real table
 OUT=$(realpath -m "${OUT:-$ROOT/bench-results}")
@@ -45,8 +67,10 @@ if [ "$QUICK" = 1 ]; then WAIT_IDLE=${WAIT_IDLE:-0}; else WAIT_IDLE=${WAIT_IDLE:
 # Sizes: full, or QUICK.
 if [ "$QUICK" = 1 ]; then
   LEDGER_LINES=1000; LEDGER_REPEAT=2; ECHO_LINES=500; ECHO64_LINES=2000; PRESENCE_N=100; SCALE_TOTAL=100000
+  UDP_LINES=500
 else
   LEDGER_LINES=10000; LEDGER_REPEAT=20; ECHO_LINES=10000; ECHO64_LINES=10000; PRESENCE_N=1000; SCALE_TOTAL=1000000
+  UDP_LINES=10000
 fi
 
 mkdir -p "$OUT"
@@ -76,13 +100,32 @@ fi
 
 {
   echo "# $(date -u +%FT%TZ) $(nproc) cores, $(uname -r), $(rustc --version), $($PY --version 2>&1)"
-  echo "# git $(git rev-parse --short HEAD 2>/dev/null) RUNS=$RUNS QUICK=$QUICK loadavg: $(cat /proc/loadavg)"
+  echo "# git $(git rev-parse --short HEAD 2>/dev/null) RUNS=$RUNS QUICK=$QUICK loadgen --threads $THREADS loadavg: $(cat /proc/loadavg)"
   echo "# ulimit -n $(ulimit -n), somaxconn $(cat /proc/sys/net/core/somaxconn)"
 } | tee "$OUT/env.txt" >&2
 
-# server_cmd SERVER HANDLER -> the command line (port appended later), or nothing if n/a
+# has_udp BINARY: whether its --help offers --udp (our servers' UDP side may not exist yet)
+has_udp() { "$1" --help 2>/dev/null | grep -q -- '--udp'; }
+UDP_NOTED=" "
+
+# server_cmd SERVER HANDLER -> the command line (port appended later), or nothing if n/a.
+# HANDLER udp-echo: echo over UDP.
 server_cmd() {
   local srv=$1 h=$2
+  if [ "$h" = udp-echo ]; then
+    case $srv in
+      nonblocking|threaded)
+        local bin=$B/$srv-server
+        if has_udp "$bin"; then echo "$bin --handler echo --udp"
+        else
+          case $UDP_NOTED in *" $srv "*) ;; *)
+            echo "  (note: $srv-server has no --udp yet: its udp-echo rows are skipped)" >&2
+            UDP_NOTED="$UDP_NOTED$srv " ;; esac
+        fi ;;
+      python) echo "$PY $ROOT/scripts/peers/udp_echo_server.py" ;;
+    esac
+    return 0
+  fi
   case $srv in
     nonblocking) echo "$B/nonblocking-server --handler $h" ;;
     threaded)    echo "$B/threaded-server --handler $h" ;;
@@ -129,7 +172,7 @@ run_one() {
   tpid=$!
   for i in $(seq 200); do
     kill -0 "$tpid" 2>/dev/null || break
-    ss -Htln "sport = :$port" | grep -q . && { spid=$(ps -o pid= --ppid "$tpid" | tr -d ' '); break; }
+    ss -Htuln "sport = :$port" | grep -q . && { spid=$(ps -o pid= --ppid "$tpid" | tr -d ' '); break; }
     sleep 0.05
   done
   if [ -z "$spid" ]; then
@@ -138,10 +181,12 @@ run_one() {
     printf '%s\t%s\t%s\t%s\tNOSTART\n' "$w" "$srv" "$clients" "$run" >>"$RAW"
     return 0
   fi
-  local extra=()
+  local extra=() lh=$h
   [ "$h" = ledger ] && extra=(--expect-log "$rd/expected.txt")
+  [ "$h" = udp-echo ] && { lh=echo; extra=(--udp); }
   /usr/bin/time -f '%U %S' -o "$rd/loadgen.time" timeout $((CASE_LIMIT + 30)) \
-    "$LOADGEN" --json --timeout "$CASE_LIMIT" --handler "$h" --clients "$clients" "${extra[@]}" "$@" \
+    "$LOADGEN" --json --timeout "$CASE_LIMIT" --threads "$THREADS" --handler "$lh" --clients "$clients" \
+    "${extra[@]}" "$@" \
     "127.0.0.1:$port" >"$rd/loadgen.json" 2>"$rd/loadgen.err"
   local rc=$?
   kill -INT "$spid" 2>/dev/null
@@ -175,6 +220,8 @@ if j is None:
     print(f"{w}\t{srv}\t{clients}\t{run}\tFAILED(rc={rc})" + "\tNA" * 13 + f"\t{check}")
     sys.exit()
 status = "BADLOG" if check == "MISMATCH" else "OK" if rc == "0" else f"ERR(rc={rc})"
+if j.get("transport") == "udp":
+    check = f"lost={j.get('lost')}"
 na = lambda v: "NA" if v is None else v
 print("\t".join(str(x) for x in [
     w, srv, clients, run, status, j["lines"], j["lines_per_s"], j["wall_s"], na(j["p50_us"]),
@@ -195,6 +242,8 @@ for w in $WORKLOADS; do
         echo-w1) run_one "$w" "$srv" echo 50 "$run" --lines "$ECHO_LINES" --window 1 ;;
         echo-w64) run_one "$w" "$srv" echo 50 "$run" --lines "$ECHO64_LINES" --window 64 ;;
         presence-1000) run_one "$w" "$srv" presence "$PRESENCE_N" "$run" ;;
+        udp-echo-w1) run_one "$w" "$srv" udp-echo 50 "$run" --lines "$UDP_LINES" --window 1 ;;
+        udp-echo-w64) run_one "$w" "$srv" udp-echo 50 "$run" --lines "$UDP_LINES" --window 64 ;;
         ledger-scale)
           for c in $SCALE_CLIENTS; do
             run_one "$w" "$srv" ledger "$c" "$run" --lines $((SCALE_TOTAL / c))
@@ -206,10 +255,10 @@ for w in $WORKLOADS; do
 done
 
 # ---- table and plot ----------------------------------------------------------------------
-"$PY" - "$RAW" "$OUT" "$QUICK" <<'PY' | tee "$OUT/table.md"
+"$PY" - "$RAW" "$OUT" "$QUICK" "$THREADS" <<'PY' | tee "$OUT/table.md"
 import math, sys
 from collections import defaultdict
-raw, out, quick = sys.argv[1:]
+raw, out, quick, threads = sys.argv[1:]
 rows = [l.rstrip("\n").split("\t") for l in open(raw)]
 head, rows = rows[0], rows[1:]
 rows = [dict(zip(head, r + ["NA"] * (len(head) - len(r)))) for r in rows]
@@ -248,9 +297,11 @@ labels = {
     "echo-w64": "echo 50 clients, window 64",
     "presence-1000": "presence, {} clients join then leave",
     "ledger-scale": "ledger scaling",
+    "udp-echo-w1": "udp echo 50 clients ping-pong",
+    "udp-echo-w64": "udp echo 50 clients, 64 in flight",
 }
 print(f"# nonblocking vs peers{' (QUICK sizes: a smoke pass, not a measurement)' if quick == '1' else ''}\n")
-print("Median of runs, (min-max) when more than one. ours/this = nonblocking-server's median lines/s "
+print(f"loadgen --threads {threads}. Median of runs, (min-max) when more than one. ours/this = nonblocking-server's median lines/s "
       "divided by this server's (> 1: ours is faster). Server CPU = user+sys over the server's life; "
       "RSS = peak. Presence lines/s = N² lists / (join + leave time).\n")
 print("| workload | server | clients | runs ok | lines/s | ours/this | p50 us | p99 us | wall s | join s | leave s | server CPU s | server peak RSS MiB | loadgen CPU s | check |")

@@ -301,3 +301,299 @@ fn unreachable_server_is_exit_1() {
     assert_eq!(out.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&out.stderr).contains(&port));
 }
+
+/// `--threads 2` against both real servers: every reply checked, the
+/// summary's counts exact (7 clients split 4 + 3 over the threads).
+#[test]
+fn echo_on_two_threads_counts_every_line() {
+    for bin in SERVERS {
+        let server = Server::start(bin, &["--handler", "echo"]);
+        let port = server.port.to_string();
+        let out = loadgen(&[
+            "--threads",
+            "2",
+            "--clients",
+            "7",
+            "--lines",
+            "150",
+            "--window",
+            "3",
+            &port,
+        ]);
+        let json = stdout(&out);
+        assert!(out.status.success(), "{bin}: {json} {:?}", out.stderr);
+        assert_eq!(field(&json, "threads"), "2", "{json}");
+        assert_eq!(field(&json, "lines"), "1050", "{json}");
+        assert_eq!(field(&json, "errors"), "0", "{json}");
+        assert_eq!(field(&json, "bytes_sent"), "33600", "{json}");
+        assert_eq!(field(&json, "bytes_received"), "33600", "{json}");
+        assert_eq!(field(&json, "transport"), "\"tcp\"", "{json}");
+    }
+}
+
+/// `--threads 2` ledger on both servers: the server's log equals the one
+/// loadgen computed over the clients of both threads.
+#[test]
+fn ledger_on_two_threads_matches_the_log() {
+    for bin in SERVERS {
+        let dir = std::env::temp_dir().join(format!(
+            "loadgen-ledger2-{}-{}",
+            std::process::id(),
+            bin.rsplit('/').next().unwrap()
+        ));
+        std::fs::create_dir_all(&dir).unwrap();
+        let log = dir.join("log.txt");
+        let server = Server::start(
+            bin,
+            &["--handler", "ledger", "--log", log.to_str().unwrap()],
+        );
+        let port = server.port.to_string();
+        let pid = server.pid().to_string();
+        let out = loadgen(&[
+            "--handler",
+            "ledger",
+            "--threads",
+            "2",
+            "--clients",
+            "5",
+            "--lines",
+            "400",
+            "--repeat",
+            "2",
+            "--verify-log",
+            log.to_str().unwrap(),
+            "--stop-pid",
+            &pid,
+            &port,
+        ]);
+        let json = stdout(&out);
+        assert_eq!(field(&json, "log_check"), "\"match\"", "{bin}: {json}");
+        assert_eq!(field(&json, "lines"), "4000", "{json}");
+        assert_eq!(field(&json, "threads"), "2", "{json}");
+        assert_eq!(field(&json, "errors"), "0", "{json}");
+        assert!(out.status.success(), "{json}");
+        drop(server);
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+}
+
+/// What a test UDP responder does with the datagrams it receives.
+#[derive(Clone, Copy)]
+enum Udp {
+    /// Returns each datagram exactly.
+    Echo,
+    /// Drops every 10th datagram it receives, echoes the others.
+    DropTenth,
+    /// Returns each pair of datagrams in swapped order.
+    Swap,
+    /// Changes one byte of the 5th reply.
+    Corrupt,
+}
+
+/// A UDP responder thread on 127.0.0.1 that handles `total` datagrams (or
+/// gives up after [`WAIT`] of silence); returns its port and a handle
+/// yielding how many datagrams it received.
+fn udp_responder(how: Udp, total: usize) -> (String, std::thread::JoinHandle<usize>) {
+    let sock = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    sock.set_read_timeout(Some(WAIT)).unwrap();
+    let port = sock.local_addr().unwrap().port().to_string();
+    let handle = std::thread::spawn(move || {
+        let mut buf = [0u8; 65536];
+        let mut held: Option<(Vec<u8>, std::net::SocketAddr)> = None;
+        for k in 1..=total {
+            let Ok((n, from)) = sock.recv_from(&mut buf) else {
+                return k - 1;
+            };
+            let mut data = buf[..n].to_vec();
+            match how {
+                Udp::Echo => {}
+                Udp::DropTenth if k % 10 == 0 => continue,
+                Udp::DropTenth => {}
+                Udp::Swap => match held.take() {
+                    None => {
+                        held = Some((data, from));
+                        continue;
+                    }
+                    Some((first, first_from)) => {
+                        sock.send_to(&data, from).unwrap();
+                        data = first;
+                        sock.send_to(&data, first_from).unwrap();
+                        continue;
+                    }
+                },
+                Udp::Corrupt if k == 5 => data[n - 2] ^= 1,
+                Udp::Corrupt => {}
+            }
+            sock.send_to(&data, from).unwrap();
+        }
+        total
+    });
+    (port, handle)
+}
+
+#[test]
+fn udp_echo_checks_every_reply() {
+    let (port, responder) = udp_responder(Udp::Echo, 3 * 100);
+    let out = loadgen(&[
+        "--udp",
+        "--threads",
+        "2",
+        "--clients",
+        "3",
+        "--lines",
+        "100",
+        "--window",
+        "4",
+        &port,
+    ]);
+    assert_eq!(responder.join().unwrap(), 300);
+    let json = stdout(&out);
+    assert!(out.status.success(), "{json} {:?}", out.stderr);
+    assert_eq!(field(&json, "transport"), "\"udp\"", "{json}");
+    assert_eq!(field(&json, "lines"), "300", "{json}");
+    assert_eq!(field(&json, "lost"), "0", "{json}");
+    assert_eq!(field(&json, "errors"), "0", "{json}");
+    assert_eq!(field(&json, "bytes_received"), "9600", "{json}");
+    assert_ne!(field(&json, "p99_us"), "null", "{json}");
+}
+
+/// Every 10th datagram gets no reply: exactly those are counted lost, the
+/// run ends (it does not wait for them past --udp-timeout) and passes.
+#[test]
+fn udp_lost_datagrams_are_counted_exactly() {
+    let (port, responder) = udp_responder(Udp::DropTenth, 2 * 50);
+    let out = loadgen(&[
+        "--udp",
+        "--clients",
+        "2",
+        "--lines",
+        "50",
+        "--window",
+        "5",
+        &port,
+    ]);
+    assert_eq!(responder.join().unwrap(), 100);
+    let json = stdout(&out);
+    assert!(out.status.success(), "{json} {:?}", out.stderr);
+    assert_eq!(field(&json, "lost"), "10", "{json}");
+    assert_eq!(field(&json, "late"), "0", "{json}");
+    assert_eq!(field(&json, "lines"), "90", "{json}");
+    assert_eq!(field(&json, "errors"), "0", "{json}");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(!text.contains("lost: 0"), "{text}");
+}
+
+/// Replies out of order are matched to their datagrams by number; a reply
+/// with one byte changed is an error and fails the run.
+#[test]
+fn udp_replies_are_matched_and_checked() {
+    let (port, responder) = udp_responder(Udp::Swap, 40);
+    let out = loadgen(&[
+        "--udp",
+        "--clients",
+        "1",
+        "--lines",
+        "40",
+        "--window",
+        "2",
+        &port,
+    ]);
+    responder.join().unwrap();
+    let json = stdout(&out);
+    assert!(out.status.success(), "{json} {:?}", out.stderr);
+    assert_eq!(field(&json, "lines"), "40", "{json}");
+    assert_eq!(field(&json, "lost"), "0", "{json}");
+
+    let (port, responder) = udp_responder(Udp::Corrupt, 20);
+    let out = loadgen(&["--udp", "--clients", "1", "--lines", "20", &port]);
+    responder.join().unwrap();
+    let json = stdout(&out);
+    assert_eq!(out.status.code(), Some(1), "{json}");
+    assert_eq!(field(&json, "errors"), "1", "{json}");
+    assert_eq!(field(&json, "lines"), "20", "{json}");
+}
+
+#[test]
+fn udp_usage_errors_exit_2() {
+    let input = concat!(env!("CARGO_MANIFEST_DIR"), "/Cargo.toml");
+    for args in [
+        &["--udp", "--handler", "ledger", "7"][..],
+        &["--udp", "--input", input, "7"],
+        &["--udp", "--udp-timeout", "0", "7"],
+    ] {
+        let out = Command::new(LOADGEN).args(args).output().unwrap();
+        assert_eq!(out.status.code(), Some(2), "{args:?}");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains("--udp"), "{args:?}: {err}");
+    }
+    let out = Command::new(LOADGEN)
+        .args(["--threads", "0", "7"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+}
+
+/// `--threads 2` presence on both servers: every list right, counts exact.
+#[test]
+fn presence_on_two_threads() {
+    for bin in SERVERS {
+        let server = Server::start(bin, &["--handler", "presence"]);
+        let port = server.port.to_string();
+        let out = loadgen(&[
+            "--handler",
+            "presence",
+            "--threads",
+            "2",
+            "--clients",
+            "25",
+            &port,
+        ]);
+        let json = stdout(&out);
+        assert!(out.status.success(), "{bin}: {json}");
+        assert_eq!(field(&json, "threads"), "2", "{json}");
+        assert_eq!(field(&json, "lines"), "625", "{json}");
+        assert_eq!(field(&json, "errors"), "0", "{json}");
+    }
+}
+
+/// A wrong list read by the second thread ends the run with an error.
+#[test]
+fn presence_wrong_list_on_another_thread_is_an_error() {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port().to_string();
+    let (done_tx, done_rx) = mpsc::channel::<()>();
+    let fake = std::thread::spawn(move || {
+        let mut held = Vec::new();
+        for (i, lists) in [&["c00001\n"][..], &["c00001 c00002\n", "c00001 c0000X\n"]]
+            .iter()
+            .enumerate()
+        {
+            let (s, _) = listener.accept().unwrap();
+            let mut name = String::new();
+            BufReader::new(&s).read_line(&mut name).unwrap();
+            assert_eq!(name, format!("c{:05}\n", i + 1));
+            held.push(s);
+            for (s, list) in held.iter_mut().zip(lists.iter()) {
+                s.write_all(list.as_bytes()).unwrap();
+            }
+        }
+        // Keep the sockets open until loadgen has finished.
+        let _ = done_rx.recv_timeout(WAIT);
+    });
+    let out = loadgen(&[
+        "--handler",
+        "presence",
+        "--threads",
+        "2",
+        "--clients",
+        "2",
+        &port,
+    ]);
+    done_tx.send(()).unwrap();
+    fake.join().unwrap();
+    let json = stdout(&out);
+    assert_eq!(out.status.code(), Some(1), "{json}");
+    assert_eq!(field(&json, "errors"), "1", "{json}");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("client 2 line 1"), "{err}");
+}

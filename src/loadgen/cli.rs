@@ -17,7 +17,11 @@ use super::{ConnectMode, Mode, Options, RunError, Source, VerifyLog, lines, pars
       ledger    each client streams its lines in 64 KiB writes (--repeat times), shuts down its\n            \
                 sending side and reads to EOF; the expected log can be written or checked\n  \
       echo      each client keeps --window lines in flight and checks every reply byte for byte\n  \
-      presence  clients c00001.. join one by one, then leave one by one; every list is checked\n\n\
+      presence  clients c00001.. join one by one, then leave one by one; every list is checked\n  \
+      --udp     echo over UDP: each client its own socket, --window datagrams in flight, every\n            \
+                reply checked; no reply within --udp-timeout counts the datagram lost\n\n\
+      --threads spreads the clients over N threads, each its own poll loop (presence: thread 0 also\n\
+      conducts the join/leave steps; the others read their clients' lists and wake it).\n\
       Exit status: 0 if every client finished and every check passed, 1 otherwise, 2 on a usage error.\n\
       Example: loadgen --handler ledger --clients 50 --lines 10000 --repeat 20 --verify-log log.txt --stop-pid $PID 7722"
 )]
@@ -87,6 +91,18 @@ pub struct Args {
     #[arg(long, default_value_t = 60.0, value_name = "SECS")]
     pub log_wait: f64,
 
+    /// Threads the clients are spread over, each with its own poll loop [default: CPU cores]
+    #[arg(short = 'j', long, value_parser = clap::value_parser!(u64).range(1..=4096), value_name = "N")]
+    pub threads: Option<u64>,
+
+    /// echo over UDP: one socket per client, --window datagrams in flight
+    #[arg(long)]
+    pub udp: bool,
+
+    /// with --udp: a datagram whose reply has not come after SECS is counted lost
+    #[arg(long, default_value_t = 1.0, value_name = "SECS")]
+    pub udp_timeout: f64,
+
     /// Print the summary as one JSON object
     #[arg(long)]
     pub json: bool,
@@ -136,6 +152,11 @@ impl Args {
             None => None,
         };
         opts.progress = true;
+        if let Some(n) = self.threads {
+            opts.threads = usize::try_from(n).map_err(|_| (2, "--threads too large".into()))?;
+        }
+        opts.udp = self.udp;
+        opts.udp_timeout = secs("--udp-timeout", self.udp_timeout)?;
         Ok(opts)
     }
 }

@@ -11,6 +11,7 @@
 
 use std::io;
 use std::net::{SocketAddr, TcpStream as StdStream};
+use std::ops::Range;
 use std::time::{Duration, Instant};
 
 use mio::net::TcpStream;
@@ -67,19 +68,26 @@ pub fn connect_one(addr: SocketAddr, attempt_timeout: Duration) -> io::Result<(T
     }
 }
 
-/// Opens `n` connections to `addr`.
+/// Opens one connection to `addr` for each client index in `ids` (a
+/// thread's share; the indexes only name clients in errors).
 ///
 /// # Errors
 /// The first connection that cannot be made (with the client number).
-pub fn connect_all(addr: SocketAddr, n: usize, mode: ConnectMode) -> io::Result<Connected> {
+pub fn connect_all(
+    addr: SocketAddr,
+    ids: Range<usize>,
+    mode: ConnectMode,
+) -> io::Result<Connected> {
+    let (first, n) = (ids.start, ids.len());
     let start = Instant::now();
     let mut streams = Vec::with_capacity(n);
     let mut retries = 0;
     match mode {
         ConnectMode::Sequential { attempt_timeout } => {
             for i in 0..n {
-                let (s, r) = connect_one(addr, attempt_timeout)
-                    .map_err(|e| io::Error::new(e.kind(), format!("client {}: {e}", i + 1)))?;
+                let (s, r) = connect_one(addr, attempt_timeout).map_err(|e| {
+                    io::Error::new(e.kind(), format!("client {}: {e}", first + i + 1))
+                })?;
                 retries += r;
                 streams.push(s);
             }
@@ -114,7 +122,10 @@ pub fn connect_all(addr: SocketAddr, n: usize, mode: ConnectMode) -> io::Result<
                         continue;
                     }
                     if let Some(e) = streams[i].take_error()? {
-                        return Err(io::Error::new(e.kind(), format!("client {}: {e}", i + 1)));
+                        return Err(io::Error::new(
+                            e.kind(),
+                            format!("client {}: {e}", first + i + 1),
+                        ));
                     }
                     // Writable without an error, or still in progress (a
                     // spurious event): peer_addr tells them apart.
@@ -125,7 +136,10 @@ pub fn connect_all(addr: SocketAddr, n: usize, mode: ConnectMode) -> io::Result<
                         }
                         Err(e) if e.kind() == io::ErrorKind::NotConnected => {}
                         Err(e) => {
-                            return Err(io::Error::new(e.kind(), format!("client {}: {e}", i + 1)));
+                            return Err(io::Error::new(
+                                e.kind(),
+                                format!("client {}: {e}", first + i + 1),
+                            ));
                         }
                     }
                 }

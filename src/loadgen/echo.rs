@@ -11,10 +11,11 @@ use mio::net::TcpStream;
 use mio::{Events, Interest, Poll, Token};
 
 use super::lines;
+use super::spread::{Part, Slot, spread};
 use super::stats::Latencies;
 use super::{
-    Options, Progress, READ_BUF_BYTES, Report, RunError, Source, connect, diag_limited,
-    interrupted, poll_timeout, would_block,
+    Options, READ_BUF_BYTES, Report, RunError, Source, connect, diag_limited, interrupted,
+    poll_timeout, would_block,
 };
 
 struct Client {
@@ -182,20 +183,34 @@ impl Run<'_> {
     }
 }
 
-/// Runs echo mode.
+/// Runs echo mode, the clients spread over `--threads` threads.
 ///
 /// # Errors
 /// See [`super::run`].
 pub fn run(opts: &Options) -> Result<Report, RunError> {
+    let total = opts.lines * opts.clients as u64;
+    let part = spread(
+        opts,
+        |n| format!("{n}/{total} replies"),
+        |slot| part(opts, &slot),
+    )?;
     let mut report = Report::new(opts);
-    let connected = connect::connect_all(opts.addr, opts.clients, opts.connect)?;
-    report.connect = connected.elapsed;
-    report.connect_retries = connected.retries;
-    let deadline = Instant::now() + opts.timeout.saturating_sub(connected.elapsed);
+    part.into_report(&mut report);
+    Ok(report)
+}
+
+/// One thread's share of an echo run.
+fn part(opts: &Options, slot: &Slot<'_>) -> Result<Part, RunError> {
+    let connected = connect::connect_all(opts.addr, slot.clients.clone(), opts.connect);
+    let Some(start) = slot.ready(connected.is_ok()) else {
+        return connected.map(|_| Part::default()).map_err(RunError::from);
+    };
+    let connected = connected?;
+    let deadline = slot.deadline;
 
     let mut poll = Poll::new()?;
     let window = opts.window.min(4096) as usize;
-    let mut clients = Vec::with_capacity(opts.clients);
+    let mut clients = Vec::with_capacity(slot.clients.len());
     for (i, mut stream) in connected.streams.into_iter().enumerate() {
         poll.registry().register(
             &mut stream,
@@ -203,7 +218,7 @@ pub fn run(opts: &Options) -> Result<Report, RunError> {
             Interest::READABLE | Interest::WRITABLE,
         )?;
         clients.push(Client {
-            id: i + 1,
+            id: slot.clients.start + i + 1,
             stream,
             sent: 0,
             received: 0,
@@ -214,7 +229,7 @@ pub fn run(opts: &Options) -> Result<Report, RunError> {
             done: false,
         });
     }
-    let total = opts.lines * opts.clients as u64;
+    let total = opts.lines * clients.len() as u64;
     let mut run = Run {
         opts,
         latencies: Latencies::with_capacity(usize::try_from(total.min(50_000_000)).unwrap_or(0)),
@@ -228,8 +243,7 @@ pub fn run(opts: &Options) -> Result<Report, RunError> {
     };
     let mut buf = vec![0u8; READ_BUF_BYTES];
     let mut events = Events::with_capacity(1024);
-    let mut progress = Progress::new(opts.progress);
-    let start = Instant::now();
+    let mut reported = 0;
     for c in &mut clients {
         run.drive(c, &mut buf, &poll);
     }
@@ -247,14 +261,18 @@ pub fn run(opts: &Options) -> Result<Report, RunError> {
         for ev in &events {
             run.drive(&mut clients[ev.token().0], &mut buf, &poll);
         }
-        progress.tick(|| format!("{}/{total} replies", run.lines_received));
+        slot.advance(run.lines_received - reported);
+        reported = run.lines_received;
     }
-    report.wall = start.elapsed();
-    progress.finish();
-    report.lines = run.lines_received;
-    report.bytes_sent = run.bytes_sent;
-    report.bytes_received = run.bytes_received;
-    report.errors = run.errors;
-    report.latency = run.latencies.summarize();
-    Ok(report)
+    Ok(Part {
+        lines: run.lines_received,
+        bytes_sent: run.bytes_sent,
+        bytes_received: run.bytes_received,
+        errors: run.errors,
+        latencies: run.latencies,
+        connect: connected.elapsed,
+        connect_retries: connected.retries,
+        span: Some((start, Instant::now())),
+        ..Part::default()
+    })
 }

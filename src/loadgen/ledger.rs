@@ -13,9 +13,10 @@ use mio::net::TcpStream;
 use mio::{Events, Interest, Poll, Token};
 
 use super::lines::{self, Balances, NoExpectedLog};
+use super::spread::{Part, Slot, spread};
 use super::{
-    LEDGER_CHUNK_BYTES, LogCheck, Options, Progress, READ_BUF_BYTES, Report, RunError, Source,
-    VerifyLog, connect, diag_limited, interrupted, poll_timeout, would_block,
+    LEDGER_CHUNK_BYTES, LogCheck, Options, READ_BUF_BYTES, Report, RunError, Source, VerifyLog,
+    connect, diag_limited, interrupted, poll_timeout, would_block,
 };
 
 /// The bytes each client sends (once; it sends them `repeat` times) and the
@@ -88,7 +89,7 @@ struct Totals {
     finished: usize,
 }
 
-/// Runs ledger mode.
+/// Runs ledger mode, the clients spread over `--threads` threads.
 ///
 /// # Errors
 /// See [`super::run`].
@@ -101,20 +102,50 @@ pub fn run(opts: &Options) -> Result<Report, RunError> {
             io::Error::new(e.kind(), format!("cannot write {}: {e}", path.display()))
         })?;
     }
-    let mut report = super::Report::new(opts);
-    let connected = connect::connect_all(opts.addr, opts.clients, opts.connect)?;
-    report.connect = connected.elapsed;
-    report.connect_retries = connected.retries;
-    let deadline = Instant::now() + opts.timeout.saturating_sub(connected.elapsed);
-
-    let poll = Poll::new()?;
-    let mut clients: Vec<Client> = Vec::with_capacity(opts.clients);
-    for (i, (mut stream, data)) in connected
-        .streams
-        .into_iter()
-        .zip(work.per_client)
-        .enumerate()
+    let total_bytes: u64 =
+        work.per_client.iter().map(|d| d.len() as u64).sum::<u64>() * opts.repeat;
+    let part = spread(
+        opts,
+        |sent| {
+            format!(
+                "{:.0}% sent",
+                100.0 * sent as f64 / total_bytes.max(1) as f64
+            )
+        },
+        |slot| part(opts, &slot, &work.per_client[slot.clients.clone()]),
+    )?;
+    let mut report = Report::new(opts);
+    part.into_report(&mut report);
+    // Every line counts once sent: a ledger server answers nothing.
+    report.lines = work.lines_per_client * opts.repeat * opts.clients as u64;
+    if let Some(v) = &opts.verify_log {
+        report.log_check = match &work.expected_log {
+            Err(NoExpectedLog(why)) => LogCheck::Unavailable(why.clone()),
+            Ok(expected) => match wait_for_log(v, run_start) {
+                Ok(actual) => compare_logs(expected, &actual),
+                Err(why) => LogCheck::Unavailable(why),
+            },
+        };
+    } else if let Err(NoExpectedLog(why)) = &work.expected_log
+        && opts.expect_log.is_some()
     {
+        report.log_check = LogCheck::Unavailable(why.clone());
+    }
+    Ok(report)
+}
+
+/// One thread's share of a ledger run: the clients of `slot`, whose data
+/// is `data` (one entry per client).
+fn part(opts: &Options, slot: &Slot<'_>, data: &[Arc<[u8]>]) -> Result<Part, RunError> {
+    let connected = connect::connect_all(opts.addr, slot.clients.clone(), opts.connect);
+    let Some(start) = slot.ready(connected.is_ok()) else {
+        return connected.map(|_| Part::default()).map_err(RunError::from);
+    };
+    let connected = connected?;
+    let deadline = slot.deadline;
+    let mut poll = Poll::new()?;
+    let mut clients: Vec<Client> = Vec::with_capacity(data.len());
+    for (i, (mut stream, data)) in connected.streams.into_iter().zip(data).enumerate() {
         poll.registry().register(
             &mut stream,
             Token(i),
@@ -122,7 +153,7 @@ pub fn run(opts: &Options) -> Result<Report, RunError> {
         )?;
         clients.push(Client {
             stream,
-            data,
+            data: Arc::clone(data),
             pos: 0,
             sends_left: opts.repeat,
             state: State::Sending,
@@ -138,12 +169,10 @@ pub fn run(opts: &Options) -> Result<Report, RunError> {
     };
     let mut buf = vec![0u8; READ_BUF_BYTES];
     let mut events = Events::with_capacity(1024);
-    let mut progress = Progress::new(opts.progress);
-    let total_bytes: u64 = clients.iter().map(|c| c.data.len() as u64).sum::<u64>() * opts.repeat;
-    let start = Instant::now();
-    let mut poll = poll;
+    let first = slot.clients.start;
+    let mut reported = 0;
     for (i, c) in clients.iter_mut().enumerate() {
-        drive(i, c, &poll, &mut t, &mut buf);
+        drive(first + i, c, &poll, &mut t, &mut buf);
     }
     while t.finished < clients.len() {
         if Instant::now() >= deadline {
@@ -158,39 +187,22 @@ pub fn run(opts: &Options) -> Result<Report, RunError> {
         }
         for ev in &events {
             let i = ev.token().0;
-            drive(i, &mut clients[i], &poll, &mut t, &mut buf);
+            drive(first + i, &mut clients[i], &poll, &mut t, &mut buf);
         }
-        progress.tick(|| {
-            format!(
-                "{}/{} clients done, {:.0}% sent",
-                t.finished,
-                clients.len(),
-                100.0 * t.bytes_sent as f64 / total_bytes.max(1) as f64
-            )
-        });
+        slot.advance(t.bytes_sent - reported);
+        reported = t.bytes_sent;
     }
-    report.wall = start.elapsed();
-    progress.finish();
+    let end = Instant::now();
     drop(clients);
-
-    report.lines = work.lines_per_client * opts.repeat * opts.clients as u64;
-    report.bytes_sent = t.bytes_sent;
-    report.bytes_received = t.bytes_received;
-    report.errors = t.errors;
-    if let Some(v) = &opts.verify_log {
-        report.log_check = match &work.expected_log {
-            Err(NoExpectedLog(why)) => LogCheck::Unavailable(why.clone()),
-            Ok(expected) => match wait_for_log(v, run_start) {
-                Ok(actual) => compare_logs(expected, &actual),
-                Err(why) => LogCheck::Unavailable(why),
-            },
-        };
-    } else if let Err(NoExpectedLog(why)) = &work.expected_log
-        && opts.expect_log.is_some()
-    {
-        report.log_check = LogCheck::Unavailable(why.clone());
-    }
-    Ok(report)
+    Ok(Part {
+        bytes_sent: t.bytes_sent,
+        bytes_received: t.bytes_received,
+        errors: t.errors,
+        connect: connected.elapsed,
+        connect_retries: connected.retries,
+        span: Some((start, end)),
+        ..Part::default()
+    })
 }
 
 /// Sends what the socket takes and reads what it has, until both would

@@ -4,6 +4,8 @@
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 
+use super::rng::Rng;
+
 /// The account names generated ledger lines use (those of the ledger
 /// anchors' `gen_ledger.py`, so generated traffic looks like the seed's).
 pub const NAMES: [&str; 76] = [
@@ -88,31 +90,6 @@ pub const NAMES: [&str; 76] = [
 /// Balances in integer cents by account name; a `BTreeMap` of bytes is
 /// already in SPEC's byte order.
 pub type Balances = BTreeMap<Vec<u8>, i128>;
-
-/// SplitMix64: tiny, fast, and the same sequence on every platform, so a
-/// seed names one exact workload.
-#[derive(Debug, Clone)]
-pub struct Rng(u64);
-
-impl Rng {
-    pub fn new(seed: u64) -> Self {
-        Rng(seed)
-    }
-
-    pub fn next_u64(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
-
-    /// Uniform in `0..n` (the bias for small `n` is far below anything a
-    /// load test can see).
-    pub fn below(&mut self, n: u64) -> u64 {
-        ((u128::from(self.next_u64()) * u128::from(n)) >> 64) as u64
-    }
-}
 
 /// Client `client`'s generated ledger lines, each `NAME credit|debit $D.CC\n`
 /// with an amount from $0.01 to $9999.99, and the balance change they make

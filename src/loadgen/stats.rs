@@ -30,6 +30,11 @@ impl Latencies {
             .push(u64::try_from(d.as_nanos()).unwrap_or(u64::MAX));
     }
 
+    /// Moves every sample of `other` into `self` (threads merge theirs).
+    pub fn append(&mut self, mut other: Latencies) {
+        self.samples_ns.append(&mut other.samples_ns);
+    }
+
     pub fn len(&self) -> usize {
         self.samples_ns.len()
     }
