@@ -2,13 +2,10 @@
 //! bind, run the chosen model, write the handler's files, print its summary,
 //! pick the exit status.
 
-use std::io;
-use std::path::Path;
 use std::process::ExitCode;
 
-use crate::config::{HandlerKind, ServerArgs, ServerConfig};
-use crate::handlers::Handler;
-use crate::journal::Journal;
+use crate::config::{ServerArgs, ServerConfig};
+use crate::handlers::{BuildError, Built};
 use crate::status::{self, Status};
 use crate::{fsutil, handlers, net, reactor, threaded};
 
@@ -39,30 +36,22 @@ pub fn server_main(model: Model) -> ExitCode {
             return ExitCode::from(1);
         }
     };
-    let status = Status::new(config.handler == HandlerKind::Sink);
-    let mut handler = handlers::build(&config);
-    let journal = match &config.journal {
-        None => None,
-        Some(_) if config.handler != HandlerKind::Ledger => {
-            eprintln!("error: --journal applies to --handler ledger only");
+    let Built { handler, store } = match handlers::build(&config) {
+        Ok(built) => built,
+        Err(BuildError::Usage(why)) => {
+            eprintln!("error: {why}");
             eprintln!("Usage: see --help");
             return ExitCode::from(2);
         }
-        Some(path) => match open_journal(path, &mut *handler) {
-            Ok(journal) => Some(journal),
-            Err(e) => {
-                status::diag(format_args!(
-                    "error: cannot open journal {}: {}",
-                    path.display(),
-                    net::os_reason(&e)
-                ));
-                return ExitCode::from(1);
-            }
-        },
+        Err(BuildError::Io(why)) => {
+            status::diag(format_args!("error: {why}"));
+            return ExitCode::from(1);
+        }
     };
+    let status = Status::new(handler.status_on_stderr());
     let result = match model {
-        Model::Reactor => reactor::run(listener, config, handler, status, journal),
-        Model::Threaded => threaded::run(listener, config, handler, status, journal),
+        Model::Reactor => reactor::run(listener, config, handler, store, status),
+        Model::Threaded => threaded::run(listener, config, handler, store, status),
     };
     let finish = match result {
         Ok(finish) => finish,
@@ -86,34 +75,4 @@ pub fn server_main(model: Model) -> ExitCode {
         status.line(format_args!("{line}"));
     }
     code
-}
-
-/// Opens the journal and replays it into `handler` (diagnostics on stderr:
-/// the first status line must stay `Listening on ...`).
-fn open_journal(path: &Path, handler: &mut dyn Handler) -> io::Result<Journal> {
-    let mut unreadable = 0u64;
-    let (journal, replayed) = Journal::open(path, |record| {
-        if !handler.replay(record) {
-            unreadable += 1;
-        }
-    })?;
-    status::diag(format_args!(
-        "journal {}: replayed {} transactions",
-        path.display(),
-        replayed.records - unreadable
-    ));
-    if replayed.torn_bytes > 0 {
-        status::diag(format_args!(
-            "journal {}: cut off a torn last record ({} bytes, never acknowledged)",
-            path.display(),
-            replayed.torn_bytes
-        ));
-    }
-    if unreadable > 0 {
-        status::diag(format_args!(
-            "journal {}: {unreadable} records not understood, skipped",
-            path.display()
-        ));
-    }
-    Ok(journal)
 }
