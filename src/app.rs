@@ -2,13 +2,10 @@
 //! bind, run the chosen model, write the handler's files, print its summary,
 //! pick the exit status.
 
-use std::io;
-use std::path::Path;
 use std::process::ExitCode;
 
-use crate::config::{HandlerKind, ServerArgs, ServerConfig};
-use crate::handlers::Handler;
-use crate::journal::Journal;
+use crate::config::{ServerArgs, ServerConfig};
+use crate::handlers::{BuildError, Built};
 use crate::status::{self, Status};
 use crate::{fsutil, handlers, net, reactor, threaded};
 
@@ -35,6 +32,15 @@ pub fn server_main(model: Model) -> ExitCode {
         status::diag(format_args!("error: {message}"));
         return ExitCode::from(1);
     }
+    // Before the bind: a bad journal or accounts file never listens.
+    let Built { handler, store } = match handlers::build(&config) {
+        Ok(built) => built,
+        Err(BuildError::Usage(why)) => crate::cli::usage_exit::<ServerArgs>(&why),
+        Err(BuildError::Io(why)) => {
+            status::diag(format_args!("error: {why}"));
+            return ExitCode::from(1);
+        }
+    };
     let listener = match net::bind_listener(config.addr) {
         Ok(listener) => listener,
         Err(e) => {
@@ -46,30 +52,10 @@ pub fn server_main(model: Model) -> ExitCode {
             return ExitCode::from(1);
         }
     };
-    let status = Status::new(config.handler == HandlerKind::Sink);
-    let mut handler = handlers::build(&config);
-    let journal = match &config.journal {
-        None => None,
-        Some(_) if config.handler != HandlerKind::Ledger => {
-            eprintln!("error: --journal applies to --handler ledger only");
-            eprintln!("Usage: see --help");
-            return ExitCode::from(2);
-        }
-        Some(path) => match open_journal(path, &mut *handler) {
-            Ok(journal) => Some(journal),
-            Err(e) => {
-                status::diag(format_args!(
-                    "error: cannot open journal {}: {}",
-                    path.display(),
-                    net::os_reason(&e)
-                ));
-                return ExitCode::from(1);
-            }
-        },
-    };
+    let status = Status::new(handler.status_on_stderr());
     let result = match model {
-        Model::Reactor => reactor::run(listener, config, handler, status, journal),
-        Model::Threaded => threaded::run(listener, config, handler, status, journal),
+        Model::Reactor => reactor::run(listener, config, handler, store, status),
+        Model::Threaded => threaded::run(listener, config, handler, store, status),
     };
     let finish = match result {
         Ok(finish) => finish,
@@ -93,29 +79,4 @@ pub fn server_main(model: Model) -> ExitCode {
         status.line(format_args!("{line}"));
     }
     code
-}
-
-/// Opens the journal and replays it into `handler` (diagnostics on stderr:
-/// the first status line must stay `Listening on ...`).
-fn open_journal(path: &Path, handler: &mut dyn Handler) -> io::Result<Journal> {
-    // A record replay does not understand makes the file foreign: refused.
-    let (journal, replayed) = Journal::open(path, |record| handler.replay(record))?;
-    status::diag(format_args!(
-        "journal {}: replayed {} transactions{}",
-        path.display(),
-        replayed.records,
-        if replayed.headerless {
-            " (a journal without header, from an earlier version)"
-        } else {
-            ""
-        }
-    ));
-    if replayed.torn_bytes > 0 {
-        status::diag(format_args!(
-            "journal {}: cut off a torn last record ({} bytes, never acknowledged)",
-            path.display(),
-            replayed.torn_bytes
-        ));
-    }
-    Ok(journal)
 }

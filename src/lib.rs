@@ -13,37 +13,63 @@
 //! no I/O; [`handlers::Action`]s are the seam between them. The same handlers
 //! run under [`threaded`], a thread-per-connection server kept for comparison.
 //!
-//! Modules:
-//! - [`cli`]: argument parsing shared by every binary (usage errors exit 2).
-//! - [`config`]: the server command line and its SPEC defaults.
-//! - [`status`]: the exact text of every status and diagnostic line.
-//! - [`framing`]: bytes to lines, `\r\n`, `--max-line`, the EOF tail.
-//! - [`outbuf`]: a connection's queued output, partial and vectored writes.
-//! - [`reactor`]: the mio event loop.
-//! - [`threaded`]: one OS thread per connection, same handlers.
-//! - [`handlers`]: the handler trait and the five protocols.
-//! - [`app`]: what both server binaries do around their loop (bind, exit codes, the log).
-//! - [`journal`]: the ledger's append-only journal (`--journal`).
-//! - [`timers`]: the drift-free report ticker and accept back-off both servers use.
-//! - [`net`], [`fsutil`]: socket set-up, atomic file writes.
-//! - [`addr`]: the clients' `ADDR` (`HOST:PORT`, `[V6ADDR]:PORT`, bare `PORT`).
+//! Modules, by layer (a new module goes in its layer's list, in both places):
+//!
+//! Programs:
+//! - [`app`]: what both server binaries do around their loop (bind, exit codes, files).
 //! - [`client`]: the `nonblocking-client` subcommands.
 //! - [`loadgen`]: N concurrent clients against any server; throughput, latency, checks.
+//!
+//! Servers (own sockets, threads, the clock):
+//! - [`reactor`]: the mio event loop.
+//! - [`threaded`]: one OS thread per connection, same handlers.
+//!
+//! Server core (no I/O; both servers drive it):
+//! - [`server`]: lifecycle (signals, drain, reports), a client's session, durability.
+//! - [`framing`]: bytes to lines, `\r\n`, `--max-line`, the EOF tail.
+//! - [`outbuf`]: a connection's queued output, partial and vectored writes.
+//! - [`timers`]: the drift-free report ticker and accept back-off.
+//!
+//! Protocols (no I/O):
+//! - [`handlers`]: the handler trait and the protocols.
+//!
+//! Durable state:
+//! - [`store`]: where persisted bytes go (the handler-neutral durability seam).
+//! - [`journal`]: an append-only file of records (`--journal`).
+//! - [`fsutil`]: atomic file writes.
+//!
+//! Edges:
+//! - [`cli`], [`config`]: argument parsing, the server command line and SPEC defaults.
+//! - [`status`]: the exact text of every status and diagnostic line.
+//! - [`net`]: socket set-up.
+//! - [`addr`]: the clients' `ADDR` (`HOST:PORT`, `[V6ADDR]:PORT`, bare `PORT`).
 
-pub mod addr;
+// Programs
 pub mod app;
-pub mod cli;
 pub mod client;
-pub mod config;
-pub mod framing;
-pub mod fsutil;
-pub mod handlers;
-pub mod journal;
 pub mod loadgen;
-pub mod net;
-pub mod outbuf;
+
+// Servers
 pub mod reactor;
-pub mod status;
-pub mod store;
 pub mod threaded;
+
+// Server core
+pub mod framing;
+pub mod outbuf;
+pub mod server;
 pub mod timers;
+
+// Protocols
+pub mod handlers;
+
+// Durable state
+pub mod fsutil;
+pub mod journal;
+pub mod store;
+
+// Edges
+pub mod addr;
+pub mod cli;
+pub mod config;
+pub mod net;
+pub mod status;

@@ -87,6 +87,32 @@ pub fn too_many_clients(max_clients: usize) {
     ));
 }
 
+/// The diagnostic when a second signal ends the drain.
+pub const SECOND_SIGNAL: &str = "second signal: ending the drain now";
+/// The diagnostic when `--drain-timeout` ends the drain.
+pub const DRAIN_TIMEOUT: &str = "drain timeout reached";
+
+/// The diagnostic for clients whose unfinished line the end of a drain cut.
+pub fn cut_partial_lines(clients: u64) {
+    diag(format_args!(
+        "drain ended: {clients} client{} cut off in the middle of a line",
+        if clients == 1 { "" } else { "s" }
+    ));
+}
+
+/// The diagnostic for a client dropped over `--max-pending`
+/// (`SlowPolicy::Disconnect`).
+pub fn dropped_slow(id: ClientId, pending: usize, max_pending: usize) {
+    diag(format_args!(
+        "client {id}: dropped, {pending} bytes of output pending (over --max-pending {max_pending})"
+    ));
+}
+
+/// The diagnostic for a client dropped after an I/O error.
+pub fn dropped_error(id: ClientId, why: &dyn fmt::Display) {
+    diag(format_args!("client {id}: {why}"));
+}
+
 /// Prints one diagnostic line on stderr.
 pub fn diag(args: fmt::Arguments<'_>) {
     let mut err = io::stderr().lock();

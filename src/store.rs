@@ -9,6 +9,8 @@
 
 use std::io;
 
+use crate::journal::Journal;
+
 pub trait Store: Send {
     /// Takes the next bytes to make durable, in order. May write them at
     /// once (a journal appends) or keep only what the next sync needs (a
@@ -26,3 +28,25 @@ pub trait Store: Send {
 }
 
 pub mod snapshot;
+/// A [`Store`] over an append-only [`Journal`]: each put is appended
+/// (written, not yet synced), each sync is one `fdatasync`.
+#[derive(Debug)]
+pub struct JournalStore {
+    journal: Journal,
+}
+
+impl JournalStore {
+    pub fn new(journal: Journal) -> Self {
+        JournalStore { journal }
+    }
+}
+
+impl Store for JournalStore {
+    fn put(&mut self, bytes: &[u8]) -> io::Result<()> {
+        self.journal.write(bytes)
+    }
+
+    fn sync(&mut self) -> io::Result<()> {
+        self.journal.sync()
+    }
+}

@@ -25,10 +25,9 @@ use std::time::{Duration, Instant};
 
 use rust_decimal::Decimal;
 
-use super::{ClientId, Framing, Handler, Outbox, strip_terminator};
-use crate::config::{HandlerKind, ServerConfig};
+use super::{BuildError, Built, ClientId, Framing, Handler, Outbox, strip_terminator};
+use crate::config::ServerConfig;
 use crate::handlers::ledger::add_exact;
-use crate::store::Store;
 use crate::store::snapshot::SnapshotStore;
 
 pub mod accounts;
@@ -356,26 +355,19 @@ pub fn from_config(config: &ServerConfig) -> Result<Atm, LoadError> {
     Atm::load(path)
 }
 
-/// What `handlers::build` does for `--handler atm` until it can return an
-/// error: print the one-line error and exit 1 (SPEC: a missing or
-/// malformed accounts file stops the server at start).
-pub fn build_or_exit(config: &ServerConfig) -> Box<dyn Handler> {
-    match from_config(config) {
-        Ok(atm) => Box::new(atm),
-        Err(e) => {
-            crate::status::diag(format_args!("{e}"));
-            std::process::exit(1);
-        }
-    }
-}
-
-/// The atm's store: the accounts file, rewritten atomically with the
-/// newest snapshot at each sync. `None` for other handlers.
-pub fn atm_store(config: &ServerConfig) -> Option<Box<dyn Store>> {
-    match (config.handler, &config.accounts) {
-        (HandlerKind::Atm, Some(path)) => Some(Box::new(SnapshotStore::new(path.clone()))),
-        _ => None,
-    }
+/// The atm and its store, the accounts file rewritten atomically with the
+/// newest snapshot at each sync (SPEC: a missing or malformed accounts
+/// file stops the server at start, exit 1).
+///
+/// # Errors
+/// [`BuildError::Io`] naming the file and the line.
+pub fn build(config: &ServerConfig) -> Result<Built, BuildError> {
+    let atm = from_config(config).map_err(|e| BuildError::Io(e.to_string()))?;
+    let path = config.accounts.clone().unwrap_or_default();
+    Ok(Built {
+        handler: Box::new(atm),
+        store: Some(Box::new(SnapshotStore::new(path))),
+    })
 }
 
 #[cfg(test)]

@@ -15,6 +15,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use crate::config::{HandlerKind, ServerConfig};
+use crate::store::Store;
 
 pub mod atm;
 pub mod echo;
@@ -202,6 +203,15 @@ impl Outbox {
         self.actions.push(Action::Persist(payload));
     }
 
+    /// Like [`Outbox::persist`], the bytes written straight into the arena
+    /// by `fill` (which must only append).
+    pub fn persist_with(&mut self, fill: impl FnOnce(&mut Vec<u8>)) {
+        let start = self.arena.len();
+        fill(&mut self.arena);
+        let payload = Payload::Arena(start..self.arena.len());
+        self.actions.push(Action::Persist(payload));
+    }
+
     pub fn diagnostic(&mut self, line: impl Into<String>) {
         self.actions.push(Action::Diagnostic(line.into()));
     }
@@ -298,6 +308,11 @@ pub trait Handler: Send {
     fn shutdown_policy(&self) -> ShutdownPolicy {
         ShutdownPolicy::CloseNow
     }
+    /// Whether status lines go to stderr because stdout carries the
+    /// handler's own bytes (the sink).
+    fn status_on_stderr(&self) -> bool {
+        false
+    }
     /// A client was accepted and given `id`; `peer` is its address as the
     /// server sees it (a UDP peer has one too).
     fn on_connect(&mut self, _id: ClientId, _peer: SocketAddr, _out: &mut Outbox) {}
@@ -308,15 +323,6 @@ pub trait Handler: Send {
     fn on_disconnect(&mut self, _id: ClientId, _out: &mut Outbox) {}
     /// SIGINT/SIGTERM arrived; the listener is closed.
     fn on_shutdown(&mut self, _out: &mut Outbox) {}
-    /// Appends to `into`, as whole lines, a record of everything applied
-    /// since the last call (the ledger's `--journal`). The server makes them
-    /// durable before it closes any client that sent them.
-    fn take_journal(&mut self, _into: &mut Vec<u8>) {}
-    /// Re-applies one journal record (without its newline) at start.
-    /// Returns whether the record was understood.
-    fn replay(&mut self, _record: &[u8]) -> bool {
-        false
-    }
     /// The server is about to exit: the ledger's log and summary line.
     fn finish(&mut self, _stats: &ServerStats) -> Finish {
         Finish::default()
@@ -332,26 +338,50 @@ pub fn strip_terminator(msg: &[u8]) -> &[u8] {
     }
 }
 
-/// The handler `--handler` names, configured from the command line.
-pub fn build(config: &ServerConfig) -> Box<dyn Handler> {
-    match config.handler {
-        HandlerKind::Ledger => {
-            let ledger = ledger::Ledger::new(config.log.clone());
-            match config.journal {
-                Some(_) => Box::new(ledger.with_journal()),
-                None => Box::new(ledger),
-            }
-        }
-        HandlerKind::Echo => {
-            Box::new(echo::Echo::new(config.upper).with_max_messages(config.max_messages))
-        }
-        HandlerKind::Presence => Box::new(presence::Presence::new()),
-        HandlerKind::Sink => Box::new(sink::Sink::new()),
-        HandlerKind::Queue => Box::new(queue::Queue::new(config.queue_size)),
-        HandlerKind::Atm => atm::build_or_exit(config),
-        // The server's start: build runs once, right after the bind.
-        HandlerKind::Menu => Box::new(menu::Menu::new(Instant::now())),
+/// A handler and, if it persists anything, the store its
+/// [`Action::Persist`] bytes go to (see [`crate::store`]).
+pub struct Built {
+    pub handler: Box<dyn Handler>,
+    pub store: Option<Box<dyn Store>>,
+}
+
+/// Why [`build`] failed.
+#[derive(Debug)]
+pub enum BuildError {
+    /// The options do not fit together (exit 2 with a usage line).
+    Usage(String),
+    /// A file the handler needs could not be opened (exit 1).
+    Io(String),
+}
+
+/// The handler `--handler` names, configured from the command line, with
+/// its store (replayed, where it has one, before any client connects).
+/// Diagnostics about the replay go to stderr.
+///
+/// # Errors
+/// See [`BuildError`].
+pub fn build(config: &ServerConfig) -> Result<Built, BuildError> {
+    let plain = |handler: Box<dyn Handler>| Built {
+        handler,
+        store: None,
+    };
+    if config.journal.is_some() && config.handler != HandlerKind::Ledger {
+        return Err(BuildError::Usage(
+            "--journal applies to --handler ledger only".to_string(),
+        ));
     }
+    Ok(match config.handler {
+        HandlerKind::Ledger => return ledger::build(config),
+        HandlerKind::Atm => return atm::build(config),
+        HandlerKind::Echo => plain(Box::new(
+            echo::Echo::new(config.upper).with_max_messages(config.max_messages),
+        )),
+        HandlerKind::Presence => plain(Box::new(presence::Presence::new())),
+        HandlerKind::Sink => plain(Box::new(sink::Sink::new())),
+        HandlerKind::Queue => plain(Box::new(queue::Queue::new(config.queue_size))),
+        // The server's start: build runs once, just before the bind.
+        HandlerKind::Menu => plain(Box::new(menu::Menu::new(Instant::now()))),
+    })
 }
 
 #[cfg(test)]

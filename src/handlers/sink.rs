@@ -62,6 +62,11 @@ impl Handler for Sink {
         ShutdownPolicy::Drain
     }
 
+    fn status_on_stderr(&self) -> bool {
+        // SPEC: stdout carries the received bytes.
+        true
+    }
+
     fn on_connect(&mut self, id: ClientId, _peer: SocketAddr, out: &mut Outbox) {
         if self.owner.is_none() {
             self.owner = Some(id);

@@ -679,8 +679,13 @@ pub fn check_ledger(events: &[Event], cut: u64, journal: bool) {
             }
             Event::Shutdown => ledger.on_shutdown(&mut out),
         }
-        assert_eq!(out.take(), vec![], "the ledger answered {event:?}");
-        ledger.take_journal(&mut records);
+        // The journal's records come as Persist actions, nothing else.
+        for effect in out.take() {
+            match effect {
+                Effect::Persist(bytes) => records.extend(bytes),
+                other => panic!("the ledger answered {event:?} with {other:?}"),
+            }
+        }
     }
     let finish = ledger.finish(&ServerStats {
         cut_partial_lines: cut,
@@ -721,9 +726,10 @@ pub fn check_ledger(events: &[Event], cut: u64, journal: bool) {
             "journal record {record:?} refused"
         );
     }
-    let mut again = Vec::new();
-    restarted.take_journal(&mut again);
-    assert_eq!(again, b"", "replayed records were journaled again");
+    assert!(
+        restarted.finish(&ServerStats::default()).status[0].starts_with("Applied 0 "),
+        "replayed records were counted (and journaled) again"
+    );
     let finish = restarted.finish(&ServerStats::default());
     assert_eq!(
         ledger_log(&finish.files, &path),

@@ -1,0 +1,209 @@
+//! The reactor's output: carrying out the handler's actions, flushing
+//! connections that got output, the slow-client rule, write interest.
+
+use std::io::Write;
+
+use mio::{Interest, Token};
+
+use super::Reactor;
+use super::conn::ConnState;
+use crate::handlers::{Action, ClientId, Payload};
+use crate::outbuf::Flushed;
+use crate::server::session::Flow;
+use crate::status;
+
+/// Bytes written to one connection before others get a turn.
+const MAX_WRITE_PER_WAKEUP_BYTES: usize = 1024 * 1024;
+
+impl Reactor {
+    /// Carries out what the handler left in the outbox. Output is only
+    /// queued here; it is written in [`Reactor::flush_dirty`].
+    pub(super) fn apply_actions(&mut self) {
+        if self.outbox.is_empty() {
+            return;
+        }
+        let outbox = std::mem::take(&mut self.outbox);
+        for action in outbox.actions() {
+            match action {
+                Action::Send { to, payload } => {
+                    let Some(key) = self.live_key(*to) else {
+                        continue;
+                    };
+                    let conn = &mut self.conns[key];
+                    match payload {
+                        Payload::Shared(buf) => conn.out.push_shared(buf),
+                        Payload::Arena(_) => conn.out.push_slice(outbox.bytes(payload)),
+                    }
+                    if self.current.is_some_and(|(id, _)| id == *to) && !conn.dirty {
+                        self.mark_dirty_first(key);
+                    } else {
+                        self.mark_dirty(key);
+                    }
+                }
+                Action::Close(id) => {
+                    if let Some(key) = self.live_key(*id) {
+                        let conn = &mut self.conns[key];
+                        if conn.state == ConnState::Open {
+                            conn.handler_knows = false;
+                            self.start_closing(key);
+                        }
+                    }
+                }
+                Action::PauseReading(id) => {
+                    if let Some(key) = self.live_key(*id) {
+                        self.conns[key].gates.by_handler = true;
+                    }
+                }
+                Action::ResumeReading(id) => {
+                    if let Some(key) = self.live_key(*id) {
+                        self.conns[key].gates.by_handler = false;
+                        // Edge-triggered: what arrived during the pause raised
+                        // no event we acted on, so read now.
+                        self.ready.push_back((key, *id));
+                    }
+                }
+                Action::Stdout(payload) => {
+                    // Blocking write: the sink's other clients wait by SPEC
+                    // anyway, and a slow stdout must slow the sender down.
+                    if let Err(e) = self.stdout.write_all(outbox.bytes(payload)) {
+                        status::diag(format_args!("stdout: {e}"));
+                    }
+                }
+                Action::Diagnostic(line) => status::diag(format_args!("{line}")),
+                Action::Persist(payload) => {
+                    if let Err(e) = self.durable.persist(outbox.bytes(payload)) {
+                        self.fatal.get_or_insert(e);
+                    }
+                }
+            }
+        }
+        self.outbox = outbox;
+        self.outbox.clear();
+    }
+
+    /// The slab key of a client that can still take output.
+    fn live_key(&self, id: ClientId) -> Option<usize> {
+        let key = match self.current {
+            Some((current, key)) if current == id => key,
+            _ => *self.keys.get(&id)?,
+        };
+        match self.conns.get(key) {
+            Some(conn)
+                if conn.id == id && matches!(conn.state, ConnState::Open | ConnState::Closing) =>
+            {
+                Some(key)
+            }
+            _ => None,
+        }
+    }
+
+    pub(super) fn mark_dirty(&mut self, key: usize) {
+        let conn = &mut self.conns[key];
+        if !conn.dirty {
+            conn.dirty = true;
+            self.dirty.push_back(key);
+        }
+    }
+
+    /// Like [`Reactor::mark_dirty`], but flushed before the others: the
+    /// client that spoke gets its answer first (a presence newcomer its list
+    /// before the other 999), then everyone else in the order addressed.
+    /// The caller checks it is not dirty yet (it would be queued twice).
+    fn mark_dirty_first(&mut self, key: usize) {
+        let conn = &mut self.conns[key];
+        debug_assert!(!conn.dirty);
+        conn.dirty = true;
+        self.dirty.push_front(key);
+    }
+
+    /// Writes out every connection that got output this pass, applies
+    /// `--max-pending`, moves closing connections along, and keeps each
+    /// connection's registered interest in step with its output.
+    pub(super) fn flush_dirty(&mut self) {
+        let mut deferred = Vec::new();
+        // Handling one connection can dirty others (a dropped presence
+        // client makes a broadcast), hence the loop.
+        while let Some(key) = self.dirty.pop_front() {
+            let Some(conn) = self.conns.get_mut(key) else {
+                continue;
+            };
+            conn.dirty = false;
+            if conn.state == ConnState::Dead {
+                continue;
+            }
+            let flushed = match conn
+                .out
+                .flush_to(&mut conn.stream, MAX_WRITE_PER_WAKEUP_BYTES)
+            {
+                Ok(flushed) => flushed,
+                Err(e) => {
+                    self.drop_client(key, &e.to_string());
+                    continue;
+                }
+            };
+            if flushed == Flushed::Budget {
+                deferred.push(key);
+            }
+            self.after_flush(key);
+            if let Some(conn) = self.conns.get_mut(key)
+                && conn.state != ConnState::Dead
+            {
+                self.update_interest(key);
+            }
+        }
+        for key in deferred {
+            if self
+                .conns
+                .get(key)
+                .is_some_and(|c| c.state != ConnState::Dead)
+            {
+                self.mark_dirty(key);
+            }
+        }
+    }
+
+    /// Slow-client policy and closing, once output was written.
+    fn after_flush(&mut self, key: usize) {
+        let max = self.config.max_pending_bytes;
+        let conn = &mut self.conns[key];
+        let pending = conn.out.pending();
+        match conn.state {
+            ConnState::Open => {
+                match conn.gates.on_output(pending, max, self.slow_policy) {
+                    Flow::Steady => {}
+                    Flow::Resume => self.ready.push_back((key, conn.id)),
+                    Flow::Drop => {
+                        status::dropped_slow(conn.id, pending, max);
+                        self.drop_client(key, "");
+                        return;
+                    }
+                }
+                if pending == 0 {
+                    self.conns[key].out.shrink();
+                }
+            }
+            ConnState::Closing if pending == 0 => self.start_lingering(key),
+            _ => {}
+        }
+    }
+
+    /// Registers WRITABLE exactly while output is queued (STYLE §3.3).
+    fn update_interest(&mut self, key: usize) {
+        let conn = &mut self.conns[key];
+        let wanted = if conn.out.is_empty() {
+            Interest::READABLE
+        } else {
+            Interest::READABLE | Interest::WRITABLE
+        };
+        if wanted != conn.interest {
+            match self
+                .poll
+                .registry()
+                .reregister(&mut conn.stream, Token(key), wanted)
+            {
+                Ok(()) => conn.interest = wanted,
+                Err(e) => self.drop_client(key, &format!("reregister: {e}")),
+            }
+        }
+    }
+}

@@ -1,0 +1,249 @@
+//! Carrying out a handler's actions in the threaded server: the part that
+//! touches shared state under the handler lock (output queues, pauses,
+//! closes, persisted bytes), and the part done after it is released
+//! (stdout, diagnostics).
+
+use std::io::{self, Write};
+use std::net::Shutdown;
+use std::sync::Arc;
+use std::thread;
+use std::time::Instant;
+
+use super::client::{Client, Stop};
+use super::{Core, Server, lock};
+use crate::handlers::{Action, ClientId, Handler, Outbox, Payload};
+use crate::server::session::Flow;
+use crate::status;
+
+/// Writer stacks: they only copy slices into `writev`.
+const WRITER_STACK_BYTES: usize = 64 * 1024;
+
+impl Server {
+    /// Calls the handler with this thread's outbox, carries out what touches
+    /// shared state, unlocks, then does the I/O part. `actor`: the client
+    /// whose reader is calling (its own socket need not be shut to wake it).
+    pub(super) fn with_handler<R>(
+        &self,
+        actor: Option<ClientId>,
+        out: &mut Outbox,
+        call: impl FnOnce(&mut dyn Handler, &mut Outbox) -> R,
+    ) -> R {
+        let mut core = self.core();
+        out.set_now(Instant::now());
+        let result = call(&mut *core.handler, out);
+        if self.persist(out) {
+            self.apply(&mut core, out, actor);
+        }
+        drop(core);
+        self.carry_out_unlocked(out);
+        out.clear();
+        result
+    }
+
+    /// The durability rule (see [`crate::server::durable`]), under the
+    /// handler lock: the actions' persisted bytes go to the store in the
+    /// order they were produced, and if any output follows them (here, or
+    /// owed from earlier calls), they are synced before it is queued.
+    /// Returns false if the store failed: nothing of this call may be
+    /// carried out.
+    fn persist(&self, out: &Outbox) -> bool {
+        if !self.persisting {
+            return true;
+        }
+        let mut durable = lock(&self.durable);
+        let mut sends = false;
+        let mut result = Ok(());
+        for action in out.actions() {
+            match action {
+                Action::Persist(payload) if result.is_ok() => {
+                    result = durable.persist(out.bytes(payload));
+                }
+                Action::Send { .. } => sends = true,
+                _ => {}
+            }
+        }
+        if result.is_ok() {
+            result = durable.put();
+        }
+        if result.is_ok() && sends {
+            result = durable.sync_before_output();
+        }
+        match result {
+            Ok(()) => true,
+            Err(e) => {
+                self.fail(e);
+                false
+            }
+        }
+    }
+
+    /// Before a FIN: makes what was persisted durable. False if the store
+    /// failed (the client must be reset, not closed).
+    pub(super) fn sync_before_fin(&self) -> bool {
+        if !self.persisting {
+            return true;
+        }
+        let result = lock(&self.durable).sync_before_output();
+        match result {
+            Ok(()) => true,
+            Err(e) => {
+                self.fail(e);
+                false
+            }
+        }
+    }
+
+    /// The store failed: the supervisor resets every client and stops.
+    fn fail(&self, e: io::Error) {
+        lock(&self.fatal).get_or_insert(e);
+        let _ = self.waker.wake();
+    }
+
+    /// Carries out the actions that touch shared state (output queues,
+    /// pauses, closes) while the handler lock is held, so broadcasts are
+    /// queued to everyone in one order. Stdout and diagnostics are left for
+    /// [`Server::carry_out_unlocked`].
+    pub(super) fn apply(&self, core: &mut Core, out: &Outbox, actor: Option<ClientId>) {
+        let mut dropped = Vec::new();
+        self.apply_locked(core, out, actor, &mut dropped);
+        if dropped.is_empty() {
+            return;
+        }
+        // Drops under SlowPolicy::Disconnect: tell the handler, whose
+        // answer (the new presence list) may drop more.
+        let mut extra = Outbox::new();
+        while let Some((id, pending)) = dropped.pop() {
+            let Some(reg) = core.registry.get_mut(&id) else {
+                continue;
+            };
+            if !reg.handler_knows {
+                continue;
+            }
+            reg.handler_knows = false;
+            status::dropped_slow(id, pending, self.config.max_pending_bytes);
+            reg.client.kill(Stop::Dropped);
+            core.handler.on_disconnect(id, &mut extra);
+            self.apply_locked(core, &extra, actor, &mut dropped);
+            // Rare path: these few lines may be written under the lock.
+            self.carry_out_unlocked(&extra);
+            extra.clear();
+        }
+    }
+
+    fn apply_locked(
+        &self,
+        core: &mut Core,
+        out: &Outbox,
+        actor: Option<ClientId>,
+        dropped: &mut Vec<(ClientId, usize)>,
+    ) {
+        for action in out.actions() {
+            match action {
+                Action::Send { to, payload } => {
+                    let Some(reg) = core.registry.get(to) else {
+                        continue;
+                    };
+                    if let Some(pending) = self.enqueue(&reg.client, out, payload) {
+                        dropped.push((*to, pending));
+                    }
+                }
+                Action::Close(id) => {
+                    let Some(reg) = core.registry.get_mut(id) else {
+                        continue;
+                    };
+                    reg.handler_knows = false;
+                    let client = &reg.client;
+                    let mut st = client.state();
+                    client.request_stop(&mut st, Stop::Closed);
+                    drop(st);
+                    if actor != Some(*id) {
+                        // Its reader may be blocked in `read`.
+                        let _ = client.stream.shutdown(Shutdown::Read);
+                    }
+                }
+                Action::PauseReading(id) => {
+                    if let Some(reg) = core.registry.get(id) {
+                        reg.client.state().gates.by_handler = true;
+                    }
+                }
+                Action::ResumeReading(id) => {
+                    if let Some(reg) = core.registry.get(id) {
+                        reg.client.state().gates.by_handler = false;
+                        reg.client.readable.notify_all();
+                    }
+                }
+                // Persist was carried out before (see `persist`).
+                Action::Stdout(_) | Action::Diagnostic(_) | Action::Persist(_) => {}
+            }
+        }
+    }
+
+    /// Queues `payload` for `client`, starting its writer if it has none.
+    /// Returns the pending byte count if the client must be dropped
+    /// (`SlowPolicy::Disconnect` over `--max-pending`).
+    fn enqueue(&self, client: &Arc<Client>, out: &Outbox, payload: &Payload) -> Option<usize> {
+        let mut st = client.state();
+        if st.dead || st.output_closed {
+            return None;
+        }
+        let was_empty = st.out.is_empty();
+        match payload {
+            Payload::Shared(buf) => st.out.push_shared(buf),
+            Payload::Arena(_) => st.out.push_slice(out.bytes(payload)),
+        }
+        if st.writer.is_none() {
+            let writer = Arc::clone(client);
+            match thread::Builder::new()
+                .name(format!("client-{}-w", client.id))
+                .stack_size(WRITER_STACK_BYTES)
+                .spawn(move || writer.write_loop())
+            {
+                Ok(handle) => st.writer = Some(handle),
+                Err(e) => {
+                    let first = client.claim_failure(&mut st);
+                    drop(st);
+                    if first {
+                        status::dropped_error(
+                            client.id,
+                            &format_args!("cannot start a writer thread: {e}; closing"),
+                        );
+                    }
+                    client.kill(Stop::Failed);
+                    return None;
+                }
+            }
+        } else if was_empty {
+            // The writer sleeps only on an empty queue.
+            client.writable.notify_one();
+        }
+        let pending = st.out.pending() + st.in_flight;
+        match st
+            .gates
+            .on_output(pending, self.config.max_pending_bytes, self.slow_policy)
+        {
+            Flow::Drop => Some(pending),
+            Flow::Resume => {
+                client.readable.notify_all();
+                None
+            }
+            Flow::Steady => None,
+        }
+    }
+
+    /// Stdout and diagnostics, after the handler lock is released.
+    pub(super) fn carry_out_unlocked(&self, out: &Outbox) {
+        for action in out.actions() {
+            match action {
+                Action::Stdout(payload) => {
+                    // Blocking write: a slow stdout must slow the sender down.
+                    let mut stdout = lock(&self.stdout);
+                    if let Err(e) = stdout.write_all(out.bytes(payload)) {
+                        status::diag(format_args!("stdout: {e}"));
+                    }
+                }
+                Action::Diagnostic(line) => status::diag(format_args!("{line}")),
+                _ => {}
+            }
+        }
+    }
+}

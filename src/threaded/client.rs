@@ -1,0 +1,329 @@
+//! One connection of the threaded server: its shared state, how another
+//! thread stops it, and its writer thread.
+
+use std::io::{self, Read};
+use std::net::{Shutdown, TcpStream};
+use std::sync::{Condvar, Mutex, MutexGuard, PoisonError};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use super::lock;
+use crate::handlers::{ClientId, SlowPolicy};
+use crate::outbuf::OutBuf;
+use crate::server::session::{Flow, Gates};
+use crate::status;
+
+/// After our last byte and FIN, how long we read and discard what a client
+/// still sends before closing: closing with unread input makes Linux send a
+/// RST, which can destroy replies the client has not read yet.
+const LINGER: Duration = Duration::from_secs(1);
+/// Bytes discarded from a closing client before we give up on a clean close.
+const MAX_LINGER_DISCARD_BYTES: usize = 4 * 1024 * 1024;
+/// While lingering on a socket whose read side we shut ourselves (reads
+/// return 0 at once then, the peer's FIN or not), how often to look again.
+const LINGER_POLL: Duration = Duration::from_millis(10);
+
+/// One connection, shared by its reader, its writer, the handler lock's
+/// registry and the supervisor.
+pub(super) struct Client {
+    pub(super) id: ClientId,
+    /// Read by the reader, written by the writer (`&TcpStream` is both), shut
+    /// down by whoever must wake them.
+    pub(super) stream: TcpStream,
+    /// `--max-pending` and the handler's policy, copied here for the writer.
+    pub(super) max_pending: usize,
+    pub(super) slow_policy: SlowPolicy,
+    pub(super) state: Mutex<ClientState>,
+    /// The reader waits here while paused.
+    pub(super) readable: Condvar,
+    /// The writer waits here for output.
+    pub(super) writable: Condvar,
+}
+
+#[derive(Default)]
+pub(super) struct ClientState {
+    /// Output queued and not yet taken by the writer.
+    pub(super) out: OutBuf,
+    /// Bytes the writer took and has not written yet: counted for
+    /// `--max-pending` with `out`.
+    pub(super) in_flight: usize,
+    /// Why the reader must not read (handler, `--max-pending`).
+    pub(super) gates: Gates,
+    /// Why reading must end, set by another thread; `None` while serving.
+    pub(super) stop: Option<Stop>,
+    /// No more output will be queued: the writer flushes, sends FIN, exits.
+    pub(super) output_closed: bool,
+    /// Output is thrown away and the writer exits at once.
+    pub(super) dead: bool,
+    /// The writer thread, once output was first queued.
+    pub(super) writer: Option<JoinHandle<bool>>,
+}
+
+/// Why a reader must stop, as decided by another thread.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Stop {
+    /// The handler closed it (`Action::Close`): flush, close; no
+    /// `on_disconnect`.
+    Closed,
+    /// Server shutdown: handle what the kernel already holds, then close.
+    /// `cut`: an unfinished line is dropped and counted (end of a drain)
+    /// rather than handled as a last message.
+    Shutdown { cut: bool },
+    /// Over `--max-pending` under `SlowPolicy::Disconnect`; the handler was
+    /// already told.
+    Dropped,
+    /// A read or write failed; whoever saw it first printed the one
+    /// diagnostic this client gets.
+    Failed,
+    /// Shutdown's time ran out.
+    Killed,
+}
+
+/// How a reader's connection ends.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum End {
+    /// The client shut its sending side: its unfinished line is its last
+    /// message, then queued output is flushed.
+    Eof,
+    /// See [`Stop::Shutdown`].
+    Shutdown { cut: bool },
+    /// `--max-line`: `error: line too long`, then a graceful close.
+    TooLong,
+    /// The handler closed it: graceful close, no `on_disconnect`.
+    Closed,
+    /// Closed at once; queued output is lost.
+    Kill,
+}
+
+impl Stop {
+    pub(super) fn end(self) -> End {
+        match self {
+            Stop::Closed => End::Closed,
+            Stop::Shutdown { cut } => End::Shutdown { cut },
+            Stop::Dropped | Stop::Failed | Stop::Killed => End::Kill,
+        }
+    }
+}
+
+/// What a reader may do next.
+pub(super) enum Gate {
+    Read,
+    /// Shutdown: read what is left (the socket's read side is shut, so reads
+    /// no longer block), then end.
+    FinalRead {
+        cut: bool,
+    },
+    /// Paused past the idle deadline: the unfinished line is a message.
+    IdleDue,
+    End(End),
+}
+
+impl Client {
+    pub(super) fn state(&self) -> MutexGuard<'_, ClientState> {
+        lock(&self.state)
+    }
+
+    /// Waits until the reader may go on. `holding`: the reader has bytes in
+    /// hand already (they are handled at shutdown unless the handler paused
+    /// the client, like bytes a paused reactor connection leaves unread).
+    pub(super) fn gate(&self, idle_deadline: Option<Instant>, holding: bool) -> Gate {
+        let mut st = self.state();
+        loop {
+            match st.stop {
+                Some(Stop::Shutdown { cut }) => {
+                    let paused = st.gates.by_handler || (st.gates.by_output && !holding);
+                    return if paused {
+                        Gate::End(End::Shutdown { cut })
+                    } else {
+                        Gate::FinalRead { cut }
+                    };
+                }
+                Some(stop) => return Gate::End(stop.end()),
+                None => {}
+            }
+            if st.gates.open() {
+                return Gate::Read;
+            }
+            st = match idle_deadline {
+                Some(deadline) => {
+                    let now = Instant::now();
+                    if deadline <= now {
+                        return Gate::IdleDue;
+                    }
+                    self.readable
+                        .wait_timeout(st, deadline - now)
+                        .unwrap_or_else(PoisonError::into_inner)
+                        .0
+                }
+                None => self
+                    .readable
+                    .wait(st)
+                    .unwrap_or_else(PoisonError::into_inner),
+            };
+        }
+    }
+
+    /// Sets `stop` (unless a stronger one is set) and wakes the reader.
+    pub(super) fn request_stop(&self, st: &mut ClientState, stop: Stop) {
+        let replace = match st.stop {
+            None => true,
+            Some(Stop::Closed | Stop::Shutdown { .. }) => {
+                matches!(stop, Stop::Dropped | Stop::Failed | Stop::Killed)
+            }
+            Some(_) => false,
+        };
+        if replace {
+            st.stop = Some(stop);
+        }
+        self.readable.notify_all();
+    }
+
+    /// An I/O error on this client: true for the first to report one (it
+    /// prints the diagnostic), false if the client was already being
+    /// dropped for another reason (one diagnostic per dropped client).
+    pub(super) fn claim_failure(&self, st: &mut ClientState) -> bool {
+        let first =
+            !st.dead && !matches!(st.stop, Some(Stop::Dropped | Stop::Failed | Stop::Killed));
+        if first {
+            self.request_stop(st, Stop::Failed);
+        }
+        first
+    }
+
+    /// Throws queued output away and shuts the socket, waking a reader
+    /// blocked in `read` and a writer blocked in `write`.
+    pub(super) fn kill(&self, stop: Stop) {
+        let mut st = self.state();
+        self.request_stop(&mut st, stop);
+        st.dead = true;
+        st.out.clear();
+        self.writable.notify_all();
+        drop(st);
+        let _ = self.stream.shutdown(Shutdown::Both);
+    }
+
+    /// No more output: lets the writer flush and send our FIN. Returns
+    /// whether everything went out and the FIN was sent.
+    pub(super) fn close_output(&self) -> bool {
+        let writer = {
+            let mut st = self.state();
+            if st.dead {
+                return false;
+            }
+            st.output_closed = true;
+            self.writable.notify_all();
+            st.writer.take()
+        };
+        match writer {
+            Some(writer) => writer.join().unwrap_or(false),
+            // Nothing was ever queued; `output_closed` keeps it that way.
+            None => self.stream.shutdown(Shutdown::Write).is_ok(),
+        }
+    }
+
+    /// The store failed: no FIN may go out (it could read as "all you sent
+    /// is safe"). Output stops; the socket is reset when the process exits.
+    pub(super) fn abandon(&self) {
+        let _ = socket2::SockRef::from(&self.stream).set_linger(Some(Duration::ZERO));
+        let mut st = self.state();
+        st.dead = true;
+        st.out.clear();
+        self.writable.notify_all();
+    }
+
+    /// Kills the connection and waits for its writer.
+    pub(super) fn kill_and_join(&self, stop: Stop) {
+        self.kill(stop);
+        let writer = self.state().writer.take();
+        if let Some(writer) = writer {
+            let _ = writer.join();
+        }
+    }
+
+    /// Reads and drops input after our FIN (see [`LINGER`]), until the
+    /// client closes too, `LINGER` passes, or it sent too much.
+    /// `read_shut`: we shut the read side ourselves (shutdown), so a read
+    /// of 0 does not prove the client closed: keep looking until `LINGER`
+    /// (closing with its bytes unread would reset it).
+    pub(super) fn linger(&self, read_shut: bool) {
+        let until = Instant::now() + LINGER;
+        let mut buf = [0u8; 1024];
+        let mut discarded = 0;
+        while discarded <= MAX_LINGER_DISCARD_BYTES {
+            let now = Instant::now();
+            if now >= until || self.stream.set_read_timeout(Some(until - now)).is_err() {
+                return;
+            }
+            match (&self.stream).read(&mut buf) {
+                Ok(0) if read_shut => std::thread::sleep(LINGER_POLL.min(until - now)),
+                Ok(0) => return,
+                Ok(n) => discarded += n,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(_) => return, // timeout, reset
+            }
+        }
+    }
+
+    /// The writer thread's loop: takes the whole queue, writes it (blocking),
+    /// repeats; after `output_closed` and an empty queue, sends FIN. Returns
+    /// whether it ended with everything written and the FIN sent.
+    pub(super) fn write_loop(&self) -> bool {
+        let mut local = OutBuf::new();
+        loop {
+            if local.is_empty() {
+                let mut st = self.state();
+                loop {
+                    if st.dead {
+                        return false;
+                    }
+                    if !st.out.is_empty() {
+                        // Double buffering: enqueuers keep appending to the
+                        // (emptied, allocation-keeping) other buffer.
+                        std::mem::swap(&mut st.out, &mut local);
+                        st.in_flight = local.pending();
+                        break;
+                    }
+                    if st.output_closed {
+                        drop(st);
+                        return self.stream.shutdown(Shutdown::Write).is_ok();
+                    }
+                    st = self
+                        .writable
+                        .wait(st)
+                        .unwrap_or_else(PoisonError::into_inner);
+                }
+            }
+            // A blocking socket returns only when all is written or on error.
+            let result = local.flush_to(&mut &self.stream, usize::MAX);
+            let mut st = self.state();
+            st.in_flight = local.pending();
+            match result {
+                Ok(_) => {
+                    let pending = st.out.pending() + st.in_flight;
+                    // Drops are decided where output is queued.
+                    if st
+                        .gates
+                        .on_output(pending, self.max_pending, self.slow_policy)
+                        == Flow::Resume
+                    {
+                        self.readable.notify_all();
+                    }
+                    if pending == 0 {
+                        // Going idle: give the chunks back.
+                        local.shrink();
+                        st.out.shrink();
+                    }
+                }
+                Err(e) => {
+                    let first = self.claim_failure(&mut st);
+                    drop(st);
+                    if first {
+                        status::dropped_error(self.id, &e);
+                        self.kill(Stop::Failed);
+                    }
+                    return false;
+                }
+            }
+        }
+    }
+}

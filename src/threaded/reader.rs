@@ -1,0 +1,257 @@
+//! A client's reader thread: blocking reads into the client's
+//! [`Session`], the idle flush as a read timeout, and the end of the
+//! connection (last message, `on_disconnect`, flush, FIN, linger).
+
+use std::io::{self, Read};
+use std::net::TcpStream;
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+
+use super::client::{Client, End, Gate, Stop};
+use super::{Server, lock};
+use crate::handlers::{ClientId, Outbox};
+use crate::server::session::{Input, Session};
+use crate::status;
+
+/// A reader's buffer starts this small (an idle connection holds it while
+/// blocked in `read`) ...
+const READ_CHUNK_MIN_BYTES: usize = 4 * 1024;
+/// ... and grows to this while reads keep filling it (bulk senders).
+const READ_CHUNK_MAX_BYTES: usize = 64 * 1024;
+/// What is read from each client when shutdown closes it: what was already
+/// sent is handled, a client that keeps sending does not hold us forever.
+const MAX_FINAL_READ_BYTES: usize = 4 * 1024 * 1024;
+
+/// A reader thread's own state.
+pub(super) struct Reader {
+    session: Session,
+    buf: Vec<u8>,
+    /// The socket's current read timeout, so it is set only on change.
+    timeout: Option<Duration>,
+    /// Bytes read since shutdown asked us to stop.
+    final_bytes: usize,
+    /// This thread's outbox: Stdout and Diagnostic actions are carried out
+    /// from it after the handler lock is released.
+    out: Outbox,
+}
+
+impl Reader {
+    pub(super) fn new(session: Session) -> Self {
+        Reader {
+            session,
+            buf: vec![0; READ_CHUNK_MIN_BYTES],
+            timeout: None,
+            final_bytes: 0,
+            out: Outbox::new(),
+        }
+    }
+
+    fn set_timeout(&mut self, stream: &TcpStream, wanted: Option<Duration>) {
+        // Skip the syscall when the change is below timer resolution anyway.
+        let close = |a: Duration, b: Duration| a.abs_diff(b) < Duration::from_millis(2);
+        let same = match (self.timeout, wanted) {
+            (None, None) => true,
+            (Some(a), Some(b)) => close(a, b),
+            _ => false,
+        };
+        if !same && stream.set_read_timeout(wanted).is_ok() {
+            self.timeout = wanted;
+        }
+    }
+
+    /// Grows the buffer while reads fill it, and frees it again when the
+    /// client goes back to small messages.
+    fn adapt_buffer(&mut self, n: usize) {
+        let len = self.buf.len();
+        if n == len && len < READ_CHUNK_MAX_BYTES {
+            self.buf.resize((len * 4).min(READ_CHUNK_MAX_BYTES), 0);
+        } else if n < READ_CHUNK_MIN_BYTES && len > READ_CHUNK_MIN_BYTES {
+            self.buf = vec![0; READ_CHUNK_MIN_BYTES];
+        }
+    }
+}
+
+impl Server {
+    /// A reader's state for a new client.
+    pub(super) fn reader(&self) -> Reader {
+        Reader::new(Session::new(self.framing, self.config.max_line_bytes))
+    }
+
+    pub(super) fn serve(&self, client: &Client) {
+        let mut r = self.reader();
+        let end = self.read_loop(client, &mut r);
+        self.end_client(client, &mut r, end);
+    }
+
+    fn read_loop(&self, client: &Client, r: &mut Reader) -> End {
+        loop {
+            let final_read = match client.gate(r.session.idle_deadline(), false) {
+                Gate::End(end) => return end,
+                Gate::IdleDue => {
+                    if let Some(end) = self.flush_partial(client.id, r) {
+                        return end;
+                    }
+                    continue;
+                }
+                Gate::Read => None,
+                Gate::FinalRead { cut } => Some(cut),
+            };
+            if let Some(cut) = final_read
+                && r.final_bytes >= MAX_FINAL_READ_BYTES
+            {
+                return End::Shutdown { cut };
+            }
+            let mut timeout = None;
+            if let Some(deadline) = r.session.idle_deadline() {
+                let now = Instant::now();
+                if deadline <= now {
+                    if let Some(end) = self.flush_partial(client.id, r) {
+                        return end;
+                    }
+                    continue;
+                }
+                timeout = Some(deadline - now);
+            }
+            r.set_timeout(&client.stream, timeout);
+            match (&client.stream).read(&mut r.buf) {
+                Ok(0) => {
+                    return match final_read {
+                        Some(cut) => End::Shutdown { cut },
+                        // Our own shutdown(Read) looks like EOF.
+                        None => client.state().stop.map_or(End::Eof, Stop::end),
+                    };
+                }
+                Ok(n) => {
+                    if final_read.is_some() {
+                        r.final_bytes += n;
+                    }
+                    // A pause may have come while we were blocked in read:
+                    // hold the bytes until it ends.
+                    loop {
+                        match client.gate(r.session.idle_deadline(), true) {
+                            Gate::End(end) => return end,
+                            Gate::IdleDue => {
+                                if let Some(end) = self.flush_partial(client.id, r) {
+                                    return end;
+                                }
+                            }
+                            Gate::Read | Gate::FinalRead { .. } => break,
+                        }
+                    }
+                    if let Some(end) = self.handle_input(client.id, r, n) {
+                        return end;
+                    }
+                    r.adapt_buffer(n);
+                }
+                // SO_RCVTIMEO expired: the loop top flushes if due.
+                Err(e)
+                    if matches!(
+                        e.kind(),
+                        io::ErrorKind::WouldBlock
+                            | io::ErrorKind::TimedOut
+                            | io::ErrorKind::Interrupted
+                    ) => {}
+                Err(e) => {
+                    let mut st = client.state();
+                    if let Some(stop) = st.stop {
+                        return stop.end();
+                    }
+                    let first = client.claim_failure(&mut st);
+                    drop(st);
+                    if first {
+                        status::dropped_error(client.id, &e);
+                    }
+                    return End::Kill;
+                }
+            }
+        }
+    }
+
+    /// Hands `r.buf[..n]` to the session and handler.
+    fn handle_input(&self, id: ClientId, r: &mut Reader, n: usize) -> Option<End> {
+        let Reader {
+            session, buf, out, ..
+        } = r;
+        let data = &buf[..n];
+        let input = self.with_handler(Some(id), out, |handler, out| {
+            session.input(id, data, out.now(), handler, out)
+        });
+        match input {
+            Input::Continue => None,
+            Input::Closed => Some(End::Closed),
+            Input::TooLong => Some(End::TooLong),
+        }
+    }
+
+    /// Hands out the unfinished line as a message (EOF tail, idle flush,
+    /// shutdown); `Some(End::TooLong)` if it is over `--max-line`.
+    fn flush_partial(&self, id: ClientId, r: &mut Reader) -> Option<End> {
+        let session = &mut r.session;
+        let result = self.with_handler(Some(id), &mut r.out, |handler, out| {
+            session.flush_partial(id, handler, out)
+        });
+        result.is_err().then_some(End::TooLong)
+    }
+
+    /// The end of a connection, in the reader thread (or the supervisor if
+    /// the reader could not be started).
+    pub(super) fn end_client(&self, client: &Client, r: &mut Reader, end: End) {
+        let id = client.id;
+        let end = match end {
+            End::Eof | End::Shutdown { cut: false } => self.flush_partial(id, r).unwrap_or(end),
+            other => other,
+        };
+        match end {
+            End::Eof | End::Shutdown { cut: false } => {}
+            End::Shutdown { cut: true } => {
+                let paused = client.state().gates.by_handler;
+                if r.session.cut(paused) {
+                    self.cut_partial_lines.fetch_add(1, Ordering::Relaxed);
+                }
+            }
+            End::TooLong => {
+                status::line_too_long(id, self.config.max_line_bytes);
+                r.out.send(id, status::LINE_TOO_LONG);
+            }
+            End::Closed | End::Kill => r.session.discard(),
+        }
+        // Tell the handler (once) and forget the id, in one lock hold.
+        {
+            let mut core = self.core();
+            if let Some(reg) = core.registry.get_mut(&id)
+                && reg.handler_knows
+            {
+                reg.handler_knows = false;
+                core.handler.on_disconnect(id, &mut r.out);
+            }
+            self.apply(&mut core, &r.out, Some(id));
+            core.registry.remove(&id);
+        }
+        self.carry_out_unlocked(&r.out);
+        r.out.clear();
+        // SPEC's durability rule: our FIN may tell the client all it sent
+        // is safe. If the store failed it gets a reset instead.
+        let durable = self.sync_before_fin();
+
+        // The status line goes out now, in the order clients leave, not
+        // after the flush and linger below: those take different times per
+        // client, and the counts would come out of order.
+        {
+            let mut table = lock(&self.table);
+            table.remove(&id);
+            self.status.disconnected(id, table.len());
+        }
+        if !durable {
+            client.abandon();
+        } else if end == End::Kill {
+            client.kill_and_join(Stop::Killed);
+        } else if client.close_output() {
+            client.linger(matches!(end, End::Shutdown { .. }));
+        } else {
+            client.kill_and_join(Stop::Killed);
+        }
+        if self.open.fetch_sub(1, Ordering::SeqCst) == 1 {
+            let _ = self.waker.wake();
+        }
+    }
+}

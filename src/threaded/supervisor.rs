@@ -1,0 +1,314 @@
+//! The threaded server's supervisor: accepts, catches signals, and carries
+//! out the shared lifecycle's commands.
+
+use std::collections::HashMap;
+use std::fs::File;
+use std::io::{self, Write};
+use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
+use std::os::fd::{AsFd, AsRawFd};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Condvar, Mutex};
+use std::thread;
+use std::time::Instant;
+
+use mio::unix::SourceFd;
+use mio::{Events, Interest, Poll, Token, Waker};
+use signal_hook_mio::v1_0::Signals;
+
+use super::client::{Client, ClientState, End, Stop};
+use super::{Core, Registered, Server, lock};
+use crate::config::ServerConfig;
+use crate::handlers::{ClientId, Finish, Handler, Outbox, ServerStats};
+use crate::reactor::SHUTDOWN_SIGNALS;
+use crate::server::durable::Durable;
+use crate::server::lifecycle::{Command, Lifecycle};
+use crate::status::{self, Status};
+use crate::store::Store;
+use crate::timers::AfterError;
+
+const LISTENER: Token = Token(0);
+const SIGNALS: Token = Token(1);
+const WAKE: Token = Token(2);
+
+/// Reader stacks: the handler runs on them. Small, so 10,000 idle
+/// connections fit in memory (only touched pages count anyway).
+const READER_STACK_BYTES: usize = 128 * 1024;
+
+pub(super) struct Supervisor {
+    server: Arc<Server>,
+    poll: Poll,
+    /// `None` once shutdown began.
+    listener: Option<TcpListener>,
+    signals: Signals,
+    /// The id the next client gets.
+    next_id: u64,
+    /// Phases, signals, reports, accept back-off: the shared rules.
+    life: Lifecycle,
+    /// The supervisor's own outbox (on_connect, on_shutdown).
+    out: Outbox,
+}
+
+impl Supervisor {
+    pub(super) fn new(
+        listener: TcpListener,
+        config: ServerConfig,
+        handler: Box<dyn Handler>,
+        store: Option<Box<dyn Store>>,
+        status: Status,
+    ) -> io::Result<Self> {
+        let poll = Poll::new()?;
+        listener.set_nonblocking(true)?;
+        poll.registry().register(
+            &mut SourceFd(&listener.as_raw_fd()),
+            LISTENER,
+            Interest::READABLE,
+        )?;
+        let mut signals = Signals::new(SHUTDOWN_SIGNALS)?;
+        poll.registry()
+            .register(&mut signals, SIGNALS, Interest::READABLE)?;
+        let waker = Waker::new(poll.registry(), WAKE)?;
+        let stdout = File::from(io::stdout().as_fd().try_clone_to_owned()?);
+        let addr = listener.local_addr()?;
+        status.listening(addr, handler.name());
+        let life = Lifecycle::new(Instant::now(), &config, handler.shutdown_policy());
+        let server = Arc::new(Server {
+            framing: handler.framing(),
+            slow_policy: handler.slow_policy(),
+            core: Mutex::new(Core {
+                handler,
+                registry: HashMap::new(),
+            }),
+            persisting: store.is_some(),
+            durable: Mutex::new(Durable::new(store)),
+            fatal: Mutex::new(None),
+            table: Mutex::new(HashMap::new()),
+            open: AtomicUsize::new(0),
+            status,
+            stdout: Mutex::new(stdout),
+            cut_partial_lines: AtomicU64::new(0),
+            waker,
+            config,
+        });
+        Ok(Supervisor {
+            server,
+            poll,
+            listener: Some(listener),
+            signals,
+            next_id: 1,
+            life,
+            out: Outbox::new(),
+        })
+    }
+
+    fn clients(&self) -> usize {
+        lock(&self.server.table).len()
+    }
+
+    /// Connections still flushing or lingering, connected ones included.
+    fn open(&self) -> usize {
+        self.server.open.load(Ordering::SeqCst)
+    }
+
+    pub(super) fn run(mut self) -> io::Result<Finish> {
+        let mut events = Events::with_capacity(256);
+        loop {
+            let timeout = self
+                .life
+                .poll_timeout()
+                .map(|t| t.saturating_duration_since(Instant::now()));
+            // A signal landing during poll is an empty wakeup.
+            if let Err(e) = self.poll.poll(&mut events, timeout)
+                && e.kind() != io::ErrorKind::Interrupted
+            {
+                return Err(e);
+            }
+            for event in events.iter() {
+                match event.token() {
+                    LISTENER => self.handle_accept(),
+                    SIGNALS => {
+                        // Every signal counts: two in one wakeup are a
+                        // first and a second.
+                        let now = Instant::now();
+                        for _ in self.signals.pending() {
+                            self.life.handle_signal(now);
+                        }
+                        self.run_commands();
+                    }
+                    _ => {}
+                }
+            }
+            if let Some(e) = lock(&self.server.fatal).take() {
+                status::diag(format_args!("store failed: resetting every client"));
+                for client in self.snapshot() {
+                    client.abandon();
+                }
+                return Err(e);
+            }
+            let now = Instant::now();
+            self.life.handle_timeout(now, self.clients());
+            self.run_commands();
+            if self.life.is_done(self.open(), now) {
+                break;
+            }
+        }
+        let cut = self.server.cut_partial_lines.load(Ordering::Relaxed);
+        if cut > 0 {
+            status::cut_partial_lines(cut);
+        }
+        let stats = ServerStats {
+            cut_partial_lines: cut,
+        };
+        if !self.server.sync_before_fin() {
+            let e = lock(&self.server.fatal).take();
+            return Err(e.unwrap_or_else(|| io::Error::other("store failed")));
+        }
+        Ok(self.server.core().handler.finish(&stats))
+    }
+
+    /// Carries out what the lifecycle asks for.
+    fn run_commands(&mut self) {
+        while let Some(command) = self.life.poll_command() {
+            match command {
+                Command::StopAccepting => {
+                    // SPEC: connections already in the accept queue are
+                    // served like the others; then the listener is closed.
+                    self.handle_accept();
+                    if let Some(listener) = self.listener.take() {
+                        let _ = self
+                            .poll
+                            .registry()
+                            .deregister(&mut SourceFd(&listener.as_raw_fd()));
+                    }
+                }
+                Command::NotifyHandler => {
+                    let mut out = std::mem::take(&mut self.out);
+                    self.server
+                        .with_handler(None, &mut out, |handler, out| handler.on_shutdown(out));
+                    self.out = out;
+                }
+                Command::AnnounceDrain { timeout } => {
+                    let clients = self.clients();
+                    if clients > 0 {
+                        self.server.status.draining(timeout, clients);
+                    }
+                }
+                Command::CloseAll { cut } => self.close_all(cut),
+                Command::KillAll => {
+                    for client in self.snapshot() {
+                        client.kill(Stop::Killed);
+                    }
+                }
+                Command::ReportCount => {
+                    let table = lock(&self.server.table);
+                    self.server.status.count(table.len());
+                }
+                Command::Accept => self.handle_accept(),
+                Command::Diagnostic(line) => status::diag(format_args!("{line}")),
+            }
+        }
+    }
+
+    /// Tells every client's reader to handle what it already received and
+    /// close (see [`Stop::Shutdown`]); shutting the read side wakes a reader
+    /// blocked in `read` and makes later reads return at once. The handler
+    /// heard that everyone goes in `on_shutdown`: no `on_disconnect` follows
+    /// for clients closed here (as on the reactor).
+    fn close_all(&mut self, cut: bool) {
+        {
+            let mut core = self.server.core();
+            for reg in core.registry.values_mut() {
+                reg.handler_knows = false;
+            }
+        }
+        for client in self.snapshot() {
+            let mut st = client.state();
+            if st.stop.is_some() {
+                continue;
+            }
+            client.request_stop(&mut st, Stop::Shutdown { cut });
+            drop(st);
+            let _ = client.stream.shutdown(Shutdown::Read);
+        }
+    }
+
+    fn snapshot(&self) -> Vec<Arc<Client>> {
+        lock(&self.server.table).values().cloned().collect()
+    }
+
+    fn handle_accept(&mut self) {
+        loop {
+            let Some(listener) = &self.listener else {
+                return;
+            };
+            match listener.accept() {
+                Ok((stream, peer)) => {
+                    self.life.accept_backoff().accepted();
+                    self.add_client(stream, peer);
+                }
+                Err(e) => {
+                    let now = Instant::now();
+                    if self.life.accept_backoff().error(&e, now) == AfterError::Stop {
+                        return;
+                    }
+                }
+            }
+        }
+    }
+
+    fn add_client(&mut self, mut stream: TcpStream, peer: SocketAddr) {
+        let server = &self.server;
+        if self.clients() >= server.config.max_clients {
+            // A best-effort line, then close; the new socket's send buffer
+            // has room for it, so the write does not block.
+            let _ = stream.write(status::TOO_MANY_CLIENTS);
+            let _ = stream.shutdown(Shutdown::Write);
+            status::too_many_clients(server.config.max_clients);
+            return;
+        }
+        // accept(2) does not pass O_NONBLOCK on; make sure anyway.
+        if let Err(e) = stream.set_nonblocking(false) {
+            status::diag(format_args!("accept: {e}; dropping connection"));
+            return;
+        }
+        let _ = stream.set_nodelay(true);
+        let id = ClientId(self.next_id);
+        self.next_id += 1;
+        let client = Arc::new(Client {
+            id,
+            stream,
+            max_pending: server.config.max_pending_bytes,
+            slow_policy: server.slow_policy,
+            state: Mutex::new(ClientState::default()),
+            readable: Condvar::new(),
+            writable: Condvar::new(),
+        });
+        {
+            let mut table = lock(&server.table);
+            table.insert(id, Arc::clone(&client));
+            server.open.fetch_add(1, Ordering::SeqCst);
+            server.status.connected(id, table.len());
+        }
+        // Registered and announced before its reader starts, so pauses
+        // from on_connect (the sink's waiters) hold from the first read.
+        lock(&server.core).registry.insert(
+            id,
+            Registered {
+                client: Arc::clone(&client),
+                handler_knows: true,
+            },
+        );
+        server.with_handler(None, &mut self.out, |handler, out| {
+            handler.on_connect(id, peer, out)
+        });
+        let reader_server = Arc::clone(server);
+        let reader_client = Arc::clone(&client);
+        let spawned = thread::Builder::new()
+            .name(format!("client-{id}"))
+            .stack_size(READER_STACK_BYTES)
+            .spawn(move || reader_server.serve(&reader_client));
+        if let Err(e) = spawned {
+            status::dropped_error(id, &format_args!("cannot start a thread: {e}; closing"));
+            server.end_client(&client, &mut server.reader(), End::Kill);
+        }
+    }
+}
