@@ -32,8 +32,6 @@ use std::time::{Duration, Instant};
 
 use mio::net::{TcpListener, TcpStream};
 use mio::{Events, Interest, Poll, Token};
-use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
-use signal_hook_mio::v1_0::Signals;
 use slab::Slab;
 
 use crate::config::ServerConfig;
@@ -41,6 +39,7 @@ use crate::handlers::{ClientId, Finish, Framing, Handler, Outbox, ServerStats, S
 use crate::server::durable::Durable;
 use crate::server::lifecycle::{Command, Lifecycle};
 use crate::server::session::Session;
+use crate::signals::ShutdownSignals;
 use crate::status::{self, Status};
 use crate::store::Store;
 use crate::timers::AfterError;
@@ -54,10 +53,6 @@ use conn::{Conn, ConnState};
 
 const LISTENER: Token = Token(usize::MAX);
 const SIGNALS: Token = Token(usize::MAX - 1);
-
-/// The signals that shut the server down (SPEC: SIGHUP is a shutdown like
-/// SIGTERM, so a closed terminal never loses the ledger's log).
-pub const SHUTDOWN_SIGNALS: [i32; 3] = [SIGINT, SIGTERM, SIGHUP];
 
 /// One `read` call's worth; the buffer is shared by every connection.
 const READ_CHUNK_BYTES: usize = 64 * 1024;
@@ -95,7 +90,7 @@ struct Reactor {
     poll: Poll,
     /// `None` once shutdown began.
     listener: Option<TcpListener>,
-    signals: Signals,
+    signals: ShutdownSignals,
     conns: Slab<Conn>,
     /// Routes handler actions (which name clients) to slab keys.
     keys: HashMap<ClientId, usize>,
@@ -150,9 +145,8 @@ impl Reactor {
         let mut listener = TcpListener::from_std(listener);
         poll.registry()
             .register(&mut listener, LISTENER, Interest::READABLE)?;
-        let mut signals = Signals::new(SHUTDOWN_SIGNALS)?;
-        poll.registry()
-            .register(&mut signals, SIGNALS, Interest::READABLE)?;
+        let mut signals = ShutdownSignals::new()?;
+        signals.register(poll.registry(), SIGNALS)?;
         let stdout = File::from(io::stdout().as_fd().try_clone_to_owned()?);
         let addr = listener.local_addr()?;
         status.listening(addr, handler.name());
@@ -309,7 +303,7 @@ impl Reactor {
     /// Every signal counts: two in one wakeup are a first and a second.
     fn handle_signals(&mut self) {
         let now = Instant::now();
-        for _ in self.signals.pending() {
+        for _ in 0..self.signals.take() {
             self.life.handle_signal(now);
         }
         self.run_commands();

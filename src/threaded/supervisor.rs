@@ -13,15 +13,14 @@ use std::time::Instant;
 
 use mio::unix::SourceFd;
 use mio::{Events, Interest, Poll, Token, Waker};
-use signal_hook_mio::v1_0::Signals;
 
 use super::client::{Client, ClientState, End, Stop};
 use super::{Core, Registered, Server, lock};
 use crate::config::ServerConfig;
 use crate::handlers::{ClientId, Finish, Handler, Outbox, ServerStats};
-use crate::reactor::SHUTDOWN_SIGNALS;
 use crate::server::durable::Durable;
 use crate::server::lifecycle::{Command, Lifecycle};
+use crate::signals::ShutdownSignals;
 use crate::status::{self, Status};
 use crate::store::Store;
 use crate::timers::AfterError;
@@ -39,7 +38,7 @@ pub(super) struct Supervisor {
     poll: Poll,
     /// `None` once shutdown began.
     listener: Option<TcpListener>,
-    signals: Signals,
+    signals: ShutdownSignals,
     /// The id the next client gets.
     next_id: u64,
     /// Phases, signals, reports, accept back-off: the shared rules.
@@ -63,9 +62,8 @@ impl Supervisor {
             LISTENER,
             Interest::READABLE,
         )?;
-        let mut signals = Signals::new(SHUTDOWN_SIGNALS)?;
-        poll.registry()
-            .register(&mut signals, SIGNALS, Interest::READABLE)?;
+        let mut signals = ShutdownSignals::new()?;
+        signals.register(poll.registry(), SIGNALS)?;
         let waker = Waker::new(poll.registry(), WAKE)?;
         let stdout = File::from(io::stdout().as_fd().try_clone_to_owned()?);
         let addr = listener.local_addr()?;
@@ -129,7 +127,7 @@ impl Supervisor {
                         // Every signal counts: two in one wakeup are a
                         // first and a second.
                         let now = Instant::now();
-                        for _ in self.signals.pending() {
+                        for _ in 0..self.signals.take() {
                             self.life.handle_signal(now);
                         }
                         self.run_commands();
