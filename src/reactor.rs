@@ -25,8 +25,8 @@
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashMap, VecDeque};
 use std::fs::File;
-use std::io::{self, Write};
-use std::net::{Shutdown, SocketAddr};
+use std::io;
+use std::net::SocketAddr;
 use std::os::fd::AsFd;
 use std::time::{Duration, Instant};
 
@@ -42,7 +42,7 @@ use crate::server::session::Session;
 use crate::signals::ShutdownSignals;
 use crate::status::{self, Status};
 use crate::store::Store;
-use crate::timers::AfterError;
+use crate::timers::Accepted;
 
 mod closing;
 mod conn;
@@ -314,32 +314,19 @@ impl Reactor {
     /// Accepts until the queue is empty (edge-triggered: no second event
     /// comes for connections left behind).
     fn handle_accept(&mut self) {
-        loop {
-            let Some(listener) = &self.listener else {
-                return;
-            };
-            match listener.accept() {
-                Ok((stream, peer)) => {
-                    self.life.accept_backoff().accepted();
-                    self.add_client(stream, peer);
-                }
-                Err(e) => {
-                    let now = Instant::now();
-                    if self.life.accept_backoff().error(&e, now) == AfterError::Stop {
-                        return;
-                    }
-                }
+        while let Some(listener) = &self.listener {
+            let result = listener.accept();
+            match self.life.accept_backoff().on_accept(result, Instant::now()) {
+                Accepted::Client((stream, peer)) => self.add_client(stream, peer),
+                Accepted::Next => {}
+                Accepted::Stop => return,
             }
         }
     }
 
     fn add_client(&mut self, mut stream: TcpStream, peer: SocketAddr) {
         if self.conns.len() >= self.config.max_clients {
-            // Redis does the same: a best-effort line, then close. The
-            // socket is new, so its send buffer has room for it.
-            let _ = stream.write(status::TOO_MANY_CLIENTS);
-            let _ = stream.shutdown(Shutdown::Write);
-            status::too_many_clients(self.config.max_clients);
+            status::refuse_too_many_clients(&stream, self.config.max_clients);
             return;
         }
         let _ = stream.set_nodelay(true);

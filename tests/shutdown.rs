@@ -23,6 +23,7 @@ both!(
     sighup_is_a_shutdown_and_the_ledger_log_is_written,
     drain_timeout_closes_with_a_clean_eof,
     a_reset_client_gets_one_diagnostic,
+    sink_waiter_is_not_counted_as_cut,
 );
 
 /// Well under the 30 s drain: closing "at once" must not wait for it.
@@ -215,4 +216,31 @@ fn a_reset_client_gets_one_diagnostic(kind: Kind) {
         .filter(|l| l.starts_with("client 1:"))
         .collect();
     assert_eq!(about_1.len(), 1, "{}", s.transcript());
+}
+
+/// At the end of a sink drain the client whose stream was being written is
+/// cut; a client still waiting for its turn sent nothing that was taken, so
+/// it is not (issue 10: the threaded server counted it too).
+fn sink_waiter_is_not_counted_as_cut(kind: Kind) {
+    let mut s = Server::start(kind, &["-H", "sink", "--drain-timeout", "0.5"]);
+    let mut owner = s.connect_as(1);
+    let mut waiter = s.connect_as(2);
+    owner.send(b"part of a stream");
+    waiter.send(b"waits its turn");
+    s.signal(SIGINT);
+    owner.expect_eof();
+    waiter.expect_eof();
+    let status = s.wait_exit_within(QUICK);
+    assert_eq!(status.code(), Some(0), "{status:?}\n{}", s.transcript());
+    let cut: Vec<&String> = s
+        .stderr_lines()
+        .iter()
+        .filter(|l| l.starts_with("drain ended:"))
+        .collect();
+    assert_eq!(
+        cut,
+        ["drain ended: 1 client cut off in the middle of a line"],
+        "{}",
+        s.transcript()
+    );
 }
