@@ -42,6 +42,7 @@
 //! - [`cli`], [`config`]: argument parsing, the server command line and SPEC defaults.
 //! - [`status`]: the exact text of every status and diagnostic line.
 //! - [`net`]: socket set-up.
+//! - [`signals`]: the shutdown signals, counted one by one.
 //! - [`addr`]: the clients' `ADDR` (`HOST:PORT`, `[V6ADDR]:PORT`, bare `PORT`).
 
 // Programs
@@ -72,4 +73,5 @@ pub mod addr;
 pub mod cli;
 pub mod config;
 pub mod net;
+pub mod signals;
 pub mod status;

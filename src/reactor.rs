@@ -25,15 +25,13 @@
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashMap, VecDeque};
 use std::fs::File;
-use std::io::{self, Write};
-use std::net::{Shutdown, SocketAddr};
+use std::io;
+use std::net::SocketAddr;
 use std::os::fd::AsFd;
 use std::time::{Duration, Instant};
 
 use mio::net::{TcpListener, TcpStream};
 use mio::{Events, Interest, Poll, Token};
-use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
-use signal_hook_mio::v1_0::Signals;
 use slab::Slab;
 
 use crate::config::ServerConfig;
@@ -41,9 +39,10 @@ use crate::handlers::{ClientId, Finish, Framing, Handler, Outbox, ServerStats, S
 use crate::server::durable::Durable;
 use crate::server::lifecycle::{Command, Lifecycle};
 use crate::server::session::Session;
+use crate::signals::ShutdownSignals;
 use crate::status::{self, Status};
 use crate::store::Store;
-use crate::timers::AfterError;
+use crate::timers::Accepted;
 
 mod closing;
 mod conn;
@@ -54,10 +53,6 @@ use conn::{Conn, ConnState};
 
 const LISTENER: Token = Token(usize::MAX);
 const SIGNALS: Token = Token(usize::MAX - 1);
-
-/// The signals that shut the server down (SPEC: SIGHUP is a shutdown like
-/// SIGTERM, so a closed terminal never loses the ledger's log).
-pub const SHUTDOWN_SIGNALS: [i32; 3] = [SIGINT, SIGTERM, SIGHUP];
 
 /// One `read` call's worth; the buffer is shared by every connection.
 const READ_CHUNK_BYTES: usize = 64 * 1024;
@@ -95,7 +90,7 @@ struct Reactor {
     poll: Poll,
     /// `None` once shutdown began.
     listener: Option<TcpListener>,
-    signals: Signals,
+    signals: ShutdownSignals,
     conns: Slab<Conn>,
     /// Routes handler actions (which name clients) to slab keys.
     keys: HashMap<ClientId, usize>,
@@ -150,9 +145,8 @@ impl Reactor {
         let mut listener = TcpListener::from_std(listener);
         poll.registry()
             .register(&mut listener, LISTENER, Interest::READABLE)?;
-        let mut signals = Signals::new(SHUTDOWN_SIGNALS)?;
-        poll.registry()
-            .register(&mut signals, SIGNALS, Interest::READABLE)?;
+        let mut signals = ShutdownSignals::new()?;
+        signals.register(poll.registry(), SIGNALS)?;
         let stdout = File::from(io::stdout().as_fd().try_clone_to_owned()?);
         let addr = listener.local_addr()?;
         status.listening(addr, handler.name());
@@ -309,7 +303,7 @@ impl Reactor {
     /// Every signal counts: two in one wakeup are a first and a second.
     fn handle_signals(&mut self) {
         let now = Instant::now();
-        for _ in self.signals.pending() {
+        for _ in 0..self.signals.take() {
             self.life.handle_signal(now);
         }
         self.run_commands();
@@ -320,32 +314,19 @@ impl Reactor {
     /// Accepts until the queue is empty (edge-triggered: no second event
     /// comes for connections left behind).
     fn handle_accept(&mut self) {
-        loop {
-            let Some(listener) = &self.listener else {
-                return;
-            };
-            match listener.accept() {
-                Ok((stream, peer)) => {
-                    self.life.accept_backoff().accepted();
-                    self.add_client(stream, peer);
-                }
-                Err(e) => {
-                    let now = Instant::now();
-                    if self.life.accept_backoff().error(&e, now) == AfterError::Stop {
-                        return;
-                    }
-                }
+        while let Some(listener) = &self.listener {
+            let result = listener.accept();
+            match self.life.accept_backoff().on_accept(result, Instant::now()) {
+                Accepted::Client((stream, peer)) => self.add_client(stream, peer),
+                Accepted::Next => {}
+                Accepted::Stop => return,
             }
         }
     }
 
     fn add_client(&mut self, mut stream: TcpStream, peer: SocketAddr) {
         if self.conns.len() >= self.config.max_clients {
-            // Redis does the same: a best-effort line, then close. The
-            // socket is new, so its send buffer has room for it.
-            let _ = stream.write(status::TOO_MANY_CLIENTS);
-            let _ = stream.shutdown(Shutdown::Write);
-            status::too_many_clients(self.config.max_clients);
+            status::refuse_too_many_clients(&stream, self.config.max_clients);
             return;
         }
         let _ = stream.set_nodelay(true);

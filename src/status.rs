@@ -8,6 +8,7 @@
 use std::fmt;
 use std::io::{self, Write};
 use std::net::SocketAddr;
+use std::os::fd::AsFd;
 use std::time::Duration;
 
 use crate::handlers::ClientId;
@@ -78,6 +79,17 @@ pub fn line_too_long(id: ClientId, max_line: usize) {
     diag(format_args!(
         "client {id}: line longer than {max_line} bytes; closing"
     ));
+}
+
+/// Refuses a connection at `--max-clients` (Redis does the same): a
+/// best-effort error line (the socket is new, so its send buffer has room
+/// and the write does not block), our FIN, and the diagnostic. The client
+/// gets no id and no status line.
+pub fn refuse_too_many_clients(stream: &impl AsFd, max_clients: usize) {
+    let socket = socket2::SockRef::from(stream);
+    let _ = (&*socket).write(TOO_MANY_CLIENTS);
+    let _ = socket.shutdown(std::net::Shutdown::Write);
+    too_many_clients(max_clients);
 }
 
 /// The diagnostic for a connection refused at `--max-clients`.

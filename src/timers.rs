@@ -58,6 +58,17 @@ pub struct AcceptBackoff {
     exhausted: bool,
 }
 
+/// What an accept loop does with one `accept` result.
+#[derive(Debug)]
+pub enum Accepted<T> {
+    /// A connection: add it, then accept the next.
+    Client(T),
+    /// That one failed on its own: accept the next.
+    Next,
+    /// Leave the loop (queue empty, or retrying on a timer).
+    Stop,
+}
+
 /// What the accept loop does after an error.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum AfterError {
@@ -95,6 +106,21 @@ impl AcceptBackoff {
                 self.retry_at = Some(now + Self::RETRY);
                 AfterError::Stop
             }
+        }
+    }
+
+    /// One turn of an accept loop, run until `WouldBlock`: what to do with
+    /// `result`, what `accept` returned at `now`.
+    pub fn on_accept<T>(&mut self, result: io::Result<T>, now: Instant) -> Accepted<T> {
+        match result {
+            Ok(conn) => {
+                self.accepted();
+                Accepted::Client(conn)
+            }
+            Err(e) => match self.error(&e, now) {
+                AfterError::Next => Accepted::Next,
+                AfterError::Stop => Accepted::Stop,
+            },
         }
     }
 
@@ -175,6 +201,17 @@ mod tests {
         assert_eq!(b.deadline(), None);
         b.accepted();
         assert!(!b.exhausted);
+    }
+
+    #[test]
+    fn accept_results_step_the_loop() {
+        let now = Instant::now();
+        let mut b = AcceptBackoff::default();
+        assert!(matches!(b.on_accept(Ok(7), now), Accepted::Client(7)));
+        let reset = io::Error::from(io::ErrorKind::ConnectionReset);
+        assert!(matches!(b.on_accept::<u8>(Err(reset), now), Accepted::Next));
+        let empty = io::Error::from(io::ErrorKind::WouldBlock);
+        assert!(matches!(b.on_accept::<u8>(Err(empty), now), Accepted::Stop));
     }
 
     #[test]

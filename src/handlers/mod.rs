@@ -319,9 +319,12 @@ pub trait Handler: Send {
     /// One complete message from `id` (see the trait doc about terminators).
     fn on_message(&mut self, id: ClientId, msg: &[u8], out: &mut Outbox);
     /// `id` is gone (EOF after its last message, error, or dropped by the
-    /// server). Not called for a client the handler closed itself.
+    /// server). Not called for a client the handler closed itself, nor for
+    /// the clients shutdown closes ([`Handler::on_shutdown`] said that
+    /// everyone goes), on either server.
     fn on_disconnect(&mut self, _id: ClientId, _out: &mut Outbox) {}
-    /// SIGINT/SIGTERM arrived; the listener is closed.
+    /// SIGINT, SIGTERM or SIGHUP arrived; the listener is closed. Clients
+    /// that drain (see [`ShutdownPolicy`]) are still served.
     fn on_shutdown(&mut self, _out: &mut Outbox) {}
     /// The server is about to exit: the ledger's log and summary line.
     fn finish(&mut self, _stats: &ServerStats) -> Finish {

@@ -7,7 +7,6 @@ use std::time::Instant;
 
 use super::conn::{ConnState, Drain};
 use super::{PASS_BUDGET, Reactor};
-use crate::handlers::Framing;
 use crate::server::session::Input;
 use crate::status;
 
@@ -142,14 +141,10 @@ impl Reactor {
         self.current = Some((id, key));
         let had_deadline = conn.session.idle_deadline().is_some();
         // The idle deadline counts from this read, not from the pass start.
-        let now = match self.framing {
-            Framing::Lines { idle_flush: true } => Instant::now(),
-            _ => self.outbox.now(),
-        };
         let result = conn.session.input(
             id,
             &self.scratch[..n],
-            now,
+            Instant::now,
             &mut *self.handler,
             &mut self.outbox,
         );

@@ -55,13 +55,15 @@ impl Session {
         self.idle_deadline
     }
 
-    /// Hands `data`, read from `id` at `now`, to the handler: every
-    /// complete line (or the whole chunk with [`Framing::Raw`]).
+    /// Hands `data`, just read from `id`, to the handler: every complete
+    /// line (or the whole chunk with [`Framing::Raw`]). `now` gives the time
+    /// of the read; it is asked only when an idle deadline must be set (a
+    /// clock read saved on the hot path).
     pub fn input(
         &mut self,
         id: ClientId,
         data: &[u8],
-        now: Instant,
+        now: impl FnOnce() -> Instant,
         handler: &mut dyn Handler,
         out: &mut Outbox,
     ) -> Input {
@@ -90,7 +92,7 @@ impl Session {
                 ControlFlow::Continue(())
             }
         });
-        self.idle_deadline = (idle_flush && self.framer.has_partial()).then(|| now + IDLE_FLUSH);
+        self.idle_deadline = (idle_flush && self.framer.has_partial()).then(|| now() + IDLE_FLUSH);
         if result.is_err() {
             Input::TooLong
         } else if closed {
@@ -229,12 +231,15 @@ mod tests {
         let (mut s, mut h, mut out) = (Session::new(IDLE, 100), Answer, Outbox::new());
         let t0 = Instant::now();
         let _ = TEST_PEER;
-        assert_eq!(s.input(ID, b"a\nb", t0, &mut h, &mut out), Input::Continue);
+        assert_eq!(
+            s.input(ID, b"a\nb", || t0, &mut h, &mut out),
+            Input::Continue
+        );
         assert_eq!(out.take(), vec![Effect::Send(ID, b"a\n".to_vec())]);
         assert_eq!(s.idle_deadline(), Some(t0 + IDLE_FLUSH));
         // More bytes of the same line move the deadline.
         let t1 = t0 + Duration::from_millis(30);
-        s.input(ID, b"c", t1, &mut h, &mut out);
+        s.input(ID, b"c", || t1, &mut h, &mut out);
         assert_eq!(s.idle_deadline(), Some(t1 + IDLE_FLUSH));
         assert_eq!(s.flush_partial(ID, &mut h, &mut out), Ok(true));
         assert_eq!(out.take(), vec![Effect::Send(ID, b"bc".to_vec())]);
@@ -245,7 +250,7 @@ mod tests {
     fn without_idle_flush_no_deadline_is_set() {
         let lines = Framing::Lines { idle_flush: false };
         let (mut s, mut h, mut out) = (Session::new(lines, 100), Answer, Outbox::new());
-        s.input(ID, b"partial", Instant::now(), &mut h, &mut out);
+        s.input(ID, b"partial", Instant::now, &mut h, &mut out);
         assert_eq!(s.idle_deadline(), None);
         assert!(s.cut(false), "the partial line is cut at drain end");
         assert!(!s.cut(false));
@@ -254,7 +259,7 @@ mod tests {
     #[test]
     fn a_close_stops_at_once_and_drops_the_rest() {
         let (mut s, mut h, mut out) = (Session::new(IDLE, 100), Answer, Outbox::new());
-        let got = s.input(ID, b"x\nbye\ny\nz", Instant::now(), &mut h, &mut out);
+        let got = s.input(ID, b"x\nbye\ny\nz", Instant::now, &mut h, &mut out);
         assert_eq!(got, Input::Closed);
         assert_eq!(
             out.take(),
@@ -267,10 +272,13 @@ mod tests {
     fn an_overlong_line_is_too_long_complete_or_not() {
         let (mut s, mut h, mut out) = (Session::new(IDLE, 4), Answer, Outbox::new());
         let t = Instant::now();
-        assert_eq!(s.input(ID, b"12345", t, &mut h, &mut out), Input::TooLong);
+        assert_eq!(
+            s.input(ID, b"12345", || t, &mut h, &mut out),
+            Input::TooLong
+        );
         let (mut s, mut out) = (Session::new(IDLE, 4), Outbox::new());
         // A `\r` is held for a `\n` that may follow; without one it is content.
-        s.input(ID, b"1234\r", t, &mut h, &mut out);
+        s.input(ID, b"1234\r", || t, &mut h, &mut out);
         assert_eq!(s.flush_partial(ID, &mut h, &mut out), Err(TooLong));
     }
 
@@ -278,7 +286,7 @@ mod tests {
     fn raw_chunks_go_whole_and_a_sink_waiter_is_not_cut() {
         let (mut s, mut h, mut out) = (Session::new(Framing::Raw, 1), Answer, Outbox::new());
         let t = Instant::now();
-        s.input(ID, b"a\nb", t, &mut h, &mut out);
+        s.input(ID, b"a\nb", || t, &mut h, &mut out);
         assert_eq!(out.take(), vec![Effect::Send(ID, b"a\nb".to_vec())]);
         assert!(s.cut(false));
         assert!(!s.cut(true));

@@ -174,7 +174,8 @@ impl Server {
         } = r;
         let data = &buf[..n];
         let input = self.with_handler(Some(id), out, |handler, out| {
-            session.input(id, data, out.now(), handler, out)
+            let now = out.now();
+            session.input(id, data, || now, handler, out)
         });
         match input {
             Input::Continue => None,

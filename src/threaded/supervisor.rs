@@ -3,7 +3,7 @@
 
 use std::collections::HashMap;
 use std::fs::File;
-use std::io::{self, Write};
+use std::io;
 use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
 use std::os::fd::{AsFd, AsRawFd};
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
@@ -13,18 +13,17 @@ use std::time::Instant;
 
 use mio::unix::SourceFd;
 use mio::{Events, Interest, Poll, Token, Waker};
-use signal_hook_mio::v1_0::Signals;
 
 use super::client::{Client, ClientState, End, Stop};
 use super::{Core, Registered, Server, lock};
 use crate::config::ServerConfig;
 use crate::handlers::{ClientId, Finish, Handler, Outbox, ServerStats};
-use crate::reactor::SHUTDOWN_SIGNALS;
 use crate::server::durable::Durable;
 use crate::server::lifecycle::{Command, Lifecycle};
+use crate::signals::ShutdownSignals;
 use crate::status::{self, Status};
 use crate::store::Store;
-use crate::timers::AfterError;
+use crate::timers::Accepted;
 
 const LISTENER: Token = Token(0);
 const SIGNALS: Token = Token(1);
@@ -39,7 +38,7 @@ pub(super) struct Supervisor {
     poll: Poll,
     /// `None` once shutdown began.
     listener: Option<TcpListener>,
-    signals: Signals,
+    signals: ShutdownSignals,
     /// The id the next client gets.
     next_id: u64,
     /// Phases, signals, reports, accept back-off: the shared rules.
@@ -63,9 +62,8 @@ impl Supervisor {
             LISTENER,
             Interest::READABLE,
         )?;
-        let mut signals = Signals::new(SHUTDOWN_SIGNALS)?;
-        poll.registry()
-            .register(&mut signals, SIGNALS, Interest::READABLE)?;
+        let mut signals = ShutdownSignals::new()?;
+        signals.register(poll.registry(), SIGNALS)?;
         let waker = Waker::new(poll.registry(), WAKE)?;
         let stdout = File::from(io::stdout().as_fd().try_clone_to_owned()?);
         let addr = listener.local_addr()?;
@@ -129,7 +127,7 @@ impl Supervisor {
                         // Every signal counts: two in one wakeup are a
                         // first and a second.
                         let now = Instant::now();
-                        for _ in self.signals.pending() {
+                        for _ in 0..self.signals.take() {
                             self.life.handle_signal(now);
                         }
                         self.run_commands();
@@ -235,34 +233,22 @@ impl Supervisor {
         lock(&self.server.table).values().cloned().collect()
     }
 
+    /// Accepts until the queue is empty (the poll is edge-triggered).
     fn handle_accept(&mut self) {
-        loop {
-            let Some(listener) = &self.listener else {
-                return;
-            };
-            match listener.accept() {
-                Ok((stream, peer)) => {
-                    self.life.accept_backoff().accepted();
-                    self.add_client(stream, peer);
-                }
-                Err(e) => {
-                    let now = Instant::now();
-                    if self.life.accept_backoff().error(&e, now) == AfterError::Stop {
-                        return;
-                    }
-                }
+        while let Some(listener) = &self.listener {
+            let result = listener.accept();
+            match self.life.accept_backoff().on_accept(result, Instant::now()) {
+                Accepted::Client((stream, peer)) => self.add_client(stream, peer),
+                Accepted::Next => {}
+                Accepted::Stop => return,
             }
         }
     }
 
-    fn add_client(&mut self, mut stream: TcpStream, peer: SocketAddr) {
+    fn add_client(&mut self, stream: TcpStream, peer: SocketAddr) {
         let server = &self.server;
         if self.clients() >= server.config.max_clients {
-            // A best-effort line, then close; the new socket's send buffer
-            // has room for it, so the write does not block.
-            let _ = stream.write(status::TOO_MANY_CLIENTS);
-            let _ = stream.shutdown(Shutdown::Write);
-            status::too_many_clients(server.config.max_clients);
+            status::refuse_too_many_clients(&stream, server.config.max_clients);
             return;
         }
         // accept(2) does not pass O_NONBLOCK on; make sure anyway.
