@@ -23,6 +23,9 @@ use signal_hook::iterator::Signals;
 use crate::addr::{ConnectError, Target};
 use crate::net::os_reason;
 
+mod grpc_queue;
+pub use grpc_queue::{GrpcQueue, run_grpc_queue};
+
 /// Bytes read from a file or stdin per `read` call: large, so a 1 GB
 /// upload is ~16k syscalls, and fixed, so memory does not grow with input.
 pub const CHUNK_BYTES: usize = 64 * 1024;
@@ -334,31 +337,40 @@ pub fn print_replies<R: Read, W: Write + ?Sized>(mut server: R, out: &mut W) -> 
     }
 }
 
-/// The queue client's loop (seed 001 task 1): for each input line, send it,
-/// read exactly one reply line and print it, `None` shown as
-/// `Queue is empty`. `prompt` prints `> ` before each input line (only on
-/// a terminal, so piped transcripts stay clean). Blank lines are skipped
-/// without asking the server. Returns at the input's EOF.
+/// How the queue REPL reaches its server: the line protocol
+/// ([`LineQueue`]) or gRPC (`grpc_queue`). The REPL around it
+/// ([`queue_repl`]) is the same for both, so both clients read and print
+/// alike.
+pub trait QueueTransport {
+    /// Asks the server about one non-blank command `line` (terminator
+    /// removed) and writes the answer's text, without a `\n`, to `out`:
+    /// `True`/`False`, the item, `Queue is empty`, the count, or an
+    /// `error: ...` line that leaves the session going.
+    ///
+    /// # Errors
+    /// A fault that ends the session (the server hung up, stdout failed).
+    fn ask<O: Write + ?Sized>(&mut self, line: &[u8], out: &mut O) -> Result<(), Fault>;
+}
+
+/// The queue REPL (seed 001 task 1): for each input line, one answer line.
+/// `prompt` prints `> ` before each input line (only on a terminal, so
+/// piped transcripts stay clean). Blank lines are skipped without asking
+/// the server. Returns at the input's EOF.
 ///
 /// # Errors
-/// [`Fault::Closed`] when the server hangs up while a reply is due;
-/// otherwise the failing side's fault.
-pub fn queue_session<I, S, W, O>(
+/// The transport's fault, or the input's or output's.
+pub fn queue_repl<I, T, O>(
     mut input: I,
-    replies: S,
-    server: &mut W,
+    transport: &mut T,
     out: &mut O,
     prompt: bool,
 ) -> Result<(), Fault>
 where
     I: BufRead,
-    S: Read,
-    W: Write + ?Sized,
+    T: QueueTransport,
     O: Write + ?Sized,
 {
-    let mut replies = ServerLines::new(replies);
     let mut command = Vec::new();
-    let mut reply = Vec::new();
     loop {
         if prompt {
             out.write_all(b"> ").map_err(Fault::Output)?;
@@ -380,34 +392,87 @@ where
         if line.iter().all(u8::is_ascii_whitespace) {
             continue;
         }
+        transport.ask(line, out)?;
+        out.write_all(b"\n").map_err(Fault::Output)?;
+        out.flush().map_err(Fault::Output)?;
+    }
+}
+
+/// The line protocol's transport: sends the command line as typed (the
+/// server parses it with [`crate::handlers::queue::parse`]) and prints the
+/// one reply line, `None` shown as `Queue is empty`.
+pub struct LineQueue<'w, S, W: ?Sized> {
+    replies: ServerLines<S>,
+    server: &'w mut W,
+    reply: Vec<u8>,
+}
+
+impl<'w, S: Read, W: Write + ?Sized> LineQueue<'w, S, W> {
+    pub fn new(replies: S, server: &'w mut W) -> Self {
+        LineQueue {
+            replies: ServerLines::new(replies),
+            server,
+            reply: Vec::new(),
+        }
+    }
+}
+
+impl<S: Read, W: Write + ?Sized> QueueTransport for LineQueue<'_, S, W> {
+    fn ask<O: Write + ?Sized>(&mut self, line: &[u8], out: &mut O) -> Result<(), Fault> {
         let mut request = Vec::with_capacity(line.len() + 1);
         request.extend_from_slice(line);
         request.push(b'\n');
-        send_all(server, &request).map_err(Fault::Send)?;
+        send_all(self.server, &request).map_err(Fault::Send)?;
 
         // SPEC: every answer is one line. A line longer than a piece is
         // printed whole, piece by piece.
         let mut first = true;
         loop {
-            let Some(_) = replies.next_piece(&mut reply).map_err(Fault::Receive)? else {
+            let Some(_) = self
+                .replies
+                .next_piece(&mut self.reply)
+                .map_err(Fault::Receive)?
+            else {
                 return Err(Fault::Closed);
             };
-            let complete = reply.ends_with(b"\n");
-            let text = trim_line_end(&reply);
+            let complete = self.reply.ends_with(b"\n");
+            let text = trim_line_end(&self.reply);
             let shown: &[u8] = if first && complete && text == b"None" {
-                b"Queue is empty"
+                QUEUE_EMPTY
             } else {
                 text
             };
             out.write_all(shown).map_err(Fault::Output)?;
             first = false;
             if complete {
-                break;
+                return Ok(());
             }
         }
-        out.write_all(b"\n").map_err(Fault::Output)?;
-        out.flush().map_err(Fault::Output)?;
     }
+}
+
+/// What the queue clients print for an empty queue (the seed's words).
+pub const QUEUE_EMPTY: &[u8] = b"Queue is empty";
+
+/// The line queue client's loop: [`queue_repl`] over [`LineQueue`].
+///
+/// # Errors
+/// [`Fault::Closed`] when the server hangs up while a reply is due;
+/// otherwise the failing side's fault.
+pub fn queue_session<I, S, W, O>(
+    input: I,
+    replies: S,
+    server: &mut W,
+    out: &mut O,
+    prompt: bool,
+) -> Result<(), Fault>
+where
+    I: BufRead,
+    S: Read,
+    W: Write + ?Sized,
+    O: Write + ?Sized,
+{
+    queue_repl(input, &mut LineQueue::new(replies, server), out, prompt)
 }
 
 // ---------------------------------------------------------------------------

@@ -29,6 +29,8 @@
 //! - [`addr`]: the clients' `ADDR` (`HOST:PORT`, `[V6ADDR]:PORT`, bare `PORT`).
 //! - [`client`]: the `nonblocking-client` subcommands.
 //! - [`loadgen`]: N concurrent clients against any server; throughput, latency, checks.
+//! - [`queue`]: the seed 001 bounded queue, shared by the line handler and gRPC.
+//! - [`grpc`]: `queue-grpc-server` and the gRPC code generated from `proto/queue.proto`.
 
 pub mod addr;
 pub mod app;
@@ -37,11 +39,13 @@ pub mod client;
 pub mod config;
 pub mod framing;
 pub mod fsutil;
+pub mod grpc;
 pub mod handlers;
 pub mod journal;
 pub mod loadgen;
 pub mod net;
 pub mod outbuf;
+pub mod queue;
 pub mod reactor;
 pub mod status;
 pub mod store;

@@ -71,6 +71,15 @@ enum Command {
         #[arg(value_name = "ADDR")]
         addr: Target,
     },
+    /// The `queue` REPL over gRPC, to `queue-grpc-server` (seed 001).
+    ///
+    /// Same commands and output as `queue`; a refused item (empty, with
+    /// whitespace, over 65536 bytes) prints the server's `error:` reason.
+    GrpcQueue {
+        /// Server address: HOST:PORT, [V6ADDR]:PORT, or PORT (127.0.0.1)
+        #[arg(value_name = "ADDR")]
+        addr: Target,
+    },
 }
 
 /// `Cli::parse()`, except that an invalid value (a bad ADDR) also shows
@@ -84,6 +93,7 @@ fn main() -> ExitCode {
         Command::Send { addr } => client::run_send(addr),
         Command::Chat { addr } => client::run_chat(addr),
         Command::Queue { addr } => client::run_queue(addr),
+        Command::GrpcQueue { addr } => client::run_grpc_queue(addr),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
