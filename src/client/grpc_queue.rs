@@ -19,8 +19,9 @@ use crate::handlers::queue::{Command, parse};
 /// Printed for a `put` whose item is not UTF-8: a proto3 `string` must be.
 pub const NOT_UTF8: &str = "error: the item is not UTF-8 text (gRPC strings must be)";
 
-/// The gRPC transport: one channel, its calls run one at a time on a
-/// current-thread runtime.
+/// The gRPC transport: one channel; its calls run one at a time, and the
+/// runtime's worker keeps the connection answered between them.
+
 pub struct GrpcQueue {
     runtime: Runtime,
     client: QueueClient<Channel>,
@@ -37,7 +38,7 @@ impl GrpcQueue {
             peer: peer.clone(),
             source,
         })?;
-        let runtime = crate::grpc::runtime().map_err(|source| ClientError::Connect {
+        let runtime = crate::grpc::client_runtime().map_err(|source| ClientError::Connect {
             peer: peer.clone(),
             source,
         })?;

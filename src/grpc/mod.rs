@@ -19,13 +19,27 @@ pub mod pb {
 
 use std::io;
 
-/// A current-thread tokio runtime for a client or a server: one thread,
-/// like the rest of the project; the calls of many clients interleave on it.
+/// The server's runtime: current-thread, one thread like the rest of the
+/// project; the calls of every client interleave on it.
 ///
 /// # Errors
 /// The OS refused what the runtime needs (an epoll instance, a timer).
 pub fn runtime() -> io::Result<tokio::runtime::Runtime> {
     tokio::runtime::Builder::new_current_thread()
+        .enable_io()
+        .enable_time()
+        .build()
+}
+
+/// The clients' runtime: one worker thread keeps the HTTP/2 connection
+/// answered (pings, the server's GOAWAY at shutdown) while the caller
+/// blocks elsewhere, e.g. on a terminal; calls are made with `block_on`.
+///
+/// # Errors
+/// The OS refused a thread, an epoll instance or a timer.
+pub fn client_runtime() -> io::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
         .enable_io()
         .enable_time()
         .build()

@@ -1,12 +1,15 @@
 //! `queue-grpc-server [--bind HOST] PORT SIZE`: one [`BoundedQueue`] of
 //! capacity SIZE shared by every gRPC client.
 
+use std::io;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::process::ExitCode;
 use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
 
 use clap::Parser;
 use tokio::signal::unix::{SignalKind, signal};
+use tokio::sync::oneshot;
 use tonic::transport::Server;
 use tonic::transport::server::TcpIncoming;
 use tonic::{Request, Response, Status};
@@ -126,21 +129,14 @@ pub fn main() -> ExitCode {
             let local = listener.local_addr()?;
             // Installed before the first line, so a signal sent as soon as
             // a supervisor sees it is a clean shutdown.
-            let shutdown = shutdown_signal()?;
+            let signals = Signals::new()?;
             let status = status::Status::new(false);
             status.line(format_args!(
                 "Listening on {local} (grpc queue, size {})",
                 args.size
             ));
             let incoming = TcpIncoming::from(listener).with_nodelay(Some(true));
-            Server::builder()
-                .serve_with_incoming_shutdown(
-                    QueueServer::new(QueueService::new(args.size)),
-                    incoming,
-                    shutdown,
-                )
-                .await
-                .map_err(std::io::Error::other)
+            serve(incoming, args.size, signals).await
         })
     });
     match result {
@@ -152,17 +148,66 @@ pub fn main() -> ExitCode {
     }
 }
 
-/// Completes at the first SIGINT, SIGTERM or SIGHUP (SPEC "Shutdown": a
-/// closed terminal is a shutdown like SIGTERM).
-fn shutdown_signal() -> std::io::Result<impl Future<Output = ()>> {
-    let mut int = signal(SignalKind::interrupt())?;
-    let mut term = signal(SignalKind::terminate())?;
-    let mut hup = signal(SignalKind::hangup())?;
-    Ok(async move {
-        tokio::select! {
-            _ = int.recv() => {}
-            _ = term.recv() => {}
-            _ = hup.recv() => {}
+/// How long, after the first signal, connections may take to close: a
+/// client that never answers the server's HTTP/2 GOAWAY (a stopped
+/// process) must not keep the server alive. Calls themselves take
+/// microseconds, so every call in flight finishes well within it.
+pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
+
+/// Serves until a signal, then stops accepting and lets the calls in flight
+/// finish; returns when every connection has closed, at a second signal, or
+/// after [`SHUTDOWN_GRACE`].
+async fn serve(incoming: TcpIncoming, size: u32, mut signals: Signals) -> io::Result<()> {
+    let (stop, stopped) = oneshot::channel::<()>();
+    let server = Server::builder().serve_with_incoming_shutdown(
+        QueueServer::new(QueueService::new(size)),
+        incoming,
+        async {
+            let _ = stopped.await;
+        },
+    );
+    tokio::pin!(server);
+    tokio::select! {
+        result = &mut server => return result.map_err(io::Error::other),
+        () = signals.recv() => {}
+    }
+    let _ = stop.send(());
+    tokio::select! {
+        result = &mut server => result.map_err(io::Error::other),
+        () = signals.recv() => Ok(()),
+        () = tokio::time::sleep(SHUTDOWN_GRACE) => {
+            status::diag(format_args!(
+                "shutdown: connections still open after {} s; closing them",
+                SHUTDOWN_GRACE.as_secs()
+            ));
+            Ok(())
         }
-    })
+    }
+}
+
+/// SIGINT, SIGTERM and SIGHUP (SPEC "Shutdown": a closed terminal is a
+/// shutdown like SIGTERM), installed before the first line is printed.
+struct Signals {
+    int: tokio::signal::unix::Signal,
+    term: tokio::signal::unix::Signal,
+    hup: tokio::signal::unix::Signal,
+}
+
+impl Signals {
+    fn new() -> io::Result<Self> {
+        Ok(Signals {
+            int: signal(SignalKind::interrupt())?,
+            term: signal(SignalKind::terminate())?,
+            hup: signal(SignalKind::hangup())?,
+        })
+    }
+
+    /// The next of the three, whichever comes first.
+    async fn recv(&mut self) {
+        tokio::select! {
+            _ = self.int.recv() => {}
+            _ = self.term.recv() => {}
+            _ = self.hup.recv() => {}
+        }
+    }
 }
