@@ -485,3 +485,60 @@ fn nonblocking_client_talks_to_the_python_peer_server() {
     assert_eq!(String::from_utf8_lossy(&out.stdout), SEED_OUTPUT);
     assert!(status.success(), "the peer exits 0 on SIGINT");
 }
+
+// ---------------------------------------------------------------------------
+// loadgen --handler grpc-queue / queue (SPEC "loadgen"): a correctness
+// check of the workload, not a measurement.
+
+fn loadgen(args: &[&str]) -> Output {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_loadgen"));
+    cmd.args(args);
+    run_with_input(cmd, b"")
+}
+
+#[test]
+fn loadgen_grpc_queue_checks_every_answer() {
+    let mut s = GrpcServer::start(&[], "8");
+    let addr = s.addr.to_string();
+    let out = loadgen(&["-H", "grpc-queue", "-c", "8", "-l", "25", "--json", &addr]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{out:?}");
+    assert!(stdout.contains("\"handler\":\"grpc-queue\""), "{stdout}");
+    assert!(
+        stdout.contains("\"lines\":400,"),
+        "8 clients x 25 x 2 calls: {stdout}"
+    );
+    assert!(stdout.contains("\"errors\":0,"), "{stdout}");
+    // The queue is left empty.
+    let (rt, mut c) = s.client();
+    assert_eq!(rt.block_on(c.size(Empty {})).unwrap().get_ref().size, 0);
+    // More clients than the queue holds: a put answers false, which is an
+    // error the run reports (exit 1).
+    let out = loadgen(&["-H", "grpc-queue", "-c", "9", "-l", "25", &addr]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    assert!(stderr.contains("queue full"), "{stderr}");
+    assert!(s.stop(SIGINT).success());
+}
+
+#[test]
+fn loadgen_queue_drives_the_line_handler() {
+    for kind in [common::Kind::Reactor, common::Kind::Threaded] {
+        let mut s = common::Server::start(kind, &["-H", "queue", "--queue-size", "5"]);
+        let out = loadgen(&[
+            "-H",
+            "queue",
+            "-c",
+            "5",
+            "-l",
+            "30",
+            "--json",
+            &s.addr.to_string(),
+        ]);
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert!(out.status.success(), "{kind:?}: {out:?}");
+        assert!(stdout.contains("\"lines\":300,"), "{stdout}");
+        assert!(stdout.contains("\"errors\":0,"), "{stdout}");
+        s.stop(SIGINT);
+    }
+}

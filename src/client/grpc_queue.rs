@@ -21,7 +21,6 @@ pub const NOT_UTF8: &str = "error: the item is not UTF-8 text (gRPC strings must
 
 /// The gRPC transport: one channel; its calls run one at a time, and the
 /// runtime's worker keeps the connection answered between them.
-
 pub struct GrpcQueue {
     runtime: Runtime,
     client: QueueClient<Channel>,

@@ -17,7 +17,10 @@ use super::{ConnectMode, Mode, Options, RunError, Source, VerifyLog, lines, pars
       ledger    each client streams its lines in 64 KiB writes (--repeat times), shuts down its\n            \
                 sending side and reads to EOF; the expected log can be written or checked\n  \
       echo      each client keeps --window lines in flight and checks every reply byte for byte\n  \
-      presence  clients c00001.. join one by one, then leave one by one; every list is checked\n\n\
+      presence  clients c00001.. join one by one, then leave one by one; every list is checked\n  \
+      queue, grpc-queue  each client does --lines steps of put then pop on a queue server (line\n            \
+                `--handler queue`, or queue-grpc-server), every answer checked; the queue's size\n            \
+                must be >= --clients; `lines` counts calls (two per step)\n\n\
       Exit status: 0 if every client finished and every check passed, 1 otherwise, 2 on a usage error.\n\
       Example: loadgen --handler ledger --clients 50 --lines 10000 --repeat 20 --verify-log log.txt --stop-pid $PID 7722"
 )]
