@@ -394,7 +394,8 @@ fn python_grpc() -> Option<String> {
         std::env::var_os("CI").is_none(),
         "CI must run the interop test: {why}"
     );
-    eprintln!("SKIP Python gRPC interop: {why}");
+    // Straight to stderr: libtest captures eprintln!, and a skip must show.
+    let _ = writeln!(std::io::stderr(), "SKIP Python gRPC interop: {why}");
     None
 }
 
@@ -541,4 +542,80 @@ fn loadgen_queue_drives_the_line_handler() {
         assert!(stdout.contains("\"errors\":0,"), "{stdout}");
         s.stop(SIGINT);
     }
+}
+
+// ---------------------------------------------------------------------------
+// Shutdown against a client that never answers: it must not hold the server.
+
+/// Starts the server with stderr into a file; (child, addr, stderr path).
+fn start_with_stderr(tmp: &TempDir) -> (Child, SocketAddr, std::path::PathBuf) {
+    let err_path = tmp.join("stderr.txt");
+    let mut child = Command::new(SERVER)
+        .args(["0", "3"])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(std::fs::File::create(&err_path).unwrap())
+        .spawn()
+        .expect("start queue-grpc-server");
+    let first = first_line_of(&mut child, "queue-grpc-server");
+    let addr = first
+        .strip_prefix("Listening on ")
+        .and_then(|rest| rest.split_once(' '))
+        .and_then(|(addr, _)| addr.parse().ok())
+        .unwrap_or_else(|| panic!("malformed first line {first:?}"));
+    (child, addr, err_path)
+}
+
+/// An HTTP/2 client that says hello (preface and SETTINGS) and then
+/// nothing: it never answers the server's GOAWAY and PING at shutdown.
+fn silent_http2_client(addr: SocketAddr) -> std::net::TcpStream {
+    let mut s = std::net::TcpStream::connect(addr).unwrap();
+    s.write_all(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n\x00\x00\x00\x04\x00\x00\x00\x00\x00")
+        .unwrap();
+    s
+}
+
+#[test]
+fn a_silent_client_cannot_hold_the_shutdown() {
+    let tmp = TempDir::new("grpc-silent");
+    let (mut child, addr, err_path) = start_with_stderr(&tmp);
+    let _silent = silent_http2_client(addr);
+    // A real call first, so the server has surely taken the connection.
+    let out = grpc_client(addr, "size\n");
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "0\n");
+    send_signal(&child, SIGINT);
+    let status = wait_exit(&mut child);
+    assert_eq!(status.code(), Some(0));
+    let stderr = std::fs::read_to_string(&err_path).unwrap();
+    assert!(
+        stderr.contains("connections still open after 5 s"),
+        "the grace period ended it: {stderr:?}"
+    );
+}
+
+#[test]
+fn a_second_signal_stops_at_once() {
+    let tmp = TempDir::new("grpc-second");
+    let (mut child, addr, err_path) = start_with_stderr(&tmp);
+    let _silent = silent_http2_client(addr);
+    let out = grpc_client(addr, "size\n");
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "0\n");
+    send_signal(&child, SIGINT);
+    // The first signal has been handled once the listener is closed.
+    let deadline = std::time::Instant::now() + TIMEOUT;
+    while std::net::TcpStream::connect(addr).is_ok() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the listener stayed open"
+        );
+        thread::sleep(std::time::Duration::from_millis(10));
+    }
+    send_signal(&child, SIGTERM);
+    let status = wait_exit(&mut child);
+    assert_eq!(status.code(), Some(0));
+    let stderr = std::fs::read_to_string(&err_path).unwrap();
+    assert!(
+        !stderr.contains("still open"),
+        "the second signal, not the grace period, ended it: {stderr:?}"
+    );
 }
