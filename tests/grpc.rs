@@ -292,6 +292,12 @@ fn invalid_items_get_invalid_argument_and_change_nothing() {
         .get_ref()
         .ok
     );
+    // A message over tonic's 4 MiB decoding limit is refused before it is
+    // decoded (memory stays bounded): OUT_OF_RANGE, nothing changes.
+    let huge = "z".repeat(5 << 20);
+    let err = rt.block_on(c.put(PutRequest { item: huge })).unwrap_err();
+    assert_eq!(err.code(), Code::OutOfRange, "{err:?}");
+    assert_eq!(rt.block_on(c.size(Empty {})).unwrap().get_ref().size, 1);
     // The REPL client prints the server's reason and goes on.
     let out = grpc_client(s.addr, &format!("put {long}\npop\n"));
     assert!(out.status.success(), "client failed: {out:?}");

@@ -154,18 +154,24 @@ pub fn main() -> ExitCode {
 /// microseconds, so every call in flight finishes well within it.
 pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
 
+/// Calls one connection may have in flight at once (each is one
+/// queue operation; a client needs one at a time).
+pub const MAX_STREAMS_PER_CONNECTION: u32 = 256;
+
 /// Serves until a signal, then stops accepting and lets the calls in flight
 /// finish; returns when every connection has closed, at a second signal, or
 /// after [`SHUTDOWN_GRACE`].
 async fn serve(incoming: TcpIncoming, size: u32, mut signals: Signals) -> io::Result<()> {
     let (stop, stopped) = oneshot::channel::<()>();
-    let server = Server::builder().serve_with_incoming_shutdown(
-        QueueServer::new(QueueService::new(size)),
-        incoming,
-        async {
+    // Memory stays bounded whatever a client does: HTTP/2 flow control
+    // bounds the bytes in flight per stream, this the streams per
+    // connection, and tonic refuses a message over 4 MiB
+    // (OUT_OF_RANGE) before it is decoded.
+    let server = Server::builder()
+        .max_concurrent_streams(MAX_STREAMS_PER_CONNECTION)
+        .serve_with_incoming_shutdown(QueueServer::new(QueueService::new(size)), incoming, async {
             let _ = stopped.await;
-        },
-    );
+        });
     tokio::pin!(server);
     tokio::select! {
         result = &mut server => return result.map_err(io::Error::other),
