@@ -27,7 +27,8 @@ use crate::status;
     about = "The seed 001 remote queue over gRPC: put, peek, pop and size on one bounded queue \
              shared by every client (service `queue.Queue` in proto/queue.proto).",
     after_help = "The first stdout line is `Listening on ADDR (grpc queue, size SIZE)`.\n\
-                  SIGINT or SIGTERM (or SIGHUP): stop accepting, finish the calls in flight, exit 0."
+                  SIGINT or SIGTERM (or SIGHUP): stop accepting, finish the calls in flight, exit 0;\n\
+                  connections get up to 5 s to close, a second signal stops at once."
 )]
 pub struct GrpcArgs {
     /// IP address to listen on; 0.0.0.0 or :: opens the server to other machines
