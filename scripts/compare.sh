@@ -6,11 +6,13 @@
 #   SERVERS="nonblocking tokio" WORKLOADS="echo-w1 presence" scripts/compare.sh
 #   scripts/compare.sh --threads 2    # loadgen on 2 threads (same as THREADS=2)
 #   WORKLOADS=udp-echo SERVERS="nonblocking threaded python" scripts/compare.sh
+#   SERVERS="nonblocking grpc python" WORKLOADS=grpc-queue scripts/compare.sh   # the gRPC table
 #
-# Knobs: RUNS (3), QUICK (0), SERVERS ("nonblocking threaded tokio python"),
-#        WORKLOADS ("ledger-10M echo-w1 echo-w64 presence-1000 ledger-scale udp-echo"),
+# Knobs: RUNS (3), QUICK (0), SERVERS ("nonblocking threaded tokio python grpc"),
+#        WORKLOADS ("ledger-10M echo-w1 echo-w64 presence-1000 ledger-scale udp-echo grpc-queue"),
 #        THREADS (1, or --threads N): loadgen's --threads, the same for every row of a series
 #        (1 is how the tables before issue 14 were measured; 2 so loadgen is not the bottleneck),
+#        GRPC_PY (target/grpc-venv/bin/python, created with grpcio if missing: the grpc-queue peer),
 #        SCALE_CLIENTS ("10 50 200 1000"), OUT (bench-results; bench-results/quick with QUICK=1), ANCHORS (../shared/anchors),
 #        WAIT_IDLE (1; 0 with QUICK): before each run wait up to 2 min for the machine to go idle,
 #        CASE_LIMIT (300 s per run).
@@ -26,6 +28,11 @@
 #                  --udp (skipped with a note while a binary's --help has no --udp) and the
 #                  python peer scripts/peers/udp_echo_server.py (the seeds' recvfrom/sendto loop);
 #                  the check column shows lost=N (no reply within 1 s)
+#   grpc-queue     seed 001's queue, put then pop per step, 1 client x 10,000 steps and 50 clients
+#                  x 2,000 steps (lines = calls, two per step): `grpc` = queue-grpc-server, `python`
+#                  = scripts/peers/grpc_queue_server.py (grpcio, thread pool), both loadgen
+#                  --handler grpc-queue; `nonblocking`/`threaded` = the line `--handler queue` on
+#                  the same workload (loadgen --handler queue). Queue size 64 everywhere.
 #
 # Every run: a fresh server under GNU `/usr/bin/time -v` (wrapped in `env --default-signal=INT`,
 # since background jobs of a script start with SIGINT ignored), cwd = a fresh run directory (the
@@ -51,8 +58,8 @@ ROOT=$(cd "$(dirname "$0")/.." && pwd)
 cd "$ROOT"
 RUNS=${RUNS:-3}
 QUICK=${QUICK:-0}
-SERVERS=${SERVERS:-"nonblocking threaded tokio python"}
-WORKLOADS=${WORKLOADS:-"ledger-10M echo-w1 echo-w64 presence-1000 ledger-scale udp-echo"}
+SERVERS=${SERVERS:-"nonblocking threaded tokio python grpc"}
+WORKLOADS=${WORKLOADS:-"ledger-10M echo-w1 echo-w64 presence-1000 ledger-scale udp-echo grpc-queue"}
 WORKLOADS=${WORKLOADS//udp-echo-w/udp-echo@w}              # keep the two explicit names,
 WORKLOADS=${WORKLOADS//udp-echo/udp-echo-w1 udp-echo-w64}  # expand the bare one
 WORKLOADS=${WORKLOADS//udp-echo@w/udp-echo-w}
@@ -67,11 +74,12 @@ if [ "$QUICK" = 1 ]; then WAIT_IDLE=${WAIT_IDLE:-0}; else WAIT_IDLE=${WAIT_IDLE:
 # Sizes: full, or QUICK.
 if [ "$QUICK" = 1 ]; then
   LEDGER_LINES=1000; LEDGER_REPEAT=2; ECHO_LINES=500; ECHO64_LINES=2000; PRESENCE_N=100; SCALE_TOTAL=100000
-  UDP_LINES=500
+  UDP_LINES=500; GRPC_STEPS_1=100; GRPC_STEPS_50=20
 else
   LEDGER_LINES=10000; LEDGER_REPEAT=20; ECHO_LINES=10000; ECHO64_LINES=10000; PRESENCE_N=1000; SCALE_TOTAL=1000000
-  UDP_LINES=10000
+  UDP_LINES=10000; GRPC_STEPS_1=10000; GRPC_STEPS_50=2000
 fi
+QUEUE_SIZE=64   # >= the most clients of the grpc-queue workload: each has one item queued at most
 
 mkdir -p "$OUT"
 WORK=$(mktemp -d /tmp/compare.XXXXXX)
@@ -97,6 +105,15 @@ if want_peer tokio; then
   cargo build --release --quiet --locked --manifest-path "$ANCHORS/echo-presence/Cargo.toml" \
     --target-dir "$AT/echo-presence" || exit 1
 fi
+
+GRPC_PY=${GRPC_PY:-$ROOT/target/grpc-venv/bin/python}
+case " $WORKLOADS " in *" grpc-queue "*)
+  if want_peer python && ! "$GRPC_PY" -c 'import grpc, grpc_tools' 2>/dev/null; then
+    echo "# installing grpcio for the python grpc-queue peer into target/grpc-venv" >&2
+    python3 -m venv "$ROOT/target/grpc-venv" && "$ROOT/target/grpc-venv/bin/pip" install --quiet grpcio grpcio-tools || exit 1
+    GRPC_PY=$ROOT/target/grpc-venv/bin/python
+  fi ;;
+esac
 
 {
   echo "# $(date -u +%FT%TZ) $(nproc) cores, $(uname -r), $(rustc --version), $($PY --version 2>&1)"
@@ -127,8 +144,10 @@ server_cmd() {
     return 0
   fi
   case $srv in
+    nonblocking|threaded) [ "$h" = grpc-queue ] && { echo "$B/$srv-server --handler queue --queue-size $QUEUE_SIZE"; return; } ;;&
     nonblocking) echo "$B/nonblocking-server --handler $h" ;;
     threaded)    echo "$B/threaded-server --handler $h" ;;
+    grpc) [ "$h" = grpc-queue ] && echo "$B/queue-grpc-server" ;;
     tokio)
       case $h in
         ledger) echo "$AT/ledger/release/tokio-ledger" ;;
@@ -140,8 +159,18 @@ server_cmd() {
         ledger) echo "$PY $ANCHORS/ledger/ledger_threaded.py" ;;
         echo) echo "$PY $ANCHORS/echo-presence/echo_threaded.py" ;;
         presence) echo "$PY $ANCHORS/echo-presence/presence_threaded.py" ;;
+        grpc-queue) echo "$GRPC_PY $ROOT/scripts/peers/grpc_queue_server.py" ;;
       esac ;;
   esac
+}
+# server_tail SERVER HANDLER -> arguments after the port (the gRPC queues' SIZE)
+server_tail() {
+  case $1:$2 in grpc:grpc-queue|python:grpc-queue) echo "$QUEUE_SIZE" ;; esac
+}
+# loadgen_handler SERVER HANDLER -> what loadgen speaks: the line servers serve grpc-queue's
+# workload with their line `queue` handler
+loadgen_handler() {
+  case $1:$2 in nonblocking:grpc-queue|threaded:grpc-queue) echo queue ;; *) echo "$2" ;; esac
 }
 
 busy_ticks() { awk '/^cpu /{print $2+$3+$4+$7+$8+$9}' /proc/stat; }
@@ -167,7 +196,7 @@ run_one() {
   local rd=$WORK/$w-$srv-$clients-$run port tpid spid="" i
   mkdir -p "$rd"; port=$(free_port)
   # shellcheck disable=SC2086  # cmd is a command line on purpose
-  ( cd "$rd" && exec /usr/bin/time -v -o "$rd/server.time" env --default-signal=INT $cmd "$port" \
+  ( cd "$rd" && exec /usr/bin/time -v -o "$rd/server.time" env --default-signal=INT $cmd "$port" $(server_tail "$srv" "$h") \
       >"$rd/server.out" 2>"$rd/server.err" ) &
   tpid=$!
   for i in $(seq 200); do
@@ -185,8 +214,8 @@ run_one() {
   [ "$h" = ledger ] && extra=(--expect-log "$rd/expected.txt")
   [ "$h" = udp-echo ] && { lh=echo; extra=(--udp); }
   /usr/bin/time -f '%U %S' -o "$rd/loadgen.time" timeout $((CASE_LIMIT + 30)) \
-    "$LOADGEN" --json --timeout "$CASE_LIMIT" --threads "$THREADS" --handler "$lh" --clients "$clients" \
-    "${extra[@]}" "$@" \
+    "$LOADGEN" --json --timeout "$CASE_LIMIT" --threads "$THREADS" --handler "$(loadgen_handler "$srv" "$lh")" \
+    --clients "$clients" "${extra[@]}" "$@" \
     "127.0.0.1:$port" >"$rd/loadgen.json" 2>"$rd/loadgen.err"
   local rc=$?
   kill -INT "$spid" 2>/dev/null
@@ -248,6 +277,9 @@ for w in $WORKLOADS; do
           for c in $SCALE_CLIENTS; do
             run_one "$w" "$srv" ledger "$c" "$run" --lines $((SCALE_TOTAL / c))
           done ;;
+        grpc-queue)
+          run_one "$w" "$srv" grpc-queue 1 "$run" --lines "$GRPC_STEPS_1"
+          run_one "$w" "$srv" grpc-queue 50 "$run" --lines "$GRPC_STEPS_50" ;;
         *) echo "unknown workload $w" >&2; exit 2 ;;
       esac
     done
@@ -299,6 +331,7 @@ labels = {
     "ledger-scale": "ledger scaling",
     "udp-echo-w1": "udp echo 50 clients ping-pong",
     "udp-echo-w64": "udp echo 50 clients, 64 in flight",
+    "grpc-queue": "queue put+pop: line queue (nonblocking, threaded) vs gRPC (grpc, python grpcio)",
 }
 print(f"# nonblocking vs peers{' (QUICK sizes: a smoke pass, not a measurement)' if quick == '1' else ''}\n")
 print(f"loadgen --threads {threads}. Median of runs, (min-max) when more than one. ours/this = nonblocking-server's median lines/s "
@@ -306,7 +339,7 @@ print(f"loadgen --threads {threads}. Median of runs, (min-max) when more than on
       "RSS = peak. Presence lines/s = N² lists / (join + leave time).\n")
 print("| workload | server | clients | runs ok | lines/s | ours/this | p50 us | p99 us | wall s | join s | leave s | server CPU s | server peak RSS MiB | loadgen CPU s | check |")
 print("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
-order = ["nonblocking", "threaded", "tokio", "python"]
+order = ["nonblocking", "threaded", "tokio", "python", "grpc"]
 for (w, srv, c) in sorted(groups, key=lambda k: (list(labels).index(k[0]) if k[0] in labels else 9, k[2], order.index(k[1]) if k[1] in order else 9)):
     rs = groups[(w, srv, c)]
     ok = [r for r in rs if r["status"] == "OK"]
@@ -320,6 +353,15 @@ for (w, srv, c) in sorted(groups, key=lambda k: (list(labels).index(k[0]) if k[0
           f"{stat(rs, 'p50_us')} | {stat(rs, 'p99_us')} | {stat(rs, 'wall_s', '{:.3f}')} | "
           f"{stat(rs, 'join_s', '{:.3f}')} | {stat(rs, 'leave_s', '{:.3f}')} | {stat(rs, 'srv_cpu_s', '{:.2f}')} | "
           f"{stat(rs, 'srv_rss_kb', '{:.1f}', 1 / 1024)} | {stat(rs, 'loadgen_cpu_s', '{:.2f}')} | {check} |")
+
+# grpc-queue: lines are calls. Issue 13's two ratios, per client count.
+for c in sorted({k[2] for k in groups if k[0] == "grpc-queue"}):
+    g = median_of(("grpc-queue", "grpc", c), "lines_per_s")
+    p = median_of(("grpc-queue", "python", c), "lines_per_s")
+    n = median_of(("grpc-queue", "nonblocking", c), "lines_per_s")
+    r = lambda a, b: f"{a / b:.1f}x" if a and b else "n/a"
+    print(f"\ngrpc-queue, {c} clients (calls/s): queue-grpc-server / python grpcio = {r(g, p)}; "
+          f"line queue on the reactor / queue-grpc-server = {r(n, g)}")
 
 # Plot: ledger-scale lines/s against clients, one line per server (ours first).
 series = {}

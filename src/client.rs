@@ -24,7 +24,11 @@ use crate::addr::{ConnectError, Target};
 use crate::net::os_reason;
 
 pub mod atm;
+mod grpc_queue;
 pub mod menu;
+mod queue_repl;
+pub use grpc_queue::{GrpcQueue, run_grpc_queue};
+pub use queue_repl::{LineQueue, QUEUE_EMPTY, QueueTransport, queue_repl};
 
 /// Bytes read from a file or stdin per `read` call: large, so a 1 GB
 /// upload is ~16k syscalls, and fixed, so memory does not grow with input.
@@ -337,17 +341,13 @@ pub fn print_replies<R: Read, W: Write + ?Sized>(mut server: R, out: &mut W) -> 
     }
 }
 
-/// The queue client's loop (seed 001 task 1): for each input line, send it,
-/// read exactly one reply line and print it, `None` shown as
-/// `Queue is empty`. `prompt` prints `> ` before each input line (only on
-/// a terminal, so piped transcripts stay clean). Blank lines are skipped
-/// without asking the server. Returns at the input's EOF.
+/// The line queue client's loop: [`queue_repl`] over [`LineQueue`].
 ///
 /// # Errors
 /// [`Fault::Closed`] when the server hangs up while a reply is due;
 /// otherwise the failing side's fault.
 pub fn queue_session<I, S, W, O>(
-    mut input: I,
+    input: I,
     replies: S,
     server: &mut W,
     out: &mut O,
@@ -359,58 +359,7 @@ where
     W: Write + ?Sized,
     O: Write + ?Sized,
 {
-    let mut replies = ServerLines::new(replies);
-    let mut command = Vec::new();
-    let mut reply = Vec::new();
-    loop {
-        if prompt {
-            out.write_all(b"> ").map_err(Fault::Output)?;
-            out.flush().map_err(Fault::Output)?;
-        }
-        command.clear();
-        if input
-            .read_until(b'\n', &mut command)
-            .map_err(Fault::Input)?
-            == 0
-        {
-            if prompt {
-                // End the prompt's line so the shell's prompt starts clean.
-                out.write_all(b"\n").map_err(Fault::Output)?;
-            }
-            return out.flush().map_err(Fault::Output);
-        }
-        let line = trim_line_end(&command);
-        if line.iter().all(u8::is_ascii_whitespace) {
-            continue;
-        }
-        let mut request = Vec::with_capacity(line.len() + 1);
-        request.extend_from_slice(line);
-        request.push(b'\n');
-        send_all(server, &request).map_err(Fault::Send)?;
-
-        // SPEC: every answer is one line. A line longer than a piece is
-        // printed whole, piece by piece.
-        let mut first = true;
-        loop {
-            let Some(_) = replies.next_piece(&mut reply).map_err(Fault::Receive)? else {
-                return Err(Fault::Closed);
-            };
-            let complete = reply.ends_with(b"\n");
-            let text = trim_line_end(&reply);
-            let shown: &[u8] = if first && complete && text == b"None" {
-                b"Queue is empty"
-            } else {
-                text
-            };
-            out.write_all(shown).map_err(Fault::Output)?;
-            first = false;
-            if complete {
-                break;
-            }
-        }
-        out.write_all(b"\n").map_err(Fault::Output)?;
-        out.flush().map_err(Fault::Output)?;
-    }
+    queue_repl(input, &mut LineQueue::new(replies, server), out, prompt)
 }
 
 // ---------------------------------------------------------------------------

@@ -19,6 +19,7 @@
 //! - [`app`]: what both server binaries do around their loop (bind, exit codes, files).
 //! - [`client`]: the `nonblocking-client` subcommands.
 //! - [`loadgen`]: N concurrent clients against any server; throughput, latency, checks.
+//! - [`grpc`]: `queue-grpc-server` and the gRPC code generated from `proto/queue.proto`.
 //!
 //! Servers (own sockets, threads, the clock):
 //! - [`reactor`]: the mio event loop.
@@ -32,6 +33,7 @@
 //!
 //! Protocols (no I/O):
 //! - [`handlers`]: the handler trait and the protocols.
+//! - [`queue`]: the seed 001 bounded queue, shared by the line handler and gRPC.
 //!
 //! Durable state:
 //! - [`store`]: where persisted bytes go (the handler-neutral durability seam).
@@ -48,6 +50,7 @@
 // Programs
 pub mod app;
 pub mod client;
+pub mod grpc;
 pub mod loadgen;
 
 // Servers
@@ -62,6 +65,7 @@ pub mod timers;
 
 // Protocols
 pub mod handlers;
+pub mod queue;
 
 // Durable state
 pub mod fsutil;

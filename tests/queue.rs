@@ -13,6 +13,7 @@ both!(
     usage_and_unknown_command_errors,
     case_insensitive_commands_items_kept,
     idle_flushed_and_crlf_commands,
+    blank_line_answers_unknown_command,
 );
 
 fn start_queue(kind: Kind, size: &str) -> Server {
@@ -92,6 +93,20 @@ fn usage_and_unknown_command_errors(kind: Kind) {
     ask(&mut c, "size", "0");
     ask(&mut c, "put ok", "True");
     ask(&mut c, "pop", "ok");
+    s.stop(SIGINT);
+}
+
+/// A request/reply client must never wait forever: a blank line (an empty
+/// command) is answered like any unknown command, and changes nothing.
+fn blank_line_answers_unknown_command(kind: Kind) {
+    let mut s = start_queue(kind, "10");
+    let mut c = s.connect_as(1);
+    ask(&mut c, "put a", "True");
+    ask(&mut c, "", "error: unknown command");
+    ask(&mut c, " \t ", "error: unknown command");
+    c.send(b"\r\n");
+    c.expect_line(b"error: unknown command\n");
+    ask(&mut c, "size", "1");
     s.stop(SIGINT);
 }
 

@@ -97,6 +97,15 @@ enum Command {
         #[arg(long)]
         udp: bool,
     },
+    /// The `queue` REPL over gRPC, to `queue-grpc-server` (seed 001).
+    ///
+    /// Same commands and output as `queue`; a refused item (empty, with
+    /// whitespace, over 65536 bytes) prints the server's `error:` reason.
+    GrpcQueue {
+        /// Server address: HOST:PORT, [V6ADDR]:PORT, or PORT (127.0.0.1)
+        #[arg(value_name = "ADDR")]
+        addr: Target,
+    },
 }
 
 /// `Cli::parse()`, except that an invalid value (a bad ADDR) also shows
@@ -112,6 +121,7 @@ fn main() -> ExitCode {
         Command::Queue { addr } => client::run_queue(addr),
         Command::Atm { addr, tcp } => client::atm::run_atm(addr, *tcp),
         Command::Menu { addr, udp } => client::menu::run_menu(addr, *udp),
+        Command::GrpcQueue { addr } => client::run_grpc_queue(addr),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

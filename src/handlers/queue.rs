@@ -1,38 +1,35 @@
-//! queue (seed 001 task 1): one bounded FIFO shared by every client, driven
-//! by `put ITEM`, `peek`, `pop` and `size`, one command per line.
+//! queue (seed 001 task 1): the line protocol around [`BoundedQueue`]:
+//! `put ITEM`, `peek`, `pop` and `size`, one command per line.
+//!
+//! [`parse`] is the command language on its own, shared with
+//! `nonblocking-client grpc-queue`, which reads the same commands from a
+//! terminal and sends them over gRPC.
 //!
 //! Memory is bounded by `capacity` items of at most `--max-line` bytes each
-//! (the server enforces the line limit before a line reaches us).
+//! (the server enforces the line limit before a line reaches us) and at most
+//! [`crate::queue::MAX_ITEM_BYTES`].
 
-use std::collections::VecDeque;
 use std::io::Write;
 
 use super::{ClientId, Framing, Handler, Outbox, strip_terminator};
+use crate::queue::BoundedQueue;
 
-const USAGE_PUT: &[u8] = b"error: usage: put ITEM\n";
-const USAGE_PEEK: &[u8] = b"error: usage: peek\n";
-const USAGE_POP: &[u8] = b"error: usage: pop\n";
-const USAGE_SIZE: &[u8] = b"error: usage: size\n";
-const UNKNOWN: &[u8] = b"error: unknown command\n";
+pub const USAGE_PUT: &str = "error: usage: put ITEM";
+pub const USAGE_PEEK: &str = "error: usage: peek";
+pub const USAGE_POP: &str = "error: usage: pop";
+pub const USAGE_SIZE: &str = "error: usage: size";
+/// Also the answer to a blank line: an empty command is not a known one,
+/// and a request/reply client must never wait for an answer that never
+/// comes.
+pub const UNKNOWN: &str = "error: unknown command";
 
-/// Initial allocation at most: a huge `--queue-size` must not reserve memory
-/// for items that may never come.
-const INITIAL_ITEMS: usize = 64;
-
-pub struct Queue {
-    /// The items, oldest first. Never longer than `capacity`.
-    items: VecDeque<Box<[u8]>>,
-    /// `--queue-size`; 0 is allowed (every `put` answers `False`).
-    capacity: usize,
-}
-
-impl Queue {
-    pub fn new(capacity: usize) -> Self {
-        Queue {
-            items: VecDeque::with_capacity(capacity.min(INITIAL_ITEMS)),
-            capacity,
-        }
-    }
+/// One well-formed command.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Command<'a> {
+    Put(&'a [u8]),
+    Peek,
+    Pop,
+    Size,
 }
 
 /// What separates tokens: ASCII whitespace (space, tab, `\r`, form feed), so
@@ -46,6 +43,50 @@ fn tokens(line: &[u8]) -> impl Iterator<Item = &[u8]> {
     line.split(is_space).filter(|t| !t.is_empty())
 }
 
+/// Parses one command line (its terminator may still be on it). Command
+/// words are ASCII case-insensitive; blanks around words are ignored.
+///
+/// # Errors
+/// The exact error line to answer (no `\n`): a usage line for a known
+/// command with the wrong arguments, [`UNKNOWN`] for anything else,
+/// a blank line included.
+pub fn parse(line: &[u8]) -> Result<Command<'_>, &'static str> {
+    let mut words = tokens(strip_terminator(line));
+    let Some(command) = words.next() else {
+        return Err(UNKNOWN);
+    };
+    let arg = words.next();
+    let extra = words.next().is_some();
+    let is = |name: &str| command.eq_ignore_ascii_case(name.as_bytes());
+    let (parsed, usage) = if is("put") {
+        (arg.filter(|_| !extra).map(Command::Put), USAGE_PUT)
+    } else if is("peek") {
+        (arg.is_none().then_some(Command::Peek), USAGE_PEEK)
+    } else if is("pop") {
+        (arg.is_none().then_some(Command::Pop), USAGE_POP)
+    } else if is("size") {
+        (arg.is_none().then_some(Command::Size), USAGE_SIZE)
+    } else {
+        return Err(UNKNOWN);
+    };
+    parsed.ok_or(usage)
+}
+
+pub struct Queue {
+    /// The items as the clients sent them: any bytes but whitespace.
+    queue: BoundedQueue<Box<[u8]>>,
+}
+
+impl Queue {
+    /// `capacity` is `--queue-size`; 0 is allowed (every `put` answers
+    /// `False`).
+    pub fn new(capacity: usize) -> Self {
+        Queue {
+            queue: BoundedQueue::new(capacity),
+        }
+    }
+}
+
 impl Handler for Queue {
     fn name(&self) -> &'static str {
         "queue"
@@ -57,57 +98,35 @@ impl Handler for Queue {
     }
 
     fn on_message(&mut self, id: ClientId, msg: &[u8], out: &mut Outbox) {
-        let mut words = tokens(strip_terminator(msg));
-        // A blank line is no command: nothing to answer (as Redis's inline
-        // protocol does).
-        let Some(command) = words.next() else {
-            return;
+        let command = match parse(msg) {
+            Ok(command) => command,
+            Err(error) => return send_line(out, id, error.as_bytes()),
         };
-        let arg = words.next();
-        let extra = words.next().is_some();
-        let is = |name: &str| command.eq_ignore_ascii_case(name.as_bytes());
-        if is("put") {
-            match arg {
-                Some(item) if !extra => {
-                    if self.items.len() < self.capacity {
-                        self.items.push_back(item.into());
-                        out.send(id, b"True\n");
-                    } else {
-                        out.send(id, b"False\n");
-                    }
-                }
-                _ => out.send(id, USAGE_PUT),
-            }
-        } else if is("peek") {
-            if arg.is_some() {
-                out.send(id, USAGE_PEEK);
-            } else {
-                match self.items.front() {
-                    Some(item) => send_line(out, id, item),
-                    None => out.send(id, b"None\n"),
-                }
-            }
-        } else if is("pop") {
-            if arg.is_some() {
-                out.send(id, USAGE_POP);
-            } else {
-                match self.items.pop_front() {
-                    Some(item) => send_line(out, id, &item),
-                    None => out.send(id, b"None\n"),
-                }
-            }
-        } else if is("size") {
-            if arg.is_some() {
-                out.send(id, USAGE_SIZE);
-            } else {
-                let size = self.items.len();
+        match command {
+            Command::Put(item) => match self.queue.put(item.into()) {
+                Ok(true) => out.send(id, b"True\n"),
+                Ok(false) => out.send(id, b"False\n"),
+                // Only an item over MAX_ITEM_BYTES gets here (a token is
+                // never empty nor holds a space), with `--max-line` raised.
+                Err(why) => out.send_with(id, |buf| {
+                    let _ = writeln!(buf, "error: {}", why.reason());
+                }),
+            },
+            Command::Peek => match self.queue.peek() {
+                Some(item) => send_line(out, id, item),
+                None => out.send(id, b"None\n"),
+            },
+            Command::Pop => match self.queue.pop() {
+                Some(item) => send_line(out, id, &item),
+                None => out.send(id, b"None\n"),
+            },
+            Command::Size => {
+                let size = self.queue.size();
                 // Writing to a Vec cannot fail.
                 out.send_with(id, |buf| {
                     let _ = writeln!(buf, "{size}");
                 });
             }
-        } else {
-            out.send(id, UNKNOWN);
         }
     }
 }
@@ -125,6 +144,7 @@ mod tests {
     use super::*;
     use crate::handlers::Effect;
     use proptest::prelude::*;
+    use std::collections::VecDeque;
 
     const A: ClientId = ClientId(1);
     const B: ClientId = ClientId(2);
@@ -232,7 +252,7 @@ mod tests {
     fn errors_answer_one_line_and_change_nothing() {
         let mut q = Queue::new(1);
         let mut out = Outbox::new();
-        let cases: [(&[u8], &[u8]); 11] = [
+        let cases: [(&[u8], &str); 11] = [
             (b"put\n", USAGE_PUT),
             (b"put   \n", USAGE_PUT),
             (b"put a b\n", USAGE_PUT),
@@ -249,7 +269,7 @@ mod tests {
             q.on_message(A, line, &mut out);
             assert_eq!(
                 out.take(),
-                vec![Effect::Send(A, reply.to_vec())],
+                vec![Effect::Send(A, format!("{reply}\n").into_bytes())],
                 "{line:?}"
             );
         }
@@ -257,13 +277,44 @@ mod tests {
     }
 
     #[test]
-    fn blank_lines_are_ignored() {
+    fn blank_lines_answer_unknown_command() {
+        // A request/reply client must never wait for an answer that never
+        // comes, so a blank command is answered like any unknown one.
         let mut q = Queue::new(1);
         let mut out = Outbox::new();
         for line in [&b"\n"[..], b"\r\n", b"", b"  \t \n"] {
-            q.on_message(A, line, &mut out);
-            assert_eq!(out.take(), vec![], "{line:?}");
+            assert_eq!(
+                ask(&mut q, &mut out, A, line),
+                b"error: unknown command\n",
+                "{line:?}"
+            );
         }
+    }
+
+    #[test]
+    fn an_item_over_the_queue_limit_is_refused_with_a_reason() {
+        // Reachable only with `--max-line` raised above the default.
+        let mut q = Queue::new(2);
+        let mut out = Outbox::new();
+        let mut line = b"put ".to_vec();
+        line.extend(std::iter::repeat_n(b'x', crate::queue::MAX_ITEM_BYTES + 1));
+        assert_eq!(
+            ask(&mut q, &mut out, A, &line),
+            b"error: the item is longer than 65536 bytes\n"
+        );
+        assert_eq!(ask(&mut q, &mut out, A, b"size\n"), b"0\n");
+    }
+
+    #[test]
+    fn parse_is_the_command_language() {
+        assert_eq!(parse(b"PuT  x\r\n"), Ok(Command::Put(b"x")));
+        assert_eq!(parse(b" peek"), Ok(Command::Peek));
+        assert_eq!(parse(b"POP\n"), Ok(Command::Pop));
+        assert_eq!(parse(b"size \t"), Ok(Command::Size));
+        assert_eq!(parse(b"put"), Err(USAGE_PUT));
+        assert_eq!(parse(b"size 1"), Err(USAGE_SIZE));
+        assert_eq!(parse(b""), Err(UNKNOWN));
+        assert_eq!(parse(b"nope"), Err(UNKNOWN));
     }
 
     #[derive(Clone, Debug)]
@@ -351,7 +402,7 @@ mod tests {
                 let sent = restyle(&sent, style);
                 q.on_message(id, &sent, &mut out);
                 prop_assert_eq!(out.take(), vec![Effect::Send(id, expected)]);
-                prop_assert!(q.items.len() <= capacity);
+                prop_assert!(q.queue.size() <= capacity);
             }
         }
     }

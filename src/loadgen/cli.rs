@@ -18,10 +18,13 @@ use super::{ConnectMode, Mode, Options, RunError, Source, VerifyLog, lines, pars
                 sending side and reads to EOF; the expected log can be written or checked\n  \
       echo      each client keeps --window lines in flight and checks every reply byte for byte\n  \
       presence  clients c00001.. join one by one, then leave one by one; every list is checked\n  \
+      queue, grpc-queue  each client does --lines steps of put then pop on a queue server (line\n            \
+                `--handler queue`, or queue-grpc-server), every answer checked; the queue's size\n            \
+                must be >= --clients; `lines` counts calls (two per step)\n  \
       --udp     echo over UDP: each client its own socket, --window datagrams in flight, every\n            \
                 reply checked; no reply within --udp-timeout counts the datagram lost\n\n\
       --threads spreads the clients over N threads, each its own poll loop (presence: thread 0 also\n\
-      conducts the join/leave steps; the others read their clients' lists and wake it).\n\
+      conducts the join/leave steps; the others read their clients' lists and wake it).\n\n\
       Exit status: 0 if every client finished and every check passed, 1 otherwise, 2 on a usage error.\n\
       Example: loadgen --handler ledger --clients 50 --lines 10000 --repeat 20 --verify-log log.txt --stop-pid $PID 7722"
 )]

@@ -28,9 +28,11 @@ use std::time::{Duration, Instant};
 pub mod cli;
 pub mod connect;
 pub mod echo;
+pub mod grpc;
 pub mod ledger;
 pub mod lines;
 pub mod presence;
+pub mod queue;
 pub mod report;
 pub mod rng;
 pub mod spread;
@@ -53,6 +55,10 @@ pub enum Mode {
     Ledger,
     Echo,
     Presence,
+    /// The line `queue` handler: put then pop per step ([`queue`]).
+    Queue,
+    /// `queue-grpc-server`: put then pop per step ([`grpc`]).
+    GrpcQueue,
 }
 
 impl Mode {
@@ -61,6 +67,8 @@ impl Mode {
             Mode::Ledger => "ledger",
             Mode::Echo => "echo",
             Mode::Presence => "presence",
+            Mode::Queue => "queue",
+            Mode::GrpcQueue => "grpc-queue",
         }
     }
 }
@@ -194,6 +202,8 @@ pub fn run(opts: &Options) -> Result<Report, RunError> {
         Mode::Echo if opts.udp => udp::run(opts),
         Mode::Echo => echo::run(opts),
         Mode::Presence => presence::run(opts),
+        Mode::Queue => grpc::run_queue::<queue::LineConn>(opts),
+        Mode::GrpcQueue => grpc::run_queue::<grpc::GrpcConn>(opts),
     }
 }
 
@@ -235,6 +245,11 @@ fn check_options(opts: &Options) -> Result<(), RunError> {
         if opts.connect == ConnectMode::Burst {
             return bad("presence: clients join one by one; --connect-burst does not apply");
         }
+    }
+    if matches!(opts.mode, Mode::Queue | Mode::GrpcQueue)
+        && (opts.window != 1 || matches!(opts.source, Source::Input(_)))
+    {
+        return bad("queue, grpc-queue: --window and --input do not apply (put then pop per step)");
     }
     if let Source::Input(lines) = &opts.source
         && lines.is_empty()

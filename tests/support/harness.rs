@@ -504,7 +504,11 @@ fn queue_model(model: &mut VecDeque<Vec<u8>>, capacity: usize, msg: &[u8]) -> Op
         .split(u8::is_ascii_whitespace)
         .filter(|w| !w.is_empty())
         .collect();
-    let (command, args) = words.split_first()?;
+    // A blank line is an unknown (empty) command: it is answered, so a
+    // request/reply client never waits forever.
+    let Some((command, args)) = words.split_first() else {
+        return Some(line(b"error: unknown command"));
+    };
     let command = command.to_ascii_lowercase();
     Some(match (command.as_slice(), args) {
         (b"put", [item]) if model.len() < capacity => {
