@@ -28,6 +28,7 @@ use std::fs::File;
 use std::io;
 use std::net::SocketAddr;
 use std::os::fd::AsFd;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use mio::net::{TcpListener, TcpStream};
@@ -38,6 +39,7 @@ use crate::config::ServerConfig;
 use crate::handlers::{ClientId, Finish, Framing, Handler, Outbox, ServerStats, SlowPolicy};
 use crate::server::durable::Durable;
 use crate::server::lifecycle::{Command, Lifecycle};
+use crate::server::roster::Roster;
 use crate::server::session::Session;
 use crate::signals::ShutdownSignals;
 use crate::status::{self, Status};
@@ -106,8 +108,8 @@ struct Reactor {
     durable: Durable,
     /// The store failed: every client is reset and the loop stops.
     fatal: Option<io::Error>,
-    /// The id the next client gets.
-    next_id: u64,
+    /// Client ids and the connected count (what N reactors would share).
+    roster: Arc<Roster>,
     /// Shared read buffer: a connection holds bytes only for an unfinished line.
     scratch: Vec<u8>,
     /// Connections to read from without waiting for an event.
@@ -165,7 +167,7 @@ impl Reactor {
             status,
             durable: Durable::new(store),
             fatal: None,
-            next_id: 1,
+            roster: Arc::new(Roster::new()),
             scratch: vec![0; READ_CHUNK_BYTES],
             ready: VecDeque::new(),
             dirty: VecDeque::new(),
@@ -212,7 +214,7 @@ impl Reactor {
             self.flush_dirty();
             self.reap();
             let now = Instant::now();
-            self.life.handle_timeout(now, self.conns.len());
+            self.life.handle_timeout(now, self.roster.count());
             self.run_commands();
             if self.dead.is_empty() && self.life.is_done(self.conns.len(), now) {
                 break;
@@ -282,8 +284,8 @@ impl Reactor {
                     self.apply_actions();
                 }
                 Command::AnnounceDrain { timeout } => {
-                    if !self.conns.is_empty() {
-                        self.status.draining(timeout, self.conns.len());
+                    if self.roster.count() > 0 {
+                        self.status.draining(timeout, self.roster.count());
                     }
                 }
                 Command::CloseAll { cut } => self.close_all(cut),
@@ -293,7 +295,7 @@ impl Reactor {
                         self.kill(key);
                     }
                 }
-                Command::ReportCount => self.status.count(self.conns.len()),
+                Command::ReportCount => self.status.count(self.roster.count()),
                 Command::Accept => self.handle_accept(),
                 Command::Diagnostic(line) => status::diag(format_args!("{line}")),
             }
@@ -325,7 +327,7 @@ impl Reactor {
     }
 
     fn add_client(&mut self, mut stream: TcpStream, peer: SocketAddr) {
-        if self.conns.len() >= self.config.max_clients {
+        if self.roster.count() >= self.config.max_clients {
             status::refuse_too_many_clients(&stream, self.config.max_clients);
             return;
         }
@@ -340,12 +342,11 @@ impl Reactor {
             status::diag(format_args!("register: {e}; dropping connection"));
             return;
         }
-        let id = ClientId(self.next_id);
-        self.next_id += 1;
+        let (id, clients) = self.roster.join();
         let session = Session::new(self.framing, self.config.max_line_bytes);
         entry.insert(Conn::new(stream, id, session));
         self.keys.insert(id, key);
-        self.status.connected(id, self.conns.len());
+        self.status.connected(id, clients);
         self.handler.on_connect(id, peer, &mut self.outbox);
         self.apply_actions();
         // Bytes may already be waiting; the edge that announced them can
