@@ -33,6 +33,7 @@ use mio::Waker;
 use crate::config::ServerConfig;
 use crate::handlers::{ClientId, Finish, Framing, Handler, SlowPolicy};
 use crate::server::durable::Durable;
+use crate::server::roster::Roster;
 use crate::status::Status;
 use crate::store::Store;
 
@@ -85,6 +86,8 @@ struct Server {
     persisting: bool,
     /// The store failed: the supervisor resets every client and stops.
     fatal: Mutex<Option<io::Error>>,
+    /// Client ids (the count is `table`'s length, printed under its lock).
+    roster: Roster,
     /// Every connected client (accepted, not yet closed): the SPEC count,
     /// and what shutdown walks. Status lines are printed under this lock so
     /// their counts come out in order.

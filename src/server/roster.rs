@@ -38,6 +38,12 @@ impl Roster {
         (id, count)
     }
 
+    /// An id alone, for a server that counts its clients itself (the
+    /// threaded server prints its counts under its table's lock).
+    pub fn next_id(&self) -> ClientId {
+        ClientId(self.next_id.fetch_add(1, Ordering::Relaxed))
+    }
+
     /// A client is gone: the count without it.
     pub fn leave(&self) -> usize {
         self.connected.fetch_sub(1, Ordering::SeqCst) - 1
