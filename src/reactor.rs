@@ -37,13 +37,13 @@ use slab::Slab;
 
 use crate::config::ServerConfig;
 use crate::handlers::{ClientId, Finish, Framing, Handler, Outbox, ServerStats, SlowPolicy};
+use crate::server::Setup;
 use crate::server::durable::Durable;
 use crate::server::lifecycle::{Command, Lifecycle};
 use crate::server::roster::Roster;
 use crate::server::session::Session;
 use crate::signals::ShutdownSignals;
 use crate::status::{self, Status};
-use crate::store::Store;
 use crate::timers::Accepted;
 
 mod closing;
@@ -69,7 +69,7 @@ const PASS_BUDGET: Duration = Duration::from_millis(100);
 /// and print. Prints the `Listening on` line once signals are being caught,
 /// so a test that signals right after reading it cannot kill the process.
 ///
-/// `store`: where the handler's persisted bytes go (see
+/// `setup.store`: where the handler's persisted bytes go (see
 /// [`crate::server::durable`]): synced at most once per loop pass, and only
 /// when output or a FIN follows unsynced bytes.
 ///
@@ -78,14 +78,8 @@ const PASS_BUDGET: Duration = Duration::from_millis(100);
 /// `poll`, and a store that cannot be written (acknowledging what is not
 /// durable would break its promise: every client is reset, the server
 /// stops); anything that goes wrong with one client closes only that client.
-pub fn run(
-    listener: std::net::TcpListener,
-    config: ServerConfig,
-    handler: Box<dyn Handler>,
-    store: Option<Box<dyn Store>>,
-    status: Status,
-) -> io::Result<Finish> {
-    Reactor::new(listener, config, handler, store, status)?.run()
+pub fn run(listener: std::net::TcpListener, setup: Setup) -> io::Result<Finish> {
+    Reactor::new(listener, setup)?.run()
 }
 
 struct Reactor {
@@ -135,13 +129,13 @@ struct Reactor {
 }
 
 impl Reactor {
-    fn new(
-        listener: std::net::TcpListener,
-        config: ServerConfig,
-        handler: Box<dyn Handler>,
-        store: Option<Box<dyn Store>>,
-        status: Status,
-    ) -> io::Result<Self> {
+    fn new(listener: std::net::TcpListener, setup: Setup) -> io::Result<Self> {
+        let Setup {
+            config,
+            handler,
+            store,
+            status,
+        } = setup;
         let poll = Poll::new()?;
         listener.set_nonblocking(true)?;
         let mut listener = TcpListener::from_std(listener);

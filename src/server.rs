@@ -10,3 +10,20 @@ pub mod durable;
 pub mod lifecycle;
 pub mod roster;
 pub mod session;
+
+use crate::config::ServerConfig;
+use crate::handlers::Handler;
+use crate::status::Status;
+use crate::store::Store;
+
+/// What a server needs besides its listening socket, built once by
+/// [`crate::app`] for whichever server runs (and, later, shared out to N
+/// reactors or a UDP socket from one place).
+pub struct Setup {
+    pub config: ServerConfig,
+    pub handler: Box<dyn Handler>,
+    /// Where the handler's persisted bytes go (see [`durable`]), if any.
+    pub store: Option<Box<dyn Store>>,
+    /// Where status lines go.
+    pub status: Status,
+}

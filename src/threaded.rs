@@ -32,10 +32,10 @@ use mio::Waker;
 
 use crate::config::ServerConfig;
 use crate::handlers::{ClientId, Finish, Framing, Handler, SlowPolicy};
+use crate::server::Setup;
 use crate::server::durable::Durable;
 use crate::server::roster::Roster;
 use crate::status::Status;
-use crate::store::Store;
 
 mod actions;
 mod client;
@@ -49,7 +49,7 @@ use client::Client;
 /// leaves to write and print. Prints the `Listening on` line once signals
 /// are caught.
 ///
-/// `store`: where the handler's persisted bytes go, in the order the
+/// `setup.store`: where the handler's persisted bytes go, in the order the
 /// handler produced them (under the handler lock). Synced lazily: only when
 /// output or a FIN is about to follow unsynced bytes, so a client that only
 /// sends (a ledger blast) costs no fsync per line.
@@ -58,14 +58,8 @@ use client::Client;
 /// Set-up failures (poll, signal or listener registration), a failing
 /// `poll`, and a failing store (every client is reset, the server stops);
 /// anything that goes wrong with one client closes only that client.
-pub fn run(
-    listener: TcpListener,
-    config: ServerConfig,
-    handler: Box<dyn Handler>,
-    store: Option<Box<dyn Store>>,
-    status: Status,
-) -> io::Result<Finish> {
-    supervisor::Supervisor::new(listener, config, handler, store, status)?.run()
+pub fn run(listener: TcpListener, setup: Setup) -> io::Result<Finish> {
+    supervisor::Supervisor::new(listener, setup)?.run()
 }
 
 /// Locks, ignoring poisoning: a panicking thread leaves plain data behind,

@@ -16,14 +16,13 @@ use mio::{Events, Interest, Poll, Token, Waker};
 
 use super::client::{Client, ClientState, End, Stop};
 use super::{Core, Registered, Server, lock};
-use crate::config::ServerConfig;
-use crate::handlers::{Finish, Handler, Outbox, ServerStats};
+use crate::handlers::{Finish, Outbox, ServerStats};
+use crate::server::Setup;
 use crate::server::durable::Durable;
 use crate::server::lifecycle::{Command, Lifecycle};
 use crate::server::roster::Roster;
 use crate::signals::ShutdownSignals;
-use crate::status::{self, Status};
-use crate::store::Store;
+use crate::status;
 use crate::timers::Accepted;
 
 const LISTENER: Token = Token(0);
@@ -47,13 +46,13 @@ pub(super) struct Supervisor {
 }
 
 impl Supervisor {
-    pub(super) fn new(
-        listener: TcpListener,
-        config: ServerConfig,
-        handler: Box<dyn Handler>,
-        store: Option<Box<dyn Store>>,
-        status: Status,
-    ) -> io::Result<Self> {
+    pub(super) fn new(listener: TcpListener, setup: Setup) -> io::Result<Self> {
+        let Setup {
+            config,
+            handler,
+            store,
+            status,
+        } = setup;
         let poll = Poll::new()?;
         listener.set_nonblocking(true)?;
         poll.registry().register(
