@@ -3,17 +3,17 @@
 //!
 //! Threads and what they own:
 //!
-//! - the **supervisor** ([`supervisor`], the caller's thread): accepts,
+//! - the **supervisor** (`supervisor`, the caller's thread): accepts,
 //!   catches the shutdown signals, and carries out the shared
 //!   [`Lifecycle`](crate::server::lifecycle::Lifecycle)'s commands (reports,
 //!   drain, close, kill). It waits in a small `mio::Poll` (listener, signals,
 //!   a waker); it never touches a client's bytes.
-//! - a **reader** per client ([`reader`]): blocking reads, the client's
+//! - a **reader** per client (`reader`): blocking reads, the client's
 //!   [`Session`](crate::server::session::Session) (framing, the idle flush as
 //!   a read timeout), then, under the handler lock, the `on_*` call and the
-//!   bookkeeping part of its actions ([`actions`]: queueing output, pauses,
+//!   bookkeeping part of its actions (`actions`: queueing output, pauses,
 //!   closes, persisted bytes). The lock is released before any socket I/O.
-//! - a **writer** per client ([`client`]), started when output is first
+//! - a **writer** per client (`client`), started when output is first
 //!   queued for it: takes the client's whole queue at once and writes it
 //!   with blocking vectored writes, so a slow client blocks only its writer.
 //!

@@ -255,6 +255,8 @@ impl Client {
                 return;
             }
             match (&self.stream).read(&mut buf) {
+                // Killed meanwhile (shutdown's time ran out): stop here.
+                Ok(0) if read_shut && self.state().dead => return,
                 Ok(0) if read_shut => std::thread::sleep(LINGER_POLL.min(until - now)),
                 Ok(0) => return,
                 Ok(n) => discarded += n,
