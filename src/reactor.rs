@@ -9,9 +9,9 @@
 //! 3. read again from connections that still had data when their fairness
 //!    budget ran out, or that were just resumed (no edge will come for them);
 //! 4. run due timers, measured with a fresh `Instant::now()`;
-//! 5. make persisted bytes durable if output or a FIN is about to follow
-//!    them (one sync at most), then flush every connection that got output
-//!    (one `writev` each) and enforce `--max-pending`;
+//! 5. flush every connection that got output (one `writev` each) and
+//!    enforce `--max-pending`; before the first byte or FIN that follows
+//!    persisted bytes, make them durable (one sync for the pass);
 //! 6. remove dead connections, after the batch, so a slab key is never
 //!    reused while an event for its old owner may still be in hand;
 //! 7. hand the time to the [`Lifecycle`] and carry out its commands.
@@ -51,7 +51,7 @@ mod conn;
 mod input;
 mod output;
 
-use conn::{Conn, ConnState};
+use conn::Conn;
 
 const LISTENER: Token = Token(usize::MAX);
 const SIGNALS: Token = Token(usize::MAX - 1);
@@ -200,12 +200,11 @@ impl Reactor {
             }
             self.handle_ready();
             self.handle_timers(Instant::now());
-            self.sync_before_flush();
+            self.flush_dirty();
             if let Some(e) = self.fatal.take() {
                 self.reset_all();
                 return Err(e);
             }
-            self.flush_dirty();
             self.reap();
             let now = Instant::now();
             self.life.handle_timeout(now, self.roster.count());
@@ -216,23 +215,6 @@ impl Reactor {
         }
         self.durable.sync_before_output()?;
         Ok(self.handler.finish(&self.stats))
-    }
-
-    /// SPEC's durability rule: before any byte or FIN of this pass goes out,
-    /// what was persisted ahead of it is made durable, in one sync. A pass
-    /// that only reads (a ledger blast) syncs nothing.
-    fn sync_before_flush(&mut self) {
-        if self.fatal.is_some() || !self.durable.owes_sync() {
-            return;
-        }
-        let output_follows = self.dirty.iter().any(|&k| {
-            self.conns
-                .get(k)
-                .is_some_and(|c| !c.out.is_empty() || c.state == ConnState::Closing)
-        });
-        if output_follows && let Err(e) = self.durable.sync_before_output() {
-            self.fatal = Some(e);
-        }
     }
 
     /// The store failed: nothing more may look acknowledged. Every client
