@@ -222,7 +222,9 @@ impl Server {
                 reg.handler_knows = false;
                 core.handler.on_disconnect(id, &mut r.out);
             }
-            self.apply(&mut core, &r.out, Some(id));
+            if self.persist(&r.out) {
+                self.apply(&mut core, &r.out, Some(id));
+            }
             core.registry.remove(&id);
         }
         self.carry_out_unlocked(&r.out);
