@@ -6,6 +6,7 @@ use std::process::ExitCode;
 
 use crate::config::{ServerArgs, ServerConfig};
 use crate::handlers::{BuildError, Built};
+use crate::server::Setup;
 use crate::status::{self, Status};
 use crate::{fsutil, handlers, net, reactor, threaded};
 
@@ -53,9 +54,15 @@ pub fn server_main(model: Model) -> ExitCode {
         }
     };
     let status = Status::new(handler.status_on_stderr());
+    let setup = Setup {
+        config,
+        handler,
+        store,
+        status,
+    };
     let result = match model {
-        Model::Reactor => reactor::run(listener, config, handler, store, status),
-        Model::Threaded => threaded::run(listener, config, handler, store, status),
+        Model::Reactor => reactor::run(listener, setup),
+        Model::Threaded => threaded::run(listener, setup),
     };
     let finish = match result {
         Ok(finish) => finish,

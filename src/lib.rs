@@ -12,6 +12,9 @@
 //! The reactor owns every socket; handlers own the meaning of the bytes and do
 //! no I/O; [`handlers::Action`]s are the seam between them. The same handlers
 //! run under [`threaded`], a thread-per-connection server kept for comparison.
+//! What both servers must agree on (shutdown phases and signals, framing and
+//! the idle flush, the slow-client rule, ids and counts, durability) is the
+//! I/O-free [`server`] core, written once and driven by both.
 //!
 //! Modules, by layer (a new module goes in its layer's list, in both places):
 //!

@@ -9,9 +9,9 @@
 //! 3. read again from connections that still had data when their fairness
 //!    budget ran out, or that were just resumed (no edge will come for them);
 //! 4. run due timers, measured with a fresh `Instant::now()`;
-//! 5. make persisted bytes durable if output or a FIN is about to follow
-//!    them (one sync at most), then flush every connection that got output
-//!    (one `writev` each) and enforce `--max-pending`;
+//! 5. flush every connection that got output (one `writev` each) and
+//!    enforce `--max-pending`; before the first byte or FIN that follows
+//!    persisted bytes, make them durable (one sync for the pass);
 //! 6. remove dead connections, after the batch, so a slab key is never
 //!    reused while an event for its old owner may still be in hand;
 //! 7. hand the time to the [`Lifecycle`] and carry out its commands.
@@ -28,6 +28,7 @@ use std::fs::File;
 use std::io;
 use std::net::SocketAddr;
 use std::os::fd::AsFd;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use mio::net::{TcpListener, TcpStream};
@@ -36,12 +37,13 @@ use slab::Slab;
 
 use crate::config::ServerConfig;
 use crate::handlers::{ClientId, Finish, Framing, Handler, Outbox, ServerStats, SlowPolicy};
+use crate::server::Setup;
 use crate::server::durable::Durable;
 use crate::server::lifecycle::{Command, Lifecycle};
+use crate::server::roster::Roster;
 use crate::server::session::Session;
 use crate::signals::ShutdownSignals;
 use crate::status::{self, Status};
-use crate::store::Store;
 use crate::timers::Accepted;
 
 mod closing;
@@ -49,7 +51,7 @@ mod conn;
 mod input;
 mod output;
 
-use conn::{Conn, ConnState};
+use conn::Conn;
 
 const LISTENER: Token = Token(usize::MAX);
 const SIGNALS: Token = Token(usize::MAX - 1);
@@ -67,7 +69,7 @@ const PASS_BUDGET: Duration = Duration::from_millis(100);
 /// and print. Prints the `Listening on` line once signals are being caught,
 /// so a test that signals right after reading it cannot kill the process.
 ///
-/// `store`: where the handler's persisted bytes go (see
+/// `setup.store`: where the handler's persisted bytes go (see
 /// [`crate::server::durable`]): synced at most once per loop pass, and only
 /// when output or a FIN follows unsynced bytes.
 ///
@@ -76,14 +78,8 @@ const PASS_BUDGET: Duration = Duration::from_millis(100);
 /// `poll`, and a store that cannot be written (acknowledging what is not
 /// durable would break its promise: every client is reset, the server
 /// stops); anything that goes wrong with one client closes only that client.
-pub fn run(
-    listener: std::net::TcpListener,
-    config: ServerConfig,
-    handler: Box<dyn Handler>,
-    store: Option<Box<dyn Store>>,
-    status: Status,
-) -> io::Result<Finish> {
-    Reactor::new(listener, config, handler, store, status)?.run()
+pub fn run(listener: std::net::TcpListener, setup: Setup) -> io::Result<Finish> {
+    Reactor::new(listener, setup)?.run()
 }
 
 struct Reactor {
@@ -106,8 +102,8 @@ struct Reactor {
     durable: Durable,
     /// The store failed: every client is reset and the loop stops.
     fatal: Option<io::Error>,
-    /// The id the next client gets.
-    next_id: u64,
+    /// Client ids and the connected count (what N reactors would share).
+    roster: Arc<Roster>,
     /// Shared read buffer: a connection holds bytes only for an unfinished line.
     scratch: Vec<u8>,
     /// Connections to read from without waiting for an event.
@@ -133,13 +129,13 @@ struct Reactor {
 }
 
 impl Reactor {
-    fn new(
-        listener: std::net::TcpListener,
-        config: ServerConfig,
-        handler: Box<dyn Handler>,
-        store: Option<Box<dyn Store>>,
-        status: Status,
-    ) -> io::Result<Self> {
+    fn new(listener: std::net::TcpListener, setup: Setup) -> io::Result<Self> {
+        let Setup {
+            config,
+            handler,
+            store,
+            status,
+        } = setup;
         let poll = Poll::new()?;
         listener.set_nonblocking(true)?;
         let mut listener = TcpListener::from_std(listener);
@@ -165,7 +161,7 @@ impl Reactor {
             status,
             durable: Durable::new(store),
             fatal: None,
-            next_id: 1,
+            roster: Arc::new(Roster::new()),
             scratch: vec![0; READ_CHUNK_BYTES],
             ready: VecDeque::new(),
             dirty: VecDeque::new(),
@@ -204,15 +200,14 @@ impl Reactor {
             }
             self.handle_ready();
             self.handle_timers(Instant::now());
-            self.sync_before_flush();
+            self.flush_dirty();
             if let Some(e) = self.fatal.take() {
                 self.reset_all();
                 return Err(e);
             }
-            self.flush_dirty();
             self.reap();
             let now = Instant::now();
-            self.life.handle_timeout(now, self.conns.len());
+            self.life.handle_timeout(now, self.roster.count());
             self.run_commands();
             if self.dead.is_empty() && self.life.is_done(self.conns.len(), now) {
                 break;
@@ -220,23 +215,6 @@ impl Reactor {
         }
         self.durable.sync_before_output()?;
         Ok(self.handler.finish(&self.stats))
-    }
-
-    /// SPEC's durability rule: before any byte or FIN of this pass goes out,
-    /// what was persisted ahead of it is made durable, in one sync. A pass
-    /// that only reads (a ledger blast) syncs nothing.
-    fn sync_before_flush(&mut self) {
-        if self.fatal.is_some() || !self.durable.owes_sync() {
-            return;
-        }
-        let output_follows = self.dirty.iter().any(|&k| {
-            self.conns
-                .get(k)
-                .is_some_and(|c| !c.out.is_empty() || c.state == ConnState::Closing)
-        });
-        if output_follows && let Err(e) = self.durable.sync_before_output() {
-            self.fatal = Some(e);
-        }
     }
 
     /// The store failed: nothing more may look acknowledged. Every client
@@ -282,8 +260,8 @@ impl Reactor {
                     self.apply_actions();
                 }
                 Command::AnnounceDrain { timeout } => {
-                    if !self.conns.is_empty() {
-                        self.status.draining(timeout, self.conns.len());
+                    if self.roster.count() > 0 {
+                        self.status.draining(timeout, self.roster.count());
                     }
                 }
                 Command::CloseAll { cut } => self.close_all(cut),
@@ -293,7 +271,7 @@ impl Reactor {
                         self.kill(key);
                     }
                 }
-                Command::ReportCount => self.status.count(self.conns.len()),
+                Command::ReportCount => self.status.count(self.roster.count()),
                 Command::Accept => self.handle_accept(),
                 Command::Diagnostic(line) => status::diag(format_args!("{line}")),
             }
@@ -325,7 +303,7 @@ impl Reactor {
     }
 
     fn add_client(&mut self, mut stream: TcpStream, peer: SocketAddr) {
-        if self.conns.len() >= self.config.max_clients {
+        if self.roster.count() >= self.config.max_clients {
             status::refuse_too_many_clients(&stream, self.config.max_clients);
             return;
         }
@@ -340,12 +318,11 @@ impl Reactor {
             status::diag(format_args!("register: {e}; dropping connection"));
             return;
         }
-        let id = ClientId(self.next_id);
-        self.next_id += 1;
+        let (id, clients) = self.roster.join();
         let session = Session::new(self.framing, self.config.max_line_bytes);
         entry.insert(Conn::new(stream, id, session));
         self.keys.insert(id, key);
-        self.status.connected(id, self.conns.len());
+        self.status.connected(id, clients);
         self.handler.on_connect(id, peer, &mut self.outbox);
         self.apply_actions();
         // Bytes may already be waiting; the edge that announced them can

@@ -1,10 +1,29 @@
 //! The server core, I/O-free, that both servers drive: the [`lifecycle`]
 //! (phases, signals, reports, accept back-off), a client's [`session`]
-//! (framing, idle flush, pause gates, the slow-client rule) and the
+//! (framing, idle flush, pause gates, the slow-client rule), the
+//! [`roster`] (client ids and counts, shareable by N reactors) and the
 //! [`durable`] rule (nothing goes out before what was persisted ahead of it
 //! is durable). The servers own sockets, threads and the clock; these own
 //! the rules, and unit tests drive them with a fake clock.
 
 pub mod durable;
 pub mod lifecycle;
+pub mod roster;
 pub mod session;
+
+use crate::config::ServerConfig;
+use crate::handlers::Handler;
+use crate::status::Status;
+use crate::store::Store;
+
+/// What a server needs besides its listening socket, built once by
+/// [`crate::app`] for whichever server runs (and, later, shared out to N
+/// reactors or a UDP socket from one place).
+pub struct Setup {
+    pub config: ServerConfig,
+    pub handler: Box<dyn Handler>,
+    /// Where the handler's persisted bytes go (see [`durable`]), if any.
+    pub store: Option<Box<dyn Store>>,
+    /// Where status lines go.
+    pub status: Status,
+}

@@ -3,17 +3,17 @@
 //!
 //! Threads and what they own:
 //!
-//! - the **supervisor** ([`supervisor`], the caller's thread): accepts,
+//! - the **supervisor** (`supervisor`, the caller's thread): accepts,
 //!   catches the shutdown signals, and carries out the shared
 //!   [`Lifecycle`](crate::server::lifecycle::Lifecycle)'s commands (reports,
 //!   drain, close, kill). It waits in a small `mio::Poll` (listener, signals,
 //!   a waker); it never touches a client's bytes.
-//! - a **reader** per client ([`reader`]): blocking reads, the client's
+//! - a **reader** per client (`reader`): blocking reads, the client's
 //!   [`Session`](crate::server::session::Session) (framing, the idle flush as
 //!   a read timeout), then, under the handler lock, the `on_*` call and the
-//!   bookkeeping part of its actions ([`actions`]: queueing output, pauses,
+//!   bookkeeping part of its actions (`actions`: queueing output, pauses,
 //!   closes, persisted bytes). The lock is released before any socket I/O.
-//! - a **writer** per client ([`client`]), started when output is first
+//! - a **writer** per client (`client`), started when output is first
 //!   queued for it: takes the client's whole queue at once and writes it
 //!   with blocking vectored writes, so a slow client blocks only its writer.
 //!
@@ -32,9 +32,10 @@ use mio::Waker;
 
 use crate::config::ServerConfig;
 use crate::handlers::{ClientId, Finish, Framing, Handler, SlowPolicy};
+use crate::server::Setup;
 use crate::server::durable::Durable;
+use crate::server::roster::Roster;
 use crate::status::Status;
-use crate::store::Store;
 
 mod actions;
 mod client;
@@ -48,7 +49,7 @@ use client::Client;
 /// leaves to write and print. Prints the `Listening on` line once signals
 /// are caught.
 ///
-/// `store`: where the handler's persisted bytes go, in the order the
+/// `setup.store`: where the handler's persisted bytes go, in the order the
 /// handler produced them (under the handler lock). Synced lazily: only when
 /// output or a FIN is about to follow unsynced bytes, so a client that only
 /// sends (a ledger blast) costs no fsync per line.
@@ -57,14 +58,8 @@ use client::Client;
 /// Set-up failures (poll, signal or listener registration), a failing
 /// `poll`, and a failing store (every client is reset, the server stops);
 /// anything that goes wrong with one client closes only that client.
-pub fn run(
-    listener: TcpListener,
-    config: ServerConfig,
-    handler: Box<dyn Handler>,
-    store: Option<Box<dyn Store>>,
-    status: Status,
-) -> io::Result<Finish> {
-    supervisor::Supervisor::new(listener, config, handler, store, status)?.run()
+pub fn run(listener: TcpListener, setup: Setup) -> io::Result<Finish> {
+    supervisor::Supervisor::new(listener, setup)?.run()
 }
 
 /// Locks, ignoring poisoning: a panicking thread leaves plain data behind,
@@ -85,6 +80,8 @@ struct Server {
     persisting: bool,
     /// The store failed: the supervisor resets every client and stops.
     fatal: Mutex<Option<io::Error>>,
+    /// Client ids (the count is `table`'s length, printed under its lock).
+    roster: Roster,
     /// Every connected client (accepted, not yet closed): the SPEC count,
     /// and what shutdown walks. Status lines are printed under this lock so
     /// their counts come out in order.

@@ -13,6 +13,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::fs;
 use std::io::{Read, Write};
 use std::net::{Shutdown, TcpStream};
+use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -24,6 +25,7 @@ both!(
     restarts_replay_every_transaction_once,
     sigkill_mid_blast_loses_nothing_acknowledged,
     torn_last_record_is_cut_off,
+    a_failing_journal_stops_the_server_and_resets_clients,
 );
 
 /// The journal and log of a series of runs.
@@ -327,4 +329,54 @@ fn torn_last_record_is_cut_off(kind: Kind) {
     let mut s = files.start(kind);
     s.stop(SIGINT);
     assert_log(&files.log(), &want, "one more restart");
+}
+
+/// A journal that cannot be written stops the server (exit 1, no log) and
+/// resets its clients: no FIN may look like "all you sent is safe". The
+/// same on both servers (issue 10: the threaded server used to reset only
+/// the clients concerned and serve on without a journal).
+fn a_failing_journal_stops_the_server_and_resets_clients(kind: Kind) {
+    const FILE_LIMIT_BYTES: libc::rlim_t = 4096;
+    let dir = TempDir::new(&format!("jfail-{}", kind.name()));
+    let journal = dir.join("journal").to_string_lossy().into_owned();
+    let log = dir.join("log.txt");
+    let log_arg = log.to_string_lossy().into_owned();
+    let args = ["-H", "ledger", "--log", &log_arg, "--journal", &journal];
+    let mut s = Server::start_with(kind, &args, dir, |cmd| {
+        // SAFETY: only async-signal-safe calls (signal, setrlimit) between
+        // fork and exec. With SIGXFSZ ignored, a write past the limit fails
+        // with EFBIG instead of killing the process.
+        unsafe {
+            cmd.pre_exec(|| {
+                libc::signal(libc::SIGXFSZ, libc::SIG_IGN);
+                let lim = libc::rlimit {
+                    rlim_cur: FILE_LIMIT_BYTES,
+                    rlim_max: FILE_LIMIT_BYTES,
+                };
+                if libc::setrlimit(libc::RLIMIT_FSIZE, &lim) != 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                Ok(())
+            });
+        }
+    });
+    let mut c = s.connect();
+    // Ten times what the journal may hold; the server may reset us before
+    // all of it is sent.
+    let bytes = transactions(7, 2000, &mut BTreeMap::new());
+    let _ = c.stream.write_all(&bytes);
+    let _ = c.stream.shutdown(Shutdown::Write);
+    let mut buf = [0u8; 64];
+    match c.reader.read(&mut buf) {
+        Err(e) if !is_timeout(&e) => {}
+        other => panic!("expected a reset, got {other:?}\n{}", s.transcript()),
+    }
+    let status = s.wait_exit();
+    assert_eq!(status.code(), Some(1), "{status:?}\n{}", s.transcript());
+    assert!(
+        s.stderr_lines().iter().any(|l| l.contains("store")),
+        "a diagnostic names the failure\n{}",
+        s.transcript()
+    );
+    assert!(!log.exists(), "no log after a failed journal");
 }

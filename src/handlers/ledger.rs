@@ -11,11 +11,10 @@
 //! rounds to a smaller scale and returns `Some`. [`add_exact`] does the sum in
 //! `i128` and refuses anything it cannot represent exactly; the ledger then
 //! discards that transaction as an overflow.
-
 //!
 //! The code is in three files: this one (the handler, its journal and the
-//! log), [`parse`] (a line to a transaction) and [`money`] (exact sums,
-//! rounding to cents).
+//! log), `ledger/parse.rs` (a line to a transaction) and `ledger/money.rs`
+//! (exact sums, rounding to cents).
 
 use std::collections::HashMap;
 use std::io;

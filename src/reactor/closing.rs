@@ -5,23 +5,13 @@
 use std::cmp::Reverse;
 use std::io::{self, Read};
 use std::net::Shutdown;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use super::Reactor;
 use super::conn::{ConnState, Drain};
-use super::input::MAX_READ_PER_WAKEUP_BYTES;
 use crate::server::lifecycle::Phase;
+use crate::server::session::{LINGER, MAX_FINAL_READ_BYTES, MAX_LINGER_DISCARD_BYTES};
 use crate::status;
-
-/// After our last byte and FIN, how long we read and discard what a client
-/// still sends before closing: closing with unread input makes Linux send a
-/// RST, which can destroy replies the client has not read yet.
-pub(super) const LINGER: Duration = Duration::from_secs(1);
-/// Bytes discarded from a closing client before we give up on a clean close.
-const MAX_LINGER_DISCARD_BYTES: usize = 4 * 1024 * 1024;
-/// What is read from each client when shutdown closes it: what was already
-/// sent is handled, a client that keeps sending does not hold us forever.
-const MAX_FINAL_READ_BYTES: usize = 16 * MAX_READ_PER_WAKEUP_BYTES;
 
 impl Reactor {
     /// Idle flushes and linger ends that are due at `now`.
@@ -147,7 +137,7 @@ impl Reactor {
             // Deregister before the stream is dropped (closed).
             let _ = self.poll.registry().deregister(&mut conn.stream);
             self.keys.remove(&conn.id);
-            self.status.disconnected(conn.id, self.conns.len());
+            self.status.disconnected(conn.id, self.roster.leave());
         }
     }
 

@@ -18,7 +18,7 @@ pub(super) enum ConnState {
     /// queued output is flushed, then our side is shut.
     Closing,
     /// Our FIN is sent; reading and discarding until the client closes too
-    /// or `until` (see [`super::closing::LINGER`]).
+    /// or `until` (see [`crate::server::session::LINGER`]).
     Lingering { until: Instant },
     /// Gone; removed from the slab after this loop pass.
     Dead,

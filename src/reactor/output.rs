@@ -131,6 +131,23 @@ impl Reactor {
             if conn.state == ConnState::Dead {
                 continue;
             }
+            // SPEC's durability rule: no byte and no FIN goes out before
+            // what was persisted ahead of it is durable. One sync covers
+            // every connection after it in this pass; a pass that only reads
+            // (a ledger blast) syncs nothing.
+            if self.durable.owes_sync()
+                && (!conn.out.is_empty() || conn.state == ConnState::Closing)
+                && let Err(e) = self.durable.sync_before_output()
+            {
+                self.fatal.get_or_insert(e);
+            }
+            if self.fatal.is_some() {
+                // The store failed: nothing more goes out (see `run`).
+                return;
+            }
+            let Some(conn) = self.conns.get_mut(key) else {
+                continue;
+            };
             let flushed = match conn
                 .out
                 .flush_to(&mut conn.stream, MAX_WRITE_PER_WAKEUP_BYTES)

@@ -27,6 +27,9 @@ pub struct Durable {
     pending: Vec<u8>,
     /// Bytes were put since the last sync.
     unsynced: bool,
+    /// The store failed once: it stays failed (a later sync that works
+    /// would not bring back what the failed write lost).
+    failed: bool,
 }
 
 /// A batch larger than this is put at once, whatever the caller's rhythm,
@@ -39,6 +42,7 @@ impl Durable {
             store,
             pending: Vec::new(),
             unsynced: false,
+            failed: false,
         }
     }
 
@@ -55,6 +59,7 @@ impl Durable {
         if self.store.is_none() {
             return Ok(());
         }
+        self.check()?;
         self.pending.extend_from_slice(bytes);
         if self.pending.len() >= MAX_PENDING_BYTES {
             self.put()?;
@@ -71,13 +76,28 @@ impl Durable {
         let Some(store) = &mut self.store else {
             return Ok(());
         };
+        if self.failed {
+            return Err(failed());
+        }
         if self.pending.is_empty() {
             return Ok(());
         }
         let result = store.put(&self.pending);
         self.pending.clear();
         self.unsynced = true;
-        result.map_err(|e| io::Error::new(e.kind(), format!("store: {e}")))
+        self.note(result)
+    }
+
+    fn check(&self) -> io::Result<()> {
+        if self.failed { Err(failed()) } else { Ok(()) }
+    }
+
+    /// Remembers a failure (see the field's doc).
+    fn note(&mut self, result: io::Result<()>) -> io::Result<()> {
+        result.map_err(|e| {
+            self.failed = true;
+            io::Error::new(e.kind(), format!("store: {e}"))
+        })
     }
 
     /// Whether persisted bytes are not durable yet: output or a FIN must
@@ -100,10 +120,13 @@ impl Durable {
             return Ok(());
         };
         self.unsynced = false;
-        store
-            .sync()
-            .map_err(|e| io::Error::new(e.kind(), format!("store: {e}")))
+        let result = store.sync();
+        self.note(result)
     }
+}
+
+fn failed() -> io::Error {
+    io::Error::other("store: failed earlier; nothing more is durable")
 }
 
 #[cfg(test)]
@@ -172,5 +195,8 @@ mod tests {
         d.persist(b"a\n").unwrap();
         let e = d.sync_before_output().unwrap_err();
         assert!(e.to_string().contains("disk full"), "{e}");
+        // Once failed, always failed: no later sync may look like success.
+        assert!(d.sync_before_output().is_err());
+        assert!(d.persist(b"b\n").is_err());
     }
 }

@@ -11,10 +11,21 @@
 //! types with one datagram per message.
 
 use std::ops::ControlFlow;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use crate::framing::{IDLE_FLUSH, LineFramer};
 use crate::handlers::{ClientId, Framing, Handler, Outbox, SlowPolicy};
+
+/// What is read from a client when shutdown closes it: what it already sent
+/// is handled, a client that keeps sending does not hold the server forever.
+pub const MAX_FINAL_READ_BYTES: usize = 4 * 1024 * 1024;
+/// After our last byte and FIN, how long a server reads and discards what a
+/// client still sends before closing: closing with unread input makes Linux
+/// send a RST, which can destroy replies the client has not read yet.
+pub const LINGER: Duration = Duration::from_secs(1);
+/// Bytes discarded from a lingering client before giving up on a clean
+/// close.
+pub const MAX_LINGER_DISCARD_BYTES: usize = 4 * 1024 * 1024;
 
 /// What handling some input led to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

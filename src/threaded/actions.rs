@@ -46,7 +46,7 @@ impl Server {
     /// owed from earlier calls), they are synced before it is queued.
     /// Returns false if the store failed: nothing of this call may be
     /// carried out.
-    fn persist(&self, out: &Outbox) -> bool {
+    pub(super) fn persist(&self, out: &Outbox) -> bool {
         if !self.persisting {
             return true;
         }
@@ -101,7 +101,8 @@ impl Server {
 
     /// Carries out the actions that touch shared state (output queues,
     /// pauses, closes) while the handler lock is held, so broadcasts are
-    /// queued to everyone in one order. Stdout and diagnostics are left for
+    /// queued to everyone in one order. The caller has carried out the
+    /// `Persist` actions first ([`Server::persist`]). Stdout and diagnostics are left for
     /// [`Server::carry_out_unlocked`].
     pub(super) fn apply(&self, core: &mut Core, out: &Outbox, actor: Option<ClientId>) {
         let mut dropped = Vec::new();
@@ -123,7 +124,9 @@ impl Server {
             status::dropped_slow(id, pending, self.config.max_pending_bytes);
             reg.client.kill(Stop::Dropped);
             core.handler.on_disconnect(id, &mut extra);
-            self.apply_locked(core, &extra, actor, &mut dropped);
+            if self.persist(&extra) {
+                self.apply_locked(core, &extra, actor, &mut dropped);
+            }
             // Rare path: these few lines may be written under the lock.
             self.carry_out_unlocked(&extra);
             extra.clear();

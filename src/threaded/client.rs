@@ -10,15 +10,9 @@ use std::time::{Duration, Instant};
 use super::lock;
 use crate::handlers::{ClientId, SlowPolicy};
 use crate::outbuf::OutBuf;
-use crate::server::session::{Flow, Gates};
+use crate::server::session::{Flow, Gates, LINGER, MAX_LINGER_DISCARD_BYTES};
 use crate::status;
 
-/// After our last byte and FIN, how long we read and discard what a client
-/// still sends before closing: closing with unread input makes Linux send a
-/// RST, which can destroy replies the client has not read yet.
-const LINGER: Duration = Duration::from_secs(1);
-/// Bytes discarded from a closing client before we give up on a clean close.
-const MAX_LINGER_DISCARD_BYTES: usize = 4 * 1024 * 1024;
 /// While lingering on a socket whose read side we shut ourselves (reads
 /// return 0 at once then, the peer's FIN or not), how often to look again.
 const LINGER_POLL: Duration = Duration::from_millis(10);
@@ -255,6 +249,8 @@ impl Client {
                 return;
             }
             match (&self.stream).read(&mut buf) {
+                // Killed meanwhile (shutdown's time ran out): stop here.
+                Ok(0) if read_shut && self.state().dead => return,
                 Ok(0) if read_shut => std::thread::sleep(LINGER_POLL.min(until - now)),
                 Ok(0) => return,
                 Ok(n) => discarded += n,

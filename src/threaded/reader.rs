@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use super::client::{Client, End, Gate, Stop};
 use super::{Server, lock};
 use crate::handlers::{ClientId, Outbox};
-use crate::server::session::{Input, Session};
+use crate::server::session::{Input, MAX_FINAL_READ_BYTES, Session};
 use crate::status;
 
 /// A reader's buffer starts this small (an idle connection holds it while
@@ -18,9 +18,6 @@ use crate::status;
 const READ_CHUNK_MIN_BYTES: usize = 4 * 1024;
 /// ... and grows to this while reads keep filling it (bulk senders).
 const READ_CHUNK_MAX_BYTES: usize = 64 * 1024;
-/// What is read from each client when shutdown closes it: what was already
-/// sent is handled, a client that keeps sending does not hold us forever.
-const MAX_FINAL_READ_BYTES: usize = 4 * 1024 * 1024;
 
 /// A reader thread's own state.
 pub(super) struct Reader {
@@ -225,7 +222,9 @@ impl Server {
                 reg.handler_knows = false;
                 core.handler.on_disconnect(id, &mut r.out);
             }
-            self.apply(&mut core, &r.out, Some(id));
+            if self.persist(&r.out) {
+                self.apply(&mut core, &r.out, Some(id));
+            }
             core.registry.remove(&id);
         }
         self.carry_out_unlocked(&r.out);

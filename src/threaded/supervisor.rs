@@ -16,13 +16,13 @@ use mio::{Events, Interest, Poll, Token, Waker};
 
 use super::client::{Client, ClientState, End, Stop};
 use super::{Core, Registered, Server, lock};
-use crate::config::ServerConfig;
-use crate::handlers::{ClientId, Finish, Handler, Outbox, ServerStats};
+use crate::handlers::{Finish, Outbox, ServerStats};
+use crate::server::Setup;
 use crate::server::durable::Durable;
 use crate::server::lifecycle::{Command, Lifecycle};
+use crate::server::roster::Roster;
 use crate::signals::ShutdownSignals;
-use crate::status::{self, Status};
-use crate::store::Store;
+use crate::status;
 use crate::timers::Accepted;
 
 const LISTENER: Token = Token(0);
@@ -39,8 +39,6 @@ pub(super) struct Supervisor {
     /// `None` once shutdown began.
     listener: Option<TcpListener>,
     signals: ShutdownSignals,
-    /// The id the next client gets.
-    next_id: u64,
     /// Phases, signals, reports, accept back-off: the shared rules.
     life: Lifecycle,
     /// The supervisor's own outbox (on_connect, on_shutdown).
@@ -48,13 +46,13 @@ pub(super) struct Supervisor {
 }
 
 impl Supervisor {
-    pub(super) fn new(
-        listener: TcpListener,
-        config: ServerConfig,
-        handler: Box<dyn Handler>,
-        store: Option<Box<dyn Store>>,
-        status: Status,
-    ) -> io::Result<Self> {
+    pub(super) fn new(listener: TcpListener, setup: Setup) -> io::Result<Self> {
+        let Setup {
+            config,
+            handler,
+            store,
+            status,
+        } = setup;
         let poll = Poll::new()?;
         listener.set_nonblocking(true)?;
         poll.registry().register(
@@ -79,6 +77,7 @@ impl Supervisor {
             persisting: store.is_some(),
             durable: Mutex::new(Durable::new(store)),
             fatal: Mutex::new(None),
+            roster: Roster::new(),
             table: Mutex::new(HashMap::new()),
             open: AtomicUsize::new(0),
             status,
@@ -92,7 +91,6 @@ impl Supervisor {
             poll,
             listener: Some(listener),
             signals,
-            next_id: 1,
             life,
             out: Outbox::new(),
         })
@@ -257,8 +255,7 @@ impl Supervisor {
             return;
         }
         let _ = stream.set_nodelay(true);
-        let id = ClientId(self.next_id);
-        self.next_id += 1;
+        let id = server.roster.next_id();
         let client = Arc::new(Client {
             id,
             stream,
