@@ -40,8 +40,7 @@ pub use grpc_queue::{GrpcQueue, run_grpc_queue};
 pub use lines::{queue_session, run_chat, run_ledger, run_presence, run_queue, run_send};
 pub use queue_repl::{LineQueue, QUEUE_EMPTY, QueueTransport, queue_repl};
 pub use stream::{
-    Piece, ServerLines, await_close, copy_to_server, print_replies, relay_lines, send_all,
-    send_lines,
+    Piece, ServerLines, await_close, copy_to_server, print_replies, relay_lines, send_lines,
 };
 use stream::{server_error, trim_line_end};
 

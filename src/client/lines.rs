@@ -12,7 +12,7 @@ use std::thread;
 
 use super::{
     ClientError, Fault, LineQueue, await_close, connect, copy_to_server, no_delay, on_sigint,
-    print_replies, queue_repl, relay_lines, send_all, send_lines, server_error,
+    print_replies, queue_repl, relay_lines, send_lines, server_error,
 };
 use crate::addr::Target;
 
@@ -117,7 +117,8 @@ pub fn run_presence(target: &Target, name: &str) -> Result<(), ClientError> {
     let mut hello = Vec::with_capacity(name.len() + 1);
     hello.extend_from_slice(name.as_bytes());
     hello.push(b'\n');
-    let result = send_all(&mut &stream, &hello)
+    let result = (&stream)
+        .write_all(&hello)
         .map_err(Fault::Send)
         .and_then(|()| relay_lines(&stream, &mut io::stdout()));
     match result {

@@ -6,31 +6,10 @@ use std::io::{self, BufRead, BufReader, Read, Write};
 
 use super::{CHUNK_BYTES, Fault, MAX_PIECE_BYTES};
 
-/// Writes all of `bytes`, one `write` call at a time: a socket may take only
-/// part of a buffer per call (seed 003: "handle partial sends"), so the loop
-/// resends the rest until none is left.
-///
-/// # Errors
-/// The writer's error; `WriteZero` when it accepts nothing while bytes remain.
-pub fn send_all<W: Write + ?Sized>(dst: &mut W, mut bytes: &[u8]) -> io::Result<()> {
-    while !bytes.is_empty() {
-        match dst.write(bytes) {
-            Ok(0) => {
-                return Err(io::Error::new(
-                    io::ErrorKind::WriteZero,
-                    "peer accepted no bytes",
-                ));
-            }
-            Ok(sent) => bytes = &bytes[sent..],
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-            Err(e) => return Err(e),
-        }
-    }
-    Ok(())
-}
-
 /// Copies `src` to `dst` exactly, [`CHUNK_BYTES`] at a time, until `src`
-/// ends: any size in constant memory. Returns the byte count.
+/// ends: any size in constant memory. Returns the byte count. A socket may
+/// take only part of a buffer per `write` (seed 003: "handle partial
+/// sends"); `write_all` resends the rest and retries `Interrupted`.
 ///
 /// # Errors
 /// [`Fault::Input`] when reading fails, [`Fault::Send`] when writing does.
@@ -47,7 +26,7 @@ pub fn copy_to_server<R: Read + ?Sized, W: Write + ?Sized>(
             Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
             Err(e) => return Err(Fault::Input(e)),
         };
-        send_all(dst, &buf[..n]).map_err(Fault::Send)?;
+        dst.write_all(&buf[..n]).map_err(Fault::Send)?;
         total += n as u64;
     }
 }
@@ -176,11 +155,11 @@ pub fn send_lines<R: BufRead, W: Write + ?Sized>(
         if n == 0 {
             break;
         }
-        send_all(server, &buf).map_err(Fault::Send)?;
+        server.write_all(&buf).map_err(Fault::Send)?;
         line_open = !buf.ends_with(b"\n");
     }
     if line_open {
-        send_all(server, b"\n").map_err(Fault::Send)?;
+        server.write_all(b"\n").map_err(Fault::Send)?;
     }
     Ok(())
 }
@@ -212,16 +191,7 @@ mod tests {
     use crate::client::test_io::{Dribble, Failing, Trickle, noise};
 
     #[test]
-    fn send_all_finishes_partial_sends() {
-        let data = noise(10_000);
-        let mut w = Trickle::new();
-        send_all(&mut w, &data).unwrap();
-        assert_eq!(w.data, data);
-        assert!(w.calls > 10_000 / 3, "the writer really was partial");
-    }
-
-    #[test]
-    fn send_all_reports_a_writer_that_takes_nothing() {
+    fn copy_reports_a_server_that_takes_nothing() {
         struct Zero;
         impl Write for Zero {
             fn write(&mut self, _: &[u8]) -> io::Result<usize> {
@@ -231,9 +201,9 @@ mod tests {
                 Ok(())
             }
         }
-        let err = send_all(&mut Zero, b"x").unwrap_err();
-        assert_eq!(err.kind(), io::ErrorKind::WriteZero);
-        send_all(&mut Zero, b"").unwrap();
+        let fault = copy_to_server(&mut &b"x"[..], &mut Zero).unwrap_err();
+        assert!(matches!(fault, Fault::Send(e) if e.kind() == io::ErrorKind::WriteZero));
+        assert_eq!(copy_to_server(&mut &b""[..], &mut Zero).unwrap(), 0);
     }
 
     #[test]
