@@ -172,7 +172,7 @@ impl Link for TcpLink {
     fn ask(&mut self, request: &[u8]) -> Result<Vec<u8>, LinkError> {
         let mut line = request.to_vec();
         line.push(b'\n');
-        super::send_all(&mut self.writer, &line).map_err(LinkError::Send)?;
+        self.writer.write_all(&line).map_err(LinkError::Send)?;
         let first = self.line()?;
         if !first.is_empty() {
             return Ok(first);

@@ -4,7 +4,7 @@
 
 use std::io::{BufRead, Read, Write};
 
-use super::{Fault, ServerLines, send_all, trim_line_end};
+use super::{Fault, ServerLines, trim_line_end};
 
 /// How the queue REPL reaches its server: the line protocol
 /// ([`LineQueue`]) or gRPC (`grpc_queue`). The REPL around it
@@ -91,7 +91,7 @@ impl<S: Read, W: Write + ?Sized> QueueTransport for LineQueue<'_, S, W> {
         let mut request = Vec::with_capacity(line.len() + 1);
         request.extend_from_slice(line);
         request.push(b'\n');
-        send_all(self.server, &request).map_err(Fault::Send)?;
+        self.server.write_all(&request).map_err(Fault::Send)?;
 
         // SPEC: every answer is one line. A line longer than a piece is
         // printed whole, piece by piece.
