@@ -304,7 +304,7 @@ mod tests {
             let mantissa = if negative { -(magnitude as i128) } else { magnitude as i128 };
             let balance = Decimal::from_i128_with_scale(mantissa, scale);
             let mut ledger = Ledger::new(PathBuf::from("x"));
-            ledger.accounts.insert(Box::from("a"), balance);
+            ledger.accounts.insert(Box::from(&b"a"[..]), balance);
 
             // Independent integer rounding: floor((2|m| + d) / 2d) at d = 10^(s-2).
             let cents: u128 = if scale <= 2 {

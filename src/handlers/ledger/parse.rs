@@ -20,7 +20,10 @@ pub enum Kind {
 /// One parsed transaction, borrowing its name from the line.
 #[derive(Copy, Clone, Debug, PartialEq, Eq)]
 pub struct Tx<'a> {
-    pub name: &'a str,
+    /// Valid UTF-8 with no whitespace (see [`parse_name`]), kept as bytes:
+    /// accounts are keyed and sorted by these bytes, so the hot path never
+    /// needs a `&str` (an ASCII name is not validated twice).
+    pub name: &'a [u8],
     pub kind: Kind,
     /// Never negative; at most 28 digits.
     pub amount: Decimal,
@@ -97,19 +100,15 @@ fn parse_fields<'a>(name: &'a [u8], kind: &[u8], amount: &[u8]) -> Option<Tx<'a>
 /// `\x0c`, U+0085, U+00A0, U+3000, ...) makes the line invalid rather than
 /// becoming part of a name, so "non-space" holds in the Unicode sense and a
 /// log line always reads as one name, one space, one balance.
-fn parse_name(name: &[u8]) -> Option<&str> {
+fn parse_name(name: &[u8]) -> Option<&[u8]> {
     if name.is_ascii() {
-        // The common case, without a full UTF-8 validation. ASCII
-        // whitespace per `char::is_whitespace`: \t \n \x0b \x0c \r and
-        // space; space and tab cannot be here.
-        if name.iter().any(|b| (b'\n'..=b'\r').contains(b)) {
-            return None;
-        }
-        // ASCII is valid UTF-8: this cannot fail, and the check is cheap.
-        return std::str::from_utf8(name).ok();
+        // The common case, without a UTF-8 validation: ASCII is UTF-8.
+        // ASCII whitespace per `char::is_whitespace`: \t \n \x0b \x0c \r
+        // and space; space and tab cannot be here.
+        return (!name.iter().any(|b| (b'\n'..=b'\r').contains(b))).then_some(name);
     }
-    let name = std::str::from_utf8(name).ok()?;
-    (!name.chars().any(char::is_whitespace)).then_some(name)
+    let text = std::str::from_utf8(name).ok()?;
+    (!text.chars().any(char::is_whitespace)).then_some(name)
 }
 
 /// `$`?, digits, then optionally `.` and digits; at most 28 digits in all.
