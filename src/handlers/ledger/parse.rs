@@ -113,6 +113,7 @@ fn parse_name(name: &[u8]) -> Option<&[u8]> {
 
 /// `$`?, digits, then optionally `.` and digits; at most 28 digits in all.
 /// Public because the atm's amounts share the grammar (SPEC "atm").
+#[inline]
 pub fn parse_amount(amount: &[u8]) -> Option<Decimal> {
     let s = amount.strip_prefix(b"$").unwrap_or(amount);
     // Up to 19 digits fit a u64 (cheaper than u128 arithmetic per digit);
