@@ -41,12 +41,11 @@ pub fn server_main(model: Model) -> ExitCode {
             return ExitCode::from(1);
         }
     };
-    let listener = match net::bind_listener(config.addr) {
-        Ok(listener) => listener,
-        Err(e) => {
+    let (listener, udp) = match net::bind_server(config.addr, config.udp) {
+        Ok(bound) => bound,
+        Err((addr, e)) => {
             status::diag(format_args!(
-                "error: cannot listen on {}: {}",
-                config.addr,
+                "error: cannot listen on {addr}: {}",
                 net::os_reason(&e)
             ));
             return ExitCode::from(1);
@@ -54,8 +53,8 @@ pub fn server_main(model: Model) -> ExitCode {
     };
     let status = Status::new(handler.status_on_stderr());
     let result = match model {
-        Model::Reactor => reactor::run(listener, config, handler, store, status),
-        Model::Threaded => threaded::run(listener, config, handler, store, status),
+        Model::Reactor => reactor::run(listener, udp, config, handler, store, status),
+        Model::Threaded => threaded::run(listener, udp, config, handler, store, status),
     };
     let finish = match result {
         Ok(finish) => finish,

@@ -48,6 +48,7 @@ mod closing;
 mod conn;
 mod input;
 mod output;
+mod udp;
 
 use conn::{Conn, ConnState};
 
@@ -78,12 +79,13 @@ const PASS_BUDGET: Duration = Duration::from_millis(100);
 /// stops); anything that goes wrong with one client closes only that client.
 pub fn run(
     listener: std::net::TcpListener,
+    udp: Option<std::net::UdpSocket>,
     config: ServerConfig,
     handler: Box<dyn Handler>,
     store: Option<Box<dyn Store>>,
     status: Status,
 ) -> io::Result<Finish> {
-    Reactor::new(listener, config, handler, store, status)?.run()
+    Reactor::new(listener, udp, config, handler, store, status)?.run()
 }
 
 struct Reactor {
@@ -92,6 +94,8 @@ struct Reactor {
     listener: Option<TcpListener>,
     signals: ShutdownSignals,
     conns: Slab<Conn>,
+    /// The `--udp` socket and its peers (clients too).
+    udp: Option<udp::Udp>,
     /// Routes handler actions (which name clients) to slab keys.
     keys: HashMap<ClientId, usize>,
     handler: Box<dyn Handler>,
@@ -135,6 +139,7 @@ struct Reactor {
 impl Reactor {
     fn new(
         listener: std::net::TcpListener,
+        udp: Option<std::net::UdpSocket>,
         config: ServerConfig,
         handler: Box<dyn Handler>,
         store: Option<Box<dyn Store>>,
@@ -149,12 +154,26 @@ impl Reactor {
         signals.register(poll.registry(), SIGNALS)?;
         let stdout = File::from(io::stdout().as_fd().try_clone_to_owned()?);
         let addr = listener.local_addr()?;
-        status.listening(addr, handler.name());
+        let udp = match udp {
+            Some(socket) => Some(udp::Udp::new(
+                socket,
+                poll.registry(),
+                &config,
+                handler.datagram_is_line(),
+            )?),
+            None => None,
+        };
+        if udp.is_some() {
+            status.listening_tcp_udp(addr, handler.name());
+        } else {
+            status.listening(addr, handler.name());
+        }
         Ok(Reactor {
             poll,
             listener: Some(listener),
             signals,
             conns: Slab::new(),
+            udp,
             keys: HashMap::new(),
             framing: handler.framing(),
             slow_policy: handler.slow_policy(),
@@ -194,6 +213,7 @@ impl Reactor {
                 match event.token() {
                     LISTENER => self.handle_accept(),
                     SIGNALS => self.handle_signals(),
+                    udp::UDP => self.handle_udp_event(),
                     // Past the pass budget, reading waits for a later pass
                     // (timers first); edge-triggered, so it must be queued.
                     Token(key) if pass_start.elapsed() > PASS_BUDGET => self.defer(key),
@@ -203,18 +223,25 @@ impl Reactor {
                 }
             }
             self.handle_ready();
-            self.handle_timers(Instant::now());
+            self.handle_udp_ready();
+            let now = Instant::now();
+            self.handle_timers(now);
+            self.udp_expire(now);
             self.sync_before_flush();
             if let Some(e) = self.fatal.take() {
                 self.reset_all();
                 return Err(e);
             }
             self.flush_dirty();
+            self.flush_udp();
             self.reap();
             let now = Instant::now();
-            self.life.handle_timeout(now, self.conns.len());
+            self.life.handle_timeout(now, self.clients());
             self.run_commands();
-            if self.dead.is_empty() && self.life.is_done(self.conns.len(), now) {
+            if self.dead.is_empty()
+                && !self.udp_owes_output()
+                && self.life.is_done(self.conns.len(), now)
+            {
                 break;
             }
         }
@@ -229,11 +256,12 @@ impl Reactor {
         if self.fatal.is_some() || !self.durable.owes_sync() {
             return;
         }
-        let output_follows = self.dirty.iter().any(|&k| {
-            self.conns
-                .get(k)
-                .is_some_and(|c| !c.out.is_empty() || c.state == ConnState::Closing)
-        });
+        let output_follows = self.udp_owes_output()
+            || self.dirty.iter().any(|&k| {
+                self.conns
+                    .get(k)
+                    .is_some_and(|c| !c.out.is_empty() || c.state == ConnState::Closing)
+            });
         if output_follows && let Err(e) = self.durable.sync_before_output() {
             self.fatal = Some(e);
         }
@@ -251,11 +279,16 @@ impl Reactor {
     /// Time until the earliest deadline; zero while connections wait to be
     /// read, flushed or removed without an event.
     fn next_timeout(&self, now: Instant) -> Option<Duration> {
-        if !self.ready.is_empty() || !self.dirty.is_empty() || !self.dead.is_empty() {
+        if !self.ready.is_empty()
+            || !self.dirty.is_empty()
+            || !self.dead.is_empty()
+            || self.udp.as_ref().is_some_and(udp::Udp::has_work)
+        {
             return Some(Duration::ZERO);
         }
         [
             self.life.poll_timeout(),
+            self.udp.as_ref().and_then(udp::Udp::deadline),
             self.idle_queue.peek().map(|e| e.0.0),
             self.linger_queue.peek().map(|e| e.0.0),
         ]
@@ -282,18 +315,22 @@ impl Reactor {
                     self.apply_actions();
                 }
                 Command::AnnounceDrain { timeout } => {
-                    if !self.conns.is_empty() {
-                        self.status.draining(timeout, self.conns.len());
+                    if self.clients() > 0 {
+                        self.status.draining(timeout, self.clients());
                     }
                 }
-                Command::CloseAll { cut } => self.close_all(cut),
+                Command::CloseAll { cut } => {
+                    self.udp_close_all();
+                    self.close_all(cut);
+                }
                 Command::KillAll => {
+                    self.udp_kill();
                     let keys: Vec<usize> = self.conns.iter().map(|(k, _)| k).collect();
                     for key in keys {
                         self.kill(key);
                     }
                 }
-                Command::ReportCount => self.status.count(self.conns.len()),
+                Command::ReportCount => self.status.count(self.clients()),
                 Command::Accept => self.handle_accept(),
                 Command::Diagnostic(line) => status::diag(format_args!("{line}")),
             }
@@ -325,7 +362,7 @@ impl Reactor {
     }
 
     fn add_client(&mut self, mut stream: TcpStream, peer: SocketAddr) {
-        if self.conns.len() >= self.config.max_clients {
+        if self.clients() >= self.config.max_clients {
             status::refuse_too_many_clients(&stream, self.config.max_clients);
             return;
         }
@@ -345,7 +382,7 @@ impl Reactor {
         let session = Session::new(self.framing, self.config.max_line_bytes);
         entry.insert(Conn::new(stream, id, session));
         self.keys.insert(id, key);
-        self.status.connected(id, self.conns.len());
+        self.status.connected(id, self.clients());
         self.handler.on_connect(id, peer, &mut self.outbox);
         self.apply_actions();
         // Bytes may already be waiting; the edge that announced them can

@@ -40,6 +40,7 @@ mod actions;
 mod client;
 mod reader;
 mod supervisor;
+mod udp;
 
 use client::Client;
 
@@ -59,12 +60,13 @@ use client::Client;
 /// anything that goes wrong with one client closes only that client.
 pub fn run(
     listener: TcpListener,
+    udp: Option<std::net::UdpSocket>,
     config: ServerConfig,
     handler: Box<dyn Handler>,
     store: Option<Box<dyn Store>>,
     status: Status,
 ) -> io::Result<Finish> {
-    supervisor::Supervisor::new(listener, config, handler, store, status)?.run()
+    supervisor::Supervisor::new(listener, udp, config, handler, store, status)?.run()
 }
 
 /// Locks, ignoring poisoning: a panicking thread leaves plain data behind,
@@ -104,6 +106,13 @@ struct Server {
     cut_partial_lines: AtomicU64,
     /// Wakes the supervisor: the last client left, a store failed.
     waker: Waker,
+    /// The id the next client gets, TCP or UDP.
+    next_id: AtomicU64,
+    /// UDP peers tracked ([`udp`]): counted with `table`, and changed only
+    /// under its lock so the counts in status lines come out in order.
+    udp_peers: AtomicUsize,
+    /// The handler's [`Handler::datagram_is_line`].
+    datagram_is_line: bool,
 }
 
 /// The handler lock's contents.
@@ -125,5 +134,10 @@ struct Registered {
 impl Server {
     fn core(&self) -> MutexGuard<'_, Core> {
         lock(&self.core)
+    }
+
+    /// Every client, TCP and UDP, given the `table` lock.
+    fn count(&self, table: &HashMap<ClientId, Arc<Client>>) -> usize {
+        table.len() + self.udp_peers.load(std::sync::atomic::Ordering::SeqCst)
     }
 }

@@ -147,7 +147,7 @@ impl Reactor {
             // Deregister before the stream is dropped (closed).
             let _ = self.poll.registry().deregister(&mut conn.stream);
             self.keys.remove(&conn.id);
-            self.status.disconnected(conn.id, self.conns.len());
+            self.status.disconnected(conn.id, self.clients());
         }
     }
 
