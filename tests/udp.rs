@@ -72,6 +72,8 @@ both!(
     a_flood_from_200_ports_against_max_clients_50,
     shutdown_forgets_every_peer_with_its_line,
     handlers_without_datagrams_refuse_udp,
+    a_udp_port_taken_is_exit_1_naming_it,
+    ipv6_serves_datagrams_too,
 );
 
 fn listening_line_and_echo_returns_each_datagram_whole(kind: Kind) {
@@ -317,4 +319,47 @@ fn handlers_without_datagrams_refuse_udp(kind: Kind) {
     }
     let (status, _out, err) = run_to_end(kind, &["--udp", "--udp-idle", "0", "0"]);
     assert_eq!(status.code(), Some(2), "{err}");
+}
+
+fn a_udp_port_taken_is_exit_1_naming_it(kind: Kind) {
+    // Someone else holds the UDP port; TCP on it is (almost surely) free.
+    let holder = UdpSocket::bind("127.0.0.1:0").unwrap();
+    let port = holder.local_addr().unwrap().port().to_string();
+    let (status, out, err) = run_to_end(kind, &["--udp", &port]);
+    if std::net::TcpListener::bind(("127.0.0.1", holder.local_addr().unwrap().port())).is_err() {
+        return; // the TCP port was taken too: nothing to learn here
+    }
+    assert_eq!(status.code(), Some(1), "{out}{err}");
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert!(
+        err.contains(&format!("127.0.0.1:{port}")) && err.contains("(udp)"),
+        "{err}"
+    );
+    assert!(out.is_empty(), "never listening: {out}");
+}
+
+fn ipv6_serves_datagrams_too(kind: Kind) {
+    if !ipv6_available() {
+        return;
+    }
+    let mut s = start(kind, &["-b", "::1", "-H", "menu"]);
+    assert_eq!(
+        s.status_lines()[0],
+        format!(
+            "Listening on [::1]:{} (handler menu, tcp and udp)",
+            s.port()
+        )
+    );
+    let socket = UdpSocket::bind("[::1]:0").unwrap();
+    socket.set_read_timeout(Some(TIMEOUT)).unwrap();
+    let p = Peer {
+        server: s.addr,
+        socket,
+    };
+    p.ask(
+        b"2\n",
+        format!("client IP = ::1, port = {}", p.port()).as_bytes(),
+    );
+    s.wait_connected(1);
+    s.stop(SIGINT);
 }
