@@ -52,6 +52,7 @@ pub(super) struct Udp {
     refused: Throttle,
     too_long: Throttle,
     dropped: Throttle,
+    errors: Throttle,
 }
 
 impl Udp {
@@ -76,6 +77,7 @@ impl Udp {
             refused: Throttle::default(),
             too_long: Throttle::default(),
             dropped: Throttle::default(),
+            errors: Throttle::default(),
         })
     }
 
@@ -139,8 +141,13 @@ impl Reactor {
                 }
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                 // An error queued on the socket (an ICMP report) concerns
-                // one earlier send, not the socket: go on.
-                Err(e) => status::diag(format_args!("udp: {e}")),
+                // one earlier send, not the socket: go on (it counts
+                // against the budget, and its diagnostic is throttled).
+                Err(e) => {
+                    if udp.errors.hit(self.outbox.now()).is_some() {
+                        status::diag(format_args!("udp: receive: {e}"));
+                    }
+                }
             }
         }
         if let Some(udp) = self.udp.as_mut() {

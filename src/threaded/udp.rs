@@ -80,6 +80,7 @@ impl UdpThread {
             refused: Throttle::default(),
             too_long: Throttle::default(),
             dropped: Throttle::default(),
+            errors: Throttle::default(),
         };
         server.open.fetch_add(1, Ordering::SeqCst);
         let spawned = thread::Builder::new()
@@ -133,6 +134,7 @@ struct Worker {
     refused: Throttle,
     too_long: Throttle,
     dropped: Throttle,
+    errors: Throttle,
 }
 
 impl Worker {
@@ -171,7 +173,12 @@ impl Worker {
                 Ok((n, from)) => self.handle_datagram(n, from),
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return false,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(e) => status::diag(format_args!("udp: {e}")),
+                // Concerns one earlier send, not the socket (see the reactor).
+                Err(e) => {
+                    if self.errors.hit(Instant::now()).is_some() {
+                        status::diag(format_args!("udp: receive: {e}"));
+                    }
+                }
             }
         }
         true
