@@ -4,14 +4,16 @@
 //!
 //! 1. poll, with a timeout from the earliest deadline (report, idle flush,
 //!    linger, drain end, accept retry), or zero while work is pending;
-//! 2. handle the events: accept, signals, reads (the handler's actions are
-//!    applied at once; replies are only queued);
+//! 2. handle the events: accept, signals, reads, datagrams (the handler's
+//!    actions are applied at once; replies are only queued);
 //! 3. read again from connections that still had data when their fairness
 //!    budget ran out, or that were just resumed (no edge will come for them);
-//! 4. run due timers, measured with a fresh `Instant::now()`;
+//! 4. run due timers (idle flush, linger, UDP peers' idle expiry), measured
+//!    with a fresh `Instant::now()`;
 //! 5. make persisted bytes durable if output or a FIN is about to follow
 //!    them (one sync at most), then flush every connection that got output
-//!    (one `writev` each) and enforce `--max-pending`;
+//!    (one `writev` each), enforce `--max-pending`, and send the queued
+//!    reply datagrams ([`udp`]);
 //! 6. remove dead connections, after the batch, so a slab key is never
 //!    reused while an event for its old owner may still be in hand;
 //! 7. hand the time to the [`Lifecycle`] and carry out its commands.
