@@ -196,13 +196,15 @@ impl Peers {
             let Some(addr) = self.by_id.get(&id) else {
                 continue; // forgotten already
             };
-            let last_seen = self.by_addr[addr].last_seen;
-            let deadline = last_seen + self.idle;
-            if deadline <= now {
+            let deadline = self.by_addr[addr].last_seen + self.idle;
+            if deadline <= due {
+                // The entry is current: silent for the whole idle time.
                 self.forget(id);
                 return Some(id);
             }
-            // Seen since the entry was pushed: back in with its new deadline.
+            // Seen since the entry was pushed: back in with its deadline,
+            // even one already past, so peers due in one wakeup go in the
+            // order they fell silent.
             self.expiry.push(Reverse((deadline, id)));
         }
         None
@@ -385,6 +387,25 @@ mod tests {
             peers.admit(addr(1), t0 + 16 * S, true, &mut next),
             Admit::New(ClientId(3))
         );
+    }
+
+    #[test]
+    fn peers_due_in_one_late_wakeup_expire_in_the_order_they_fell_silent() {
+        let t0 = Instant::now();
+        let ms = Duration::from_millis(1);
+        let mut peers = Peers::new(10 * S);
+        let mut next = ids();
+        for port in 1..=3 {
+            peers.admit(addr(port), t0 + ms * u32::from(port), true, &mut next);
+        }
+        // 1 and 2 speak again after 3's first datagram.
+        peers.admit(addr(1), t0 + 5 * ms, true, &mut next);
+        peers.admit(addr(2), t0 + 6 * ms, true, &mut next);
+        let late = t0 + 11 * S;
+        let order: Vec<u64> = std::iter::from_fn(|| peers.poll_expired(late))
+            .map(|id| id.0)
+            .collect();
+        assert_eq!(order, vec![3, 1, 2]);
     }
 
     #[test]
