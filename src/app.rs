@@ -42,12 +42,11 @@ pub fn server_main(model: Model) -> ExitCode {
             return ExitCode::from(1);
         }
     };
-    let listener = match net::bind_listener(config.addr) {
-        Ok(listener) => listener,
-        Err(e) => {
+    let (listener, udp) = match net::bind_server(config.addr, config.udp) {
+        Ok(bound) => bound,
+        Err((addr, e)) => {
             status::diag(format_args!(
-                "error: cannot listen on {}: {}",
-                config.addr,
+                "error: cannot listen on {addr}: {}",
                 net::os_reason(&e)
             ));
             return ExitCode::from(1);
@@ -61,8 +60,8 @@ pub fn server_main(model: Model) -> ExitCode {
         status,
     };
     let result = match model {
-        Model::Reactor => reactor::run(listener, setup),
-        Model::Threaded => threaded::run(listener, setup),
+        Model::Reactor => reactor::run(listener, udp, setup),
+        Model::Threaded => threaded::run(listener, udp, setup),
     };
     let finish = match result {
         Ok(finish) => finish,

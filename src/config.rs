@@ -39,6 +39,16 @@ impl HandlerKind {
             HandlerKind::Menu => "menu",
         }
     }
+
+    /// Whether `--udp` may serve it (SPEC "Datagrams"): request/reply
+    /// handlers. A broadcast (presence), a stream (sink) or a log of a
+    /// connection's lines (ledger) has no meaning per datagram.
+    pub fn serves_udp(self) -> bool {
+        matches!(
+            self,
+            HandlerKind::Echo | HandlerKind::Menu | HandlerKind::Atm | HandlerKind::Queue
+        )
+    }
 }
 
 /// Command line of `nonblocking-server` and `threaded-server`.
@@ -109,6 +119,15 @@ pub struct ServerArgs {
     /// `STRINGS LIMIT REACHED, CLOSING CONNECTION` and a close (seed 002); 0 = no limit
     #[arg(long, default_value_t = 0, value_parser = number_in(0, u64::MAX), allow_negative_numbers = true, value_name = "N")]
     pub max_messages: u64,
+
+    /// Also serve UDP on the same address and port (echo, menu, atm, queue): a datagram is a
+    /// message, each reply one datagram; a peer is a client until --udp-idle
+    #[arg(long)]
+    pub udp: bool,
+
+    /// With --udp: a peer silent this long is forgotten (its disconnect line is printed)
+    #[arg(long, default_value = "60", value_parser = parse_udp_idle, allow_negative_numbers = true, value_name = "SECS")]
+    pub udp_idle: Duration,
 }
 
 /// A number of seconds, fractions allowed: `60`, `0.5`, `0`.
@@ -147,6 +166,22 @@ pub fn parse_report_every(text: &str) -> Result<Duration, String> {
         ));
     }
     Ok(period)
+}
+
+/// `--udp-idle`: [`parse_secs`], more than 0 (a peer must outlive its own
+/// datagram to be a client at all).
+///
+/// # Errors
+/// As [`parse_secs`], or 0.
+pub fn parse_udp_idle(text: &str) -> Result<Duration, String> {
+    let idle = parse_secs(text)?;
+    if idle < MIN_REPORT_EVERY {
+        return Err(format!(
+            "the idle time must be at least {} seconds",
+            MIN_REPORT_EVERY.as_secs_f64()
+        ));
+    }
+    Ok(idle)
 }
 
 /// A clear message for a negative number (pair with clap's
@@ -205,6 +240,10 @@ pub struct ServerConfig {
     pub accounts: Option<PathBuf>,
     /// echo's `--max-messages`; 0 = no limit.
     pub max_messages: u64,
+    /// `--udp`: serve datagrams too.
+    pub udp: bool,
+    /// `--udp-idle`: how long a silent UDP peer stays a client.
+    pub udp_idle: Duration,
 }
 
 impl ServerConfig {
@@ -251,6 +290,12 @@ impl ServerConfig {
                 }
             }
         }
+        if self.udp && !self.handler.serves_udp() {
+            return Err(format!(
+                "--udp works with --handler echo, menu, atm or queue, not {}",
+                self.handler.name()
+            ));
+        }
         if self.journal.is_some() && self.max_line_bytes > crate::journal::MAX_RECORD_BYTES {
             return Err(format!(
                 "--journal holds lines of at most {} bytes: --max-line {} is too long for it",
@@ -292,6 +337,8 @@ impl From<ServerArgs> for ServerConfig {
             queue_size: clamp(args.queue_size),
             accounts: args.accounts,
             max_messages: args.max_messages,
+            udp: args.udp,
+            udp_idle: args.udp_idle,
         }
     }
 }
@@ -477,6 +524,25 @@ mod tests {
         let c = ServerConfig::from(args);
         assert_eq!(c.handler, HandlerKind::Atm);
         assert_eq!(c.accounts, Some(PathBuf::from("a.txt")));
+    }
+
+    #[test]
+    fn udp_options_parse_and_only_some_handlers_serve_datagrams() {
+        let c = config(&["s", "--udp", "--udp-idle", "1.5", "1"]);
+        assert!(c.udp);
+        assert_eq!(c.udp_idle, Duration::from_millis(1500));
+        assert_eq!(c.validate(), Ok(()));
+        assert_eq!(config(&["s", "1"]).udp_idle, Duration::from_secs(60));
+        assert!(ServerArgs::try_parse_from(["s", "--udp-idle", "0", "1"]).is_err());
+        for ok in ["echo", "menu", "queue"] {
+            assert_eq!(config(&["s", "-H", ok, "--udp", "1"]).validate(), Ok(()));
+        }
+        for bad in ["presence", "ledger", "sink"] {
+            let err = config(&["s", "-H", bad, "--udp", "1"])
+                .validate()
+                .unwrap_err();
+            assert!(err.contains("--udp") && err.contains(bad), "{err}");
+        }
     }
 
     #[test]

@@ -29,7 +29,8 @@
 //! - [`threaded`]: one OS thread per connection, same handlers.
 //!
 //! Server core (no I/O; both servers drive it):
-//! - [`server`]: lifecycle (signals, drain, reports), a client's session, durability.
+//! - [`server`]: lifecycle (signals, drain, reports), a client's session, durability,
+//!   datagrams (UDP peers as clients, `--udp`).
 //! - [`framing`]: bytes to lines, `\r\n`, `--max-line`, the EOF tail.
 //! - [`outbuf`]: a connection's queued output, partial and vectored writes.
 //! - [`timers`]: the drift-free report ticker and accept back-off.

@@ -4,13 +4,15 @@
 //!
 //! 1. poll, with a timeout from the earliest deadline (report, idle flush,
 //!    linger, drain end, accept retry), or zero while work is pending;
-//! 2. handle the events: accept, signals, reads (the handler's actions are
-//!    applied at once; replies are only queued);
+//! 2. handle the events: accept, signals, reads, datagrams (the handler's
+//!    actions are applied at once; replies are only queued);
 //! 3. read again from connections that still had data when their fairness
 //!    budget ran out, or that were just resumed (no edge will come for them);
-//! 4. run due timers, measured with a fresh `Instant::now()`;
-//! 5. flush every connection that got output (one `writev` each) and
-//!    enforce `--max-pending`; before the first byte or FIN that follows
+//! 4. run due timers (idle flush, linger, UDP peers' idle expiry), measured
+//!    with a fresh `Instant::now()`;
+//! 5. flush every connection that got output (one `writev` each),
+//!    enforce `--max-pending`, and send the queued reply datagrams
+//!    ([`udp`]); before the first byte, datagram or FIN that follows
 //!    persisted bytes, make them durable (one sync for the pass);
 //! 6. remove dead connections, after the batch, so a slab key is never
 //!    reused while an event for its old owner may still be in hand;
@@ -50,6 +52,7 @@ mod closing;
 mod conn;
 mod input;
 mod output;
+mod udp;
 
 use conn::Conn;
 
@@ -78,8 +81,12 @@ const PASS_BUDGET: Duration = Duration::from_millis(100);
 /// `poll`, and a store that cannot be written (acknowledging what is not
 /// durable would break its promise: every client is reset, the server
 /// stops); anything that goes wrong with one client closes only that client.
-pub fn run(listener: std::net::TcpListener, setup: Setup) -> io::Result<Finish> {
-    Reactor::new(listener, setup)?.run()
+pub fn run(
+    listener: std::net::TcpListener,
+    udp: Option<std::net::UdpSocket>,
+    setup: Setup,
+) -> io::Result<Finish> {
+    Reactor::new(listener, udp, setup)?.run()
 }
 
 struct Reactor {
@@ -88,6 +95,8 @@ struct Reactor {
     listener: Option<TcpListener>,
     signals: ShutdownSignals,
     conns: Slab<Conn>,
+    /// The `--udp` socket and its peers (clients too).
+    udp: Option<udp::Udp>,
     /// Routes handler actions (which name clients) to slab keys.
     keys: HashMap<ClientId, usize>,
     handler: Box<dyn Handler>,
@@ -129,7 +138,11 @@ struct Reactor {
 }
 
 impl Reactor {
-    fn new(listener: std::net::TcpListener, setup: Setup) -> io::Result<Self> {
+    fn new(
+        listener: std::net::TcpListener,
+        udp: Option<std::net::UdpSocket>,
+        setup: Setup,
+    ) -> io::Result<Self> {
         let Setup {
             config,
             handler,
@@ -145,12 +158,26 @@ impl Reactor {
         signals.register(poll.registry(), SIGNALS)?;
         let stdout = File::from(io::stdout().as_fd().try_clone_to_owned()?);
         let addr = listener.local_addr()?;
-        status.listening(addr, handler.name());
+        let udp = match udp {
+            Some(socket) => Some(udp::Udp::new(
+                socket,
+                poll.registry(),
+                &config,
+                handler.datagram_is_line(),
+            )?),
+            None => None,
+        };
+        if udp.is_some() {
+            status.listening_tcp_udp(addr, handler.name());
+        } else {
+            status.listening(addr, handler.name());
+        }
         Ok(Reactor {
             poll,
             listener: Some(listener),
             signals,
             conns: Slab::new(),
+            udp,
             keys: HashMap::new(),
             framing: handler.framing(),
             slow_policy: handler.slow_policy(),
@@ -190,6 +217,7 @@ impl Reactor {
                 match event.token() {
                     LISTENER => self.handle_accept(),
                     SIGNALS => self.handle_signals(),
+                    udp::UDP => self.handle_udp_event(),
                     // Past the pass budget, reading waits for a later pass
                     // (timers first); edge-triggered, so it must be queued.
                     Token(key) if pass_start.elapsed() > PASS_BUDGET => self.defer(key),
@@ -199,8 +227,12 @@ impl Reactor {
                 }
             }
             self.handle_ready();
-            self.handle_timers(Instant::now());
+            self.handle_udp_ready();
+            let now = Instant::now();
+            self.handle_timers(now);
+            self.udp_expire(now);
             self.flush_dirty();
+            self.flush_udp();
             if let Some(e) = self.fatal.take() {
                 self.reset_all();
                 return Err(e);
@@ -209,7 +241,10 @@ impl Reactor {
             let now = Instant::now();
             self.life.handle_timeout(now, self.roster.count());
             self.run_commands();
-            if self.dead.is_empty() && self.life.is_done(self.conns.len(), now) {
+            if self.dead.is_empty()
+                && !self.udp_owes_output()
+                && self.life.is_done(self.conns.len(), now)
+            {
                 break;
             }
         }
@@ -229,11 +264,16 @@ impl Reactor {
     /// Time until the earliest deadline; zero while connections wait to be
     /// read, flushed or removed without an event.
     fn next_timeout(&self, now: Instant) -> Option<Duration> {
-        if !self.ready.is_empty() || !self.dirty.is_empty() || !self.dead.is_empty() {
+        if !self.ready.is_empty()
+            || !self.dirty.is_empty()
+            || !self.dead.is_empty()
+            || self.udp.as_ref().is_some_and(udp::Udp::has_work)
+        {
             return Some(Duration::ZERO);
         }
         [
             self.life.poll_timeout(),
+            self.udp.as_ref().and_then(udp::Udp::deadline),
             self.idle_queue.peek().map(|e| e.0.0),
             self.linger_queue.peek().map(|e| e.0.0),
         ]
@@ -264,8 +304,12 @@ impl Reactor {
                         self.status.draining(timeout, self.roster.count());
                     }
                 }
-                Command::CloseAll { cut } => self.close_all(cut),
+                Command::CloseAll { cut } => {
+                    self.udp_close_all();
+                    self.close_all(cut);
+                }
                 Command::KillAll => {
+                    self.udp_kill();
                     let keys: Vec<usize> = self.conns.iter().map(|(k, _)| k).collect();
                     for key in keys {
                         self.kill(key);

@@ -43,6 +43,13 @@ impl Status {
         self.line(format_args!("Listening on {addr} (handler {handler})"));
     }
 
+    /// With `--udp` (SPEC "Datagrams").
+    pub fn listening_tcp_udp(&self, addr: SocketAddr, handler: &str) {
+        self.line(format_args!(
+            "Listening on {addr} (handler {handler}, tcp and udp)"
+        ));
+    }
+
     pub fn connected(&self, id: ClientId, clients: usize) {
         self.line(format_args!(
             "Client {id} connected. Number of connected clients = {clients}"
@@ -97,6 +104,50 @@ pub fn too_many_clients(max_clients: usize) {
     diag(format_args!(
         "refused a connection: too many clients (--max-clients {max_clients})"
     ));
+}
+
+/// What a new UDP peer past `--max-clients` gets (SPEC "Datagrams"): the
+/// TCP refusal without its line end.
+pub const UDP_TOO_MANY_CLIENTS: &[u8] = b"error: too many clients";
+/// What a datagram over `--max-line` gets; the peer stays.
+pub const UDP_LINE_TOO_LONG: &[u8] = b"error: line too long";
+
+/// The diagnostic for datagrams from new peers refused at `--max-clients`
+/// (throttled: `more` were refused since the last one).
+pub fn udp_refused(from: SocketAddr, max_clients: usize, more: u64) {
+    diag(format_args!(
+        "refused a UDP peer {from}: too many clients (--max-clients {max_clients}){}",
+        Also(more)
+    ));
+}
+
+/// The diagnostic for a datagram over `--max-line` (throttled).
+pub fn udp_too_long(id: ClientId, max_line: usize, more: u64) {
+    diag(format_args!(
+        "client {id}: datagram longer than {max_line} bytes; answered with an error{}",
+        Also(more)
+    ));
+}
+
+/// The diagnostic for reply datagrams dropped (the bounded queue was full,
+/// or the send failed).
+pub fn udp_replies_dropped(dropped: u64, why: &dyn fmt::Display) {
+    diag(format_args!(
+        "dropped {dropped} UDP repl{} ({why})",
+        if dropped == 1 { "y" } else { "ies" }
+    ));
+}
+
+/// ` (and N more since the last such line)` when N > 0.
+struct Also(u64);
+
+impl fmt::Display for Also {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.0 {
+            0 => Ok(()),
+            n => write!(f, " (and {n} more since the last such line)"),
+        }
+    }
 }
 
 /// The diagnostic when a second signal ends the drain.

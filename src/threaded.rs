@@ -16,6 +16,9 @@
 //! - a **writer** per client (`client`), started when output is first
 //!   queued for it: takes the client's whole queue at once and writes it
 //!   with blocking vectored writes, so a slow client blocks only its writer.
+//! - with `--udp`, one **UDP thread** ([`udp`]) for the datagram socket: each
+//!   datagram one handler call under the same lock, its peers counted with
+//!   the TCP clients, expired after `--udp-idle`.
 //!
 //! Output is queued under the handler lock, so every client sees broadcasts
 //! in the one order the handler produced them. Lock order is
@@ -41,6 +44,7 @@ mod actions;
 mod client;
 mod reader;
 mod supervisor;
+mod udp;
 
 use client::Client;
 
@@ -58,8 +62,12 @@ use client::Client;
 /// Set-up failures (poll, signal or listener registration), a failing
 /// `poll`, and a failing store (every client is reset, the server stops);
 /// anything that goes wrong with one client closes only that client.
-pub fn run(listener: TcpListener, setup: Setup) -> io::Result<Finish> {
-    supervisor::Supervisor::new(listener, setup)?.run()
+pub fn run(
+    listener: TcpListener,
+    udp: Option<std::net::UdpSocket>,
+    setup: Setup,
+) -> io::Result<Finish> {
+    supervisor::Supervisor::new(listener, udp, setup)?.run()
 }
 
 /// Locks, ignoring poisoning: a panicking thread leaves plain data behind,
@@ -101,6 +109,11 @@ struct Server {
     cut_partial_lines: AtomicU64,
     /// Wakes the supervisor: the last client left, a store failed.
     waker: Waker,
+    /// UDP peers tracked ([`udp`]): counted with `table`, and changed only
+    /// under its lock so the counts in status lines come out in order.
+    udp_peers: AtomicUsize,
+    /// The handler's [`Handler::datagram_is_line`].
+    datagram_is_line: bool,
 }
 
 /// The handler lock's contents.
@@ -122,5 +135,10 @@ struct Registered {
 impl Server {
     fn core(&self) -> MutexGuard<'_, Core> {
         lock(&self.core)
+    }
+
+    /// Every client, TCP and UDP, given the `table` lock.
+    fn count(&self, table: &HashMap<ClientId, Arc<Client>>) -> usize {
+        table.len() + self.udp_peers.load(std::sync::atomic::Ordering::SeqCst)
     }
 }

@@ -1,7 +1,8 @@
 //! atm (SPEC "atm", the `atm` client row): the client against a small UDP
-//! responder driven by the real handler (the servers' UDP transport comes
-//! later), the seed author's own `udpclient.py` against the same responder,
-//! and the real servers over TCP, start-up errors included.
+//! responder driven by the real handler, the seed author's own
+//! `udpclient.py` against the same responder, and the real servers over TCP
+//! (start-up errors included) and over UDP (`--udp`: exact bytes, the seed's
+//! client, durability under SIGKILL, lockout).
 
 #[macro_use]
 mod common;
@@ -400,4 +401,205 @@ fn bad_accounts_file_stops_the_server(kind: Kind) {
         "{stderr}"
     );
     assert!(!stderr.contains("98765"), "no PIN in diagnostics: {stderr}");
+}
+
+// ---------------------------------------------------------------------------
+// The real servers over UDP (`--udp`, SPEC "Datagrams").
+
+both!(
+    udp_replies_are_the_seeds_bytes,
+    the_seed_udpclient_py_against_the_server,
+    the_client_binary_against_the_server_over_udp,
+    an_acknowledged_deposit_survives_sigkill_exactly_once,
+    five_wrong_pins_over_udp_lock_the_account,
+);
+
+/// The atm with `--udp` on `path` (which outlives the server).
+fn start_atm_udp(kind: Kind, path: &std::path::Path) -> Server {
+    let path = path.to_str().unwrap();
+    Server::start(kind, &["-H", "atm", "--udp", "--accounts", path])
+}
+
+/// A UDP client of the real server.
+struct Teller {
+    socket: UdpSocket,
+}
+
+impl Teller {
+    fn new(server: SocketAddr) -> Teller {
+        let socket = UdpSocket::bind("127.0.0.1:0").unwrap();
+        socket.connect(server).unwrap();
+        socket.set_read_timeout(Some(TIMEOUT)).unwrap();
+        Teller { socket }
+    }
+
+    /// Sends `datagram`, expects exactly `reply` back.
+    fn ask(&self, datagram: &str, reply: &str) {
+        self.socket.send(datagram.as_bytes()).unwrap();
+        let mut buf = [0u8; 2048];
+        let n = self
+            .socket
+            .recv(&mut buf)
+            .unwrap_or_else(|e| panic!("no reply to {datagram:?}: {e}"));
+        assert_eq!(
+            show(&buf[..n]),
+            show(reply.as_bytes()),
+            "reply to {datagram:?}"
+        );
+    }
+}
+
+const CHALLENGE_DATAGRAM: &str = "\n\tPlease give the username and pin number.\n";
+
+fn udp_replies_are_the_seeds_bytes(kind: Kind) {
+    let dir = TempDir::new("atm-udp");
+    let path = dir.join("accounts.txt");
+    std::fs::write(&path, "charles 02323 0\nada 1234 -5.25\n").unwrap();
+    let mut s = start_atm_udp(kind, &path);
+    assert_eq!(s.handler, "atm, tcp and udp");
+    let t = Teller::new(s.addr);
+    t.ask("b", CHALLENGE_DATAGRAM);
+    s.wait_status_eq("Client 1 connected. Number of connected clients = 1");
+    t.ask("uada p1234", "-5.25 dollar(s) are in your balance.");
+    t.ask("w23\r\n", CHALLENGE_DATAGRAM);
+    t.ask(
+        "ucharles p02323\n",
+        "Withdrew 23 dollar(s). Balance is now -23 dollar(s).",
+    );
+    t.ask("d1.5", CHALLENGE_DATAGRAM);
+    t.ask(
+        "ucharles p0000",
+        "Invalid credentials. Please try the deposit command again.",
+    );
+    t.ask(
+        "ucharles p02323",
+        "Improper format, please send command again.",
+    );
+    t.ask("hello", "Improper format, please send command again.");
+    // Over TCP the same server ends each reply with `\n`.
+    let mut c = s.connect_as(2);
+    c.send(b"b\n");
+    c.expect_line(b"\n");
+    c.expect_line(b"\tPlease give the username and pin number.\n");
+    c.expect_line(b"\n");
+    c.send(b"ucharles p02323\n");
+    c.expect_line(b"-23 dollar(s) are in your balance.\n");
+    s.stop(SIGINT);
+    assert_eq!(
+        std::fs::read_to_string(&path).unwrap(),
+        "charles 02323 -23\nada 1234 -5.25\n"
+    );
+}
+
+fn the_seed_udpclient_py_against_the_server(kind: Kind) {
+    let dir = TempDir::new("atm-udp");
+    let path = dir.join("accounts.txt");
+    std::fs::write(&path, SEED_ACCOUNTS).unwrap();
+    let mut s = start_atm_udp(kind, &path);
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/seeds/udpclient.py");
+    let mut cmd = Command::new("python3");
+    cmd.args(["-u", script, &s.port().to_string()]);
+    let input = "1\ncharles\n02323\n2\n23\ncharles\n02323\n3\n23\ncharles\n02323\n";
+    let output = run_with_input(cmd, input);
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("EOFError"), "ended by its input: {stderr}");
+    assert_eq!(
+        stdout.matches("Please give the username.\n").count(),
+        3,
+        "the script's `==` on the challenge held each time: {stdout}"
+    );
+    for line in [
+        "From Server:  0 dollar(s) are in your balance.\n",
+        "From Server:  Withdrew 23 dollar(s). Balance is now -23 dollar(s).\n",
+        "From Server:  Deposited 23 dollar(s). Balance is now 0 dollar(s).\n",
+    ] {
+        assert!(stdout.contains(line), "missing {line:?} in {stdout}");
+    }
+    s.wait_status_eq("Client 1 connected. Number of connected clients = 1");
+    s.stop(SIGINT);
+}
+
+fn the_client_binary_against_the_server_over_udp(kind: Kind) {
+    let dir = TempDir::new("atm-udp");
+    let path = dir.join("accounts.txt");
+    std::fs::write(&path, SEED_ACCOUNTS).unwrap();
+    let mut s = start_atm_udp(kind, &path);
+    let mut cmd = client_bin();
+    cmd.args(["atm", &s.addr.to_string()]);
+    let output = run_with_input(cmd, "3\n23\ncharles\n02323\n1\ncharles\n02323\n");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(output.status.success(), "{output:?}");
+    assert!(stdout.contains(CHALLENGE_SHOWN), "{stdout}");
+    assert!(
+        stdout.contains("\nFrom Server: Deposited 23 dollar(s). Balance is now 23 dollar(s).\n"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("\nFrom Server: 23 dollar(s) are in your balance.\n"),
+        "{stdout}"
+    );
+    s.stop(SIGINT);
+}
+
+/// SPEC: a reply that reports a change goes out only once the change is
+/// durable. SIGKILL right after the last `Deposited` datagram arrives; the
+/// restarted server shows every acknowledged deposit, each exactly once.
+fn an_acknowledged_deposit_survives_sigkill_exactly_once(kind: Kind) {
+    let dir = TempDir::new("atm-udp");
+    let path = dir.join("accounts.txt");
+    std::fs::write(&path, SEED_ACCOUNTS).unwrap();
+    let mut s = start_atm_udp(kind, &path);
+    let t = Teller::new(s.addr);
+    for n in 1..=5 {
+        t.ask(&format!("d{n}"), CHALLENGE_DATAGRAM);
+        let total: u32 = (1..=n).sum();
+        t.ask(
+            "ucharles p02323",
+            &format!("Deposited {n} dollar(s). Balance is now {total} dollar(s)."),
+        );
+        // Durable before the reply left: the file shows it already.
+        assert_eq!(
+            std::fs::read_to_string(&path).unwrap(),
+            format!("charles 02323 {total}\n")
+        );
+    }
+    s.signal(libc::SIGKILL);
+    s.wait_exit();
+    assert_eq!(
+        std::fs::read_to_string(&path).unwrap(),
+        "charles 02323 15\n"
+    );
+    let s = start_atm_udp(kind, &path);
+    let t = Teller::new(s.addr);
+    t.ask("b", CHALLENGE_DATAGRAM);
+    t.ask("ucharles p02323", "15 dollar(s) are in your balance.");
+}
+
+fn five_wrong_pins_over_udp_lock_the_account(kind: Kind) {
+    let dir = TempDir::new("atm-udp");
+    let path = dir.join("accounts.txt");
+    std::fs::write(&path, "ada 98765 5\n").unwrap();
+    let mut s = start_atm_udp(kind, &path);
+    let t = Teller::new(s.addr);
+    for _ in 0..5 {
+        t.ask("b", CHALLENGE_DATAGRAM);
+        t.ask(
+            "uada p11111",
+            "Invalid credentials. Please try the balance command again.",
+        );
+    }
+    s.wait_stderr("the lockout diagnostic", |l| {
+        l.contains("account ada locked")
+    });
+    // Locked: even the right PIN.
+    t.ask("b", CHALLENGE_DATAGRAM);
+    t.ask("uada p98765", "Account locked. Try again later.");
+    s.stop(SIGINT);
+    assert!(
+        !s.stderr_lines().iter().any(|l| l.contains("98765"))
+            && !s.status_lines().iter().any(|l| l.contains("98765")),
+        "no PIN in any line\n{}",
+        s.transcript()
+    );
 }

@@ -45,6 +45,11 @@ impl Handler for Echo {
         Framing::Lines { idle_flush: true }
     }
 
+    /// SPEC: over UDP echo returns exactly the bytes received.
+    fn datagram_is_line(&self) -> bool {
+        false
+    }
+
     fn on_message(&mut self, id: ClientId, msg: &[u8], out: &mut Outbox) {
         if let Some(limit) = self.max_messages {
             let echoed = self.echoed.entry(id).or_insert(0);

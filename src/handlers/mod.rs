@@ -313,6 +313,14 @@ pub trait Handler: Send {
     fn status_on_stderr(&self) -> bool {
         false
     }
+    /// Over UDP (SPEC "Datagrams"): true (the default) when a datagram is a
+    /// line, so the server strips one trailing `\r\n` or `\n` before
+    /// `on_message` and one trailing `\n` from each reply (a reply datagram
+    /// is the reply without the `\n` its TCP line ends with); false when
+    /// the datagram is data to give back whole (echo), so neither is touched.
+    fn datagram_is_line(&self) -> bool {
+        true
+    }
     /// A client was accepted and given `id`; `peer` is its address as the
     /// server sees it (a UDP peer has one too).
     fn on_connect(&mut self, _id: ClientId, _peer: SocketAddr, _out: &mut Outbox) {}

@@ -27,6 +27,9 @@ impl Reactor {
             match action {
                 Action::Send { to, payload } => {
                     let Some(key) = self.live_key(*to) else {
+                        if let Some(udp) = self.udp.as_mut() {
+                            udp.send(*to, outbox.bytes(payload));
+                        }
                         continue;
                     };
                     let conn = &mut self.conns[key];
@@ -47,6 +50,8 @@ impl Reactor {
                             conn.handler_knows = false;
                             self.start_closing(key);
                         }
+                    } else {
+                        self.udp_close(*id);
                     }
                 }
                 Action::PauseReading(id) => {

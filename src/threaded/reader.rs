@@ -239,7 +239,7 @@ impl Server {
         {
             let mut table = lock(&self.table);
             table.remove(&id);
-            self.status.disconnected(id, table.len());
+            self.status.disconnected(id, self.count(&table));
         }
         if !durable {
             client.abandon();

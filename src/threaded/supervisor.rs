@@ -15,6 +15,7 @@ use mio::unix::SourceFd;
 use mio::{Events, Interest, Poll, Token, Waker};
 
 use super::client::{Client, ClientState, End, Stop};
+use super::udp::UdpThread;
 use super::{Core, Registered, Server, lock};
 use crate::handlers::{Finish, Outbox, ServerStats};
 use crate::server::Setup;
@@ -39,6 +40,8 @@ pub(super) struct Supervisor {
     /// `None` once shutdown began.
     listener: Option<TcpListener>,
     signals: ShutdownSignals,
+    /// The `--udp` socket's thread.
+    udp: Option<UdpThread>,
     /// Phases, signals, reports, accept back-off: the shared rules.
     life: Lifecycle,
     /// The supervisor's own outbox (on_connect, on_shutdown).
@@ -46,7 +49,11 @@ pub(super) struct Supervisor {
 }
 
 impl Supervisor {
-    pub(super) fn new(listener: TcpListener, setup: Setup) -> io::Result<Self> {
+    pub(super) fn new(
+        listener: TcpListener,
+        udp: Option<std::net::UdpSocket>,
+        setup: Setup,
+    ) -> io::Result<Self> {
         let Setup {
             config,
             handler,
@@ -65,10 +72,16 @@ impl Supervisor {
         let waker = Waker::new(poll.registry(), WAKE)?;
         let stdout = File::from(io::stdout().as_fd().try_clone_to_owned()?);
         let addr = listener.local_addr()?;
-        status.listening(addr, handler.name());
+        if udp.is_some() {
+            status.listening_tcp_udp(addr, handler.name());
+        } else {
+            status.listening(addr, handler.name());
+        }
         let life = Lifecycle::new(Instant::now(), &config, handler.shutdown_policy());
         let server = Arc::new(Server {
             framing: handler.framing(),
+            datagram_is_line: handler.datagram_is_line(),
+            udp_peers: AtomicUsize::new(0),
             slow_policy: handler.slow_policy(),
             core: Mutex::new(Core {
                 handler,
@@ -86,18 +99,23 @@ impl Supervisor {
             waker,
             config,
         });
+        let udp = match udp {
+            Some(socket) => Some(UdpThread::spawn(&server, socket)?),
+            None => None,
+        };
         Ok(Supervisor {
             server,
             poll,
             listener: Some(listener),
             signals,
+            udp,
             life,
             out: Outbox::new(),
         })
     }
 
     fn clients(&self) -> usize {
-        lock(&self.server.table).len()
+        self.server.count(&lock(&self.server.table))
     }
 
     /// Connections still flushing or lingering, connected ones included.
@@ -188,15 +206,23 @@ impl Supervisor {
                         self.server.status.draining(timeout, clients);
                     }
                 }
-                Command::CloseAll { cut } => self.close_all(cut),
+                Command::CloseAll { cut } => {
+                    if let Some(udp) = &self.udp {
+                        udp.close();
+                    }
+                    self.close_all(cut);
+                }
                 Command::KillAll => {
+                    if let Some(udp) = &self.udp {
+                        udp.kill();
+                    }
                     for client in self.snapshot() {
                         client.kill(Stop::Killed);
                     }
                 }
                 Command::ReportCount => {
                     let table = lock(&self.server.table);
-                    self.server.status.count(table.len());
+                    self.server.status.count(self.server.count(&table));
                 }
                 Command::Accept => self.handle_accept(),
                 Command::Diagnostic(line) => status::diag(format_args!("{line}")),
@@ -269,7 +295,7 @@ impl Supervisor {
             let mut table = lock(&server.table);
             table.insert(id, Arc::clone(&client));
             server.open.fetch_add(1, Ordering::SeqCst);
-            server.status.connected(id, table.len());
+            server.status.connected(id, server.count(&table));
         }
         // Registered and announced before its reader starts, so pauses
         // from on_connect (the sink's waiters) hold from the first read.

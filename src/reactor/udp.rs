@@ -1,0 +1,301 @@
+//! The reactor's UDP socket (`--udp`, SPEC "Datagrams"): served from the
+//! same `mio::Poll` as the TCP connections, with the same handler. The
+//! rules (peers as clients, idle expiry, what a datagram and a reply hold,
+//! the bounded reply queue) are the server core's
+//! [`datagram`](crate::server::datagram); this file owns the socket.
+//!
+//! One pass of the loop reads up to [`MAX_DATAGRAMS_PER_PASS`] datagrams
+//! (edge-triggered: if the budget ran out, the next pass reads again without
+//! waiting for an event), hands each to the handler, and queues the replies.
+//! They are sent with the TCP output, after the durability sync, so an atm
+//! reply never leaves before the change it reports is on disk.
+
+use std::io;
+use std::net::SocketAddr;
+use std::time::Instant;
+
+use mio::net::UdpSocket;
+use mio::{Interest, Registry, Token};
+
+use super::Reactor;
+use crate::handlers::ClientId;
+use crate::server::datagram::{self, Admit, Flushed, Peers, Replies, Throttle};
+use crate::status;
+
+/// The UDP socket's token: well apart from the other fixed tokens at the
+/// top of the range (slab keys never get near them).
+pub(super) const UDP: Token = Token(usize::MAX - 16);
+
+/// Datagrams handled per loop pass before timers and other sockets get a
+/// turn (STYLE §3.9).
+const MAX_DATAGRAMS_PER_PASS: usize = 256;
+/// Datagrams already in the socket that shutdown still handles (SPEC: what
+/// was received before the clients were closed is not lost), bounded so a
+/// flood cannot hold shutdown.
+const MAX_FINAL_DATAGRAMS: usize = 4096;
+
+/// The socket and its peers.
+pub(super) struct Udp {
+    socket: UdpSocket,
+    peers: Peers,
+    replies: Replies,
+    /// One datagram; sized so a datagram cut short is one over `--max-line`.
+    buf: Vec<u8>,
+    /// The handler's [`crate::handlers::Handler::datagram_is_line`].
+    is_line: bool,
+    /// The read budget ran out: read again next pass, without an event.
+    more: bool,
+    /// The socket said `WouldBlock` to a reply: WRITABLE is registered.
+    blocked: bool,
+    /// Shutdown closed it: no more reads; queued replies still go out.
+    closed: bool,
+    refused: Throttle,
+    too_long: Throttle,
+    dropped: Throttle,
+    errors: Throttle,
+}
+
+impl Udp {
+    pub(super) fn new(
+        socket: std::net::UdpSocket,
+        registry: &Registry,
+        config: &crate::config::ServerConfig,
+        is_line: bool,
+    ) -> io::Result<Udp> {
+        socket.set_nonblocking(true)?;
+        let mut socket = UdpSocket::from_std(socket);
+        registry.register(&mut socket, UDP, Interest::READABLE)?;
+        Ok(Udp {
+            socket,
+            peers: Peers::new(config.udp_idle),
+            replies: Replies::new(),
+            buf: vec![0; datagram::recv_buffer_len(config.max_line_bytes)],
+            is_line,
+            more: false,
+            blocked: false,
+            closed: false,
+            refused: Throttle::default(),
+            too_long: Throttle::default(),
+            dropped: Throttle::default(),
+            errors: Throttle::default(),
+        })
+    }
+
+    /// Whether the next poll must not wait: datagrams may be left unread,
+    /// or replies are queued and the socket has not refused them.
+    pub(super) fn has_work(&self) -> bool {
+        (self.more && !self.closed) || (!self.replies.is_empty() && !self.blocked)
+    }
+
+    /// Replies are queued.
+    pub(super) fn has_output(&self) -> bool {
+        !self.replies.is_empty()
+    }
+
+    /// The earliest idle expiry.
+    pub(super) fn deadline(&self) -> Option<Instant> {
+        self.peers.poll_timeout()
+    }
+
+    /// Queues a handler's reply to `id`; false if `id` is no UDP peer.
+    pub(super) fn send(&mut self, id: ClientId, payload: &[u8]) -> bool {
+        let Some(to) = self.peers.addr(id) else {
+            return false;
+        };
+        self.replies
+            .push(to, datagram::reply(payload, self.is_line));
+        true
+    }
+}
+
+impl Reactor {
+    /// Whether the loop must not exit yet: replies are still queued.
+    pub(super) fn udp_owes_output(&self) -> bool {
+        self.udp.as_ref().is_some_and(Udp::has_output)
+    }
+
+    /// Reads and handles datagrams until `WouldBlock` or `budget`.
+    pub(super) fn handle_udp(&mut self, budget: usize) {
+        for _ in 0..budget {
+            let Some(udp) = self.udp.as_mut() else {
+                return;
+            };
+            if udp.closed {
+                return;
+            }
+            match udp.socket.recv_from(&mut udp.buf) {
+                Ok((n, from)) => self.handle_datagram(n, from),
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    udp.more = false;
+                    return;
+                }
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                // An error queued on the socket (an ICMP report) concerns
+                // one earlier send, not the socket: go on (it counts
+                // against the budget, and its diagnostic is throttled).
+                Err(e) => {
+                    if udp.errors.hit(self.outbox.now()).is_some() {
+                        status::diag(format_args!("udp: receive: {e}"));
+                    }
+                }
+            }
+        }
+        if let Some(udp) = self.udp.as_mut() {
+            udp.more = true;
+        }
+    }
+
+    /// The events' share: one budget of datagrams.
+    pub(super) fn handle_udp_event(&mut self) {
+        self.handle_udp(MAX_DATAGRAMS_PER_PASS);
+    }
+
+    /// A pass with no event for the socket: read on if the budget ran out.
+    pub(super) fn handle_udp_ready(&mut self) {
+        if self.udp.as_ref().is_some_and(|u| u.more) {
+            self.handle_udp(MAX_DATAGRAMS_PER_PASS);
+        }
+    }
+
+    /// One datagram, `buf[..n]`, from `from`.
+    fn handle_datagram(&mut self, n: usize, from: SocketAddr) {
+        let now = self.outbox.now();
+        // The roster counts clients of both kinds: TCP and UDP peers.
+        let room = self.roster.count() < self.config.max_clients;
+        let (max_clients, max_line) = (self.config.max_clients, self.config.max_line_bytes);
+        let Some(udp) = self.udp.as_mut() else {
+            return;
+        };
+        let roster = &self.roster;
+        let mut clients = 0;
+        let id = match udp.peers.admit(from, now, room, || {
+            let (id, count) = roster.join();
+            clients = count;
+            id
+        }) {
+            Admit::Known(id) => id,
+            Admit::New(id) => {
+                self.status.connected(id, clients);
+                self.handler.on_connect(id, from, &mut self.outbox);
+                self.apply_actions();
+                id
+            }
+            Admit::Refused => {
+                udp.replies.push(from, status::UDP_TOO_MANY_CLIENTS);
+                if let Some(more) = udp.refused.hit(now) {
+                    status::udp_refused(from, max_clients, more);
+                }
+                return;
+            }
+        };
+        let Some(udp) = self.udp.as_mut() else {
+            return;
+        };
+        let datagram = &udp.buf[..n];
+        if datagram::is_too_long(datagram, max_line) {
+            // SPEC: the error, and the peer stays.
+            udp.replies.push(from, status::UDP_LINE_TOO_LONG);
+            if let Some(more) = udp.too_long.hit(now) {
+                status::udp_too_long(id, max_line, more);
+            }
+            return;
+        }
+        let msg = datagram::message(datagram, udp.is_line);
+        self.handler.on_message(id, msg, &mut self.outbox);
+        self.apply_actions();
+    }
+
+    /// The handler closed `id` (menu's `5`): forget the peer (no
+    /// `on_disconnect`, as for a TCP client the handler closed). False if
+    /// `id` is no UDP peer.
+    pub(super) fn udp_close(&mut self, id: ClientId) -> bool {
+        let Some(udp) = self.udp.as_mut() else {
+            return false;
+        };
+        if !udp.peers.forget(id) {
+            return false;
+        }
+        self.status.disconnected(id, self.roster.leave());
+        true
+    }
+
+    /// Forgets the peers silent for `--udp-idle`.
+    pub(super) fn udp_expire(&mut self, now: Instant) {
+        loop {
+            let Some(id) = self.udp.as_mut().and_then(|u| u.peers.poll_expired(now)) else {
+                return;
+            };
+            self.status.disconnected(id, self.roster.leave());
+            self.handler.on_disconnect(id, &mut self.outbox);
+            self.apply_actions();
+        }
+    }
+
+    /// Sends the queued replies (after the durability sync), registering
+    /// WRITABLE exactly while the socket refuses them.
+    pub(super) fn flush_udp(&mut self) {
+        // SPEC's durability rule holds for datagrams too (the atm's
+        // `Deposited ...` leaves only once the accounts file is synced).
+        if self.udp_owes_output()
+            && self.durable.owes_sync()
+            && let Err(e) = self.durable.sync_before_output()
+        {
+            self.fatal.get_or_insert(e);
+        }
+        if self.fatal.is_some() {
+            return;
+        }
+        let now = self.outbox.now();
+        let registry = self.poll.registry();
+        let Some(udp) = self.udp.as_mut() else {
+            return;
+        };
+        let socket = &udp.socket;
+        let blocked = udp.replies.flush(|bytes, to| socket.send_to(bytes, to)) == Flushed::Blocked;
+        if blocked != udp.blocked {
+            let interest = if blocked {
+                Interest::READABLE | Interest::WRITABLE
+            } else {
+                Interest::READABLE
+            };
+            match registry.reregister(&mut udp.socket, UDP, interest) {
+                Ok(()) => udp.blocked = blocked,
+                Err(e) => status::diag(format_args!("udp: reregister: {e}")),
+            }
+        }
+        if udp.replies.dropped() > 0 && udp.dropped.hit(now).is_some() {
+            let (dropped, error) = udp.replies.take_dropped();
+            match error {
+                Some(kind) => status::udp_replies_dropped(dropped, &io::Error::from(kind)),
+                None => status::udp_replies_dropped(dropped, &"reply queue full"),
+            }
+        }
+    }
+
+    /// Shutdown: what is already in the socket is handled (bounded), then
+    /// every peer is forgotten with its disconnect line, as TCP clients are
+    /// closed. The handler heard that everyone goes in `on_shutdown`, so no
+    /// `on_disconnect` follows. Queued replies still go out.
+    pub(super) fn udp_close_all(&mut self) {
+        if self.udp.as_ref().is_none_or(|u| u.closed) {
+            return;
+        }
+        self.handle_udp(MAX_FINAL_DATAGRAMS);
+        let Some(udp) = self.udp.as_mut() else {
+            return;
+        };
+        // Still registered: WRITABLE may be needed for the last replies.
+        udp.closed = true;
+        udp.more = false;
+        for id in udp.peers.drain() {
+            self.status.disconnected(id, self.roster.leave());
+        }
+    }
+
+    /// Shutdown's time ran out: queued replies are dropped.
+    pub(super) fn udp_kill(&mut self) {
+        if let Some(udp) = self.udp.as_mut() {
+            udp.replies.clear();
+        }
+    }
+}

@@ -1,0 +1,525 @@
+//! The UDP side of the server core, once for both servers and without I/O
+//! (SPEC "Datagrams"): who the peers are, when a silent one is forgotten,
+//! what a datagram hands the handler, what a reply datagram holds, and the
+//! bounded queue of replies the socket could not take yet.
+//!
+//! A UDP peer (address and port) is a client: an id at its first datagram,
+//! a place in every count and against `--max-clients`, forgotten after
+//! `--udp-idle` seconds without a datagram. [`Peers`] keeps one expiry entry
+//! per peer in a heap, refreshed lazily: a datagram only stamps the peer's
+//! last-seen time, and an entry that comes due for a peer seen since is put
+//! back with its new deadline (the reactor's idle-flush queue does the same).
+//! So a busy peer costs no heap work per datagram and no wakeup scans the
+//! table.
+//!
+//! Memory is bounded whatever addresses datagrams claim to come from (a
+//! spoofing flood): the table holds at most `--max-clients` peers, its heap
+//! at most about twice that, and [`Replies`] at most [`MAX_QUEUED_BYTES`].
+
+use std::cmp::Reverse;
+use std::collections::{BinaryHeap, HashMap, VecDeque};
+use std::io;
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use crate::handlers::{ClientId, strip_terminator};
+
+/// The largest datagram payload there is (IPv6's is 65,527 bytes, IPv4's
+/// 65,507): a receive buffer this large never truncates.
+pub const MAX_DATAGRAM_BYTES: usize = 65536;
+
+/// Replies waiting for the socket (it said `WouldBlock`), payload bytes plus
+/// [`QUEUED_OVERHEAD_BYTES`] each: past this a reply is dropped and counted.
+/// UDP may drop; the server must not grow.
+pub const MAX_QUEUED_BYTES: usize = 4 * 1024 * 1024;
+/// What one queued reply is charged beyond its payload (address, vector
+/// header, allocator rounding), so a flood of empty replies is bounded too.
+pub const QUEUED_OVERHEAD_BYTES: usize = 64;
+
+/// At most one diagnostic per kind per this period; the rest are counted
+/// and summed up in the next one.
+pub const DIAGNOSTIC_PERIOD: Duration = Duration::from_secs(1);
+
+/// The receive buffer for `--max-line`: room for the longest allowed line,
+/// its `\r\n`, and one byte more, so a datagram cut short by the buffer is
+/// always one that is too long anyway ([`is_too_long`]).
+pub fn recv_buffer_len(max_line: usize) -> usize {
+    max_line.saturating_add(3).min(MAX_DATAGRAM_BYTES)
+}
+
+/// Whether a datagram breaks `--max-line`: its length without one trailing
+/// `\r\n` or `\n`, as for a TCP line.
+pub fn is_too_long(datagram: &[u8], max_line: usize) -> bool {
+    strip_terminator(datagram).len() > max_line
+}
+
+/// What the handler gets from a datagram: without one trailing `\r\n` or
+/// `\n` when the handler's datagrams are lines, whole otherwise (echo).
+pub fn message(datagram: &[u8], is_line: bool) -> &[u8] {
+    if is_line {
+        strip_terminator(datagram)
+    } else {
+        datagram
+    }
+}
+
+/// The datagram for one reply: without the `\n` a TCP reply line ends with
+/// when the handler's datagrams are lines, the bytes as given otherwise.
+pub fn reply(payload: &[u8], is_line: bool) -> &[u8] {
+    match payload {
+        [rest @ .., b'\n'] if is_line => rest,
+        _ => payload,
+    }
+}
+
+/// What [`Peers::admit`] decided about a datagram's sender.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Admit {
+    /// A peer already tracked.
+    Known(ClientId),
+    /// A new peer, tracked from now on: print its connected line and tell
+    /// the handler.
+    New(ClientId),
+    /// A new peer with no room (`--max-clients`): answer
+    /// `error: too many clients`, do not track it.
+    Refused,
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Peer {
+    id: ClientId,
+    last_seen: Instant,
+}
+
+/// The UDP peers that are clients. See the module doc.
+#[derive(Debug)]
+pub struct Peers {
+    /// `--udp-idle`.
+    idle: Duration,
+    by_addr: HashMap<SocketAddr, Peer>,
+    /// Routes the handler's replies (which name clients) to addresses.
+    by_id: HashMap<ClientId, SocketAddr>,
+    /// Expiry deadlines, earliest first: at most one live entry per peer,
+    /// plus stale ones for peers forgotten early (rebuilt when they pile
+    /// up, see [`Peers::forget`]).
+    expiry: BinaryHeap<Reverse<(Instant, ClientId)>>,
+}
+
+impl Peers {
+    pub fn new(idle: Duration) -> Self {
+        Peers {
+            idle,
+            by_addr: HashMap::new(),
+            by_id: HashMap::new(),
+            expiry: BinaryHeap::new(),
+        }
+    }
+
+    /// Peers tracked.
+    pub fn len(&self) -> usize {
+        self.by_addr.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.by_addr.is_empty()
+    }
+
+    /// A datagram came from `addr` at `now`. `room`: whether one more
+    /// client fits under `--max-clients` (the caller counts its TCP clients
+    /// too); `new_id` is called only for a peer that is taken.
+    pub fn admit(
+        &mut self,
+        addr: SocketAddr,
+        now: Instant,
+        room: bool,
+        new_id: impl FnOnce() -> ClientId,
+    ) -> Admit {
+        if let Some(peer) = self.by_addr.get_mut(&addr) {
+            peer.last_seen = now;
+            return Admit::Known(peer.id);
+        }
+        if !room {
+            return Admit::Refused;
+        }
+        let id = new_id();
+        self.by_addr.insert(addr, Peer { id, last_seen: now });
+        self.by_id.insert(id, addr);
+        self.expiry.push(Reverse((now + self.idle, id)));
+        Admit::New(id)
+    }
+
+    /// Whether datagrams from `addr` come from a tracked peer.
+    pub fn addr_is_known(&self, addr: SocketAddr) -> bool {
+        self.by_addr.contains_key(&addr)
+    }
+
+    /// The address of a tracked peer.
+    pub fn addr(&self, id: ClientId) -> Option<SocketAddr> {
+        self.by_id.get(&id).copied()
+    }
+
+    /// Stops tracking `id` (the handler closed it); false if it was not
+    /// tracked. Its heap entry goes stale and is skipped when it comes due.
+    pub fn forget(&mut self, id: ClientId) -> bool {
+        let Some(addr) = self.by_id.remove(&id) else {
+            return false;
+        };
+        self.by_addr.remove(&addr);
+        // Peers that come and go faster than --udp-idle (menu's `5`) would
+        // leave stale entries for up to --udp-idle each: rebuild once they
+        // outnumber the live ones.
+        if self.expiry.len() > 2 * self.by_addr.len() + 64 {
+            let idle = self.idle;
+            self.expiry = self
+                .by_addr
+                .values()
+                .map(|p| Reverse((p.last_seen + idle, p.id)))
+                .collect();
+        }
+        true
+    }
+
+    /// When [`Peers::poll_expired`] may next have something (possibly
+    /// early: an entry may be stale or refreshed; that costs one wakeup).
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        self.expiry.peek().map(|e| e.0.0)
+    }
+
+    /// The next peer silent for `--udp-idle` at `now`, forgotten; `None`
+    /// when no more are due. Call until `None`.
+    pub fn poll_expired(&mut self, now: Instant) -> Option<ClientId> {
+        while let Some(&Reverse((due, id))) = self.expiry.peek() {
+            if due > now {
+                return None;
+            }
+            self.expiry.pop();
+            let Some(addr) = self.by_id.get(&id) else {
+                continue; // forgotten already
+            };
+            let deadline = self.by_addr[addr].last_seen + self.idle;
+            if deadline <= due {
+                // The entry is current: silent for the whole idle time.
+                self.forget(id);
+                return Some(id);
+            }
+            // Seen since the entry was pushed: back in with its deadline,
+            // even one already past, so peers due in one wakeup go in the
+            // order they fell silent.
+            self.expiry.push(Reverse((deadline, id)));
+        }
+        None
+    }
+
+    /// Forgets every peer (shutdown), in id order.
+    pub fn drain(&mut self) -> Vec<ClientId> {
+        let mut ids: Vec<ClientId> = self.by_id.keys().copied().collect();
+        ids.sort();
+        self.by_addr.clear();
+        self.by_id.clear();
+        self.expiry.clear();
+        ids
+    }
+}
+
+/// Replies the socket could not take yet, bounded (see [`MAX_QUEUED_BYTES`]).
+#[derive(Debug, Default)]
+pub struct Replies {
+    queue: VecDeque<(SocketAddr, Vec<u8>)>,
+    /// Charged bytes queued (payloads plus overhead).
+    charged: usize,
+    /// Replies dropped (queue full or a send error) since the last
+    /// [`Replies::take_dropped`].
+    dropped: u64,
+    /// The last send error, for the diagnostic.
+    last_error: Option<io::ErrorKind>,
+}
+
+/// How far [`Replies::flush`] got.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Flushed {
+    /// Everything went out (or was dropped after an error).
+    Empty,
+    /// The socket said `WouldBlock`: wait until it is writable.
+    Blocked,
+}
+
+impl Replies {
+    pub fn new() -> Self {
+        Replies::default()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.queue.is_empty()
+    }
+
+    /// Queues one reply datagram; false if it was dropped (full).
+    pub fn push(&mut self, to: SocketAddr, datagram: &[u8]) -> bool {
+        let charge = datagram.len() + QUEUED_OVERHEAD_BYTES;
+        if self.charged + charge > MAX_QUEUED_BYTES {
+            self.dropped += 1;
+            return false;
+        }
+        self.charged += charge;
+        self.queue.push_back((to, datagram.to_vec()));
+        true
+    }
+
+    /// Sends queued replies in order with `send` until the queue is empty
+    /// or `send` says `WouldBlock`. A reply whose send fails otherwise is
+    /// dropped and counted (one bad address must not hold the others).
+    pub fn flush(
+        &mut self,
+        mut send: impl FnMut(&[u8], SocketAddr) -> io::Result<usize>,
+    ) -> Flushed {
+        while let Some((to, bytes)) = self.queue.front() {
+            match send(bytes, *to) {
+                Ok(_) => {}
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Flushed::Blocked,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => {
+                    self.dropped += 1;
+                    self.last_error = Some(e.kind());
+                }
+            }
+            self.charged -= bytes.len() + QUEUED_OVERHEAD_BYTES;
+            self.queue.pop_front();
+        }
+        if self.queue.capacity() > 1024 {
+            self.queue.shrink_to(1024);
+        }
+        Flushed::Empty
+    }
+
+    /// Replies dropped since the last [`Replies::take_dropped`].
+    pub fn dropped(&self) -> u64 {
+        self.dropped
+    }
+
+    /// Replies dropped since the last call, and the last send error if
+    /// there was one; the count is reset.
+    pub fn take_dropped(&mut self) -> (u64, Option<io::ErrorKind>) {
+        let dropped = std::mem::take(&mut self.dropped);
+        (dropped, self.last_error.take())
+    }
+
+    /// Forgets every queued reply (shutdown's time ran out).
+    pub fn clear(&mut self) {
+        self.dropped += self.queue.len() as u64;
+        self.queue.clear();
+        self.charged = 0;
+    }
+}
+
+/// At most one diagnostic per [`DIAGNOSTIC_PERIOD`]: a flood of refused
+/// datagrams must not become a flood of stderr lines (a blocking write in
+/// the loop).
+#[derive(Debug, Default)]
+pub struct Throttle {
+    next: Option<Instant>,
+    suppressed: u64,
+}
+
+impl Throttle {
+    /// One more event at `now`: `Some(n)` if a diagnostic may be printed
+    /// now, `n` being the events suppressed since the last one.
+    pub fn hit(&mut self, now: Instant) -> Option<u64> {
+        match self.next {
+            Some(next) if now < next => {
+                self.suppressed += 1;
+                None
+            }
+            _ => {
+                self.next = Some(now + DIAGNOSTIC_PERIOD);
+                Some(std::mem::take(&mut self.suppressed))
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const S: Duration = Duration::from_secs(1);
+
+    fn addr(port: u16) -> SocketAddr {
+        SocketAddr::from(([127, 0, 0, 1], port))
+    }
+
+    fn ids() -> impl FnMut() -> ClientId {
+        let mut next = 0;
+        move || {
+            next += 1;
+            ClientId(next)
+        }
+    }
+
+    #[test]
+    fn a_peer_is_a_client_until_it_is_silent_for_the_idle_time() {
+        let t0 = Instant::now();
+        let mut peers = Peers::new(10 * S);
+        let mut next = ids();
+        assert_eq!(
+            peers.admit(addr(1), t0, true, &mut next),
+            Admit::New(ClientId(1))
+        );
+        assert_eq!(
+            peers.admit(addr(2), t0 + S, true, &mut next),
+            Admit::New(ClientId(2))
+        );
+        // Peer 1 speaks again: its deadline moves, lazily.
+        assert_eq!(
+            peers.admit(addr(1), t0 + 5 * S, true, &mut next),
+            Admit::Known(ClientId(1))
+        );
+        assert_eq!(peers.addr(ClientId(2)), Some(addr(2)));
+        assert_eq!(peers.poll_timeout(), Some(t0 + 10 * S));
+        assert_eq!(peers.poll_expired(t0 + 10 * S), None, "1 was seen at 5 s");
+        assert_eq!(peers.poll_timeout(), Some(t0 + 11 * S));
+        assert_eq!(peers.poll_expired(t0 + 11 * S), Some(ClientId(2)));
+        assert_eq!(peers.poll_expired(t0 + 11 * S), None);
+        assert_eq!(peers.len(), 1);
+        assert_eq!(peers.poll_expired(t0 + 15 * S), Some(ClientId(1)));
+        assert!(peers.is_empty());
+        assert_eq!(peers.poll_timeout(), None);
+        // Back after being forgotten: a new client with a new id.
+        assert_eq!(
+            peers.admit(addr(1), t0 + 16 * S, true, &mut next),
+            Admit::New(ClientId(3))
+        );
+    }
+
+    #[test]
+    fn peers_due_in_one_late_wakeup_expire_in_the_order_they_fell_silent() {
+        let t0 = Instant::now();
+        let ms = Duration::from_millis(1);
+        let mut peers = Peers::new(10 * S);
+        let mut next = ids();
+        for port in 1..=3 {
+            peers.admit(addr(port), t0 + ms * u32::from(port), true, &mut next);
+        }
+        // 1 and 2 speak again after 3's first datagram.
+        peers.admit(addr(1), t0 + 5 * ms, true, &mut next);
+        peers.admit(addr(2), t0 + 6 * ms, true, &mut next);
+        let late = t0 + 11 * S;
+        let order: Vec<u64> = std::iter::from_fn(|| peers.poll_expired(late))
+            .map(|id| id.0)
+            .collect();
+        assert_eq!(order, vec![3, 1, 2]);
+    }
+
+    #[test]
+    fn no_room_refuses_new_peers_only() {
+        let t0 = Instant::now();
+        let mut peers = Peers::new(S);
+        let mut next = ids();
+        peers.admit(addr(1), t0, true, &mut next);
+        assert_eq!(
+            peers.admit(addr(1), t0, false, &mut next),
+            Admit::Known(ClientId(1))
+        );
+        assert_eq!(
+            peers.admit(addr(2), t0, false, || unreachable!()),
+            Admit::Refused
+        );
+        assert_eq!(peers.len(), 1);
+    }
+
+    #[test]
+    fn forgotten_peers_leave_no_live_entry_and_the_heap_stays_bounded() {
+        let t0 = Instant::now();
+        let mut peers = Peers::new(60 * S);
+        let mut next = ids();
+        for port in 0..10_000u16 {
+            let Admit::New(id) = peers.admit(addr(port), t0, true, &mut next) else {
+                panic!("new peer");
+            };
+            assert!(peers.forget(id));
+            assert!(!peers.forget(id));
+        }
+        assert!(peers.is_empty());
+        assert!(peers.expiry.len() <= 64 + 1, "{}", peers.expiry.len());
+        assert_eq!(peers.poll_expired(t0 + 61 * S), None);
+    }
+
+    #[test]
+    fn drain_forgets_everyone_in_id_order() {
+        let t0 = Instant::now();
+        let mut peers = Peers::new(S);
+        let mut next = ids();
+        for port in [9, 3, 7] {
+            peers.admit(addr(port), t0, true, &mut next);
+        }
+        assert_eq!(peers.drain(), vec![ClientId(1), ClientId(2), ClientId(3)]);
+        assert!(peers.is_empty() && peers.poll_timeout().is_none());
+    }
+
+    #[test]
+    fn lines_lose_one_terminator_each_way_echo_keeps_everything() {
+        assert_eq!(message(b"b\r\n", true), b"b");
+        assert_eq!(message(b"b\n\n", true), b"b\n");
+        assert_eq!(message(b"b", true), b"b");
+        assert_eq!(message(b"hi\r\n", false), b"hi\r\n");
+        assert_eq!(
+            reply(b"\n\tPlease give the username and pin number.\n\n", true),
+            b"\n\tPlease give the username and pin number.\n"
+        );
+        assert_eq!(reply(b"True\n", true), b"True");
+        assert_eq!(reply(b"hi\n", false), b"hi\n");
+    }
+
+    #[test]
+    fn max_line_counts_without_the_terminator_and_the_buffer_never_hides_a_long_one() {
+        assert!(!is_too_long(b"1234\r\n", 4));
+        assert!(is_too_long(b"12345", 4));
+        let len = recv_buffer_len(4);
+        assert_eq!(len, 7);
+        // A datagram cut to the buffer's length is too long, whatever its end.
+        assert!(is_too_long(b"12345\r\n", 4) && is_too_long(&b"1234\r\n\n"[..len], 4));
+        assert_eq!(recv_buffer_len(usize::MAX), MAX_DATAGRAM_BYTES);
+    }
+
+    #[test]
+    fn replies_are_bounded_sent_in_order_and_dropped_on_errors() {
+        let mut q = Replies::new();
+        let big = vec![0u8; 1024 * 1024];
+        let mut taken = 0;
+        while q.push(addr(1), &big) {
+            taken += 1;
+        }
+        assert_eq!(taken, 3, "4 MiB holds three 1 MiB replies with overhead");
+        assert_eq!(q.take_dropped(), (1, None));
+        let mut sent = Vec::new();
+        let mut calls = 0;
+        let flushed = q.flush(|b, to| {
+            calls += 1;
+            match calls {
+                1 => Err(io::ErrorKind::Interrupted.into()),
+                2 => {
+                    sent.push((b.len(), to));
+                    Ok(b.len())
+                }
+                3 => Err(io::Error::other("no route")),
+                _ => Err(io::ErrorKind::WouldBlock.into()),
+            }
+        });
+        assert_eq!(flushed, Flushed::Blocked);
+        assert_eq!(sent, vec![(1024 * 1024, addr(1))]);
+        assert_eq!(q.take_dropped(), (1, Some(io::ErrorKind::Other)));
+        assert!(q.push(addr(2), &big), "room again");
+        assert_eq!(q.flush(|b, _| Ok(b.len())), Flushed::Empty);
+        assert!(q.is_empty());
+        assert_eq!(q.charged, 0);
+    }
+
+    #[test]
+    fn the_throttle_prints_once_per_period_and_counts_the_rest() {
+        let t0 = Instant::now();
+        let mut t = Throttle::default();
+        assert_eq!(t.hit(t0), Some(0));
+        assert_eq!(t.hit(t0), None);
+        assert_eq!(t.hit(t0 + S / 2), None);
+        assert_eq!(t.hit(t0 + S), Some(2));
+        assert_eq!(t.hit(t0 + 3 * S), Some(0));
+    }
+}

@@ -1,0 +1,374 @@
+//! `--udp` (SPEC "Datagrams"): each datagram one message, each reply one
+//! datagram, a UDP peer a client (ids, status lines, every count,
+//! `--max-clients`, `--udp-idle`), on both servers. The atm over UDP is in
+//! `tests/atm.rs`.
+
+#[macro_use]
+mod common;
+
+use std::io::Write;
+use std::net::{SocketAddr, UdpSocket};
+use std::process::{Command, Output, Stdio};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use common::*;
+
+/// A UDP client socket on 127.0.0.1, every receive bounded by [`TIMEOUT`].
+struct Peer {
+    socket: UdpSocket,
+    server: SocketAddr,
+}
+
+impl Peer {
+    fn new(server: SocketAddr) -> Peer {
+        let socket = UdpSocket::bind("127.0.0.1:0").expect("bind a UDP client");
+        socket.set_read_timeout(Some(TIMEOUT)).unwrap();
+        Peer { socket, server }
+    }
+
+    fn port(&self) -> u16 {
+        self.socket.local_addr().unwrap().port()
+    }
+
+    fn send(&self, datagram: &[u8]) {
+        self.socket.send_to(datagram, self.server).unwrap();
+    }
+
+    /// The next datagram (from the server's address, which is asserted).
+    fn recv(&self) -> Vec<u8> {
+        let mut buf = vec![0u8; 70_000];
+        let (n, from) = self
+            .socket
+            .recv_from(&mut buf)
+            .unwrap_or_else(|e| panic!("no datagram from the server: {e}"));
+        assert_eq!(from, self.server, "a reply comes from the server's address");
+        buf.truncate(n);
+        buf
+    }
+
+    /// Sends `datagram`, expects exactly `reply` back.
+    fn ask(&self, datagram: &[u8], reply: &[u8]) {
+        self.send(datagram);
+        let got = self.recv();
+        assert_eq!(show(&got), show(reply), "reply to {:?}", show(datagram));
+    }
+}
+
+fn start(kind: Kind, args: &[&str]) -> Server {
+    let mut all = vec!["--udp"];
+    all.extend_from_slice(args);
+    Server::start(kind, &all)
+}
+
+both!(
+    listening_line_and_echo_returns_each_datagram_whole,
+    udp_peers_and_tcp_clients_share_ids_and_counts,
+    a_silent_peer_is_forgotten_after_udp_idle,
+    max_line_answers_an_error_and_the_peer_stays,
+    queue_over_udp_is_the_same_queue,
+    menu_over_udp_and_option_5_forgets_the_peer,
+    menu_client_over_udp,
+    a_flood_from_200_ports_against_max_clients_50,
+    shutdown_forgets_every_peer_with_its_line,
+    handlers_without_datagrams_refuse_udp,
+    a_udp_port_taken_is_exit_1_naming_it,
+    ipv6_serves_datagrams_too,
+);
+
+fn listening_line_and_echo_returns_each_datagram_whole(kind: Kind) {
+    let mut s = start(kind, &["-H", "echo"]);
+    assert_eq!(
+        s.status_lines()[0],
+        format!(
+            "Listening on 127.0.0.1:{} (handler echo, tcp and udp)",
+            s.port()
+        )
+    );
+    let p = Peer::new(s.addr);
+    p.ask(b"hello\n", b"hello\n");
+    s.wait_status_eq("Client 1 connected. Number of connected clients = 1");
+    p.ask(b"no newline", b"no newline");
+    p.ask(b"crlf\r\n", b"crlf\r\n");
+    p.ask(b"two\nlines\n", b"two\nlines\n");
+    p.ask(b"", b"");
+    p.ask(b"\xff\x00 binary", b"\xff\x00 binary");
+    // One datagram is one client, however many it sends.
+    s.stop(SIGTERM);
+    assert!(
+        !s.seen_status(|l| l.starts_with("Client 2 ")),
+        "{}",
+        s.transcript()
+    );
+}
+
+fn udp_peers_and_tcp_clients_share_ids_and_counts(kind: Kind) {
+    let mut s = start(kind, &["-H", "echo", "--upper", "--report-every", "0.2"]);
+    let a = Peer::new(s.addr);
+    a.ask(b"a", b"A");
+    assert_eq!(s.wait_connected(1), 1);
+    let mut tcp = s.connect();
+    assert_eq!(s.wait_connected(2), 2, "one counter for both transports");
+    tcp.send(b"t\n");
+    tcp.expect_line(b"T\n");
+    let b = Peer::new(s.addr);
+    b.ask(b"b\n", b"B\n");
+    assert_eq!(s.wait_connected(3), 3);
+    // The periodic count includes UDP peers.
+    s.wait_status_eq("Number of connected clients = 3");
+    drop(tcp);
+    assert_eq!(s.wait_disconnected(2), 2);
+    s.wait_status_eq("Number of connected clients = 2");
+    s.stop(SIGINT);
+}
+
+fn a_silent_peer_is_forgotten_after_udp_idle(kind: Kind) {
+    let mut s = start(kind, &["-H", "echo", "--udp-idle", "0.5"]);
+    let p = Peer::new(s.addr);
+    p.ask(b"x", b"x");
+    assert_eq!(s.wait_connected(1), 1);
+    assert_eq!(s.wait_disconnected(1), 0);
+    // Back after that: a new client.
+    p.ask(b"y", b"y");
+    assert_eq!(s.wait_connected(2), 1);
+    assert_eq!(s.wait_disconnected(2), 0);
+    s.stop(SIGINT);
+}
+
+fn max_line_answers_an_error_and_the_peer_stays(kind: Kind) {
+    let mut s = start(kind, &["-H", "echo", "--max-line", "4"]);
+    let p = Peer::new(s.addr);
+    p.ask(b"1234", b"1234");
+    p.ask(b"1234\r\n", b"1234\r\n");
+    p.ask(b"12345", b"error: line too long");
+    p.ask(&[b'z'; 65_000], b"error: line too long");
+    s.wait_stderr("the diagnostic", |l| l.contains("longer than 4 bytes"));
+    p.ask(b"ok", b"ok");
+    s.stop(SIGINT);
+    let lines = s.status_lines().join("\n");
+    assert_eq!(lines.matches("connected. Number").count(), 2, "{lines}");
+    assert!(lines.contains("Client 1 disconnected. Number of connected clients = 0"));
+}
+
+fn queue_over_udp_is_the_same_queue(kind: Kind) {
+    let mut s = start(kind, &["-H", "queue", "--queue-size", "2"]);
+    let p = Peer::new(s.addr);
+    p.ask(b"put a\n", b"True");
+    p.ask(b"PUT b", b"True");
+    p.ask(b"put c\r\n", b"False");
+    p.ask(b"size", b"2");
+    p.ask(b"put", b"error: usage: put ITEM");
+    p.ask(b"bogus\n", b"error: unknown command");
+    let mut tcp = s.connect_as(2);
+    tcp.send(b"pop\n");
+    tcp.expect_line(b"a\n");
+    p.ask(b"peek", b"b");
+    p.ask(b"pop\n", b"b");
+    p.ask(b"pop", b"None");
+    s.stop(SIGINT);
+}
+
+fn menu_over_udp_and_option_5_forgets_the_peer(kind: Kind) {
+    let mut s = start(kind, &["-H", "menu"]);
+    let p = Peer::new(s.addr);
+    p.ask(b"1 hello there\n", b"HELLO THERE");
+    p.ask(
+        b"2",
+        format!("client IP = 127.0.0.1, port = {}", p.port()).as_bytes(),
+    );
+    p.ask(b"3\r\n", b"requests served = 3");
+    p.ask(b"9", b"error: unknown option");
+    p.send(b"5\n");
+    assert_eq!(s.wait_disconnected(1), 0);
+    // Forgotten: its next datagram makes it a new client.
+    p.send(b"4");
+    let reply = String::from_utf8(p.recv()).unwrap();
+    assert!(reply.starts_with("run time = 00:00:"), "{reply:?}");
+    assert_eq!(s.wait_connected(2), 1);
+    s.stop(SIGINT);
+    assert_eq!(s.last_status(), "Bye bye~");
+}
+
+fn run_with_input(mut cmd: Command, input: &str) -> Output {
+    let mut child = cmd
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(input.as_bytes())
+        .unwrap();
+    let pid = child.id();
+    let waiter = thread::spawn(move || child.wait_with_output().unwrap());
+    let deadline = Instant::now() + TIMEOUT;
+    while !waiter.is_finished() {
+        if Instant::now() > deadline {
+            // Our own child, by its pid.
+            let _ = Command::new("kill").arg(pid.to_string()).status();
+            panic!("the program did not exit within {TIMEOUT:?}");
+        }
+        thread::sleep(Duration::from_millis(10));
+    }
+    waiter.join().unwrap()
+}
+
+fn menu_client_over_udp(kind: Kind) {
+    let mut s = start(kind, &["-H", "menu"]);
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_nonblocking-client"));
+    cmd.args(["menu", "--udp", &s.addr.to_string()]);
+    let output = run_with_input(cmd, "1\nudp works\n3\n5\n");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(output.status.success(), "{output:?}");
+    assert!(
+        stdout.contains("Reply from server: UDP WORKS\nRTT = "),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("Reply from server: requests served = 2\nRTT = "),
+        "{stdout}"
+    );
+    assert!(stdout.ends_with("Bye bye~\n"), "{stdout}");
+    // Its `5` made the server forget it.
+    assert_eq!(s.wait_disconnected(1), 0);
+    s.stop(SIGINT);
+}
+
+fn a_flood_from_200_ports_against_max_clients_50(kind: Kind) {
+    // --udp-idle well above the time the flood takes on a loaded machine,
+    // so "exactly 50" cannot be blurred by an early expiry.
+    let mut s = start(
+        kind,
+        &["-H", "echo", "--max-clients", "50", "--udp-idle", "3"],
+    );
+    let peers: Vec<Peer> = (0..200).map(|_| Peer::new(s.addr)).collect();
+    for (i, p) in peers[..50].iter().enumerate() {
+        p.ask(format!("hi {i}").as_bytes(), format!("hi {i}").as_bytes());
+    }
+    s.wait_status_eq("Client 50 connected. Number of connected clients = 50");
+    // Every sender at once; the 150 new ones are refused, the 50 served.
+    for (i, p) in peers.iter().enumerate() {
+        p.send(format!("again {i}").as_bytes());
+    }
+    for (i, p) in peers.iter().enumerate() {
+        let expected = if i < 50 {
+            format!("again {i}").into_bytes()
+        } else {
+            b"error: too many clients".to_vec()
+        };
+        assert_eq!(show(&p.recv()), show(&expected), "peer {i}");
+    }
+    s.wait_stderr("the refusal diagnostic", |l| {
+        l.contains("too many clients (--max-clients 50)")
+    });
+    // All 50 are forgotten; the count goes back to 0.
+    s.wait_status("the count back to 0", |l| {
+        l.ends_with(" disconnected. Number of connected clients = 0")
+    });
+    for id in 1..=50 {
+        let prefix = format!("Client {id} disconnected. ");
+        assert!(
+            s.seen_status(|l| l.starts_with(&prefix)),
+            "client {id}\n{}",
+            s.transcript()
+        );
+    }
+    // The refused peers got no id: the next client is 51.
+    let _tcp = s.connect_as(51);
+    s.stop(SIGINT);
+    assert!(
+        !s.seen_status(|l| l.contains("= 51")),
+        "never more than 50 at once\n{}",
+        s.transcript()
+    );
+}
+
+fn shutdown_forgets_every_peer_with_its_line(kind: Kind) {
+    let mut s = start(kind, &["-H", "echo"]);
+    let a = Peer::new(s.addr);
+    a.ask(b"a", b"a");
+    s.wait_connected(1);
+    let b = Peer::new(s.addr);
+    b.ask(b"b", b"b");
+    s.wait_connected(2);
+    let _tcp = s.connect_as(3);
+    s.stop(SIGINT);
+    for id in 1..=3 {
+        assert!(
+            s.seen_status(|l| l.starts_with(&format!("Client {id} disconnected. "))),
+            "client {id}\n{}",
+            s.transcript()
+        );
+    }
+    assert_eq!(last_disconnect_count(&s), "0", "{}", s.transcript());
+}
+
+/// The count on the last `Client N disconnected` line.
+fn last_disconnect_count(s: &Server) -> String {
+    let line = s
+        .status_lines()
+        .iter()
+        .rev()
+        .find(|l| l.contains(" disconnected. "))
+        .expect("a disconnect line");
+    line.rsplit(" = ").next().unwrap().to_string()
+}
+
+fn handlers_without_datagrams_refuse_udp(kind: Kind) {
+    for handler in ["presence", "ledger", "sink"] {
+        let (status, _out, err) = run_to_end(kind, &["-H", handler, "--udp", "0"]);
+        assert_eq!(status.code(), Some(2), "{handler}: {err}");
+        assert!(
+            err.contains("--udp works with --handler echo, menu, atm or queue"),
+            "{handler}: {err}"
+        );
+    }
+    let (status, _out, err) = run_to_end(kind, &["--udp", "--udp-idle", "0", "0"]);
+    assert_eq!(status.code(), Some(2), "{err}");
+}
+
+fn a_udp_port_taken_is_exit_1_naming_it(kind: Kind) {
+    // Someone else holds the UDP port; TCP on it is (almost surely) free.
+    let holder = UdpSocket::bind("127.0.0.1:0").unwrap();
+    let port = holder.local_addr().unwrap().port().to_string();
+    let (status, out, err) = run_to_end(kind, &["--udp", &port]);
+    if std::net::TcpListener::bind(("127.0.0.1", holder.local_addr().unwrap().port())).is_err() {
+        return; // the TCP port was taken too: nothing to learn here
+    }
+    assert_eq!(status.code(), Some(1), "{out}{err}");
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert!(
+        err.contains(&format!("127.0.0.1:{port}")) && err.contains("(udp)"),
+        "{err}"
+    );
+    assert!(out.is_empty(), "never listening: {out}");
+}
+
+fn ipv6_serves_datagrams_too(kind: Kind) {
+    if !ipv6_available() {
+        return;
+    }
+    let mut s = start(kind, &["-b", "::1", "-H", "menu"]);
+    assert_eq!(
+        s.status_lines()[0],
+        format!(
+            "Listening on [::1]:{} (handler menu, tcp and udp)",
+            s.port()
+        )
+    );
+    let socket = UdpSocket::bind("[::1]:0").unwrap();
+    socket.set_read_timeout(Some(TIMEOUT)).unwrap();
+    let p = Peer {
+        server: s.addr,
+        socket,
+    };
+    p.ask(
+        b"2\n",
+        format!("client IP = ::1, port = {}", p.port()).as_bytes(),
+    );
+    s.wait_connected(1);
+    s.stop(SIGINT);
+}
