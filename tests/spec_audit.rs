@@ -6,9 +6,82 @@
 #[macro_use]
 mod common;
 
+use std::io::{Read, Write};
+use std::process::{Command, Output, Stdio};
+use std::thread;
+use std::time::{Duration, Instant};
+
 use common::*;
 
-both!(atm_accounts_errors_say_error_once);
+both!(
+    atm_accounts_errors_say_error_once,
+    client_chat_reports_the_servers_limit_errors_on_stderr_exit_1,
+    client_chat_prints_an_echoed_error_text_as_a_reply,
+    client_queue_reports_the_servers_limit_errors_on_stderr_exit_1,
+    client_menu_reports_the_servers_limit_errors_on_stderr_exit_1,
+);
+
+/// Runs `nonblocking-client ARGS` with `stdin`, killed after [`TIMEOUT`].
+fn client(args: &[&str], stdin: &[u8]) -> Output {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_nonblocking-client"))
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn nonblocking-client");
+    let mut input = child.stdin.take().unwrap();
+    let stdin = stdin.to_vec();
+    let feeder = thread::spawn(move || {
+        let _ = input.write_all(&stdin);
+    });
+    let mut out = child.stdout.take().unwrap();
+    let mut err = child.stderr.take().unwrap();
+    let out = thread::spawn(move || {
+        let mut v = Vec::new();
+        let _ = out.read_to_end(&mut v);
+        v
+    });
+    let err = thread::spawn(move || {
+        let mut v = Vec::new();
+        let _ = err.read_to_end(&mut v);
+        v
+    });
+    let deadline = Instant::now() + TIMEOUT;
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("nonblocking-client {args:?} did not exit within {TIMEOUT:?}");
+        }
+        thread::sleep(Duration::from_millis(10));
+    };
+    let _ = feeder.join();
+    Output {
+        status,
+        stdout: out.join().unwrap(),
+        stderr: err.join().unwrap(),
+    }
+}
+
+/// PROTOCOL §10: the server's `error: ...` line is printed on stderr as it
+/// was sent (and nowhere else), and the client exits 1.
+fn assert_server_error(out: &Output, line: &str, what: &str) {
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "{what}: exit status; stdout {stdout:?} stderr {stderr:?}"
+    );
+    assert_eq!(stderr, format!("{line}\n"), "{what}: stderr");
+    assert!(
+        !stdout.contains(line),
+        "{what}: the error line belongs on stderr only: {stdout:?}"
+    );
+}
 
 /// SPEC "atm": a missing or malformed accounts file is one line naming the
 /// file (and the line), exit 1. It read `error: error: ...`.
@@ -26,5 +99,63 @@ fn atm_accounts_errors_say_error_once(kind: Kind) {
         assert!(!err.contains("error: error:"), "doubled prefix: {err:?}");
         assert!(err.contains(needle), "names {needle}: {err:?}");
     }
+}
+
+/// A server with its one `--max-clients` slot taken by a held connection.
+fn full_server(kind: Kind, handler: &str) -> (Server, Conn) {
+    let mut server = Server::start(kind, &["-H", handler, "--max-clients", "1"]);
+    let hold = server.connect_as(1);
+    (server, hold)
+}
+
+fn client_chat_reports_the_servers_limit_errors_on_stderr_exit_1(kind: Kind) {
+    let (server, _hold) = full_server(kind, "echo");
+    let port = server.port().to_string();
+    let out = client(&["chat", &port], b"hello\n");
+    assert_server_error(&out, "error: too many clients", "chat, server full");
+
+    let server = Server::start(kind, &["-H", "echo", "--max-line", "3"]);
+    let port = server.port().to_string();
+    let out = client(&["chat", &port], b"ok\nabcdef\n");
+    assert_server_error(&out, "error: line too long", "chat, line too long");
+    assert_eq!(out.stdout, b"ok\n", "the replies before the error");
+}
+
+/// The other side of the rule above: `chat` shows replies as they come, so
+/// an echo server returning a line that merely reads like a limit error
+/// (and staying open) is a reply like any other.
+fn client_chat_prints_an_echoed_error_text_as_a_reply(kind: Kind) {
+    let server = Server::start(kind, &["-H", "echo"]);
+    let port = server.port().to_string();
+    let input = b"error: line too long\nerror: too many clients\nafter\n";
+    let out = client(&["chat", &port], input);
+    assert_eq!(out.status.code(), Some(0), "{out:?}");
+    assert_eq!(String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(input));
+    assert!(out.stderr.is_empty(), "{out:?}");
+}
+
+fn client_queue_reports_the_servers_limit_errors_on_stderr_exit_1(kind: Kind) {
+    let (server, _hold) = full_server(kind, "queue");
+    let port = server.port().to_string();
+    let out = client(&["queue", &port], b"size\n");
+    assert_server_error(&out, "error: too many clients", "queue, server full");
+
+    let server = Server::start(kind, &["-H", "queue", "--max-line", "6"]);
+    let port = server.port().to_string();
+    let out = client(&["queue", &port], b"put A\nput ABCDEFG\nsize\n");
+    assert_server_error(&out, "error: line too long", "queue, line too long");
+    assert_eq!(out.stdout, b"True\n", "the answers before the error");
+}
+
+fn client_menu_reports_the_servers_limit_errors_on_stderr_exit_1(kind: Kind) {
+    let (server, _hold) = full_server(kind, "menu");
+    let port = server.port().to_string();
+    let out = client(&["menu", &port], b"3\n");
+    assert_server_error(&out, "error: too many clients", "menu, server full");
+
+    let server = Server::start(kind, &["-H", "menu", "--max-line", "8"]);
+    let port = server.port().to_string();
+    let out = client(&["menu", &port], b"1\nhello there\n");
+    assert_server_error(&out, "error: line too long", "menu, line too long");
 }
 

@@ -135,7 +135,8 @@ pub fn run_presence(target: &Target, name: &str) -> Result<(), ClientError> {
 /// our EOF and wait until the server closes.
 ///
 /// # Errors
-/// An unreachable server or a failed transfer.
+/// An unreachable server, a failed transfer, or the server's refusal
+/// (`error: too many clients`, `error: line too long`, then its close).
 pub fn run_chat(target: &Target) -> Result<(), ClientError> {
     let stream = connect(target)?;
     no_delay(&stream);
@@ -154,7 +155,12 @@ pub fn run_chat(target: &Target) -> Result<(), ClientError> {
     };
     let _ = stream.shutdown(how);
     let printed = printer.join().expect("the reply printer does not panic");
-    sent.and(printed).map_err(|f| f.context(target, "stdin"))
+    // The server's refusal explains a failed send better than the send.
+    let result = match (sent, printed) {
+        (_, Err(refused @ Fault::Server(_))) => Err(refused),
+        (sent, printed) => sent.and(printed),
+    };
+    result.map_err(|f| f.context(target, "stdin"))
 }
 
 /// `queue ADDR` (seed 001 task 1): the interactive queue client. Ctrl+C or
