@@ -159,3 +159,36 @@ fn client_menu_reports_the_servers_limit_errors_on_stderr_exit_1(kind: Kind) {
     assert_server_error(&out, "error: line too long", "menu, line too long");
 }
 
+/// SPEC "Status lines": every program exits 2 with a usage line on a usage
+/// error. loadgen's invalid values (clap's value errors) had none.
+#[test]
+fn loadgen_bad_values_exit_2_with_a_usage_line() {
+    for args in [
+        &["--clients", "0", "7722"][..],
+        &["--threads", "x", "7722"],
+        &["--handler", "nope", "7722"],
+        &["host-without-port"],
+    ] {
+        let out = Command::new(env!("CARGO_BIN_EXE_loadgen"))
+            .args(args)
+            .output()
+            .expect("run loadgen");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {err}");
+        assert!(err.contains("Usage: loadgen"), "{args:?}: no usage line: {err}");
+    }
+}
+
+/// `--help` describes every option in words a user reads: no rustdoc link
+/// syntax leaking from doc comments.
+#[test]
+fn loadgen_help_has_no_rustdoc_links() {
+    let out = Command::new(env!("CARGO_BIN_EXE_loadgen"))
+        .arg("--help")
+        .output()
+        .expect("run loadgen --help");
+    let help = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(0));
+    assert!(!help.contains("[`"), "rustdoc link in --help: {help}");
+}
+
