@@ -192,3 +192,17 @@ fn loadgen_help_has_no_rustdoc_links() {
     assert!(!help.contains("[`"), "rustdoc link in --help: {help}");
 }
 
+both!(server_help_names_every_handler_and_signal);
+
+/// SPEC: `--help` describes every option; the servers' summary line listed
+/// five of the seven handlers, and the closing note left out SIGHUP and the
+/// menu's immediate stop.
+fn server_help_names_every_handler_and_signal(kind: Kind) {
+    let (status, out, _err) = run_to_end(kind, &["--help"]);
+    assert_eq!(status.code(), Some(0));
+    let summary = out.lines().next().unwrap_or_default();
+    for name in ["ledger", "echo", "presence", "sink", "queue", "menu", "atm"] {
+        assert!(summary.contains(name), "{name} missing from {summary:?}");
+    }
+    assert!(out.contains("SIGHUP"), "SIGHUP not described: {out}");
+}
