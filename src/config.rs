@@ -183,7 +183,10 @@ pub fn number_in(
 }
 
 /// PORT: 0 to 65535.
-fn port_number(text: &str) -> Result<u16, String> {
+///
+/// # Errors
+/// Not a whole number in range, or negative.
+pub fn port_number(text: &str) -> Result<u16, String> {
     number_in(0, u64::from(u16::MAX))(text).map(|n| n as u16)
 }
 

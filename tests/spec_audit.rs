@@ -206,3 +206,22 @@ fn server_help_names_every_handler_and_signal(kind: Kind) {
     }
     assert!(out.contains("SIGHUP"), "SIGHUP not described: {out}");
 }
+
+/// PROTOCOL §2: a negative number is a usage error that says so. The gRPC
+/// server took `-1` for an unknown flag and suggested `-- -1`.
+#[test]
+fn grpc_server_negative_numbers_say_so() {
+    for args in [&["0", "-1"][..], &["-5", "3"]] {
+        let out = Command::new(env!("CARGO_BIN_EXE_queue-grpc-server"))
+            .args(args)
+            .output()
+            .expect("run queue-grpc-server");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {err}");
+        assert!(
+            err.contains("negative numbers are not allowed"),
+            "{args:?}: {err}"
+        );
+        assert!(err.contains("Usage: queue-grpc-server"), "{args:?}: {err}");
+    }
+}
