@@ -225,3 +225,19 @@ fn grpc_server_negative_numbers_say_so() {
         assert!(err.contains("Usage: queue-grpc-server"), "{args:?}: {err}");
     }
 }
+
+both!(drain_line_prints_seconds_as_a_plain_decimal);
+
+/// PROTOCOL §3: the drain line's seconds are the value as a plain decimal
+/// (it said "as the user wrote them", which `0.50` or `5e-1` are not).
+fn drain_line_prints_seconds_as_a_plain_decimal(kind: Kind) {
+    for (given, shown) in [("0.50", "0.5"), ("5e-1", "0.5"), ("30", "30")] {
+        let mut server = Server::start(kind, &["-H", "ledger", "--drain-timeout", given]);
+        let _client = server.connect_as(1);
+        server.signal(SIGINT);
+        server.wait_status_eq(&format!(
+            "Shutting down: waiting up to {shown} s for 1 clients (signal again to stop now)"
+        ));
+        server.stop(SIGINT);
+    }
+}
