@@ -394,7 +394,11 @@ mod tests {
             let (result, out) = printed(echoed, step);
             result.unwrap();
             assert_eq!(out, echoed);
-            for tail in [&b"error: line too"[..], b"xerror: line too long\n", b"error:"] {
+            for tail in [
+                &b"error: line too"[..],
+                b"xerror: line too long\n",
+                b"error:",
+            ] {
                 let (result, out) = printed(tail, step);
                 result.unwrap();
                 assert_eq!(out, tail);
