@@ -300,3 +300,25 @@ fn a_client_killed_at_the_end_of_the_shutdown_flush_gets_a_diagnostic(kind: Kind
         server.transcript()
     );
 }
+
+both!(a_reset_client_s_diagnostic_has_no_rust_error_code);
+
+/// PROTOCOL §3 prints OS reasons without Rust's `(os error N)` suffix (the
+/// bind error, the clients' errors); a client dropped after an I/O error
+/// read `client 1: Connection reset by peer (os error 104)`.
+fn a_reset_client_s_diagnostic_has_no_rust_error_code(kind: Kind) {
+    let mut server = Server::start(kind, &["-H", "ledger"]);
+    let mut conn = server.connect_as(1);
+    conn.send(b"A credit 1\nB cre");
+    // SO_LINGER 0: close sends a reset instead of a FIN.
+    socket2::SockRef::from(&conn.stream)
+        .set_linger(Some(Duration::ZERO))
+        .expect("SO_LINGER 0");
+    drop(conn);
+    let line = server.wait_stderr("the reset client's diagnostic", |l| {
+        l.starts_with("client 1: ")
+    });
+    assert!(!line.contains("os error"), "{line:?}");
+    server.wait_disconnected(1);
+    server.stop(SIGINT);
+}
