@@ -121,6 +121,42 @@ fn client_chat_reports_the_servers_limit_errors_on_stderr_exit_1(kind: Kind) {
     assert_eq!(out.stdout, b"ok\n", "the replies before the error");
 }
 
+both!(client_chat_stops_at_a_refusal_without_waiting_for_stdin);
+
+/// A user at a terminal learns of the refusal at once: `chat` does not wait
+/// for an end of input that nothing it reads can change.
+fn client_chat_stops_at_a_refusal_without_waiting_for_stdin(kind: Kind) {
+    let (server, _hold) = full_server(kind, "echo");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_nonblocking-client"))
+        .args(["chat", &server.port().to_string()])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn nonblocking-client");
+    let _stdin_kept_open = child.stdin.take();
+    let deadline = Instant::now() + TIMEOUT;
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("chat still waits for stdin after the server refused it");
+        }
+        thread::sleep(Duration::from_millis(10));
+    };
+    let mut err = String::new();
+    child
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut err)
+        .unwrap();
+    assert_eq!(status.code(), Some(1), "{err}");
+    assert_eq!(err, "error: too many clients\n");
+}
+
 /// The other side of the rule above: `chat` shows replies as they come, so
 /// an echo server returning a line that merely reads like a limit error
 /// (and staying open) is a reply like any other.

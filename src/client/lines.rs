@@ -144,7 +144,16 @@ pub fn run_chat(target: &Target) -> Result<(), ClientError> {
         peer: target.to_string(),
         source,
     })?;
-    let printer = thread::spawn(move || print_replies(&reader, &mut io::stdout()));
+    let printer = thread::spawn(move || {
+        let printed = print_replies(&reader, &mut io::stdout());
+        if let Err(Fault::Server(line)) = &printed {
+            // Refused and closed: nothing typed from now on can reach the
+            // server, so say why and stop now rather than at stdin's end.
+            eprintln!("{line}");
+            std::process::exit(1);
+        }
+        printed
+    });
     let sent = send_lines(io::stdin().lock(), &mut &stream);
     // On success, our EOF lets the server finish and close. On failure,
     // closing both ways wakes the printer so it can be joined.
