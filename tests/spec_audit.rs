@@ -358,3 +358,63 @@ fn a_reset_client_s_diagnostic_has_no_rust_error_code(kind: Kind) {
     server.wait_disconnected(1);
     server.stop(SIGINT);
 }
+
+/// The sink with a stdout nobody reads (`nonblocking-server -H sink 7722 |
+/// head -c 1`): SPEC is silent, but "a client dropped for any reason gets
+/// exactly one diagnostic line" (PROTOCOL §6), and a user expects one
+/// line saying stdout is gone, not one per 64 KiB written. Both servers
+/// printed `stdout: Broken pipe (os error 32)` once per write (153 lines
+/// for 10 MB) and went on taking clients' bytes they could not write.
+fn sink_with_a_closed_stdout_says_so_once(kind: Kind) {
+    let (reader, writer) = std::io::pipe().expect("pipe");
+    drop(reader);
+    let mut child = kind
+        .command(&std::env::temp_dir())
+        .args(["-H", "sink", "0"])
+        .stdin(Stdio::null())
+        .stdout(writer)
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn the sink");
+    let stderr = child.stderr.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    thread::spawn(move || {
+        for line in std::io::BufRead::lines(std::io::BufReader::new(stderr)) {
+            let Ok(line) = line else { break };
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    let first = rx.recv_timeout(TIMEOUT).expect("the Listening line");
+    let (addr, _) = parse_listening(&first).expect("a Listening line");
+    let mut conn = Conn::connect(addr);
+    conn.send(&vec![b'x'; 4 << 20]);
+    conn.shutdown_write();
+    let _ = conn.reader.read_to_end(&mut Vec::new());
+    send_signal(&child, SIGINT);
+    // The exit status is left open: 0, or 1 for a sink that could not
+    // write what it took, are both defensible; the spam is not.
+    child.wait().expect("wait");
+    let lines: Vec<String> = rx.iter().collect();
+    let stdout_lines = lines.iter().filter(|l| l.starts_with("stdout")).count();
+    assert!(
+        stdout_lines <= 1,
+        "{stdout_lines} diagnostics about stdout: {:?}",
+        &lines[..lines.len().min(8)]
+    );
+}
+
+// `both!` cannot carry `#[ignore]`; the same pair, written out.
+mod sink_with_a_closed_stdout_says_so_once {
+    #[test]
+    #[ignore = "server fix pending: one diagnostic per failed stdout write (reactor/output.rs, threaded/actions.rs)"]
+    fn reactor() {
+        super::sink_with_a_closed_stdout_says_so_once(crate::common::Kind::Reactor)
+    }
+    #[test]
+    #[ignore = "server fix pending: one diagnostic per failed stdout write (reactor/output.rs, threaded/actions.rs)"]
+    fn threaded() {
+        super::sink_with_a_closed_stdout_says_so_once(crate::common::Kind::Threaded)
+    }
+}
