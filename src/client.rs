@@ -42,7 +42,7 @@ pub use queue_repl::{LineQueue, QUEUE_EMPTY, QueueTransport, queue_repl};
 pub use stream::{
     Piece, ServerLines, await_close, copy_to_server, print_replies, relay_lines, send_lines,
 };
-use stream::{server_error, trim_line_end};
+use stream::{limit_error, server_error, trim_line_end};
 
 /// Bytes read from a file or stdin per `read` call: large, so a 1 GB
 /// upload is ~16k syscalls, and fixed, so memory does not grow with input.

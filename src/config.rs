@@ -55,10 +55,12 @@ impl HandlerKind {
 #[derive(Debug, Clone, Parser)]
 #[command(
     version,
-    about = "A TCP line server for the nonblocking protocols (ledger, echo, presence, sink, queue).",
+    about = "A TCP line server for the nonblocking protocols \
+             (ledger, echo, presence, sink, queue, menu, atm).",
     after_help = "Status lines go to stdout (stderr with --handler sink), diagnostics to stderr.\n\
-                  SIGINT or SIGTERM stops the server; ledger and sink first let connected clients\n\
-                  finish (up to --drain-timeout), a second signal stops at once."
+                  SIGINT, SIGTERM or SIGHUP stops the server, exit 0; ledger and sink first let\n\
+                  connected clients finish (up to --drain-timeout), a second signal stops at once;\n\
+                  menu prints `Bye bye~`."
 )]
 pub struct ServerArgs {
     /// TCP port to listen on; 0 lets the OS choose (the first status line shows the real port)
@@ -216,7 +218,10 @@ pub fn number_in(
 }
 
 /// PORT: 0 to 65535.
-fn port_number(text: &str) -> Result<u16, String> {
+///
+/// # Errors
+/// Not a whole number in range, or negative.
+pub fn port_number(text: &str) -> Result<u16, String> {
     number_in(0, u64::from(u16::MAX))(text).map(|n| n as u16)
 }
 

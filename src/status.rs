@@ -171,9 +171,33 @@ pub fn dropped_slow(id: ClientId, pending: usize, max_pending: usize) {
     ));
 }
 
-/// The diagnostic for a client dropped after an I/O error.
+/// The diagnostic for a client dropped after an I/O error. The OS reason
+/// reads as in every other message, without Rust's ` (os error N)`.
 pub fn dropped_error(id: ClientId, why: &dyn fmt::Display) {
-    diag(format_args!("client {id}: {why}"));
+    diag(format_args!(
+        "client {id}: {}",
+        without_os_error(&why.to_string())
+    ));
+}
+
+/// `text` with every ` (os error N)` (N digits) removed.
+fn without_os_error(text: &str) -> String {
+    const OPEN: &str = " (os error ";
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    while let Some(at) = rest.find(OPEN) {
+        let after = &rest[at + OPEN.len()..];
+        let digits = after.bytes().take_while(u8::is_ascii_digit).count();
+        if digits > 0 && after[digits..].starts_with(')') {
+            out.push_str(&rest[..at]);
+            rest = &after[digits + 1..];
+        } else {
+            out.push_str(&rest[..at + OPEN.len()]);
+            rest = after;
+        }
+    }
+    out.push_str(rest);
+    out
 }
 
 /// Prints one diagnostic line on stderr.
@@ -207,5 +231,21 @@ mod tests {
         assert_eq!(Secs(Duration::from_secs(30)).to_string(), "30");
         assert_eq!(Secs(Duration::from_millis(500)).to_string(), "0.5");
         assert_eq!(Secs(Duration::from_millis(1250)).to_string(), "1.25");
+    }
+
+    #[test]
+    fn os_error_codes_are_dropped_and_nothing_else() {
+        let reset = std::io::Error::from_raw_os_error(libc::ECONNRESET);
+        assert_eq!(
+            without_os_error(&reset.to_string()),
+            "Connection reset by peer"
+        );
+        assert_eq!(
+            without_os_error("cannot start a writer thread: x (os error 11); closing"),
+            "cannot start a writer thread: x; closing"
+        );
+        for kept in ["plain", "a (os error )", "a (os error 1x)", "(os error 5)"] {
+            assert_eq!(without_os_error(kept), kept);
+        }
     }
 }

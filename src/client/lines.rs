@@ -135,7 +135,8 @@ pub fn run_presence(target: &Target, name: &str) -> Result<(), ClientError> {
 /// our EOF and wait until the server closes.
 ///
 /// # Errors
-/// An unreachable server or a failed transfer.
+/// An unreachable server, a failed transfer, or the server's refusal
+/// (`error: too many clients`, `error: line too long`, then its close).
 pub fn run_chat(target: &Target) -> Result<(), ClientError> {
     let stream = connect(target)?;
     no_delay(&stream);
@@ -143,7 +144,16 @@ pub fn run_chat(target: &Target) -> Result<(), ClientError> {
         peer: target.to_string(),
         source,
     })?;
-    let printer = thread::spawn(move || print_replies(&reader, &mut io::stdout()));
+    let printer = thread::spawn(move || {
+        let printed = print_replies(&reader, &mut io::stdout());
+        if let Err(Fault::Server(line)) = &printed {
+            // Refused and closed: nothing typed from now on can reach the
+            // server, so say why and stop now rather than at stdin's end.
+            eprintln!("{line}");
+            std::process::exit(1);
+        }
+        printed
+    });
     let sent = send_lines(io::stdin().lock(), &mut &stream);
     // On success, our EOF lets the server finish and close. On failure,
     // closing both ways wakes the printer so it can be joined.
@@ -154,7 +164,12 @@ pub fn run_chat(target: &Target) -> Result<(), ClientError> {
     };
     let _ = stream.shutdown(how);
     let printed = printer.join().expect("the reply printer does not panic");
-    sent.and(printed).map_err(|f| f.context(target, "stdin"))
+    // The server's refusal explains a failed send better than the send.
+    let result = match (sent, printed) {
+        (_, Err(refused @ Fault::Server(_))) => Err(refused),
+        (sent, printed) => sent.and(printed),
+    };
+    result.map_err(|f| f.context(target, "stdin"))
 }
 
 /// `queue ADDR` (seed 001 task 1): the interactive queue client. Ctrl+C or

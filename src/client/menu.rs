@@ -15,7 +15,7 @@ use signal_hook::consts::SIGINT;
 use signal_hook::iterator::Signals;
 
 use crate::addr::{ConnectError, Target};
-use crate::client::{ClientError, Fault};
+use crate::client::{ClientError, Fault, limit_error};
 
 /// The menu, shown before every `Input option: ` prompt.
 pub const MENU: &str = "1) convert text to UPPER-case\n\
@@ -68,7 +68,13 @@ impl<R: Read> Transport for TcpTransport<R> {
         line.extend_from_slice(request);
         line.push(b'\n');
         self.stream.write_all(&line).map_err(Fault::Send)?;
-        read_reply(&mut self.replies)
+        let reply = read_reply(&mut self.replies)?;
+        // A limit error is the server's refusal before it closes, not a
+        // reply (option 1 answers in upper case, so none reads like one).
+        match limit_error(&reply) {
+            Some(line) => Err(Fault::Server(line)),
+            None => Ok(reply),
+        }
     }
 
     fn tell(&mut self, request: &[u8]) {

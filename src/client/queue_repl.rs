@@ -4,7 +4,7 @@
 
 use std::io::{BufRead, Read, Write};
 
-use super::{Fault, ServerLines, trim_line_end};
+use super::{Fault, ServerLines, limit_error, trim_line_end};
 
 /// How the queue REPL reaches its server: the line protocol
 /// ([`LineQueue`]) or gRPC (`grpc_queue`). The REPL around it
@@ -105,6 +105,14 @@ impl<S: Read, W: Write + ?Sized> QueueTransport for LineQueue<'_, S, W> {
                 return Err(Fault::Closed);
             };
             let complete = self.reply.ends_with(b"\n");
+            // A limit error is the server's refusal before it closes, not
+            // an answer (an item has no spaces, so none reads like one).
+            if first
+                && complete
+                && let Some(line) = limit_error(&self.reply)
+            {
+                return Err(Fault::Server(line));
+            }
             let text = trim_line_end(&self.reply);
             let shown: &[u8] = if first && complete && text == b"None" {
                 QUEUE_EMPTY

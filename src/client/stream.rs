@@ -164,25 +164,102 @@ pub fn send_lines<R: BufRead, W: Write + ?Sized>(
     Ok(())
 }
 
+/// The limit errors every handler shares (SPEC "Limits"): the server sends
+/// one of these lines, then closes the connection.
+const LIMIT_ERRORS: [&[u8]; 2] = [b"error: too many clients", b"error: line too long"];
+
+/// `line` (terminator removed) when it is one of [`LIMIT_ERRORS`].
+pub(super) fn limit_error(line: &[u8]) -> Option<String> {
+    let text = trim_line_end(line);
+    LIMIT_ERRORS
+        .contains(&text)
+        .then(|| String::from_utf8_lossy(text).into_owned())
+}
+
+/// Whether `start` (the beginning of a line) may still become one of the
+/// [`LIMIT_ERRORS`] lines, `\n` or `\r\n` included.
+fn may_be_limit_error(start: &[u8]) -> bool {
+    LIMIT_ERRORS.iter().any(|text| {
+        let rest = start.strip_prefix(*text);
+        text.starts_with(start) || matches!(rest, Some(b"\n" | b"\r" | b"\r\n"))
+    })
+}
+
 /// Copies whatever the server sends to `out`, flushing after each read, so
 /// a reply appears as soon as it arrives, until the server closes. Replies
 /// are not matched to requests: a server that sends nothing, or more than
 /// one line per request, is shown as it is.
 ///
+/// One exception (PROTOCOL "nonblocking-client"): a limit error line
+/// (`error: too many clients`, `error: line too long`) that is the last
+/// thing before the server closes is the server's refusal, not a reply.
+/// Such a line is held back (at most a few dozen bytes) until the next
+/// bytes or the close decide: an echo server that merely returns that text
+/// and goes on is printed as usual.
+///
 /// # Errors
-/// [`Fault::Receive`] or [`Fault::Output`].
+/// [`Fault::Server`] for a refusal, [`Fault::Receive`] or [`Fault::Output`].
 pub fn print_replies<R: Read, W: Write + ?Sized>(mut server: R, out: &mut W) -> Result<(), Fault> {
     let mut buf = vec![0u8; CHUNK_BYTES];
+    // The start of the current line while it may still be a limit error.
+    let mut held: Vec<u8> = Vec::new();
+    let mut at_line_start = true;
     loop {
         let n = match server.read(&mut buf) {
-            Ok(0) => return Ok(()),
+            Ok(0) => break,
             Ok(n) => n,
             Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-            Err(e) => return Err(Fault::Receive(e)),
+            Err(e) => return Err(refusal(&held).unwrap_or(Fault::Receive(e))),
         };
-        out.write_all(&buf[..n]).map_err(Fault::Output)?;
+        let mut rest = &buf[..n];
+        while !rest.is_empty() {
+            if held.is_empty() && !at_line_start {
+                let end = line_end(rest);
+                out.write_all(&rest[..end]).map_err(Fault::Output)?;
+                at_line_start = rest[..end].ends_with(b"\n");
+                rest = &rest[end..];
+                continue;
+            }
+            if held.ends_with(b"\n") {
+                // A whole limit error line, and more after it: a reply.
+                out.write_all(&held).map_err(Fault::Output)?;
+                held.clear();
+                at_line_start = true;
+                continue;
+            }
+            let end = line_end(rest);
+            held.extend_from_slice(&rest[..end]);
+            rest = &rest[end..];
+            if !may_be_limit_error(&held) {
+                out.write_all(&held).map_err(Fault::Output)?;
+                at_line_start = held.ends_with(b"\n");
+                held.clear();
+            }
+        }
         out.flush().map_err(Fault::Output)?;
     }
+    if let Some(fault) = refusal(&held) {
+        return Err(fault);
+    }
+    out.write_all(&held)
+        .and_then(|()| out.flush())
+        .map_err(Fault::Output)
+}
+
+/// The index just past the first `\n` of `bytes`, or its length.
+fn line_end(bytes: &[u8]) -> usize {
+    bytes
+        .iter()
+        .position(|&b| b == b'\n')
+        .map_or(bytes.len(), |i| i + 1)
+}
+
+/// [`Fault::Server`] when `held` is a complete limit error line.
+fn refusal(held: &[u8]) -> Option<Fault> {
+    held.ends_with(b"\n")
+        .then(|| limit_error(held))
+        .flatten()
+        .map(Fault::Server)
 }
 
 #[cfg(test)]
@@ -289,6 +366,44 @@ mod tests {
         assert_eq!(sent(&long), [&long[..], b"\n"].concat());
         long.push(b'\n');
         assert_eq!(sent(&long), long);
+    }
+
+    #[test]
+    fn print_replies_tells_a_refusal_from_a_reply() {
+        let printed = |replies: &[u8], step: usize| {
+            let mut out = Vec::new();
+            let result = print_replies(
+                Dribble {
+                    data: replies,
+                    step,
+                },
+                &mut out,
+            );
+            (result, out)
+        };
+        for step in [1, 3, 1000] {
+            // The last line before the close: the server's refusal.
+            let (result, out) = printed(b"ok\nerror: line too long\n", step);
+            assert!(matches!(result, Err(Fault::Server(l)) if l == "error: line too long"));
+            assert_eq!(out, b"ok\n");
+            let (result, out) = printed(b"error: too many clients\r\n", step);
+            assert!(matches!(result, Err(Fault::Server(l)) if l == "error: too many clients"));
+            assert!(out.is_empty());
+            // The same text with more after it, or cut short: replies.
+            let echoed = b"error: line too long\nerror: too many clients\nafter";
+            let (result, out) = printed(echoed, step);
+            result.unwrap();
+            assert_eq!(out, echoed);
+            for tail in [
+                &b"error: line too"[..],
+                b"xerror: line too long\n",
+                b"error:",
+            ] {
+                let (result, out) = printed(tail, step);
+                result.unwrap();
+                assert_eq!(out, tail);
+            }
+        }
     }
 
     #[test]

@@ -36,12 +36,18 @@ pub struct GrpcArgs {
     pub bind: IpAddr,
 
     /// TCP port to listen on; 0 lets the OS choose (the first line shows the real port)
-    #[arg(value_name = "PORT")]
+    #[arg(value_name = "PORT", allow_negative_numbers = true, value_parser = crate::config::port_number)]
     pub port: u16,
 
     /// Capacity of the queue: 1 or more items
-    #[arg(value_name = "SIZE", value_parser = clap::value_parser!(u32).range(1..))]
+    #[arg(value_name = "SIZE", allow_negative_numbers = true, value_parser = queue_size)]
     pub size: u32,
+}
+
+/// SIZE: 1 to 4,294,967,295 (the size reply is a `uint32`), with the
+/// servers' messages for a negative number or a non-number.
+fn queue_size(text: &str) -> Result<u32, String> {
+    crate::config::number_in(1, u64::from(u32::MAX))(text).map(|n| n as u32)
 }
 
 /// The `queue.Queue` service. Cloned per connection by tonic; every clone

@@ -176,7 +176,8 @@ impl Atm {
     /// Reads and parses the accounts file.
     ///
     /// # Errors
-    /// [`LoadError`], whose `Display` is the one stderr line.
+    /// [`LoadError`], whose `Display` is the stderr line after `error: `
+    /// (the server adds that prefix to every start-up error).
     pub fn load(path: &Path) -> Result<Atm, LoadError> {
         let text = std::fs::read(path).map_err(|source| LoadError::Read {
             path: path.to_path_buf(),
@@ -332,12 +333,12 @@ impl fmt::Display for LoadError {
         match self {
             LoadError::Read { path, source } => write!(
                 f,
-                "error: cannot read accounts file {}: {}",
+                "cannot read accounts file {}: {}",
                 path.display(),
                 crate::net::os_reason(source)
             ),
             LoadError::Parse { path, source } => {
-                write!(f, "error: accounts file {} {source}", path.display())
+                write!(f, "accounts file {} {source}", path.display())
             }
         }
     }

@@ -167,7 +167,8 @@ impl Args {
 /// The whole `loadgen` program. Exit status: 0 when every check passed, 1
 /// when a client failed or a check did not pass, 2 on a usage error.
 pub fn main() -> ExitCode {
-    let args = Args::parse();
+    // Not `Args::parse()`: SPEC wants a usage line on every usage error.
+    let args: Args = crate::cli::parse_or_exit();
     let json = args.json;
     let usage = |msg: &str| {
         eprintln!("loadgen: {msg}");

@@ -55,9 +55,9 @@ pub enum Mode {
     Ledger,
     Echo,
     Presence,
-    /// The line `queue` handler: put then pop per step ([`queue`]).
+    /// A line server with `--handler queue`: put then pop per step.
     Queue,
-    /// `queue-grpc-server`: put then pop per step ([`grpc`]).
+    /// `queue-grpc-server`: put then pop per step.
     GrpcQueue,
 }
 

@@ -461,7 +461,7 @@ fn loading_names_the_file_and_the_line() {
     let path = dir.join("accounts.txt");
     std::fs::write(&path, "charles 02323 0\nbroken line\n").unwrap();
     let err = Atm::load(&path).unwrap_err().to_string();
-    assert!(err.starts_with("error: accounts file "), "{err}");
+    assert!(err.starts_with("accounts file "), "{err}");
     assert!(
         err.contains("accounts.txt") && err.contains("line 2"),
         "{err}"
