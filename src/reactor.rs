@@ -26,10 +26,8 @@
 
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashMap, VecDeque};
-use std::fs::File;
 use std::io;
 use std::net::SocketAddr;
-use std::os::fd::AsFd;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -134,7 +132,7 @@ struct Reactor {
     stats: ServerStats,
     /// fd 1 for the sink's bytes, unbuffered (std's `Stdout` is a
     /// `LineWriter`); a duplicate, so dropping it leaves fd 1 open.
-    stdout: File,
+    stdout: status::RawStdout,
 }
 
 impl Reactor {
@@ -156,7 +154,7 @@ impl Reactor {
             .register(&mut listener, LISTENER, Interest::READABLE)?;
         let mut signals = ShutdownSignals::new()?;
         signals.register(poll.registry(), SIGNALS)?;
-        let stdout = File::from(io::stdout().as_fd().try_clone_to_owned()?);
+        let stdout = status::RawStdout::new()?;
         let addr = listener.local_addr()?;
         let udp = match udp {
             Some(socket) => Some(udp::Udp::new(
@@ -312,6 +310,10 @@ impl Reactor {
                     self.udp_kill();
                     let keys: Vec<usize> = self.conns.iter().map(|(k, _)| k).collect();
                     for key in keys {
+                        let conn = &self.conns[key];
+                        if conn.state != conn::ConnState::Dead && !conn.out.is_empty() {
+                            status::killed_with_output(conn.id, conn.out.pending());
+                        }
                         self.kill(key);
                     }
                 }

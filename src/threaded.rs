@@ -25,7 +25,6 @@
 //! `core` → `durable` → `Client::state`; `table` is never held with either.
 
 use std::collections::HashMap;
-use std::fs::File;
 use std::io;
 use std::net::TcpListener;
 use std::sync::atomic::{AtomicU64, AtomicUsize};
@@ -94,6 +93,10 @@ struct Server {
     /// and what shutdown walks. Status lines are printed under this lock so
     /// their counts come out in order.
     table: Mutex<HashMap<ClientId, Arc<Client>>>,
+    /// Clients that left `table` and whose output is still being flushed:
+    /// what the shutdown's kill must still reach (and name, if it cuts
+    /// their output off).
+    flushing: Mutex<HashMap<ClientId, Arc<Client>>>,
     /// Connections whose threads have not finished (flush and linger
     /// included): a client leaves `table` when it disconnects, but shutdown
     /// must wait until its output is out.
@@ -104,7 +107,7 @@ struct Server {
     slow_policy: SlowPolicy,
     /// fd 1 for the sink's bytes, unbuffered (a duplicate: dropping it
     /// leaves fd 1 open). The lock keeps one `write_all` whole.
-    stdout: Mutex<File>,
+    stdout: Mutex<crate::status::RawStdout>,
     /// Partial lines dropped at the end of a drain (`ServerStats`).
     cut_partial_lines: AtomicU64,
     /// Wakes the supervisor: the last client left, a store failed.

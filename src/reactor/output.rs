@@ -1,8 +1,6 @@
 //! The reactor's output: carrying out the handler's actions, flushing
 //! connections that got output, the slow-client rule, write interest.
 
-use std::io::Write;
-
 use mio::{Interest, Token};
 
 use super::Reactor;
@@ -70,9 +68,7 @@ impl Reactor {
                 Action::Stdout(payload) => {
                     // Blocking write: the sink's other clients wait by SPEC
                     // anyway, and a slow stdout must slow the sender down.
-                    if let Err(e) = self.stdout.write_all(outbox.bytes(payload)) {
-                        status::diag(format_args!("stdout: {e}"));
-                    }
+                    self.stdout.write(outbox.bytes(payload));
                 }
                 Action::Diagnostic(line) => status::diag(format_args!("{line}")),
                 Action::Persist(payload) => {

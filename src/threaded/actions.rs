@@ -3,7 +3,7 @@
 //! closes, persisted bytes), and the part done after it is released
 //! (stdout, diagnostics).
 
-use std::io::{self, Write};
+use std::io;
 use std::net::Shutdown;
 use std::sync::Arc;
 use std::thread;
@@ -239,10 +239,7 @@ impl Server {
             match action {
                 Action::Stdout(payload) => {
                     // Blocking write: a slow stdout must slow the sender down.
-                    let mut stdout = lock(&self.stdout);
-                    if let Err(e) = stdout.write_all(out.bytes(payload)) {
-                        status::diag(format_args!("stdout: {e}"));
-                    }
+                    lock(&self.stdout).write(out.bytes(payload));
                 }
                 Action::Diagnostic(line) => status::diag(format_args!("{line}")),
                 _ => {}

@@ -225,6 +225,27 @@ impl Client {
         self.writable.notify_all();
     }
 
+    /// Output queued or being written that has not reached the socket; 0
+    /// once the connection is dead (its loss was already said).
+    pub(super) fn unsent(&self) -> usize {
+        let st = self.state();
+        if st.dead {
+            0
+        } else {
+            st.out.pending() + st.in_flight
+        }
+    }
+
+    /// Shutdown's time ran out: kills the connection, naming the client if
+    /// that cuts output off (SPEC: nothing lost without a word).
+    pub(super) fn kill_at_shutdown(&self) {
+        let unsent = self.unsent();
+        if unsent > 0 {
+            crate::status::killed_with_output(self.id, unsent);
+        }
+        self.kill(Stop::Killed);
+    }
+
     /// Kills the connection and waits for its writer.
     pub(super) fn kill_and_join(&self, stop: Stop) {
         self.kill(stop);

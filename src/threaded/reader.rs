@@ -238,8 +238,11 @@ impl Server {
         // client, and the counts would come out of order.
         {
             let mut table = lock(&self.table);
-            table.remove(&id);
+            let gone = table.remove(&id);
             self.status.disconnected(id, self.count(&table));
+            if let Some(client) = gone {
+                lock(&self.flushing).insert(id, client);
+            }
         }
         if !durable {
             client.abandon();
@@ -250,6 +253,7 @@ impl Server {
         } else {
             client.kill_and_join(Stop::Killed);
         }
+        lock(&self.flushing).remove(&id);
         if self.open.fetch_sub(1, Ordering::SeqCst) == 1 {
             let _ = self.waker.wake();
         }

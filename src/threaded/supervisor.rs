@@ -2,10 +2,9 @@
 //! out the shared lifecycle's commands.
 
 use std::collections::HashMap;
-use std::fs::File;
 use std::io;
 use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
-use std::os::fd::{AsFd, AsRawFd};
+use std::os::fd::AsRawFd;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
 use std::thread;
@@ -70,7 +69,7 @@ impl Supervisor {
         let mut signals = ShutdownSignals::new()?;
         signals.register(poll.registry(), SIGNALS)?;
         let waker = Waker::new(poll.registry(), WAKE)?;
-        let stdout = File::from(io::stdout().as_fd().try_clone_to_owned()?);
+        let stdout = status::RawStdout::new()?;
         let addr = listener.local_addr()?;
         if udp.is_some() {
             status.listening_tcp_udp(addr, handler.name());
@@ -92,6 +91,7 @@ impl Supervisor {
             fatal: Mutex::new(None),
             roster: Roster::new(),
             table: Mutex::new(HashMap::new()),
+            flushing: Mutex::new(HashMap::new()),
             open: AtomicUsize::new(0),
             status,
             stdout: Mutex::new(stdout),
@@ -216,8 +216,8 @@ impl Supervisor {
                     if let Some(udp) = &self.udp {
                         udp.kill();
                     }
-                    for client in self.snapshot() {
-                        client.kill(Stop::Killed);
+                    for client in self.open_clients() {
+                        client.kill_at_shutdown();
                     }
                 }
                 Command::ReportCount => {
@@ -255,6 +255,14 @@ impl Supervisor {
 
     fn snapshot(&self) -> Vec<Arc<Client>> {
         lock(&self.server.table).values().cloned().collect()
+    }
+
+    /// Every client whose connection is still open: connected, or leaving
+    /// with output still being flushed.
+    fn open_clients(&self) -> Vec<Arc<Client>> {
+        let mut clients = self.snapshot();
+        clients.extend(lock(&self.server.flushing).values().cloned());
+        clients
     }
 
     /// Accepts until the queue is empty (the poll is edge-triggered).
