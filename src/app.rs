@@ -28,6 +28,9 @@ pub fn server_main(model: Model) -> ExitCode {
     if let Err(message) = config.validate() {
         crate::cli::usage_exit::<ServerArgs>(&message);
     }
+    if model == Model::Threaded && config.reactors_asked {
+        crate::cli::usage_exit::<ServerArgs>("--reactors applies to nonblocking-server only");
+    }
     if let Err(message) = config.check_files() {
         status::diag(format_args!("error: {message}"));
         return ExitCode::from(1);
@@ -54,6 +57,9 @@ pub fn server_main(model: Model) -> ExitCode {
     };
     let status = Status::new(handler.status_on_stderr());
     let result = match model {
+        Model::Reactor if config.reactors > 1 => {
+            reactor::multi::run(listener, config, Built { handler, store }, status)
+        }
         Model::Reactor => reactor::run(listener, config, handler, store, status),
         Model::Threaded => threaded::run(listener, config, handler, store, status),
     };

@@ -109,7 +109,14 @@ pub struct ServerArgs {
     /// `STRINGS LIMIT REACHED, CLOSING CONNECTION` and a close (seed 002); 0 = no limit
     #[arg(long, default_value_t = 0, value_parser = number_in(0, u64::MAX), allow_negative_numbers = true, value_name = "N")]
     pub max_messages: u64,
+
+    /// nonblocking-server only: N event loops, one thread each; 0 = one per CPU core
+    #[arg(long, default_value_t = 1, value_parser = number_in(0, MAX_REACTORS), allow_negative_numbers = true, value_name = "N")]
+    pub reactors: u64,
 }
+
+/// The most event loops `--reactors` may ask for.
+pub const MAX_REACTORS: u64 = 256;
 
 /// A number of seconds, fractions allowed: `60`, `0.5`, `0`.
 ///
@@ -205,6 +212,12 @@ pub struct ServerConfig {
     pub accounts: Option<PathBuf>,
     /// echo's `--max-messages`; 0 = no limit.
     pub max_messages: u64,
+    /// `--reactors`, resolved: the number of event loops (1 or more; `0`
+    /// on the command line becomes the number of CPU cores).
+    pub reactors: usize,
+    /// `--reactors` was given with a value other than 1 (the threaded
+    /// server refuses it).
+    pub reactors_asked: bool,
 }
 
 impl ServerConfig {
@@ -292,6 +305,11 @@ impl From<ServerArgs> for ServerConfig {
             queue_size: clamp(args.queue_size),
             accounts: args.accounts,
             max_messages: args.max_messages,
+            reactors: match args.reactors {
+                0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
+                n => clamp(n),
+            },
+            reactors_asked: args.reactors != 1,
         }
     }
 }
@@ -314,6 +332,18 @@ mod tests {
         assert!(!c.upper);
         assert_eq!(c.queue_size, 10);
         assert_eq!(c.max_messages, 0);
+        assert_eq!(c.reactors, 1);
+    }
+
+    #[test]
+    fn reactors_zero_means_one_per_core() {
+        let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+        assert_eq!(config(&["s", "--reactors", "0", "1"]).reactors, cores);
+        assert_eq!(config(&["s", "--reactors", "3", "1"]).reactors, 3);
+        assert!(config(&["s", "--reactors", "3", "1"]).reactors_asked);
+        assert!(!config(&["s", "--reactors", "1", "1"]).reactors_asked);
+        assert!(ServerArgs::try_parse_from(["s", "--reactors", "-1", "1"]).is_err());
+        assert!(ServerArgs::try_parse_from(["s", "--reactors", "257", "1"]).is_err());
     }
 
     #[test]

@@ -21,7 +21,7 @@
 //! - [`loadgen`]: N concurrent clients against any server; throughput, latency, checks.
 //!
 //! Servers (own sockets, threads, the clock):
-//! - [`reactor`]: the mio event loop.
+//! - [`reactor`]: the mio event loop; [`reactor::multi`]: N of them (`--reactors N`).
 //! - [`threaded`]: one OS thread per connection, same handlers.
 //!
 //! Server core (no I/O; both servers drive it):

@@ -47,12 +47,16 @@ use crate::timers::Accepted;
 mod closing;
 mod conn;
 mod input;
+pub mod multi;
 mod output;
 
 use conn::{Conn, ConnState};
 
 const LISTENER: Token = Token(usize::MAX);
 const SIGNALS: Token = Token(usize::MAX - 1);
+/// `--reactors N`: another thread has clients, signals or routed actions
+/// for this loop (see [`multi`]).
+const WAKE: Token = Token(usize::MAX - 16);
 
 /// One `read` call's worth; the buffer is shared by every connection.
 const READ_CHUNK_BYTES: usize = 64 * 1024;
@@ -90,7 +94,9 @@ struct Reactor {
     poll: Poll,
     /// `None` once shutdown began.
     listener: Option<TcpListener>,
-    signals: ShutdownSignals,
+    /// `None` in a `--reactors N` worker: the acceptor catches signals and
+    /// passes them on.
+    signals: Option<ShutdownSignals>,
     conns: Slab<Conn>,
     /// Routes handler actions (which name clients) to slab keys.
     keys: HashMap<ClientId, usize>,
@@ -130,6 +136,9 @@ struct Reactor {
     /// fd 1 for the sink's bytes, unbuffered (std's `Stdout` is a
     /// `LineWriter`); a duplicate, so dropping it leaves fd 1 open.
     stdout: File,
+    /// `--reactors N` (N > 1): this loop is one of N; ids, counts and
+    /// shared handler state go through it. `None`: the single loop.
+    multi: Option<Box<multi::Worker>>,
 }
 
 impl Reactor {
@@ -147,12 +156,26 @@ impl Reactor {
             .register(&mut listener, LISTENER, Interest::READABLE)?;
         let mut signals = ShutdownSignals::new()?;
         signals.register(poll.registry(), SIGNALS)?;
-        let stdout = File::from(io::stdout().as_fd().try_clone_to_owned()?);
         let addr = listener.local_addr()?;
         status.listening(addr, handler.name());
+        let parts = (poll, Some(listener), Some(signals));
+        Reactor::with_parts(parts, config, handler, store, status, None)
+    }
+
+    /// The loop around an existing poll; the listener and the signals, if
+    /// any, are registered already.
+    fn with_parts(
+        (poll, listener, signals): (Poll, Option<TcpListener>, Option<ShutdownSignals>),
+        config: ServerConfig,
+        handler: Box<dyn Handler>,
+        store: Option<Box<dyn Store>>,
+        status: Status,
+        multi: Option<Box<multi::Worker>>,
+    ) -> io::Result<Self> {
+        let stdout = File::from(io::stdout().as_fd().try_clone_to_owned()?);
         Ok(Reactor {
             poll,
-            listener: Some(listener),
+            listener,
             signals,
             conns: Slab::new(),
             keys: HashMap::new(),
@@ -175,6 +198,7 @@ impl Reactor {
             current: None,
             stats: ServerStats::default(),
             stdout,
+            multi,
         })
     }
 
@@ -194,6 +218,7 @@ impl Reactor {
                 match event.token() {
                     LISTENER => self.handle_accept(),
                     SIGNALS => self.handle_signals(),
+                    WAKE => self.handle_wake(),
                     // Past the pass budget, reading waits for a later pass
                     // (timers first); edge-triggered, so it must be queued.
                     Token(key) if pass_start.elapsed() > PASS_BUDGET => self.defer(key),
@@ -282,7 +307,8 @@ impl Reactor {
                     self.apply_actions();
                 }
                 Command::AnnounceDrain { timeout } => {
-                    if !self.conns.is_empty() {
+                    // With N loops the acceptor says it once, with the total.
+                    if self.multi.is_none() && !self.conns.is_empty() {
                         self.status.draining(timeout, self.conns.len());
                     }
                 }
@@ -295,7 +321,10 @@ impl Reactor {
                 }
                 Command::ReportCount => self.status.count(self.conns.len()),
                 Command::Accept => self.handle_accept(),
-                Command::Diagnostic(line) => status::diag(format_args!("{line}")),
+                Command::Diagnostic(line) if self.multi.is_none() => {
+                    status::diag(format_args!("{line}"))
+                }
+                Command::Diagnostic(_) => {}
             }
         }
     }
@@ -303,7 +332,8 @@ impl Reactor {
     /// Every signal counts: two in one wakeup are a first and a second.
     fn handle_signals(&mut self) {
         let now = Instant::now();
-        for _ in 0..self.signals.take() {
+        let count = self.signals.as_mut().map_or(0, ShutdownSignals::take);
+        for _ in 0..count {
             self.life.handle_signal(now);
         }
         self.run_commands();
@@ -325,7 +355,8 @@ impl Reactor {
     }
 
     fn add_client(&mut self, mut stream: TcpStream, peer: SocketAddr) {
-        if self.conns.len() >= self.config.max_clients {
+        // With N loops the limit is on the total, checked in `admit` below.
+        if self.multi.is_none() && self.conns.len() >= self.config.max_clients {
             status::refuse_too_many_clients(&stream, self.config.max_clients);
             return;
         }
@@ -340,13 +371,33 @@ impl Reactor {
             status::diag(format_args!("register: {e}; dropping connection"));
             return;
         }
-        let id = ClientId(self.next_id);
-        self.next_id += 1;
+        let id = match self.multi.as_deref_mut() {
+            // The id, the status line and (shared state) the handler's
+            // `on_connect`, in one step across all loops.
+            Some(worker) => {
+                let max = self.config.max_clients;
+                match worker.admit(peer, max, &mut *self.handler, &mut self.outbox) {
+                    Some(id) => id,
+                    None => {
+                        let _ = self.poll.registry().deregister(&mut stream);
+                        status::refuse_too_many_clients(&stream, max);
+                        return;
+                    }
+                }
+            }
+            None => {
+                let id = ClientId(self.next_id);
+                self.next_id += 1;
+                id
+            }
+        };
         let session = Session::new(self.framing, self.config.max_line_bytes);
         entry.insert(Conn::new(stream, id, session));
         self.keys.insert(id, key);
-        self.status.connected(id, self.conns.len());
-        self.handler.on_connect(id, peer, &mut self.outbox);
+        if self.multi.is_none() {
+            self.status.connected(id, self.conns.len());
+            self.handler.on_connect(id, peer, &mut self.outbox);
+        }
         self.apply_actions();
         // Bytes may already be waiting; the edge that announced them can
         // predate our registration.

@@ -4,8 +4,9 @@
 //! TCP, send signals, wait for the exit.
 //!
 //! Every test is written once and run against both servers through
-//! [`both!`]: `both!(name)` expands to `mod name { reactor, threaded }`, each
-//! calling `fn name(kind: Kind)`.
+//! [`both!`]: `both!(name)` expands to `mod name { reactor, threaded,
+//! reactor2 }`, each calling `fn name(kind: Kind)`; `reactor2` is the event
+//! loop server with `--reactors 2` (every SPEC guarantee holds for any N).
 //!
 //! Nothing here sleeps to wait for an event: status lines, replies and EOF are
 //! awaited with a timeout, so a hang fails one test with everything seen so
@@ -39,6 +40,10 @@ macro_rules! both {
             fn threaded() {
                 super::$name($crate::common::Kind::Threaded)
             }
+            #[test]
+            fn reactor2() {
+                super::$name($crate::common::Kind::Reactor2)
+            }
         }
     )*};
 }
@@ -50,12 +55,14 @@ pub enum Kind {
     Reactor,
     /// `threaded-server`: one OS thread per connection.
     Threaded,
+    /// `nonblocking-server --reactors 2`: two event loops.
+    Reactor2,
 }
 
 impl Kind {
     pub fn bin(self) -> &'static str {
         match self {
-            Kind::Reactor => env!("CARGO_BIN_EXE_nonblocking-server"),
+            Kind::Reactor | Kind::Reactor2 => env!("CARGO_BIN_EXE_nonblocking-server"),
             Kind::Threaded => env!("CARGO_BIN_EXE_threaded-server"),
         }
     }
@@ -64,13 +71,22 @@ impl Kind {
         match self {
             Kind::Reactor => "reactor",
             Kind::Threaded => "threaded",
+            Kind::Reactor2 => "reactor2",
+        }
+    }
+
+    /// The options that make this kind, given before any other.
+    pub fn extra_args(self) -> &'static [&'static str] {
+        match self {
+            Kind::Reactor2 => &["--reactors", "2"],
+            Kind::Reactor | Kind::Threaded => &[],
         }
     }
 
     /// A `Command` for this server with a working directory of `dir`.
     pub fn command(self, dir: &Path) -> Command {
         let mut cmd = Command::new(self.bin());
-        cmd.current_dir(dir);
+        cmd.current_dir(dir).args(self.extra_args());
         cmd
     }
 }
