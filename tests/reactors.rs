@@ -219,7 +219,7 @@ fn ledger_lines(k: usize, lines: usize, model: &mut BTreeMap<String, i64>) -> Ve
     for j in 0..lines {
         let name = format!("acct{}", (k * 7 + j) % 5);
         let cents = ((k * 31 + j * 17) % 1000) as i64 + 1;
-        let credit = (j + k) % 3 != 0;
+        let credit = !(j + k).is_multiple_of(3);
         *model.entry(name.clone()).or_insert(0) += if credit { cents } else { -cents };
         let kind = if credit { "credit" } else { "debit" };
         out.extend_from_slice(
