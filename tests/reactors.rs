@@ -297,3 +297,51 @@ fn threaded_server_refuses_reactors() {
     let mut s = Server::start(Kind::Threaded, &["--reactors", "1"]);
     s.stop(SIGINT);
 }
+
+/// Asks the atm with `request`, answers its challenge, returns the reply.
+fn atm_ask(c: &mut Conn, request: &[u8], credentials: &[u8]) -> Vec<u8> {
+    c.send(request);
+    c.expect_line(b"\n");
+    c.expect_line(b"\tPlease give the username and pin number.\n");
+    c.expect_line(b"\n");
+    c.send(credentials);
+    c.line()
+}
+
+#[test]
+fn atm_accounts_and_queue_are_one_state_for_clients_on_both_loops() {
+    let dir = TempDir::new("reactors-atm");
+    let accounts = dir.join("accounts.txt");
+    fs::write(&accounts, "ada 1234 100\n").unwrap();
+    let path = accounts.to_string_lossy().into_owned();
+    let mut s = Server::start_in(R2, &["-H", "atm", "--accounts", &path], dir);
+    let mut first = s.connect_as(1); // one loop
+    let mut second = s.connect_as(2); // the other
+    let reply = atm_ask(&mut first, b"d10\n", b"uada p1234\n");
+    assert_eq!(
+        show(&reply),
+        show(b"Deposited 10 dollar(s). Balance is now 110 dollar(s).\n")
+    );
+    // Acknowledged means durable, whichever loop answered.
+    let file = fs::read_to_string(&accounts).unwrap();
+    assert!(file.contains("ada 1234 110"), "accounts file: {file:?}");
+    let reply = atm_ask(&mut second, b"b\n", b"uada p1234\n");
+    assert_eq!(show(&reply), show(b"110 dollar(s) are in your balance.\n"));
+    s.stop(SIGINT);
+
+    let mut s = Server::start(R2, &["-H", "queue", "--queue-size", "2"]);
+    let mut conns = [s.connect_as(1), s.connect_as(2)];
+    for (who, cmd, want) in [
+        (0, &b"put x\n"[..], &b"True\n"[..]),
+        (1, b"put y\n", b"True\n"),
+        (0, b"put z\n", b"False\n"),
+        (1, b"size\n", b"2\n"),
+        (1, b"pop\n", b"x\n"),
+        (0, b"pop\n", b"y\n"),
+        (1, b"pop\n", b"None\n"),
+    ] {
+        conns[who].send(cmd);
+        conns[who].expect_line(want);
+    }
+    s.stop(SIGINT);
+}

@@ -112,7 +112,7 @@ impl Supervisor {
             if let Err(e) = self.poll.poll(&mut events, timeout)
                 && e.kind() != io::ErrorKind::Interrupted
             {
-                self.forward(3);
+                self.stop_now();
                 return Err(e);
             }
             for event in events.iter() {
@@ -121,6 +121,13 @@ impl Supervisor {
                     SIGNALS => self.handle_signals(),
                     _ => {} // WAKE: a loop finished; checked above.
                 }
+            }
+            let running = self.alive.load(Ordering::Acquire);
+            if running < self.links.len() && self.life.phase() == Phase::Running {
+                // A loop stopped on an error (its clients are gone, its
+                // error is returned): the others stop too, at once.
+                status::diag(format_args!("an event loop failed: stopping every loop"));
+                self.stop_now();
             }
             self.life
                 .handle_timeout(Instant::now(), self.census.count());
@@ -144,6 +151,17 @@ impl Supervisor {
         self.run_commands();
         self.send_batches();
         self.forward(count);
+    }
+
+    /// As three signals: stop accepting, close every client, stop waiting.
+    fn stop_now(&mut self) {
+        let now = Instant::now();
+        for _ in 0..3 {
+            self.life.handle_signal(now);
+        }
+        self.run_commands();
+        self.send_batches();
+        self.forward(3);
     }
 
     /// `count` signals for every loop (three: stop now, whatever the phase).
