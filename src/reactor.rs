@@ -5,7 +5,8 @@
 //! 1. poll, with a timeout from the earliest deadline (report, idle flush,
 //!    linger, drain end, accept retry), or zero while work is pending;
 //! 2. handle the events: accept, signals, reads (the handler's actions are
-//!    applied at once; replies are only queued);
+//!    applied at once; replies are only queued); with `--reactors N`, also
+//!    what the acceptor and the other loops left for this one ([`multi`]);
 //! 3. read again from connections that still had data when their fairness
 //!    budget ran out, or that were just resumed (no edge will come for them);
 //! 4. run due timers, measured with a fresh `Instant::now()`;

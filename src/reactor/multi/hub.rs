@@ -361,3 +361,65 @@ impl Handler for HubProxy {
         Finish::default()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::handlers::presence::Presence;
+    use crate::handlers::{Effect, TEST_PEER};
+    use crate::status::Status;
+    use mio::{Poll, Token};
+
+    fn send(to: u64, bytes: &[u8]) -> Effect {
+        Effect::Send(ClientId(to), bytes.to_vec())
+    }
+
+    /// Two loops, presence: what a call leaves for the other loop reaches
+    /// that loop before anything a later call queues there directly.
+    #[test]
+    fn a_loop_queues_its_mailbox_before_its_own_calls_actions() {
+        let polls: Vec<Poll> = (0..2).map(|_| Poll::new().unwrap()).collect();
+        let wakers = polls
+            .iter()
+            .map(|p| Arc::new(Waker::new(p.registry(), Token(0)).unwrap()))
+            .collect();
+        let hub = Arc::new(Hub::new(
+            Box::new(Presence::new()),
+            Durable::new(None),
+            wakers,
+        ));
+        let census = Census::new(Status::new(true));
+        let (mut out0, mut out1) = (Outbox::new(), Outbox::new());
+        let a = hub.connect(0, TEST_PEER, &census, 10, &mut out0).unwrap();
+        let b = hub.connect(1, TEST_PEER, &census, 10, &mut out1).unwrap();
+        assert_eq!((a, b), (ClientId(1), ClientId(2)));
+        let (mut loop0, mut loop1) = (HubProxy::new(hub.clone(), 0), HubProxy::new(hub.clone(), 1));
+        // a (loop 0) joins: its list is local to loop 0.
+        loop0.on_message(a, b"ann\n", &mut out0);
+        assert_eq!(out0.take(), vec![send(1, b"ann\n")]);
+        // b (loop 1) joins: a's copy goes to loop 0's mailbox.
+        loop1.on_message(b, b"bob\n", &mut out1);
+        assert_eq!(out1.take(), vec![send(2, b"ann bob\n")]);
+        // b leaves, handled on loop 1: a's next list goes to the mailbox too,
+        // after the first.
+        loop1.on_disconnect(b, &mut out1);
+        assert_eq!(out1.take(), vec![]);
+        // Whatever loop 0 does next, the mailbox comes first, in order,
+        // then that call's own actions.
+        loop0.on_message(a, b"ignored\n", &mut out0);
+        let c = hub.connect(0, TEST_PEER, &census, 10, &mut out0).unwrap();
+        loop0.on_message(c, b"cat\n", &mut out0);
+        assert_eq!(
+            out0.take(),
+            vec![
+                send(1, b"ann bob\n"),
+                send(1, b"ann\n"),
+                send(1, b"ann cat\n"),
+                send(3, b"ann cat\n"),
+            ]
+        );
+        // Nothing left behind.
+        assert!(hub.take_mailbox(0, &mut out0).is_none());
+        assert_eq!(out0.take(), vec![]);
+    }
+}
