@@ -7,9 +7,14 @@
 #   scripts/compare.sh --threads 2    # loadgen on 2 threads (same as THREADS=2)
 #   WORKLOADS=udp-echo SERVERS="nonblocking threaded python" scripts/compare.sh
 #   SERVERS="nonblocking grpc python" WORKLOADS=grpc-queue scripts/compare.sh   # the gRPC table
+#   SERVERS="nonblocking nonblocking-r2 tokio" WORKLOADS="echo-w1 presence-1000" scripts/compare.sh --threads 2
+#   SERVERS="threaded nonblocking nonblocking-r0" WORKLOADS=connect-scale scripts/compare.sh --threads 2
 #
-# Knobs: RUNS (3), QUICK (0), SERVERS ("nonblocking threaded tokio python grpc"),
-#        WORKLOADS ("ledger-10M echo-w1 echo-w64 presence-1000 ledger-scale udp-echo grpc-queue"),
+# Knobs: RUNS (3), QUICK (0), SERVERS ("nonblocking threaded tokio python grpc"; also
+#        nonblocking-r2 and nonblocking-r0: nonblocking-server --reactors 2 / 0, each its own column),
+#        WORKLOADS ("ledger-10M echo-w1 echo-w64 presence-1000 ledger-scale udp-echo grpc-queue";
+#        connect-scale on demand),
+#        CONNECT_CLIENTS ("100 1000 5000 10000 18000"; QUICK: "100 500"): connect-scale's client counts,
 #        THREADS (1, or --threads N): loadgen's --threads, the same for every row of a series
 #        (1 is how the tables before issue 14 were measured; 2 so loadgen is not the bottleneck),
 #        GRPC_PY (target/grpc-venv/bin/python, created with grpcio if missing: the grpc-queue peer),
@@ -33,6 +38,13 @@
 #                  = scripts/peers/grpc_queue_server.py (grpcio, thread pool), both loadgen
 #                  --handler grpc-queue; `nonblocking`/`threaded` = the line `--handler queue` on
 #                  the same workload (loadgen --handler queue). Queue size 64 everywhere.
+#   connect-scale  seed 004's question (issue 14): at each of CONNECT_CLIENTS, every client connects
+#                  at once (--connect-burst) and does one echo round trip; time = loadgen's connect_s
+#                  + wall_s (first connect to last reply, less the start barrier), and the server's
+#                  peak RSS; servers get --max-clients 20000; python is skipped (a thread per client
+#                  of 18,000). Plotted in $OUT/connect-scale.svg (time and peak RSS against clients).
+#                  18,000 clients need ulimit -n above 18,000 for loadgen and the server (both raise
+#                  their soft limit to the hard one; this machine's hard limit is 20,000).
 #
 # Every run: a fresh server under GNU `/usr/bin/time -v` (wrapped in `env --default-signal=INT`,
 # since background jobs of a script start with SIGINT ignored), cwd = a fresh run directory (the
@@ -42,7 +54,8 @@
 # and peak RSS come from time -v; loadgen's CPU from time too. The table gives the median of RUNS
 # with min-max, and "ours/this": nonblocking-server's median lines/s over this server's.
 #
-# Output: $OUT/table.md (also printed), $OUT/raw.tsv, $OUT/ledger-scaling.svg, $OUT/env.txt.
+# Output: $OUT/table.md (also printed), $OUT/raw.tsv, $OUT/ledger-scaling.svg,
+# $OUT/connect-scale.svg (with connect-scale), $OUT/env.txt.
 set -uo pipefail
 THREADS=${THREADS:-1}
 while [ $# -gt 0 ]; do
@@ -64,6 +77,9 @@ WORKLOADS=${WORKLOADS//udp-echo-w/udp-echo@w}              # keep the two explic
 WORKLOADS=${WORKLOADS//udp-echo/udp-echo-w1 udp-echo-w64}  # expand the bare one
 WORKLOADS=${WORKLOADS//udp-echo@w/udp-echo-w}
 SCALE_CLIENTS=${SCALE_CLIENTS:-"10 50 200 1000"}
+if [ "$QUICK" = 1 ]; then CONNECT_CLIENTS=${CONNECT_CLIENTS:-"100 500"}; fi
+CONNECT_CLIENTS=${CONNECT_CLIENTS:-"100 1000 5000 10000 18000"}
+SRV_EXTRA=""   # server options for the current workload (ours only)
 if [ "$QUICK" = 1 ]; then OUT=${OUT:-$ROOT/bench-results/quick}; fi   # a smoke pass never overwrites a real table
 OUT=$(realpath -m "${OUT:-$ROOT/bench-results}")
 ANCHORS=$(realpath -m "${ANCHORS:-$ROOT/../shared/anchors}")
@@ -145,8 +161,10 @@ server_cmd() {
   fi
   case $srv in
     nonblocking|threaded) [ "$h" = grpc-queue ] && { echo "$B/$srv-server --handler queue --queue-size $QUEUE_SIZE"; return; } ;;&
-    nonblocking) echo "$B/nonblocking-server --handler $h" ;;
-    threaded)    echo "$B/threaded-server --handler $h" ;;
+    nonblocking) echo "$B/nonblocking-server --handler $h $SRV_EXTRA" ;;
+    nonblocking-r2) echo "$B/nonblocking-server --reactors 2 --handler $h $SRV_EXTRA" ;;
+    nonblocking-r0) echo "$B/nonblocking-server --reactors 0 --handler $h $SRV_EXTRA" ;;
+    threaded)    echo "$B/threaded-server --handler $h $SRV_EXTRA" ;;
     grpc) [ "$h" = grpc-queue ] && echo "$B/queue-grpc-server" ;;
     tokio)
       case $h in
@@ -266,6 +284,7 @@ for w in $WORKLOADS; do
   echo "== $w" >&2
   for run in $(seq "$RUNS"); do
     for srv in $SERVERS; do
+      SRV_EXTRA=""
       case $w in
         ledger-10M) run_one "$w" "$srv" ledger 50 "$run" --lines "$LEDGER_LINES" --repeat "$LEDGER_REPEAT" ;;
         echo-w1) run_one "$w" "$srv" echo 50 "$run" --lines "$ECHO_LINES" --window 1 ;;
@@ -273,6 +292,12 @@ for w in $WORKLOADS; do
         presence-1000) run_one "$w" "$srv" presence "$PRESENCE_N" "$run" ;;
         udp-echo-w1) run_one "$w" "$srv" udp-echo 50 "$run" --lines "$UDP_LINES" --window 1 ;;
         udp-echo-w64) run_one "$w" "$srv" udp-echo 50 "$run" --lines "$UDP_LINES" --window 64 ;;
+        connect-scale)
+          [ "$srv" = python ] && { echo "  (connect-scale: python skipped, a thread per client)" >&2; continue; }
+          SRV_EXTRA="--max-clients 20000"
+          for c in $CONNECT_CLIENTS; do
+            run_one "$w" "$srv" echo "$c" "$run" --lines 1 --window 1 --connect-burst
+          done ;;
         ledger-scale)
           for c in $SCALE_CLIENTS; do
             run_one "$w" "$srv" ledger "$c" "$run" --lines $((SCALE_TOTAL / c))
@@ -332,6 +357,7 @@ labels = {
     "udp-echo-w1": "udp echo 50 clients ping-pong",
     "udp-echo-w64": "udp echo 50 clients, 64 in flight",
     "grpc-queue": "queue put+pop: line queue (nonblocking, threaded) vs gRPC (grpc, python grpcio)",
+    "connect-scale": "clients connect at once + one echo round trip",
 }
 print(f"# nonblocking vs peers{' (QUICK sizes: a smoke pass, not a measurement)' if quick == '1' else ''}\n")
 print(f"loadgen --threads {threads}. Median of runs, (min-max) when more than one. ours/this = nonblocking-server's median lines/s "
@@ -339,7 +365,7 @@ print(f"loadgen --threads {threads}. Median of runs, (min-max) when more than on
       "RSS = peak. Presence lines/s = N² lists / (join + leave time).\n")
 print("| workload | server | clients | runs ok | lines/s | ours/this | p50 us | p99 us | wall s | join s | leave s | server CPU s | server peak RSS MiB | loadgen CPU s | check |")
 print("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
-order = ["nonblocking", "threaded", "tokio", "python", "grpc"]
+order = ["nonblocking", "nonblocking-r2", "nonblocking-r0", "threaded", "tokio", "python", "grpc"]
 for (w, srv, c) in sorted(groups, key=lambda k: (list(labels).index(k[0]) if k[0] in labels else 9, k[2], order.index(k[1]) if k[1] in order else 9)):
     rs = groups[(w, srv, c)]
     ok = [r for r in rs if r["status"] == "OK"]
@@ -363,46 +389,75 @@ for c in sorted({k[2] for k in groups if k[0] == "grpc-queue"}):
     print(f"\ngrpc-queue, {c} clients (calls/s): queue-grpc-server / python grpcio = {r(g, p)}; "
           f"line queue on the reactor / queue-grpc-server = {r(n, g)}")
 
-# Plot: ledger-scale lines/s against clients, one line per server (ours first).
-series = {}
-for (w, srv, c) in groups:
-    if w == "ledger-scale":
-        m = median_of((w, srv, c), "lines_per_s")
-        if m:
-            series.setdefault(srv, []).append((c, m))
-if series:
-    W, H, L, R, T, Bm = 640, 400, 70, 150, 30, 50
+# Plots: one panel per measure, x = clients (log scale), one line per server (ours first).
+colors = {"nonblocking": "#d62728", "nonblocking-r2": "#ff7f0e", "nonblocking-r0": "#9467bd",
+          "threaded": "#1f77b4", "tokio": "#7f7f7f", "python": "#bcbd22"}
+PW, H, L, R, T, Bm = 640, 400, 70, 150, 30, 50
+
+def panel(x0, series, title, yfmt):
     xs = sorted({c for s in series.values() for c, _ in s})
-    ymax = max(m for s in series.values() for _, m in s) * 1.1
-    lx = lambda c: L + (math.log10(c) - math.log10(xs[0])) / max(1e-9, math.log10(xs[-1]) - math.log10(xs[0])) * (W - L - R) if len(xs) > 1 else (W - R + L) / 2
+    ymax = max(m for s in series.values() for _, m in s) * 1.1 or 1
+    lx = lambda c: x0 + (L + (math.log10(c) - math.log10(xs[0])) / max(1e-9, math.log10(xs[-1]) - math.log10(xs[0])) * (PW - L - R) if len(xs) > 1 else (PW - R + L) / 2)
     ly = lambda v: H - Bm - v / ymax * (H - T - Bm)
-    colors = {"nonblocking": "#d62728", "threaded": "#1f77b4", "tokio": "#7f7f7f", "python": "#bcbd22"}
-    svg = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{W}" height="{H}" font-family="sans-serif" font-size="12">',
-           f'<rect width="{W}" height="{H}" fill="white"/>',
-           f'<text x="{L}" y="18" font-size="14">ledger throughput vs clients (median lines/s)</text>',
-           f'<line x1="{L}" y1="{H-Bm}" x2="{W-R}" y2="{H-Bm}" stroke="black"/>',
-           f'<line x1="{L}" y1="{T}" x2="{L}" y2="{H-Bm}" stroke="black"/>',
-           f'<text x="{(L+W-R)/2}" y="{H-10}" text-anchor="middle">clients (log scale)</text>']
+    svg = [f'<text x="{x0+L}" y="18" font-size="14">{title}</text>',
+           f'<line x1="{x0+L}" y1="{H-Bm}" x2="{x0+PW-R}" y2="{H-Bm}" stroke="black"/>',
+           f'<line x1="{x0+L}" y1="{T}" x2="{x0+L}" y2="{H-Bm}" stroke="black"/>',
+           f'<text x="{x0+(L+PW-R)/2}" y="{H-10}" text-anchor="middle">clients (log scale)</text>']
     for c in xs:
         svg.append(f'<text x="{lx(c):.1f}" y="{H-Bm+16}" text-anchor="middle">{c}</text>')
     for i in range(6):
         v = ymax * i / 5
-        svg.append(f'<line x1="{L-4}" y1="{ly(v):.1f}" x2="{W-R}" y2="{ly(v):.1f}" stroke="#ddd"/>')
-        svg.append(f'<text x="{L-6}" y="{ly(v)+4:.1f}" text-anchor="end">{v/1e6:.1f}M</text>')
+        svg.append(f'<line x1="{x0+L-4}" y1="{ly(v):.1f}" x2="{x0+PW-R}" y2="{ly(v):.1f}" stroke="#ddd"/>')
+        svg.append(f'<text x="{x0+L-6}" y="{ly(v)+4:.1f}" text-anchor="end">{yfmt(v)}</text>')
     for k, srv in enumerate(sorted(series, key=lambda s: order.index(s) if s in order else 9)):
         pts = sorted(series[srv])
         col = colors.get(srv, "black")
-        width = 3 if srv in ("nonblocking", "threaded") else 1.5
-        dash = "" if srv in ("nonblocking", "threaded") else ' stroke-dasharray="5,4"'
+        ours = srv.startswith("nonblocking") or srv == "threaded"
+        width = 3 if ours else 1.5
+        dash = "" if ours else ' stroke-dasharray="5,4"'
         svg.append(f'<polyline fill="none" stroke="{col}" stroke-width="{width}"{dash} points="' +
                    " ".join(f"{lx(c):.1f},{ly(m):.1f}" for c, m in pts) + '"/>')
         for c, m in pts:
             svg.append(f'<circle cx="{lx(c):.1f}" cy="{ly(m):.1f}" r="3" fill="{col}"/>')
         y = T + 10 + 18 * k
-        svg.append(f'<line x1="{W-R+10}" y1="{y}" x2="{W-R+35}" y2="{y}" stroke="{col}" stroke-width="{width}"{dash}/>')
-        svg.append(f'<text x="{W-R+40}" y="{y+4}">{srv}</text>')
+        svg.append(f'<line x1="{x0+PW-R+10}" y1="{y}" x2="{x0+PW-R+35}" y2="{y}" stroke="{col}" stroke-width="{width}"{dash}/>')
+        svg.append(f'<text x="{x0+PW-R+40}" y="{y+4}">{srv}</text>')
+    return svg
+
+def write_svg(name, panels):
+    W = PW * len(panels)
+    svg = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{W}" height="{H}" font-family="sans-serif" font-size="12">',
+           f'<rect width="{W}" height="{H}" fill="white"/>']
+    for k, (series, title, yfmt) in enumerate(panels):
+        svg += panel(PW * k, series, title, yfmt)
     svg.append("</svg>")
-    open(f"{out}/ledger-scaling.svg", "w").write("\n".join(svg) + "\n")
-    print(f"\nPlot: {out}/ledger-scaling.svg")
+    open(f"{out}/{name}", "w").write("\n".join(svg) + "\n")
+    print(f"\nPlot: {out}/{name}")
+
+def series_of(workload, value):
+    series = {}
+    for (w, srv, c) in groups:
+        if w == workload:
+            m = med([value(r) for r in groups[(w, srv, c)] if r["status"] == "OK"])
+            if m:
+                series.setdefault(srv, []).append((c, m))
+    return series
+
+ledger = series_of("ledger-scale", lambda r: num(r["lines_per_s"]))
+if ledger:
+    write_svg("ledger-scaling.svg", [(ledger, "ledger throughput vs clients (median lines/s)",
+                                      lambda v: f"{v/1e6:.1f}M")])
+
+def first_connect_to_last_reply(r):
+    a, b = num(r["connect_s"]), num(r["wall_s"])
+    return None if a is None or b is None else a + b
+
+times = series_of("connect-scale", first_connect_to_last_reply)
+rss = series_of("connect-scale", lambda r: (num(r["srv_rss_kb"]) or 0) / 1024 or None)
+if times:
+    write_svg("connect-scale.svg", [
+        (times, "connect + one echo round trip: seconds (median)", lambda v: f"{v:.2f}"),
+        (rss, "server peak RSS, MiB (median)", lambda v: f"{v:.0f}"),
+    ])
 PY
 echo "# raw rows: $RAW" >&2

@@ -29,6 +29,9 @@ pub fn server_main(model: Model) -> ExitCode {
     if let Err(message) = config.validate() {
         crate::cli::usage_exit::<ServerArgs>(&message);
     }
+    if model == Model::Threaded && config.reactors_asked {
+        crate::cli::usage_exit::<ServerArgs>("--reactors applies to nonblocking-server only");
+    }
     if let Err(message) = config.check_files() {
         status::diag(format_args!("error: {message}"));
         return ExitCode::from(1);
@@ -60,6 +63,15 @@ pub fn server_main(model: Model) -> ExitCode {
         status,
     };
     let result = match model {
+        Model::Reactor if setup.config.reactors > 1 => {
+            let Setup {
+                config,
+                handler,
+                store,
+                status,
+            } = setup;
+            reactor::multi::run(listener, config, Built { handler, store }, status)
+        }
         Model::Reactor => reactor::run(listener, udp, setup),
         Model::Threaded => threaded::run(listener, udp, setup),
     };

@@ -130,7 +130,13 @@ pub struct ServerArgs {
     /// With --udp: a peer silent this long is forgotten (its disconnect line is printed)
     #[arg(long, default_value = "60", value_parser = parse_udp_idle, allow_negative_numbers = true, value_name = "SECS")]
     pub udp_idle: Duration,
+    /// nonblocking-server only: N event loops, one thread each; 0 = one per CPU core
+    #[arg(long, default_value_t = 1, value_parser = number_in(0, MAX_REACTORS), allow_negative_numbers = true, value_name = "N")]
+    pub reactors: u64,
 }
+
+/// The most event loops `--reactors` may ask for.
+pub const MAX_REACTORS: u64 = 256;
 
 /// A number of seconds, fractions allowed: `60`, `0.5`, `0`.
 ///
@@ -249,6 +255,12 @@ pub struct ServerConfig {
     pub udp: bool,
     /// `--udp-idle`: how long a silent UDP peer stays a client.
     pub udp_idle: Duration,
+    /// `--reactors`, resolved: the number of event loops (1 or more; `0`
+    /// on the command line becomes the number of CPU cores).
+    pub reactors: usize,
+    /// `--reactors` was given with a value other than 1 (the threaded
+    /// server refuses it).
+    pub reactors_asked: bool,
 }
 
 impl ServerConfig {
@@ -301,6 +313,11 @@ impl ServerConfig {
                 self.handler.name()
             ));
         }
+        if self.udp && self.reactors > 1 {
+            // Not yet: one loop would have to own the socket and route
+            // replies; refused rather than silently serving TCP only.
+            return Err("--udp is served by one event loop: use it with --reactors 1".to_string());
+        }
         if self.journal.is_some() && self.max_line_bytes > crate::journal::MAX_RECORD_BYTES {
             return Err(format!(
                 "--journal holds lines of at most {} bytes: --max-line {} is too long for it",
@@ -344,6 +361,11 @@ impl From<ServerArgs> for ServerConfig {
             max_messages: args.max_messages,
             udp: args.udp,
             udp_idle: args.udp_idle,
+            reactors: match args.reactors {
+                0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
+                n => clamp(n),
+            },
+            reactors_asked: args.reactors != 1,
         }
     }
 }
@@ -366,6 +388,18 @@ mod tests {
         assert!(!c.upper);
         assert_eq!(c.queue_size, 10);
         assert_eq!(c.max_messages, 0);
+        assert_eq!(c.reactors, 1);
+    }
+
+    #[test]
+    fn reactors_zero_means_one_per_core() {
+        let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+        assert_eq!(config(&["s", "--reactors", "0", "1"]).reactors, cores);
+        assert_eq!(config(&["s", "--reactors", "3", "1"]).reactors, 3);
+        assert!(config(&["s", "--reactors", "3", "1"]).reactors_asked);
+        assert!(!config(&["s", "--reactors", "1", "1"]).reactors_asked);
+        assert!(ServerArgs::try_parse_from(["s", "--reactors", "-1", "1"]).is_err());
+        assert!(ServerArgs::try_parse_from(["s", "--reactors", "257", "1"]).is_err());
     }
 
     #[test]

@@ -25,7 +25,7 @@
 //! - [`grpc`]: `queue-grpc-server` and the gRPC code generated from `proto/queue.proto`.
 //!
 //! Servers (own sockets, threads, the clock):
-//! - [`reactor`]: the mio event loop.
+//! - [`reactor`]: the mio event loop; [`reactor::multi`]: N of them (`--reactors N`).
 //! - [`threaded`]: one OS thread per connection, same handlers.
 //!
 //! Server core (no I/O; both servers drive it):

@@ -5,7 +5,9 @@
 //! 1. poll, with a timeout from the earliest deadline (report, idle flush,
 //!    linger, drain end, accept retry), or zero while work is pending;
 //! 2. handle the events: accept, signals, reads, datagrams (the handler's
-//!    actions are applied at once; replies are only queued);
+//!    actions are applied at once; replies are only queued); with
+//!    `--reactors N`, also what the acceptor and the other loops left for
+//!    this one ([`multi`]);
 //! 3. read again from connections that still had data when their fairness
 //!    budget ran out, or that were just resumed (no edge will come for them);
 //! 4. run due timers (idle flush, linger, UDP peers' idle expiry), measured
@@ -44,11 +46,13 @@ use crate::server::roster::Roster;
 use crate::server::session::Session;
 use crate::signals::ShutdownSignals;
 use crate::status::{self, Status};
+use crate::store::Store;
 use crate::timers::Accepted;
 
 mod closing;
 mod conn;
 mod input;
+pub mod multi;
 mod output;
 mod udp;
 
@@ -56,6 +60,9 @@ use conn::Conn;
 
 const LISTENER: Token = Token(usize::MAX);
 const SIGNALS: Token = Token(usize::MAX - 1);
+/// `--reactors N`: another thread has clients, signals or routed actions
+/// for this loop (see [`multi`]).
+const WAKE: Token = Token(usize::MAX - 2);
 
 /// One `read` call's worth; the buffer is shared by every connection.
 const READ_CHUNK_BYTES: usize = 64 * 1024;
@@ -91,7 +98,9 @@ struct Reactor {
     poll: Poll,
     /// `None` once shutdown began.
     listener: Option<TcpListener>,
-    signals: ShutdownSignals,
+    /// `None` in a `--reactors N` worker: the acceptor catches signals and
+    /// passes them on.
+    signals: Option<ShutdownSignals>,
     conns: Slab<Conn>,
     /// The `--udp` socket and its peers (clients too).
     udp: Option<udp::Udp>,
@@ -133,6 +142,9 @@ struct Reactor {
     /// fd 1 for the sink's bytes, unbuffered (std's `Stdout` is a
     /// `LineWriter`); a duplicate, so dropping it leaves fd 1 open.
     stdout: status::RawStdout,
+    /// `--reactors N` (N > 1): this loop is one of N; ids, counts and
+    /// shared handler state go through it. `None`: the single loop.
+    multi: Option<Box<multi::Worker>>,
 }
 
 impl Reactor {
@@ -154,7 +166,6 @@ impl Reactor {
             .register(&mut listener, LISTENER, Interest::READABLE)?;
         let mut signals = ShutdownSignals::new()?;
         signals.register(poll.registry(), SIGNALS)?;
-        let stdout = status::RawStdout::new()?;
         let addr = listener.local_addr()?;
         let udp = match udp {
             Some(socket) => Some(udp::Udp::new(
@@ -170,10 +181,31 @@ impl Reactor {
         } else {
             status.listening(addr, handler.name());
         }
+        let parts = (poll, Some(listener), Some(signals), udp);
+        Reactor::with_parts(parts, config, handler, store, status, None)
+    }
+
+    /// The loop around an existing poll; the listener, the signals and the
+    /// UDP socket, if any, are registered already.
+    fn with_parts(
+        (poll, listener, signals, udp): (
+            Poll,
+            Option<TcpListener>,
+            Option<ShutdownSignals>,
+            Option<udp::Udp>,
+        ),
+        config: ServerConfig,
+        handler: Box<dyn Handler>,
+        store: Option<Box<dyn Store>>,
+        status: Status,
+        multi: Option<Box<multi::Worker>>,
+    ) -> io::Result<Self> {
+        let stdout = status::RawStdout::new()?;
         Ok(Reactor {
             poll,
-            listener: Some(listener),
+            listener,
             signals,
+            multi,
             conns: Slab::new(),
             udp,
             keys: HashMap::new(),
@@ -216,6 +248,7 @@ impl Reactor {
                     LISTENER => self.handle_accept(),
                     SIGNALS => self.handle_signals(),
                     udp::UDP => self.handle_udp_event(),
+                    WAKE => self.handle_wake(),
                     // Past the pass budget, reading waits for a later pass
                     // (timers first); edge-triggered, so it must be queued.
                     Token(key) if pass_start.elapsed() > PASS_BUDGET => self.defer(key),
@@ -237,7 +270,13 @@ impl Reactor {
             }
             self.reap();
             let now = Instant::now();
-            self.life.handle_timeout(now, self.roster.count());
+            // A drain is over when this loop has nobody left (with N loops,
+            // each drains its own clients).
+            let serving = match self.multi {
+                Some(_) => self.conns.len(),
+                None => self.roster.count(),
+            };
+            self.life.handle_timeout(now, serving);
             self.run_commands();
             if self.dead.is_empty()
                 && !self.udp_owes_output()
@@ -298,7 +337,8 @@ impl Reactor {
                     self.apply_actions();
                 }
                 Command::AnnounceDrain { timeout } => {
-                    if self.roster.count() > 0 {
+                    // With N loops the acceptor says it once, with the total.
+                    if self.multi.is_none() && self.roster.count() > 0 {
                         self.status.draining(timeout, self.roster.count());
                     }
                 }
@@ -319,7 +359,10 @@ impl Reactor {
                 }
                 Command::ReportCount => self.status.count(self.roster.count()),
                 Command::Accept => self.handle_accept(),
-                Command::Diagnostic(line) => status::diag(format_args!("{line}")),
+                Command::Diagnostic(line) if self.multi.is_none() => {
+                    status::diag(format_args!("{line}"))
+                }
+                Command::Diagnostic(_) => {}
             }
         }
     }
@@ -327,7 +370,8 @@ impl Reactor {
     /// Every signal counts: two in one wakeup are a first and a second.
     fn handle_signals(&mut self) {
         let now = Instant::now();
-        for _ in 0..self.signals.take() {
+        let count = self.signals.as_mut().map_or(0, ShutdownSignals::take);
+        for _ in 0..count {
             self.life.handle_signal(now);
         }
         self.run_commands();
@@ -349,7 +393,8 @@ impl Reactor {
     }
 
     fn add_client(&mut self, mut stream: TcpStream, peer: SocketAddr) {
-        if self.roster.count() >= self.config.max_clients {
+        // With N loops the limit is on the total, checked in `admit` below.
+        if self.multi.is_none() && self.roster.count() >= self.config.max_clients {
             status::refuse_too_many_clients(&stream, self.config.max_clients);
             return;
         }
@@ -364,12 +409,32 @@ impl Reactor {
             status::diag(format_args!("register: {e}; dropping connection"));
             return;
         }
-        let (id, clients) = self.roster.join();
+        let (id, clients) = match self.multi.as_deref_mut() {
+            // The id, the status line and (shared state) the handler's
+            // `on_connect`, in one step across all loops.
+            Some(worker) => {
+                let max = self.config.max_clients;
+                match worker.admit(peer, max, &mut *self.handler, &mut self.outbox) {
+                    Some(id) => (id, None),
+                    None => {
+                        let _ = self.poll.registry().deregister(&mut stream);
+                        status::refuse_too_many_clients(&stream, max);
+                        return;
+                    }
+                }
+            }
+            None => {
+                let (id, clients) = self.roster.join();
+                (id, Some(clients))
+            }
+        };
         let session = Session::new(self.framing, self.config.max_line_bytes);
         entry.insert(Conn::new(stream, id, session));
         self.keys.insert(id, key);
-        self.status.connected(id, clients);
-        self.handler.on_connect(id, peer, &mut self.outbox);
+        if let Some(clients) = clients {
+            self.status.connected(id, clients);
+            self.handler.on_connect(id, peer, &mut self.outbox);
+        }
         self.apply_actions();
         // Bytes may already be waiting; the edge that announced them can
         // predate our registration.

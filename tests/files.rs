@@ -50,7 +50,8 @@ fn run_in(kind: Kind, dir: &Path, args: &[&str], vm_kib: Option<u64>) -> Ended {
             cmd.current_dir(dir)
                 .arg("-c")
                 .arg(format!("ulimit -v {kib} && exec \"$0\" \"$@\""))
-                .arg(kind.bin());
+                .arg(kind.bin())
+                .args(kind.extra_args());
             cmd
         }
     };

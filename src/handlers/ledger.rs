@@ -85,6 +85,39 @@ impl Ledger {
         self
     }
 
+    /// `--reactors N`: an empty ledger for another event loop, configured
+    /// like this one (the same log, journal records on or off).
+    pub fn shard(&self) -> Ledger {
+        Ledger {
+            journal: self.journal,
+            ..Ledger::new(self.log.clone())
+        }
+    }
+
+    /// `--reactors N`: adds another loop's ledger into this one, at the
+    /// end. Balances are sums, so the merge is exact. A balance whose parts
+    /// sum past what a balance can hold (28 digits) keeps this one's part,
+    /// with a diagnostic: with one loop, the transactions that pushed it
+    /// over would have been discarded.
+    pub fn absorb(&mut self, other: Ledger) {
+        self.applied += other.applied;
+        self.discarded += other.discarded;
+        for (name, part) in other.accounts {
+            match self.accounts.get_mut(&name) {
+                Some(balance) => match add_exact(*balance, part) {
+                    Some(sum) => *balance = sum,
+                    None => status::diag(format_args!(
+                        "ledger: account {}: the event loops' balances overflow when added; kept one part",
+                        String::from_utf8_lossy(&name)
+                    )),
+                },
+                None => {
+                    self.accounts.insert(name, part);
+                }
+            }
+        }
+    }
+
     /// Transactions applied so far.
     pub fn applied(&self) -> u64 {
         self.applied

@@ -298,7 +298,10 @@ pub struct Finish {
 /// Messages given to `on_message` keep their terminator (`\n`, `\r\n`, or
 /// none for an EOF tail or an idle-flushed message); [`strip_terminator`]
 /// removes it for handlers that do not echo it.
-pub trait Handler: Send {
+///
+/// `Any`: `--reactors N` recovers a handler's type to split its state
+/// over the loops (the ledger's balances) and merge it back.
+pub trait Handler: Send + std::any::Any {
     /// The SPEC name (`ledger`, `echo`, ...), used in status lines.
     fn name(&self) -> &'static str;
     fn framing(&self) -> Framing;

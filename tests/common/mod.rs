@@ -4,8 +4,9 @@
 //! TCP, send signals, wait for the exit.
 //!
 //! Every test is written once and run against both servers through
-//! [`both!`]: `both!(name)` expands to `mod name { reactor, threaded }`, each
-//! calling `fn name(kind: Kind)`.
+//! [`both!`]: `both!(name)` expands to `mod name { reactor, threaded,
+//! reactor2 }`, each calling `fn name(kind: Kind)`; `reactor2` is the event
+//! loop server with `--reactors 2` (every SPEC guarantee holds for any N).
 //!
 //! Nothing here sleeps to wait for an event: status lines, replies and EOF are
 //! awaited with a timeout, so a hang fails one test with everything seen so
@@ -27,8 +28,33 @@ use std::time::{Duration, Instant};
 /// before the test fails. Generous: the machine is small and shared.
 pub const TIMEOUT: Duration = Duration::from_secs(20);
 
-/// One test body, two servers.
+/// One test body, every server: the event loop, the threaded server, and
+/// the event loop with `--reactors 2`.
+#[allow(unused_macros)]
 macro_rules! both {
+    ($($name:ident),* $(,)?) => {$(
+        mod $name {
+            #[test]
+            fn reactor() {
+                super::$name($crate::common::Kind::Reactor)
+            }
+            #[test]
+            fn threaded() {
+                super::$name($crate::common::Kind::Threaded)
+            }
+            #[test]
+            fn reactor2() {
+                super::$name($crate::common::Kind::Reactor2)
+            }
+        }
+    )*};
+}
+
+/// Like `both!`, on the single event loop and the threaded server only:
+/// for `--udp`, which one loop serves (`--reactors N` with N > 1 refuses
+/// it, a usage error that `tests/reactors.rs` checks).
+#[allow(unused_macros)]
+macro_rules! one_loop {
     ($($name:ident),* $(,)?) => {$(
         mod $name {
             #[test]
@@ -50,12 +76,14 @@ pub enum Kind {
     Reactor,
     /// `threaded-server`: one OS thread per connection.
     Threaded,
+    /// `nonblocking-server --reactors 2`: two event loops.
+    Reactor2,
 }
 
 impl Kind {
     pub fn bin(self) -> &'static str {
         match self {
-            Kind::Reactor => env!("CARGO_BIN_EXE_nonblocking-server"),
+            Kind::Reactor | Kind::Reactor2 => env!("CARGO_BIN_EXE_nonblocking-server"),
             Kind::Threaded => env!("CARGO_BIN_EXE_threaded-server"),
         }
     }
@@ -64,13 +92,22 @@ impl Kind {
         match self {
             Kind::Reactor => "reactor",
             Kind::Threaded => "threaded",
+            Kind::Reactor2 => "reactor2",
+        }
+    }
+
+    /// The options that make this kind, given before any other.
+    pub fn extra_args(self) -> &'static [&'static str] {
+        match self {
+            Kind::Reactor2 => &["--reactors", "2"],
+            Kind::Reactor | Kind::Threaded => &[],
         }
     }
 
     /// A `Command` for this server with a working directory of `dir`.
     pub fn command(self, dir: &Path) -> Command {
         let mut cmd = Command::new(self.bin());
-        cmd.current_dir(dir);
+        cmd.current_dir(dir).args(self.extra_args());
         cmd
     }
 }

@@ -1,0 +1,224 @@
+//! The acceptor of `--reactors N`: one thread that owns the listener, the
+//! signals and the periodic count, and hands accepted connections to the
+//! loops round-robin (a channel and a `mio::Waker` per loop). It never
+//! touches a client's bytes, so its timer is never late because a loop is
+//! busy, and it outlives every loop (it exits once they all finished).
+
+use std::io;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::mpsc::Sender;
+use std::time::{Duration, Instant};
+
+use mio::net::{TcpListener, TcpStream};
+use mio::{Events, Interest, Poll, Token, Waker};
+
+use super::Msg;
+use super::census::Census;
+use crate::config::ServerConfig;
+use crate::handlers::ShutdownPolicy;
+use crate::server::lifecycle::{Command, Lifecycle, Phase};
+use crate::signals::ShutdownSignals;
+use crate::status::{self, Status};
+use crate::timers::Accepted;
+
+const LISTENER: Token = Token(0);
+const SIGNALS: Token = Token(1);
+/// A loop finished.
+const WAKE: Token = Token(2);
+
+/// After shutdown began, the shortest poll timeout: the lifecycle's
+/// deadlines stay in the past once its own phases are over, and the
+/// acceptor only waits for the loops then.
+const MIN_WAIT_AFTER_SHUTDOWN: Duration = Duration::from_millis(10);
+
+/// A loop as the acceptor sees it.
+pub struct Link {
+    pub tx: Sender<Msg>,
+    pub waker: Arc<Waker>,
+}
+
+/// See the module doc.
+pub struct Supervisor {
+    poll: Poll,
+    /// `None` once shutdown began.
+    listener: Option<TcpListener>,
+    signals: ShutdownSignals,
+    /// Reports, accept back-off, the drain's announcements: the loops run
+    /// their own lifecycle for their own clients.
+    life: Lifecycle,
+    census: Arc<Census>,
+    links: Vec<Link>,
+    /// Connections accepted in this wakeup, per loop, sent in one message.
+    batches: Vec<Vec<(TcpStream, SocketAddr)>>,
+    /// The loop the next connection goes to.
+    next: usize,
+    /// Loops still running.
+    alive: Arc<AtomicUsize>,
+}
+
+impl Supervisor {
+    /// Registers the listener and the signals, then prints the
+    /// `Listening on` line. Returns the waker a finishing loop calls.
+    pub fn new(
+        listener: std::net::TcpListener,
+        config: &ServerConfig,
+        (name, policy): (&str, ShutdownPolicy),
+        status: Status,
+        census: Arc<Census>,
+        (links, alive): (Vec<Link>, Arc<AtomicUsize>),
+    ) -> io::Result<(Self, Arc<Waker>)> {
+        let poll = Poll::new()?;
+        listener.set_nonblocking(true)?;
+        let mut listener = TcpListener::from_std(listener);
+        poll.registry()
+            .register(&mut listener, LISTENER, Interest::READABLE)?;
+        let mut signals = ShutdownSignals::new()?;
+        signals.register(poll.registry(), SIGNALS)?;
+        let waker = Arc::new(Waker::new(poll.registry(), WAKE)?);
+        status.listening(listener.local_addr()?, name);
+        let batches = links.iter().map(|_| Vec::new()).collect();
+        let supervisor = Supervisor {
+            poll,
+            listener: Some(listener),
+            signals,
+            life: Lifecycle::new(Instant::now(), config, policy),
+            census,
+            links,
+            batches,
+            next: 0,
+            alive,
+        };
+        Ok((supervisor, waker))
+    }
+
+    /// Until every loop has finished.
+    ///
+    /// # Errors
+    /// A failing `poll`.
+    pub fn run(mut self) -> io::Result<()> {
+        let mut events = Events::with_capacity(256);
+        while self.alive.load(Ordering::Acquire) > 0 {
+            let now = Instant::now();
+            let timeout = self.life.poll_timeout().map(|deadline| {
+                let wait = deadline.saturating_duration_since(now);
+                if self.life.phase() == Phase::Running {
+                    wait
+                } else {
+                    wait.max(MIN_WAIT_AFTER_SHUTDOWN)
+                }
+            });
+            if let Err(e) = self.poll.poll(&mut events, timeout)
+                && e.kind() != io::ErrorKind::Interrupted
+            {
+                self.stop_now();
+                return Err(e);
+            }
+            for event in events.iter() {
+                match event.token() {
+                    LISTENER => self.handle_accept(),
+                    SIGNALS => self.handle_signals(),
+                    _ => {} // WAKE: a loop finished; checked above.
+                }
+            }
+            let running = self.alive.load(Ordering::Acquire);
+            if running < self.links.len() && self.life.phase() == Phase::Running {
+                // A loop stopped on an error (its clients are gone, its
+                // error is returned): the others stop too, at once.
+                status::diag(format_args!("an event loop failed: stopping every loop"));
+                self.stop_now();
+            }
+            self.life
+                .handle_timeout(Instant::now(), self.census.count());
+            self.run_commands();
+            self.send_batches();
+        }
+        Ok(())
+    }
+
+    /// Every signal counts; the loops are told after the listen queue was
+    /// handed out, so they serve those clients like the others.
+    fn handle_signals(&mut self) {
+        let count = self.signals.take();
+        if count == 0 {
+            return;
+        }
+        let now = Instant::now();
+        for _ in 0..count {
+            self.life.handle_signal(now);
+        }
+        self.run_commands();
+        self.send_batches();
+        self.forward(count);
+    }
+
+    /// As three signals: stop accepting, close every client, stop waiting.
+    fn stop_now(&mut self) {
+        let now = Instant::now();
+        for _ in 0..3 {
+            self.life.handle_signal(now);
+        }
+        self.run_commands();
+        self.send_batches();
+        self.forward(3);
+    }
+
+    /// `count` signals for every loop (three: stop now, whatever the phase).
+    fn forward(&self, count: usize) {
+        for link in &self.links {
+            if link.tx.send(Msg::Signals(count)).is_ok() {
+                let _ = link.waker.wake();
+            }
+        }
+    }
+
+    fn run_commands(&mut self) {
+        while let Some(command) = self.life.poll_command() {
+            match command {
+                Command::StopAccepting => {
+                    self.handle_accept();
+                    if let Some(mut listener) = self.listener.take() {
+                        let _ = self.poll.registry().deregister(&mut listener);
+                    }
+                }
+                Command::AnnounceDrain { timeout } => self.census.draining(timeout),
+                Command::ReportCount => self.census.report(),
+                Command::Accept => self.handle_accept(),
+                Command::Diagnostic(line) => status::diag(format_args!("{line}")),
+                // The loops do these for their own clients.
+                Command::NotifyHandler | Command::CloseAll { .. } | Command::KillAll => {}
+            }
+        }
+    }
+
+    /// Accepts until the queue is empty; each connection goes to the next
+    /// loop in turn (round-robin: with SO_REUSEPORT the kernel would hash
+    /// the 4-tuple, and a few clients could all land on one loop).
+    fn handle_accept(&mut self) {
+        while let Some(listener) = &self.listener {
+            let result = listener.accept();
+            match self.life.accept_backoff().on_accept(result, Instant::now()) {
+                Accepted::Client(client) => {
+                    self.batches[self.next].push(client);
+                    self.next = (self.next + 1) % self.batches.len();
+                }
+                Accepted::Next => {}
+                Accepted::Stop => return,
+            }
+        }
+    }
+
+    /// One message and one wake per loop per wakeup.
+    fn send_batches(&mut self) {
+        for (batch, link) in self.batches.iter_mut().zip(&self.links) {
+            if batch.is_empty() {
+                continue;
+            }
+            let clients = std::mem::take(batch);
+            if link.tx.send(Msg::Clients(clients)).is_ok() {
+                let _ = link.waker.wake();
+            }
+        }
+    }
+}
