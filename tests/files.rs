@@ -10,12 +10,9 @@
 mod common;
 
 use std::fs;
-use std::io::Read;
 use std::os::unix::fs::{FileTypeExt, symlink};
 use std::path::Path;
-use std::process::{Command, ExitStatus, Stdio};
-use std::thread;
-use std::time::{Duration, Instant};
+use std::process::{Command, ExitStatus};
 
 use common::*;
 
@@ -55,42 +52,12 @@ fn run_in(kind: Kind, dir: &Path, args: &[&str], vm_kib: Option<u64>) -> Ended {
             cmd
         }
     };
-    let mut child = cmd
-        .args(args)
-        .arg("0")
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn the server");
-    let mut out = child.stdout.take().unwrap();
-    let mut err = child.stderr.take().unwrap();
-    let out_t = thread::spawn(move || {
-        let mut s = String::new();
-        let _ = out.read_to_string(&mut s);
-        s
-    });
-    let err_t = thread::spawn(move || {
-        let mut s = String::new();
-        let _ = err.read_to_string(&mut s);
-        s
-    });
-    let deadline = Instant::now() + TIMEOUT;
-    let status = loop {
-        if let Some(status) = child.try_wait().expect("try_wait") {
-            break status;
-        }
-        if Instant::now() >= deadline {
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!("{} {args:?} did not exit within {TIMEOUT:?}", kind.name());
-        }
-        thread::sleep(Duration::from_millis(10));
-    };
+    cmd.args(args).arg("0");
+    let (status, stdout, stderr) = wait_to_end(cmd, &format!("{} {args:?}", kind.name()));
     Ended {
         status,
-        stdout: out_t.join().unwrap(),
-        stderr: err_t.join().unwrap(),
+        stdout,
+        stderr,
     }
 }
 

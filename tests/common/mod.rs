@@ -785,9 +785,15 @@ pub fn ipv6_available() -> bool {
 /// returning (status, stdout, stderr); killed after [`TIMEOUT`].
 pub fn run_to_end(kind: Kind, args: &[&str]) -> (ExitStatus, String, String) {
     let dir = TempDir::new("cli");
-    let mut child = kind
-        .command(&dir.path)
-        .args(args)
+    let mut cmd = kind.command(&dir.path);
+    cmd.args(args);
+    wait_to_end(cmd, &format!("{} {args:?}", kind.bin()))
+}
+
+/// Runs `cmd` (stdin empty) until it exits, returning (status, stdout,
+/// stderr); killed, and the test failed naming `what`, after [`TIMEOUT`].
+pub fn wait_to_end(mut cmd: Command, what: &str) -> (ExitStatus, String, String) {
+    let mut child = cmd
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -813,7 +819,7 @@ pub fn run_to_end(kind: Kind, args: &[&str]) -> (ExitStatus, String, String) {
         if Instant::now() >= deadline {
             let _ = child.kill();
             let _ = child.wait();
-            panic!("{} {args:?} did not exit within {TIMEOUT:?}", kind.bin());
+            panic!("{what} did not exit within {TIMEOUT:?}");
         }
         thread::sleep(Duration::from_millis(10));
     };
