@@ -70,7 +70,7 @@ pub fn server_main(model: Model) -> ExitCode {
                 store,
                 status,
             } = setup;
-            reactor::multi::run(listener, config, Built { handler, store }, status)
+            reactor::multi::run(listener, udp, config, Built { handler, store }, status)
         }
         Model::Reactor => reactor::run(listener, udp, setup),
         Model::Threaded => threaded::run(listener, udp, setup),

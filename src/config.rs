@@ -313,11 +313,6 @@ impl ServerConfig {
                 self.handler.name()
             ));
         }
-        if self.udp && self.reactors > 1 {
-            // Not yet: one loop would have to own the socket and route
-            // replies; refused rather than silently serving TCP only.
-            return Err("--udp is served by one event loop: use it with --reactors 1".to_string());
-        }
         if self.journal.is_some() && self.max_line_bytes > crate::journal::MAX_RECORD_BYTES {
             return Err(format!(
                 "--journal holds lines of at most {} bytes: --max-line {} is too long for it",

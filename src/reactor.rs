@@ -182,7 +182,8 @@ impl Reactor {
             status.listening(addr, handler.name());
         }
         let parts = (poll, Some(listener), Some(signals), udp);
-        Reactor::with_parts(parts, config, handler, store, status, None)
+        let stdout = status::RawStdout::new()?;
+        Reactor::with_parts(parts, stdout, config, handler, store, status, None)
     }
 
     /// The loop around an existing poll; the listener, the signals and the
@@ -194,13 +195,13 @@ impl Reactor {
             Option<ShutdownSignals>,
             Option<udp::Udp>,
         ),
+        stdout: status::RawStdout,
         config: ServerConfig,
         handler: Box<dyn Handler>,
         store: Option<Box<dyn Store>>,
         status: Status,
         multi: Option<Box<multi::Worker>>,
     ) -> io::Result<Self> {
-        let stdout = status::RawStdout::new()?;
         Ok(Reactor {
             poll,
             listener,

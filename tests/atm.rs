@@ -406,7 +406,7 @@ fn bad_accounts_file_stops_the_server(kind: Kind) {
 // ---------------------------------------------------------------------------
 // The real servers over UDP (`--udp`, SPEC "Datagrams").
 
-one_loop!(
+both!(
     udp_replies_are_the_seeds_bytes,
     the_seed_udpclient_py_against_the_server,
     the_client_binary_against_the_server_over_udp,

@@ -298,18 +298,6 @@ fn threaded_server_refuses_reactors() {
     s.stop(SIGINT);
 }
 
-#[test]
-fn udp_with_several_loops_is_a_usage_error() {
-    // PROTOCOL §9: one loop serves --udp; refused rather than silently
-    // serving TCP only.
-    let (status, _, err) = run_to_end(Kind::Reactor, &["--udp", "--reactors", "2", "0"]);
-    assert_eq!(status.code(), Some(2), "{err}");
-    assert!(
-        err.contains("--udp") && err.contains("--reactors 1"),
-        "{err}"
-    );
-}
-
 /// Asks the atm with `request`, answers its challenge, returns the reply.
 fn atm_ask(c: &mut Conn, request: &[u8], credentials: &[u8]) -> Vec<u8> {
     c.send(request);

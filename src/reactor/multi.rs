@@ -23,6 +23,9 @@
 //!     ([`hub`]), actions routed to the loop that owns each client, in the
 //!     order the calls were made.
 //!
+//! - `--udp`: the first loop owns the one UDP socket; its peers are admitted
+//!   through the census and served like any client of that loop.
+//!
 //! `--reactors 1` does not come here: it is the single loop of
 //! [`crate::reactor`], with no lock, atomic or channel added.
 
@@ -44,7 +47,7 @@ use crate::handlers::echo::Echo;
 use crate::handlers::ledger::Ledger;
 use crate::handlers::{Built, ClientId, Finish, Handler, Outbox};
 use crate::server::durable::Durable;
-use crate::status::Status;
+use crate::status::{RawStdout, Status};
 use crate::store::Store;
 
 pub mod census;
@@ -144,11 +147,21 @@ fn run_worker(
     config: ServerConfig,
     (handler, store): (Box<dyn Handler>, Option<Box<dyn Store>>),
     status: Status,
-    worker: Worker,
+    (worker, udp, stdout): (Worker, Option<std::net::UdpSocket>, RawStdout),
 ) -> io::Result<Finish> {
-    let parts = (poll, None, None, None);
+    let udp = match udp {
+        Some(socket) => Some(super::udp::Udp::new(
+            socket,
+            poll.registry(),
+            &config,
+            handler.datagram_is_line(),
+        )?),
+        None => None,
+    };
+    let parts = (poll, None, None, udp);
     Reactor::with_parts(
         parts,
+        stdout,
         config,
         handler,
         store,
@@ -272,6 +285,7 @@ type LoopParts = (Box<dyn Handler>, Option<Box<dyn Store>>);
 /// Set-up failures, a failing `poll`, a failing store (as with one loop).
 pub fn run(
     listener: std::net::TcpListener,
+    mut udp: Option<std::net::UdpSocket>,
     mut config: ServerConfig,
     built: Built,
     status: Status,
@@ -321,11 +335,18 @@ pub fn run(
             },
         };
         let config = config.clone();
+        // `--udp`: one socket, served by the first loop; its peers are
+        // admitted through the census like any client.
+        let udp = if index == 0 { udp.take() } else { None };
+        // Before the acceptor starts: a burst of clients can use up every
+        // descriptor before a loop's thread has run (then it could not
+        // start, and a failing loop stops the server).
+        let stdout = RawStdout::new()?;
         let (alive, acceptor) = (alive.clone(), acceptor.clone());
         let thread = thread::Builder::new()
             .name(format!("reactor-{index}"))
             .spawn(move || {
-                let result = run_worker(poll, config, loop_parts, status, worker);
+                let result = run_worker(poll, config, loop_parts, status, (worker, udp, stdout));
                 alive.fetch_sub(1, Ordering::Release);
                 let _ = acceptor.wake();
                 result

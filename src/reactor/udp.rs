@@ -160,6 +160,36 @@ impl Reactor {
     /// One datagram, `buf[..n]`, from `from`.
     fn handle_datagram(&mut self, n: usize, from: SocketAddr) {
         let now = self.outbox.now();
+        let known = self
+            .udp
+            .as_ref()
+            .is_some_and(|u| u.peers.addr_is_known(from));
+        if self.multi.is_some() && !known {
+            // One of N loops: a new peer is admitted through the census
+            // (its id, its line and, for shared state, the handler's
+            // `on_connect`, in one step across all loops).
+            let max = self.config.max_clients;
+            let admitted = match self.multi.as_deref_mut() {
+                Some(worker) => worker.admit(from, max, &mut *self.handler, &mut self.outbox),
+                None => None,
+            };
+            let Some(udp) = self.udp.as_mut() else {
+                return;
+            };
+            match admitted {
+                Some(id) => {
+                    udp.peers.admit(from, now, true, || id);
+                    self.apply_actions();
+                }
+                None => {
+                    udp.replies.push(from, status::UDP_TOO_MANY_CLIENTS);
+                    if let Some(more) = udp.refused.hit(now) {
+                        status::udp_refused(from, max, more);
+                    }
+                    return;
+                }
+            }
+        }
         // The roster counts clients of both kinds: TCP and UDP peers.
         let room = self.roster.count() < self.config.max_clients;
         let (max_clients, max_line) = (self.config.max_clients, self.config.max_line_bytes);
@@ -215,8 +245,17 @@ impl Reactor {
         if !udp.peers.forget(id) {
             return false;
         }
-        self.status.disconnected(id, self.roster.leave());
+        self.udp_left(id);
         true
+    }
+
+    /// A forgotten peer's `disconnected` line (and, with N loops, its
+    /// place in the census).
+    fn udp_left(&mut self, id: ClientId) {
+        match self.multi.as_deref() {
+            Some(worker) => worker.leave(id),
+            None => self.status.disconnected(id, self.roster.leave()),
+        }
     }
 
     /// Forgets the peers silent for `--udp-idle`.
@@ -225,7 +264,7 @@ impl Reactor {
             let Some(id) = self.udp.as_mut().and_then(|u| u.peers.poll_expired(now)) else {
                 return;
             };
-            self.status.disconnected(id, self.roster.leave());
+            self.udp_left(id);
             self.handler.on_disconnect(id, &mut self.outbox);
             self.apply_actions();
         }
@@ -288,7 +327,7 @@ impl Reactor {
         udp.closed = true;
         udp.more = false;
         for id in udp.peers.drain() {
-            self.status.disconnected(id, self.roster.leave());
+            self.udp_left(id);
         }
     }
 

@@ -50,25 +50,6 @@ macro_rules! both {
     )*};
 }
 
-/// Like `both!`, on the single event loop and the threaded server only:
-/// for `--udp`, which one loop serves (`--reactors N` with N > 1 refuses
-/// it, a usage error that `tests/reactors.rs` checks).
-#[allow(unused_macros)]
-macro_rules! one_loop {
-    ($($name:ident),* $(,)?) => {$(
-        mod $name {
-            #[test]
-            fn reactor() {
-                super::$name($crate::common::Kind::Reactor)
-            }
-            #[test]
-            fn threaded() {
-                super::$name($crate::common::Kind::Threaded)
-            }
-        }
-    )*};
-}
-
 /// Which server binary a test runs against.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Kind {

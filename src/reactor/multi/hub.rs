@@ -278,11 +278,12 @@ pub struct HubProxy {
     slow_policy: SlowPolicy,
     shutdown_policy: ShutdownPolicy,
     status_on_stderr: bool,
+    datagram_is_line: bool,
 }
 
 impl HubProxy {
     pub fn new(hub: Arc<Hub>, me: usize) -> Self {
-        let (name, framing, slow_policy, shutdown_policy, status_on_stderr) = {
+        let (name, framing, slow_policy, shutdown_policy, status_on_stderr, datagram_is_line) = {
             let core = hub.lock();
             let h = &core.handler;
             (
@@ -291,6 +292,7 @@ impl HubProxy {
                 h.slow_policy(),
                 h.shutdown_policy(),
                 h.status_on_stderr(),
+                h.datagram_is_line(),
             )
         };
         HubProxy {
@@ -303,6 +305,7 @@ impl HubProxy {
             slow_policy,
             shutdown_policy,
             status_on_stderr,
+            datagram_is_line,
         }
     }
 
@@ -330,6 +333,9 @@ impl Handler for HubProxy {
     }
     fn status_on_stderr(&self) -> bool {
         self.status_on_stderr
+    }
+    fn datagram_is_line(&self) -> bool {
+        self.datagram_is_line
     }
     /// Not used by the loops ([`Hub::connect`] admits and tells the
     /// handler in one step); kept correct for any other caller.

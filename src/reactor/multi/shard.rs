@@ -77,6 +77,9 @@ impl<H: Handler> Handler for Shard<H> {
     fn status_on_stderr(&self) -> bool {
         self.get().status_on_stderr()
     }
+    fn datagram_is_line(&self) -> bool {
+        self.get().datagram_is_line()
+    }
     fn on_connect(&mut self, id: ClientId, peer: SocketAddr, out: &mut Outbox) {
         self.get_mut().on_connect(id, peer, out);
     }

@@ -77,7 +77,12 @@ impl Supervisor {
         let mut signals = ShutdownSignals::new()?;
         signals.register(poll.registry(), SIGNALS)?;
         let waker = Arc::new(Waker::new(poll.registry(), WAKE)?);
-        status.listening(listener.local_addr()?, name);
+        if config.udp {
+            // The UDP socket itself is served by loop 0 (see `multi::run`).
+            status.listening_tcp_udp(listener.local_addr()?, name);
+        } else {
+            status.listening(listener.local_addr()?, name);
+        }
         let batches = links.iter().map(|_| Vec::new()).collect();
         let supervisor = Supervisor {
             poll,
