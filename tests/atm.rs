@@ -8,9 +8,9 @@
 mod common;
 
 use std::collections::HashMap;
-use std::io::{self, BufRead, Write};
+use std::io::{self, BufRead};
 use std::net::{SocketAddr, UdpSocket};
-use std::process::{Command, Output, Stdio};
+use std::process::{Command, Output};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::thread::{self, JoinHandle};
@@ -205,40 +205,12 @@ fn client_bin() -> Command {
     Command::new(env!("CARGO_BIN_EXE_nonblocking-client"))
 }
 
-/// Runs a program with `input` on stdin; its output, bounded by TIMEOUT.
-fn run_with_input(mut cmd: Command, input: &str) -> Output {
-    let mut child = cmd
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(input.as_bytes())
-        .unwrap();
-    let pid = child.id();
-    let waiter = thread::spawn(move || child.wait_with_output().unwrap());
-    let deadline = Instant::now() + TIMEOUT;
-    while !waiter.is_finished() {
-        if Instant::now() > deadline {
-            // Our own child, by its pid.
-            let _ = Command::new("kill").arg(pid.to_string()).status();
-            panic!("the program did not exit within {TIMEOUT:?}");
-        }
-        thread::sleep(Duration::from_millis(10));
-    }
-    waiter.join().unwrap()
-}
-
 #[test]
 fn the_client_binary_over_udp() {
     let bank = Responder::start(SEED_ACCOUNTS, 0, false);
     let mut cmd = client_bin();
     cmd.args(["atm", &bank.addr.to_string()]);
-    let output = run_with_input(cmd, "3\n23\ncharles\n02323\n1\ncharles\n02323\n");
+    let output = run_with_input(cmd, "3\n23\ncharles\n02323\n1\ncharles\n02323\n".as_bytes());
     let stdout = String::from_utf8_lossy(&output.stdout);
     assert!(output.status.success(), "{output:?}");
     assert!(output.stderr.is_empty(), "{output:?}");
@@ -263,7 +235,7 @@ fn the_client_binary_gives_up_with_one_line_and_exit_1() {
     let bank = Responder::start(SEED_ACCOUNTS, 0, true);
     let mut cmd = client_bin();
     cmd.args(["atm", &bank.addr.to_string()]);
-    let output = run_with_input(cmd, "1\n");
+    let output = run_with_input(cmd, "1\n".as_bytes());
     assert_eq!(output.status.code(), Some(1), "{output:?}");
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert_eq!(stderr.lines().count(), 1, "{stderr}");
@@ -282,7 +254,7 @@ fn the_seed_udpclient_py_against_the_handler() {
     // The seed's flow: b, w23, d23, each answering the challenge. The
     // script loops forever; the end of its input ends it with EOFError.
     let input = "1\ncharles\n02323\n2\n23\ncharles\n02323\n3\n23\ncharles\n02323\n";
-    let output = run_with_input(cmd, input);
+    let output = run_with_input(cmd, input.as_bytes());
     let stdout = String::from_utf8_lossy(&output.stdout);
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(stderr.contains("EOFError"), "ended by its input: {stderr}");
@@ -352,7 +324,7 @@ fn client_binary_over_tcp(kind: Kind) {
     let s = start_atm(kind, SEED_ACCOUNTS);
     let mut cmd = client_bin();
     cmd.args(["atm", &s.addr.to_string(), "--tcp"]);
-    let output = run_with_input(cmd, "2\n7\ncharles\n02323\n1\ncharles\n02323\n");
+    let output = run_with_input(cmd, "2\n7\ncharles\n02323\n1\ncharles\n02323\n".as_bytes());
     let stdout = String::from_utf8_lossy(&output.stdout);
     assert!(output.status.success(), "{output:?}");
     assert_eq!(stdout.matches(CHALLENGE_SHOWN).count(), 2, "{stdout}");
@@ -374,7 +346,7 @@ fn server_exit(kind: Kind, args: &[&str], accounts: Option<&str>) -> (Output, Te
     }
     let mut cmd = kind.command(&dir.path);
     cmd.args(args).arg("0");
-    (run_with_input(cmd, ""), dir)
+    (run_with_input(cmd, "".as_bytes()), dir)
 }
 
 fn bad_accounts_file_stops_the_server(kind: Kind) {
@@ -500,7 +472,7 @@ fn the_seed_udpclient_py_against_the_server(kind: Kind) {
     let mut cmd = Command::new("python3");
     cmd.args(["-u", script, &s.port().to_string()]);
     let input = "1\ncharles\n02323\n2\n23\ncharles\n02323\n3\n23\ncharles\n02323\n";
-    let output = run_with_input(cmd, input);
+    let output = run_with_input(cmd, input.as_bytes());
     let stdout = String::from_utf8_lossy(&output.stdout);
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(stderr.contains("EOFError"), "ended by its input: {stderr}");
@@ -527,7 +499,7 @@ fn the_client_binary_against_the_server_over_udp(kind: Kind) {
     let mut s = start_atm_udp(kind, &path);
     let mut cmd = client_bin();
     cmd.args(["atm", &s.addr.to_string()]);
-    let output = run_with_input(cmd, "3\n23\ncharles\n02323\n1\ncharles\n02323\n");
+    let output = run_with_input(cmd, "3\n23\ncharles\n02323\n1\ncharles\n02323\n".as_bytes());
     let stdout = String::from_utf8_lossy(&output.stdout);
     assert!(output.status.success(), "{output:?}");
     assert!(stdout.contains(CHALLENGE_SHOWN), "{stdout}");

@@ -13,7 +13,7 @@ use std::process::{Child, Command, ExitStatus, Output, Stdio};
 use std::sync::mpsc;
 use std::thread;
 
-use common::{SIGINT, SIGTERM, TIMEOUT, TempDir, send_signal};
+use common::{SIGINT, SIGTERM, TIMEOUT, TempDir, run_with_input, send_signal};
 use nonblocking::grpc::pb::queue_client::QueueClient;
 use nonblocking::grpc::pb::{Empty, PutRequest};
 use tonic::Code;
@@ -111,34 +111,6 @@ fn wait_exit(child: &mut Child) -> ExitStatus {
             panic!("no exit within {TIMEOUT:?}");
         }
         thread::sleep(std::time::Duration::from_millis(10));
-    }
-}
-
-/// Runs `cmd` with `input` on stdin; its output, bounded by [`TIMEOUT`].
-fn run_with_input(mut cmd: Command, input: &[u8]) -> Output {
-    let mut child = cmd
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn");
-    let mut stdin = child.stdin.take().unwrap();
-    let input = input.to_vec();
-    thread::spawn(move || {
-        let _ = stdin.write_all(&input);
-    });
-    let pid = child.id() as i32;
-    let (tx, rx) = mpsc::channel();
-    thread::spawn(move || {
-        let _ = tx.send(child.wait_with_output());
-    });
-    match rx.recv_timeout(TIMEOUT) {
-        Ok(out) => out.expect("wait"),
-        Err(_) => {
-            // SAFETY: kill(2) on a child we spawned.
-            unsafe { libc::kill(pid, libc::SIGKILL) };
-            panic!("{cmd:?} did not finish within {TIMEOUT:?}");
-        }
     }
 }
 

@@ -6,11 +6,8 @@
 #[macro_use]
 mod common;
 
-use std::io::Write;
 use std::net::{SocketAddr, UdpSocket};
-use std::process::{Command, Output, Stdio};
-use std::thread;
-use std::time::{Duration, Instant};
+use std::process::Command;
 
 use common::*;
 
@@ -189,38 +186,11 @@ fn menu_over_udp_and_option_5_forgets_the_peer(kind: Kind) {
     assert_eq!(s.last_status(), "Bye bye~");
 }
 
-fn run_with_input(mut cmd: Command, input: &str) -> Output {
-    let mut child = cmd
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(input.as_bytes())
-        .unwrap();
-    let pid = child.id();
-    let waiter = thread::spawn(move || child.wait_with_output().unwrap());
-    let deadline = Instant::now() + TIMEOUT;
-    while !waiter.is_finished() {
-        if Instant::now() > deadline {
-            // Our own child, by its pid.
-            let _ = Command::new("kill").arg(pid.to_string()).status();
-            panic!("the program did not exit within {TIMEOUT:?}");
-        }
-        thread::sleep(Duration::from_millis(10));
-    }
-    waiter.join().unwrap()
-}
-
 fn menu_client_over_udp(kind: Kind) {
     let mut s = start(kind, &["-H", "menu"]);
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_nonblocking-client"));
     cmd.args(["menu", "--udp", &s.addr.to_string()]);
-    let output = run_with_input(cmd, "1\nudp works\n3\n5\n");
+    let output = run_with_input(cmd, "1\nudp works\n3\n5\n".as_bytes());
     let stdout = String::from_utf8_lossy(&output.stdout);
     assert!(output.status.success(), "{output:?}");
     assert!(

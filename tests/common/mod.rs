@@ -18,7 +18,7 @@ use std::fs;
 use std::io::{self, BufRead, BufReader, Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, ExitStatus, Stdio};
+use std::process::{Child, Command, ExitStatus, Output, Stdio};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError};
 use std::thread;
@@ -769,6 +769,38 @@ pub fn run_to_end(kind: Kind, args: &[&str]) -> (ExitStatus, String, String) {
     let mut cmd = kind.command(&dir.path);
     cmd.args(args);
     wait_to_end(cmd, &format!("{} {args:?}", kind.bin()))
+}
+
+/// Runs `cmd` with `input` on stdin and returns its output; the test fails
+/// (and the program is killed) if it has not exited within [`TIMEOUT`].
+#[allow(dead_code)]
+pub fn run_with_input(mut cmd: Command, input: &[u8]) -> Output {
+    let mut child = cmd
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn");
+    let mut stdin = child.stdin.take().unwrap();
+    let input = input.to_vec();
+    thread::spawn(move || {
+        let _ = stdin.write_all(&input);
+    });
+    let pid = child.id();
+    let (tx, rx) = mpsc::channel();
+    thread::spawn(move || {
+        let _ = tx.send(child.wait_with_output());
+    });
+    match rx.recv_timeout(TIMEOUT) {
+        Ok(out) => out.expect("wait"),
+        Err(_) => {
+            // Our own child, by its pid (the waiting thread owns the handle).
+            let _ = Command::new("kill")
+                .args(["-KILL", &pid.to_string()])
+                .status();
+            panic!("{cmd:?} did not finish within {TIMEOUT:?}");
+        }
+    }
 }
 
 /// Runs `cmd` (stdin empty) until it exits, returning (status, stdout,
