@@ -167,20 +167,8 @@ impl Reactor {
         let mut signals = ShutdownSignals::new()?;
         signals.register(poll.registry(), SIGNALS)?;
         let addr = listener.local_addr()?;
-        let udp = match udp {
-            Some(socket) => Some(udp::Udp::new(
-                socket,
-                poll.registry(),
-                &config,
-                handler.datagram_is_line(),
-            )?),
-            None => None,
-        };
-        if udp.is_some() {
-            status.listening_tcp_udp(addr, handler.name());
-        } else {
-            status.listening(addr, handler.name());
-        }
+        let udp = udp::Udp::serve(udp, poll.registry(), &config, &*handler)?;
+        status.listening(addr, handler.name(), udp.is_some());
         let parts = (poll, Some(listener), Some(signals), udp);
         let stdout = status::RawStdout::new()?;
         Reactor::with_parts(parts, stdout, config, handler, store, status, None)

@@ -39,14 +39,12 @@ impl Status {
         }
     }
 
-    pub fn listening(&self, addr: SocketAddr, handler: &str) {
-        self.line(format_args!("Listening on {addr} (handler {handler})"));
-    }
-
-    /// With `--udp` (SPEC "Datagrams").
-    pub fn listening_tcp_udp(&self, addr: SocketAddr, handler: &str) {
+    /// The first line; `udp`: the server serves datagrams too (SPEC
+    /// "Datagrams").
+    pub fn listening(&self, addr: SocketAddr, handler: &str, udp: bool) {
+        let transports = if udp { ", tcp and udp" } else { "" };
         self.line(format_args!(
-            "Listening on {addr} (handler {handler}, tcp and udp)"
+            "Listening on {addr} (handler {handler}{transports})"
         ));
     }
 

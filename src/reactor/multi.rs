@@ -149,15 +149,7 @@ fn run_worker(
     status: Status,
     (worker, udp, stdout): (Worker, Option<std::net::UdpSocket>, RawStdout),
 ) -> io::Result<Finish> {
-    let udp = match udp {
-        Some(socket) => Some(super::udp::Udp::new(
-            socket,
-            poll.registry(),
-            &config,
-            handler.datagram_is_line(),
-        )?),
-        None => None,
-    };
+    let udp = super::udp::Udp::serve(udp, poll.registry(), &config, &*handler)?;
     let parts = (poll, None, None, udp);
     Reactor::with_parts(
         parts,

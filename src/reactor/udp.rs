@@ -56,7 +56,22 @@ pub(super) struct Udp {
 }
 
 impl Udp {
-    pub(super) fn new(
+    /// The `--udp` socket, if any, registered with this loop's poll.
+    ///
+    /// # Errors
+    /// Setting the socket up or registering it failed.
+    pub(super) fn serve(
+        socket: Option<std::net::UdpSocket>,
+        registry: &Registry,
+        config: &crate::config::ServerConfig,
+        handler: &dyn crate::handlers::Handler,
+    ) -> io::Result<Option<Udp>> {
+        socket
+            .map(|socket| Udp::new(socket, registry, config, handler.datagram_is_line()))
+            .transpose()
+    }
+
+    fn new(
         socket: std::net::UdpSocket,
         registry: &Registry,
         config: &crate::config::ServerConfig,

@@ -71,11 +71,7 @@ impl Supervisor {
         let waker = Waker::new(poll.registry(), WAKE)?;
         let stdout = status::RawStdout::new()?;
         let addr = listener.local_addr()?;
-        if udp.is_some() {
-            status.listening_tcp_udp(addr, handler.name());
-        } else {
-            status.listening(addr, handler.name());
-        }
+        status.listening(addr, handler.name(), udp.is_some());
         let life = Lifecycle::new(Instant::now(), &config, handler.shutdown_policy());
         let server = Arc::new(Server {
             framing: handler.framing(),

@@ -77,12 +77,8 @@ impl Supervisor {
         let mut signals = ShutdownSignals::new()?;
         signals.register(poll.registry(), SIGNALS)?;
         let waker = Arc::new(Waker::new(poll.registry(), WAKE)?);
-        if config.udp {
-            // The UDP socket itself is served by loop 0 (see `multi::run`).
-            status.listening_tcp_udp(listener.local_addr()?, name);
-        } else {
-            status.listening(listener.local_addr()?, name);
-        }
+        // With --udp, the socket itself is served by loop 0 (`multi::run`).
+        status.listening(listener.local_addr()?, name, config.udp);
         let batches = links.iter().map(|_| Vec::new()).collect();
         let supervisor = Supervisor {
             poll,
