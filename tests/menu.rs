@@ -5,12 +5,10 @@
 #[macro_use]
 mod common;
 
-use std::io::{Read, Write};
 use std::net::UdpSocket;
 use std::path::Path;
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Command, Output};
 use std::thread;
-use std::time::{Duration, Instant};
 
 use common::*;
 
@@ -205,50 +203,11 @@ fn client() -> Command {
     Command::new(env!("CARGO_BIN_EXE_nonblocking-client"))
 }
 
-/// Waits for `child` (killed and failed after [`TIMEOUT`]) and collects its
-/// output, read on threads so a full pipe never blocks it.
-fn finish(mut child: Child) -> Output {
-    let mut out = child.stdout.take().unwrap();
-    let mut err = child.stderr.take().unwrap();
-    let out_t = thread::spawn(move || {
-        let mut v = Vec::new();
-        let _ = out.read_to_end(&mut v);
-        v
-    });
-    let err_t = thread::spawn(move || {
-        let mut v = Vec::new();
-        let _ = err.read_to_end(&mut v);
-        v
-    });
-    let deadline = Instant::now() + TIMEOUT;
-    let status = loop {
-        if let Some(status) = child.try_wait().unwrap() {
-            break status;
-        }
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            panic!("nonblocking-client did not exit within {TIMEOUT:?}");
-        }
-        thread::sleep(Duration::from_millis(10));
-    };
-    Output {
-        status,
-        stdout: out_t.join().unwrap(),
-        stderr: err_t.join().unwrap(),
-    }
-}
-
 /// Runs the client with `args` and `input` on a pipe.
 fn run_client(args: &[&str], input: &[u8]) -> Output {
-    let mut child = client()
-        .args(args)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    child.stdin.take().unwrap().write_all(input).unwrap();
-    finish(child)
+    let mut cmd = client();
+    cmd.args(args);
+    run_with_input(cmd, input)
 }
 
 /// The transcript with every `RTT = N.NNN ms` value checked and replaced by
@@ -324,11 +283,8 @@ fn on_terminal(addr: &str, steps: &[&str]) -> String {
     let mut cmd = Command::new("python3");
     cmd.arg(script)
         .args([env!("CARGO_BIN_EXE_nonblocking-client"), "menu", addr, "--"])
-        .args(steps)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
-    let out = finish(cmd.spawn().expect("python3 runs"));
+        .args(steps);
+    let out = run_with_input(cmd, b"");
     let screen = String::from_utf8_lossy(&out.stdout).into_owned();
     assert!(
         out.status.success(),
