@@ -213,44 +213,50 @@ fn ledger_log_mismatch_is_reported() {
     std::fs::remove_dir_all(&dir).unwrap();
 }
 
+/// A ledger server `bin` driven by loadgen with `args`, which then checks
+/// the server's log itself (`--verify-log`, `--stop-pid`); the JSON summary.
+fn ledger_verified(bin: &str, tag: &str, args: &[&str]) -> (std::process::Output, String) {
+    let dir = std::env::temp_dir().join(format!(
+        "loadgen-{tag}-{}-{}",
+        std::process::id(),
+        bin.rsplit('/').next().unwrap()
+    ));
+    std::fs::create_dir_all(&dir).unwrap();
+    let log = dir.join("log.txt");
+    let server = Server::start(
+        bin,
+        &["--handler", "ledger", "--log", log.to_str().unwrap()],
+    );
+    let port = server.port.to_string();
+    let pid = server.pid().to_string();
+    let mut all = vec!["--handler", "ledger"];
+    all.extend_from_slice(args);
+    all.extend_from_slice(&[
+        "--verify-log",
+        log.to_str().unwrap(),
+        "--stop-pid",
+        &pid,
+        &port,
+    ]);
+    let out = loadgen(&all);
+    let json = stdout(&out);
+    drop(server);
+    std::fs::remove_dir_all(&dir).unwrap();
+    (out, json)
+}
+
 /// The real ledger handler, on both servers, writes exactly the log loadgen expects.
 #[test]
 fn ledger_log_matches_on_both_servers() {
     for bin in SERVERS {
-        let dir = std::env::temp_dir().join(format!(
-            "loadgen-ledger-{}-{}",
-            std::process::id(),
-            bin.rsplit('/').next().unwrap()
-        ));
-        std::fs::create_dir_all(&dir).unwrap();
-        let log = dir.join("log.txt");
-        let server = Server::start(
+        let (out, json) = ledger_verified(
             bin,
-            &["--handler", "ledger", "--log", log.to_str().unwrap()],
-        );
-        let port = server.port.to_string();
-        let pid = server.pid().to_string();
-        let out = loadgen(&[
-            "--handler",
             "ledger",
-            "--clients",
-            "8",
-            "--lines",
-            "500",
-            "--repeat",
-            "3",
-            "--verify-log",
-            log.to_str().unwrap(),
-            "--stop-pid",
-            &pid,
-            &port,
-        ]);
-        let json = stdout(&out);
+            &["--clients", "8", "--lines", "500", "--repeat", "3"],
+        );
         assert_eq!(field(&json, "log_check"), "\"match\"", "{bin}: {json}");
         assert_eq!(field(&json, "lines"), "12000", "{json}");
         assert!(out.status.success(), "{json}");
-        drop(server);
-        std::fs::remove_dir_all(&dir).unwrap();
     }
 }
 
@@ -336,44 +342,25 @@ fn echo_on_two_threads_counts_every_line() {
 #[test]
 fn ledger_on_two_threads_matches_the_log() {
     for bin in SERVERS {
-        let dir = std::env::temp_dir().join(format!(
-            "loadgen-ledger2-{}-{}",
-            std::process::id(),
-            bin.rsplit('/').next().unwrap()
-        ));
-        std::fs::create_dir_all(&dir).unwrap();
-        let log = dir.join("log.txt");
-        let server = Server::start(
+        let (out, json) = ledger_verified(
             bin,
-            &["--handler", "ledger", "--log", log.to_str().unwrap()],
+            "ledger2",
+            &[
+                "--threads",
+                "2",
+                "--clients",
+                "5",
+                "--lines",
+                "400",
+                "--repeat",
+                "2",
+            ],
         );
-        let port = server.port.to_string();
-        let pid = server.pid().to_string();
-        let out = loadgen(&[
-            "--handler",
-            "ledger",
-            "--threads",
-            "2",
-            "--clients",
-            "5",
-            "--lines",
-            "400",
-            "--repeat",
-            "2",
-            "--verify-log",
-            log.to_str().unwrap(),
-            "--stop-pid",
-            &pid,
-            &port,
-        ]);
-        let json = stdout(&out);
         assert_eq!(field(&json, "log_check"), "\"match\"", "{bin}: {json}");
         assert_eq!(field(&json, "lines"), "4000", "{json}");
         assert_eq!(field(&json, "threads"), "2", "{json}");
         assert_eq!(field(&json, "errors"), "0", "{json}");
         assert!(out.status.success(), "{json}");
-        drop(server);
-        std::fs::remove_dir_all(&dir).unwrap();
     }
 }
 
