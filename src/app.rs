@@ -7,6 +7,7 @@ use std::process::ExitCode;
 use crate::config::{ServerArgs, ServerConfig};
 use crate::handlers::{BuildError, Built};
 use crate::server::Setup;
+use crate::signals::ShutdownSignals;
 use crate::status::{self, Status};
 use crate::{fsutil, handlers, net, reactor, threaded};
 
@@ -24,6 +25,15 @@ pub enum Model {
 /// Exit status: 0 after a clean shutdown, 1 when the address cannot be
 /// bound or the log cannot be written, 2 on a usage error (clap).
 pub fn server_main(model: Model) -> ExitCode {
+    // First: a signal during start-up must not kill the process by the
+    // signal's default action (SPEC: it stops the server cleanly).
+    let mut signals = match ShutdownSignals::new() {
+        Ok(signals) => signals,
+        Err(e) => {
+            status::diag(format_args!("error: cannot catch signals: {e}"));
+            return ExitCode::from(1);
+        }
+    };
     let args: ServerArgs = crate::cli::parse_or_exit();
     let config = ServerConfig::from(args);
     if let Err(message) = config.validate() {
@@ -36,6 +46,9 @@ pub fn server_main(model: Model) -> ExitCode {
         status::diag(format_args!("error: {message}"));
         return ExitCode::from(1);
     }
+    if stopped_during_start_up(&mut signals) {
+        return ExitCode::SUCCESS;
+    }
     // Before the bind: a bad journal or accounts file never listens.
     let Built { handler, store } = match handlers::build(&config) {
         Ok(built) => built,
@@ -45,6 +58,11 @@ pub fn server_main(model: Model) -> ExitCode {
             return ExitCode::from(1);
         }
     };
+    // The replay (a long journal) may have taken a while: a signal that
+    // came meanwhile stops the server before it listens.
+    if stopped_during_start_up(&mut signals) {
+        return ExitCode::SUCCESS;
+    }
     let (listener, udp) = match net::bind_server(config.addr, config.udp) {
         Ok(bound) => bound,
         Err((addr, e)) => {
@@ -61,17 +79,10 @@ pub fn server_main(model: Model) -> ExitCode {
         handler,
         store,
         status,
+        signals,
     };
     let result = match model {
-        Model::Reactor if setup.config.reactors > 1 => {
-            let Setup {
-                config,
-                handler,
-                store,
-                status,
-            } = setup;
-            reactor::multi::run(listener, udp, config, Built { handler, store }, status)
-        }
+        Model::Reactor if setup.config.reactors > 1 => reactor::multi::run(listener, udp, setup),
         Model::Reactor => reactor::run(listener, udp, setup),
         Model::Threaded => threaded::run(listener, udp, setup),
     };
@@ -97,4 +108,14 @@ pub fn server_main(model: Model) -> ExitCode {
         status.line(format_args!("{line}"));
     }
     code
+}
+
+/// Whether a shutdown signal arrived during start-up: then the server
+/// stops before serving (exit 0), leaving every file as it was.
+fn stopped_during_start_up(signals: &mut ShutdownSignals) -> bool {
+    if signals.take() == 0 {
+        return false;
+    }
+    status::diag(format_args!("stopped by a signal during start-up"));
+    true
 }

@@ -158,13 +158,13 @@ impl Reactor {
             handler,
             store,
             status,
+            mut signals,
         } = setup;
         let poll = Poll::new()?;
         listener.set_nonblocking(true)?;
         let mut listener = TcpListener::from_std(listener);
         poll.registry()
             .register(&mut listener, LISTENER, Interest::READABLE)?;
-        let mut signals = ShutdownSignals::new()?;
         signals.register(poll.registry(), SIGNALS)?;
         let addr = listener.local_addr()?;
         let udp = udp::Udp::serve(udp, poll.registry(), &config, &*handler)?;

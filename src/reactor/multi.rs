@@ -46,6 +46,7 @@ use crate::config::{HandlerKind, ServerConfig};
 use crate::handlers::echo::Echo;
 use crate::handlers::ledger::Ledger;
 use crate::handlers::{Built, ClientId, Finish, Handler, Outbox};
+use crate::server::Setup;
 use crate::server::durable::Durable;
 use crate::status::{RawStdout, Status};
 use crate::store::Store;
@@ -278,10 +279,16 @@ type LoopParts = (Box<dyn Handler>, Option<Box<dyn Store>>);
 pub fn run(
     listener: std::net::TcpListener,
     mut udp: Option<std::net::UdpSocket>,
-    mut config: ServerConfig,
-    built: Built,
-    status: Status,
+    setup: Setup,
 ) -> io::Result<Finish> {
+    let Setup {
+        mut config,
+        handler,
+        store,
+        status,
+        signals,
+    } = setup;
+    let built = Built { handler, store };
     let n = config.reactors.max(1);
     let name = built.handler.name();
     let policy = built.handler.shutdown_policy();
@@ -309,7 +316,7 @@ pub fn run(
         listener,
         &config,
         (name, policy),
-        status,
+        (status, signals),
         census.clone(),
         (links, alive.clone()),
     )?;

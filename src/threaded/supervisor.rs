@@ -58,6 +58,7 @@ impl Supervisor {
             handler,
             store,
             status,
+            mut signals,
         } = setup;
         let poll = Poll::new()?;
         listener.set_nonblocking(true)?;
@@ -66,7 +67,6 @@ impl Supervisor {
             LISTENER,
             Interest::READABLE,
         )?;
-        let mut signals = ShutdownSignals::new()?;
         signals.register(poll.registry(), SIGNALS)?;
         let waker = Waker::new(poll.registry(), WAKE)?;
         let stdout = status::RawStdout::new()?;
