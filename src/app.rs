@@ -73,7 +73,7 @@ pub fn server_main(model: Model) -> ExitCode {
             return ExitCode::from(1);
         }
     };
-    let status = Status::new(handler.status_on_stderr());
+    let status = Status::new(handler.traits().status_on_stderr);
     let setup = Setup {
         config,
         handler,
@@ -103,6 +103,9 @@ pub fn server_main(model: Model) -> ExitCode {
             ));
             code = ExitCode::from(1);
         }
+    }
+    for line in &finish.diagnostics {
+        status::diag(format_args!("{line}"));
     }
     for line in &finish.status {
         status.line(format_args!("{line}"));
