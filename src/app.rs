@@ -50,7 +50,11 @@ pub fn server_main(model: Model) -> ExitCode {
         return ExitCode::SUCCESS;
     }
     // Before the bind: a bad journal or accounts file never listens.
-    let Built { handler, store } = match handlers::build(&config) {
+    let Built {
+        handler,
+        store,
+        notes,
+    } = match handlers::build(&config) {
         Ok(built) => built,
         Err(BuildError::Usage(why)) => crate::cli::usage_exit::<ServerArgs>(&why),
         Err(BuildError::Io(why)) => {
@@ -58,6 +62,9 @@ pub fn server_main(model: Model) -> ExitCode {
             return ExitCode::from(1);
         }
     };
+    for note in &notes {
+        status::diag(format_args!("{note}"));
+    }
     // The replay (a long journal) may have taken a while: a signal that
     // came meanwhile stops the server before it listens.
     if stopped_during_start_up(&mut signals) {

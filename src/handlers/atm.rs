@@ -380,6 +380,7 @@ pub fn build(config: &ServerConfig) -> Result<Built, BuildError> {
     Ok(Built {
         handler: Box::new(atm),
         store: Some(Box::new(store)),
+        notes: Vec::new(),
     })
 }
 

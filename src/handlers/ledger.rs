@@ -30,7 +30,6 @@ use super::{
 use crate::config::ServerConfig;
 use crate::journal::Journal;
 use crate::net::os_reason;
-use crate::status;
 use crate::store::{JournalStore, Store};
 
 mod money;
@@ -237,11 +236,12 @@ pub fn summary_line(applied: u64, discarded: u64, cut: u64) -> String {
 /// The journal cannot be opened or read ([`BuildError::Io`]).
 pub fn build(config: &ServerConfig) -> Result<Built, BuildError> {
     let mut ledger = Ledger::new(config.log.clone());
+    let mut notes = Vec::new();
     let store = match &config.journal {
         None => None,
         Some(path) => {
             ledger.journal = true;
-            let journal = open_journal(path, &mut ledger).map_err(|e| {
+            let journal = open_journal(path, &mut ledger, &mut notes).map_err(|e| {
                 BuildError::Io(format!(
                     "cannot open journal {}: {}",
                     path.display(),
@@ -254,6 +254,7 @@ pub fn build(config: &ServerConfig) -> Result<Built, BuildError> {
     Ok(Built {
         handler: Box::new(ledger),
         store,
+        notes,
     })
 }
 
@@ -311,12 +312,12 @@ fn files(config: &ServerConfig) -> Vec<OwnedFile<'_>> {
     files
 }
 
-/// Opens the journal and replays it into `ledger` (diagnostics on stderr:
-/// the first status line must stay `Listening on ...`).
-fn open_journal(path: &Path, ledger: &mut Ledger) -> io::Result<Journal> {
+/// Opens the journal and replays it into `ledger`, with `notes` for
+/// stderr (the first status line must stay `Listening on ...`).
+fn open_journal(path: &Path, ledger: &mut Ledger, notes: &mut Vec<String>) -> io::Result<Journal> {
     // A record replay does not understand makes the file foreign: refused.
     let (journal, replayed) = Journal::open(path, |record| ledger.replay(record))?;
-    status::diag(format_args!(
+    notes.push(format!(
         "journal {}: replayed {} transactions{}",
         path.display(),
         replayed.records,
@@ -327,7 +328,7 @@ fn open_journal(path: &Path, ledger: &mut Ledger) -> io::Result<Journal> {
         }
     ));
     if replayed.torn_bytes > 0 {
-        status::diag(format_args!(
+        notes.push(format!(
             "journal {}: cut off a torn last record ({} bytes, never acknowledged)",
             path.display(),
             replayed.torn_bytes

@@ -540,6 +540,9 @@ pub fn strip_terminator(msg: &[u8]) -> &[u8] {
 pub struct Built {
     pub handler: Box<dyn Handler>,
     pub store: Option<Box<dyn Store>>,
+    /// Lines for stderr about the build (what a replay found), printed by
+    /// the server before it listens: handlers print nothing themselves.
+    pub notes: Vec<String>,
 }
 
 /// Why [`build`] failed.
@@ -557,6 +560,7 @@ impl Built {
         Built {
             handler: Box::new(handler),
             store: None,
+            notes: Vec::new(),
         }
     }
 }

@@ -42,7 +42,7 @@ use mio::{Poll, Waker};
 
 use super::{Reactor, WAKE};
 use crate::config::ServerConfig;
-use crate::handlers::{Built, ClientId, Finish, Handler, Outbox, Sharded, Sharing};
+use crate::handlers::{ClientId, Finish, Handler, Outbox, Sharded, Sharing};
 use crate::server::Setup;
 use crate::server::durable::Durable;
 use crate::status::{RawStdout, Status};
@@ -185,10 +185,14 @@ enum Plan {
 }
 
 impl Plan {
-    /// The handler and store of each loop.
-    fn split(built: Built, wakers: &[Arc<Waker>]) -> (Plan, Vec<LoopParts>) {
+    /// The handler and store of each loop, from the handler and store as
+    /// `--reactors 1` would run them (the ledger's journal replayed).
+    fn split(
+        mut handler: Box<dyn Handler>,
+        store: Option<Box<dyn Store>>,
+        wakers: &[Arc<Waker>],
+    ) -> (Plan, Vec<LoopParts>) {
         let n = wakers.len();
-        let Built { mut handler, store } = built;
         let sharded = match handler.traits().sharing {
             Sharing::PerLoop => handler.split(n),
             Sharing::Shared => None,
@@ -231,8 +235,7 @@ type LoopParts = (Box<dyn Handler>, Option<Box<dyn Store>>);
 
 /// Runs `config.reactors` loops and the acceptor on `listener` until a
 /// shutdown signal and SPEC's shutdown, then returns what the (merged)
-/// handler leaves to write and print. `built`: the handler and store as
-/// `--reactors 1` would run them (the ledger's journal replayed).
+/// handler leaves to write and print.
 ///
 /// # Errors
 /// Set-up failures, a failing `poll`, a failing store (as with one loop).
@@ -248,9 +251,8 @@ pub fn run(
         status,
         signals,
     } = setup;
-    let built = Built { handler, store };
     let n = config.reactors.max(1);
-    let traits = built.handler.traits();
+    let traits = handler.traits();
     let (name, policy) = (traits.name, traits.shutdown);
     let mut polls = Vec::with_capacity(n);
     let mut wakers = Vec::with_capacity(n);
@@ -259,7 +261,7 @@ pub fn run(
         wakers.push(Arc::new(Waker::new(poll.registry(), WAKE)?));
         polls.push(poll);
     }
-    let (plan, parts) = Plan::split(built, &wakers);
+    let (plan, parts) = Plan::split(handler, store, &wakers);
     let census = Arc::new(Census::new(status));
     let alive = Arc::new(AtomicUsize::new(n));
     let mut links = Vec::with_capacity(n);
