@@ -283,6 +283,7 @@ both!(
     bad_accounts_file_stops_the_server,
     two_pipelined_deposits_leave_one_line_per_account,
     a_temporary_file_left_by_a_crash_is_removed_at_start,
+    a_balance_near_the_limit_survives_sigkill_and_a_restart,
 );
 
 fn start_atm(kind: Kind, accounts: &str) -> Server {
@@ -388,6 +389,46 @@ fn a_temporary_file_left_by_a_crash_is_removed_at_start(kind: Kind) {
     assert!(unrelated.exists(), "a name we never make is left alone");
     assert_eq!(std::fs::read_to_string(&path).unwrap(), SEED_ACCOUNTS);
     s.stop(libc::SIGINT);
+}
+
+/// `request` and charles's credentials over `c`; the reply after the
+/// three challenge lines.
+fn change_over_tcp(c: &mut Conn, request: &str) -> String {
+    c.send(format!("{request}\nucharles p02323\n").as_bytes());
+    for _ in 0..3 {
+        c.line();
+    }
+    c.line_string()
+}
+
+/// Found by fuzzing: a BALANCE of 27 integer digits and one decimal loads,
+/// but written back with two decimals it had 29 digits, so after any change
+/// the bank could not start again. Now the file keeps what it can read, and
+/// a change the file could not hold is refused.
+fn a_balance_near_the_limit_survives_sigkill_and_a_restart(kind: Kind) {
+    let big = "23000232022220218680645401";
+    let mut s = start_atm(kind, &format!("charles 02323 {big}2.5\n"));
+    let path = s.dir.join("accounts.txt");
+    let mut c = s.connect_as(1);
+    assert_eq!(
+        change_over_tcp(&mut c, "d1"),
+        format!("Deposited 1 dollar(s). Balance is now {big}3.50 dollar(s).\n")
+    );
+    // One cent more would need 29 digits: refused, the balance unchanged.
+    assert_eq!(
+        change_over_tcp(&mut c, "d0.01"),
+        "Improper format, please send command again.\n"
+    );
+    s.signal(libc::SIGKILL);
+    s.wait_exit();
+    let mut again = Server::start(kind, &["-H", "atm", "--accounts", path.to_str().unwrap()]);
+    let mut c = again.connect_as(1);
+    c.send(b"b\nucharles p02323\n");
+    for _ in 0..3 {
+        c.line();
+    }
+    c.expect_line(format!("{big}3.50 dollar(s) are in your balance.\n").as_bytes());
+    again.stop(libc::SIGINT);
 }
 
 /// The server with `args` (port 0 appended) in a fresh directory; its output.

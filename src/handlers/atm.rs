@@ -35,7 +35,9 @@ use crate::store::snapshot::SnapshotStore;
 
 pub mod accounts;
 
-pub use accounts::{Account, Accounts, ParseError, Pin, money, push_money};
+pub use accounts::{
+    Account, Accounts, ParseError, Pin, TooLong, fits_file, money, push_balance, push_money,
+};
 
 /// The seed's challenge, exactly (its `udpclient.py` compares with `==`).
 pub const CHALLENGE: &[u8] = b"\n\tPlease give the username and pin number.\n";
@@ -243,16 +245,28 @@ impl Atm {
             Op::Withdraw(amount) => ("Withdrew ", amount, -amount),
             Op::Deposit(amount) => ("Deposited ", amount, amount),
         };
-        let Some(new) = add_exact(balance, change) else {
-            // Past what a Decimal holds exactly: refused, nothing changes.
-            out.diagnostic(format!(
-                "atm: {} refused for account {}: the balance would overflow",
-                op.word(),
-                self.accounts.get(index).name
-            ));
-            return reply(out, id, IMPROPER);
+        // Past what a Decimal holds exactly, or what the accounts file's
+        // grammar can write back: refused, nothing changes, so the file
+        // always parses at the next start.
+        let applied = add_exact(balance, change)
+            .ok_or_else(|| "the balance would overflow".to_string())
+            .and_then(|new| {
+                self.accounts
+                    .set_balance(index, new)
+                    .map(|()| new)
+                    .map_err(|too_long| too_long.to_string())
+            });
+        let new = match applied {
+            Ok(new) => new,
+            Err(why) => {
+                out.diagnostic(format!(
+                    "atm: {} refused for account {}: {why}",
+                    op.word(),
+                    self.accounts.get(index).name
+                ));
+                return reply(out, id, IMPROPER);
+            }
         };
-        self.accounts.set_balance(index, new);
         self.snapshot.clear();
         self.accounts.render_into(&mut self.snapshot);
         // Persist first: the server sends nothing queued after this until
