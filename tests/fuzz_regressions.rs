@@ -53,6 +53,7 @@ fn an_accounts_file_the_atm_writes_can_be_read_back() {
 mod accounts_round_trip {
     use nonblocking::handlers::atm::{Accounts, Atm};
     use nonblocking::handlers::{ClientId, Effect, Handler, Outbox};
+    use nonblocking::store::accounts_log;
     use proptest::prelude::*;
 
     /// A BALANCE as a user might write it: optional `-` and `$`, up to 28
@@ -130,6 +131,7 @@ mod accounts_round_trip {
             let accounts = Accounts::parse(file.as_bytes()).expect("generated in the grammar");
             let name = accounts.get(0).name.clone();
             let pin = file.split_whitespace().nth(1).expect("NAME PIN BALANCE").to_string();
+            let mut on_disk = accounts.clone();
             let mut atm = Atm::new(accounts);
             let mut out = Outbox::new();
             let id = ClientId(1);
@@ -138,19 +140,19 @@ mod accounts_round_trip {
                 atm.on_message(id, format!("{verb}{amount}").as_bytes(), &mut out);
                 atm.on_message(id, format!("u{name} p{pin}").as_bytes(), &mut out);
                 for effect in out.take() {
-                    if let Effect::Snapshot(bytes) = effect {
-                        prop_assert_eq!(
-                            Accounts::parse(&bytes).map_err(|e| e.to_string()),
-                            Ok(atm.accounts().clone()),
-                            "persisted {:?}",
-                            String::from_utf8_lossy(&bytes)
-                        );
+                    if let Effect::Persist(record) = effect {
+                        // What a restart replays from the change log...
+                        prop_assert_eq!(accounts_log::replay(&mut on_disk, &record), Ok(0));
                     }
                 }
-                let rendered = atm.accounts().render();
+                prop_assert_eq!(&on_disk, atm.accounts());
+                // ...and what compaction writes as the accounts file.
+                let rendered = on_disk.render();
                 prop_assert_eq!(
                     Accounts::parse(&rendered).map_err(|e| e.to_string()),
-                    Ok(atm.accounts().clone())
+                    Ok(atm.accounts().clone()),
+                    "compacted {:?}",
+                    String::from_utf8_lossy(&rendered)
                 );
             }
         }

@@ -12,15 +12,18 @@
 //! challenge `\n\tPlease give the username and pin number.\n` its own
 //! `udpclient.py` compares against. The handler never knows which it is.
 //!
-//! Durability: a withdraw or deposit persists the whole new accounts file
-//! ([`Accounts::render_into`]) through [`Outbox::replace_snapshot`] before its reply
-//! is queued; the server syncs the store ([`SnapshotStore`]) before that
-//! reply leaves. So an acknowledged change is on disk, and a restart reads
-//! the file as it was after the last change: nothing applied twice.
+//! Durability: a withdraw or deposit appends one change record, the
+//! account's new balance ([`accounts_log::push_record`]), through
+//! [`Outbox::append_record_with`] before its reply is queued; the server
+//! syncs the store ([`AccountsLogStore`]: the accounts file as a snapshot
+//! plus its change log) before that reply leaves. So an acknowledged change
+//! is on disk, its cost does not depend on the number of accounts, and a
+//! restart replays the log to the state after the last change: a record
+//! sets a balance, so nothing is applied twice.
 
 use std::collections::HashMap;
 use std::fmt;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::{Duration, Instant};
 
 use rust_decimal::Decimal;
@@ -31,7 +34,8 @@ use super::{
 };
 use crate::config::ServerConfig;
 use crate::handlers::ledger::add_exact;
-use crate::store::snapshot::SnapshotStore;
+pub use crate::store::accounts_log::LoadError;
+use crate::store::accounts_log::{self, AccountsLogStore};
 
 pub mod accounts;
 
@@ -158,8 +162,6 @@ pub struct Atm {
     guards: Vec<Guard>,
     /// At most one per connected client (removed at disconnect).
     waiting: HashMap<ClientId, Waiting>,
-    /// Reused for every persisted snapshot.
-    snapshot: Vec<u8>,
 }
 
 /// A PIN compared when the NAME is unknown, so an unknown NAME costs the
@@ -174,25 +176,17 @@ impl Atm {
             guards: vec![Guard::default(); accounts.len()],
             accounts,
             waiting: HashMap::new(),
-            snapshot: Vec::new(),
         }
     }
 
-    /// Reads and parses the accounts file.
+    /// Reads the accounts file and replays its change log (reads only: the
+    /// server's start compacts, see [`build`]).
     ///
     /// # Errors
     /// [`LoadError`], whose `Display` is the stderr line after `error: `
     /// (the server adds that prefix to every start-up error).
     pub fn load(path: &Path) -> Result<Atm, LoadError> {
-        let text = std::fs::read(path).map_err(|source| LoadError::Read {
-            path: path.to_path_buf(),
-            source,
-        })?;
-        let accounts = Accounts::parse(&text).map_err(|source| LoadError::Parse {
-            path: path.to_path_buf(),
-            source,
-        })?;
-        Ok(Atm::new(accounts))
+        accounts_log::read(path).map(|(accounts, _, _)| Atm::new(accounts))
     }
 
     pub fn accounts(&self) -> &Accounts {
@@ -267,11 +261,10 @@ impl Atm {
                 return reply(out, id, IMPROPER);
             }
         };
-        self.snapshot.clear();
-        self.accounts.render_into(&mut self.snapshot);
         // Persist first: the server sends nothing queued after this until
         // it is durable.
-        out.replace_snapshot(&self.snapshot);
+        let name = &self.accounts.get(index).name;
+        out.append_record_with(|buf| accounts_log::push_record(buf, name, new));
         out.send_with(id, |buf| {
             buf.extend_from_slice(verb.as_bytes());
             push_money(buf, amount);
@@ -339,66 +332,26 @@ impl Handler for Atm {
     }
 }
 
-/// Why the accounts file could not be loaded at start.
-#[derive(Debug)]
-pub enum LoadError {
-    Read {
-        path: PathBuf,
-        source: std::io::Error,
-    },
-    Parse {
-        path: PathBuf,
-        source: ParseError,
-    },
-}
-
-impl fmt::Display for LoadError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            LoadError::Read { path, source } => write!(
-                f,
-                "cannot read accounts file {}: {}",
-                path.display(),
-                crate::net::os_reason(source)
-            ),
-            LoadError::Parse { path, source } => {
-                write!(f, "accounts file {} {source}", path.display())
-            }
-        }
-    }
-}
-
-impl std::error::Error for LoadError {}
-
-/// The atm for `config`, its accounts file loaded.
-///
-/// # Errors
-/// [`LoadError`]; also a missing `--accounts` (clap makes it a usage error
-/// first, so only a hand-built config can get here without one).
-pub fn from_config(config: &ServerConfig) -> Result<Atm, LoadError> {
-    let path = config.accounts.as_deref().unwrap_or(Path::new(""));
-    Atm::load(path)
-}
-
-/// The atm and its store, the accounts file rewritten atomically with the
-/// newest snapshot at each sync (SPEC: a missing or malformed accounts
-/// file stops the server at start, exit 1).
+/// The atm and its store: the accounts file replayed and compacted (see
+/// [`AccountsLogStore::open`]; SPEC: a missing or malformed accounts file
+/// stops the server at start, exit 1).
 ///
 /// # Errors
 /// [`BuildError::Io`] naming the file and the line.
 pub fn build(config: &ServerConfig) -> Result<Built, BuildError> {
-    let atm = from_config(config).map_err(|e| BuildError::Io(e.to_string()))?;
-    let path = config.accounts.clone().unwrap_or_default();
-    let store = SnapshotStore::open(path.clone())
-        .map_err(|e| BuildError::Io(format!("{}: {e}", path.display())))?;
+    // clap makes a missing --accounts a usage error first.
+    let path = config.accounts.as_deref().unwrap_or(Path::new(""));
+    let (accounts, store, notes) =
+        AccountsLogStore::open(path).map_err(|e| BuildError::Io(e.to_string()))?;
     Ok(Built {
-        handler: Box::new(atm),
+        handler: Box::new(Atm::new(accounts)),
         store: Some(Box::new(store)),
-        notes: Vec::new(),
+        notes,
     })
 }
 
-/// The accounts file, rewritten at each change.
+/// The accounts file, rewritten at each compaction (its change log,
+/// `PATH.log`, is derived from it).
 fn files(config: &ServerConfig) -> Vec<OwnedFile<'_>> {
     config
         .accounts

@@ -43,7 +43,7 @@ impl Bank {
         let effects = self.at(secs, id, msg);
         let sends: Vec<_> = effects
             .iter()
-            .filter(|e| !matches!(e, Effect::Snapshot(_) | Effect::Diagnostic(_)))
+            .filter(|e| !matches!(e, Effect::Persist(_) | Effect::Diagnostic(_)))
             .collect();
         match &sends[..] {
             [Effect::Send(to, bytes)] if *to == id => String::from_utf8(bytes.clone()).unwrap(),
@@ -76,7 +76,7 @@ fn the_seed_udpclient_flow() {
     assert_eq!(
         bank.at(3.0, A, "ucharles p02323"),
         vec![
-            Effect::Snapshot(b"charles 02323 -23\n".to_vec()),
+            Effect::Persist(b"charles -23\n".to_vec()),
             send(A, "Withdrew 23 dollar(s). Balance is now -23 dollar(s).\n"),
         ]
     );
@@ -84,7 +84,7 @@ fn the_seed_udpclient_flow() {
     assert_eq!(
         bank.at(5.0, A, "ucharles p02323"),
         vec![
-            Effect::Snapshot(b"charles 02323 0\n".to_vec()),
+            Effect::Persist(b"charles 0\n".to_vec()),
             send(A, "Deposited 23 dollar(s). Balance is now 0 dollar(s).\n"),
         ]
     );
@@ -223,7 +223,7 @@ fn a_change_is_persisted_before_its_reply() {
     assert_eq!(
         effects,
         vec![
-            Effect::Snapshot(b"ada 1234 15\nbob 5678 -1.50\n".to_vec()),
+            Effect::Persist(b"ada 15\n".to_vec()),
             send(A, "Deposited 5 dollar(s). Balance is now 15 dollar(s).\n"),
         ]
     );
@@ -265,7 +265,7 @@ fn a_change_the_accounts_file_could_not_hold_is_refused_and_changes_nothing() {
     assert_refused(&mut bank, "w1");
     let effects = change(&mut bank, "d1");
     assert!(
-        matches!(&effects[..], [Effect::Snapshot(_), Effect::Send(..)]),
+        matches!(&effects[..], [Effect::Persist(_), Effect::Send(..)]),
         "{effects:?}"
     );
 }
@@ -279,18 +279,22 @@ fn a_sum_past_what_a_decimal_holds_is_refused() {
 }
 
 #[test]
-fn every_snapshot_the_atm_persists_parses_back() {
+fn every_change_the_atm_persists_replays_to_a_file_that_parses_back() {
     // 27 integer digits and one decimal: a valid BALANCE whose two-decimal
     // spelling would have 29 digits (found by fuzzing).
     let big = "23000232022220218680645401";
-    let mut bank = Bank::new(&format!("ada 1234 {big}2.5\n"));
+    let file = format!("ada 1234 {big}2.5\n");
+    let mut on_disk = Accounts::parse(file.as_bytes()).unwrap();
+    let mut bank = Bank::new(&file);
     for request in ["d1", "w0.5", "d0.5"] {
         let effects = change(&mut bank, request);
-        let [Effect::Snapshot(file), Effect::Send(..)] = &effects[..] else {
+        let [Effect::Persist(record), Effect::Send(..)] = &effects[..] else {
             panic!("{request}: {effects:?}");
         };
-        let parsed = Accounts::parse(file).expect("the atm reads what it writes");
-        assert_eq!(&parsed, bank.atm.accounts(), "{request}");
+        assert_eq!(accounts_log::replay(&mut on_disk, record), Ok(0));
+        assert_eq!(&on_disk, bank.atm.accounts(), "{request}");
+        let compacted = Accounts::parse(&on_disk.render()).expect("the atm reads what it writes");
+        assert_eq!(&compacted, bank.atm.accounts(), "{request}");
     }
     // The reply keeps SPEC's two decimals; only the file drops the zero.
     assert_eq!(
