@@ -373,11 +373,10 @@ fn two_pipelined_deposits_leave_one_line_per_account(kind: Kind) {
     assert_eq!(std::fs::read_to_string(&path).unwrap(), "charles 02323 3\n");
     assert!(!accounts_log::log_path(&path).exists());
     let mut c = again.connect_as(1);
-    c.send(b"b\nucharles p02323\n");
-    for _ in 0..3 {
-        c.line();
-    }
-    c.expect_line(b"3 dollar(s) are in your balance.\n");
+    assert_eq!(
+        charles_asks(&mut c, "b"),
+        "3 dollar(s) are in your balance.\n"
+    );
     again.stop(libc::SIGINT);
 }
 
@@ -398,9 +397,9 @@ fn a_temporary_file_left_by_a_crash_is_removed_at_start(kind: Kind) {
     s.stop(libc::SIGINT);
 }
 
-/// `request` and charles's credentials over `c`; the reply after the
-/// three challenge lines.
-fn change_over_tcp(c: &mut Conn, request: &str) -> String {
+/// `request` (`b`, `d1`, ...) and charles's credentials over `c`; the
+/// reply after the three challenge lines.
+fn charles_asks(c: &mut Conn, request: &str) -> String {
     c.send(format!("{request}\nucharles p02323\n").as_bytes());
     for _ in 0..3 {
         c.line();
@@ -418,23 +417,22 @@ fn a_balance_near_the_limit_survives_sigkill_and_a_restart(kind: Kind) {
     let path = s.dir.join("accounts.txt");
     let mut c = s.connect_as(1);
     assert_eq!(
-        change_over_tcp(&mut c, "d1"),
+        charles_asks(&mut c, "d1"),
         format!("Deposited 1 dollar(s). Balance is now {big}3.50 dollar(s).\n")
     );
     // One cent more would need 29 digits: refused, the balance unchanged.
     assert_eq!(
-        change_over_tcp(&mut c, "d0.01"),
+        charles_asks(&mut c, "d0.01"),
         "Improper format, please send command again.\n"
     );
     s.signal(libc::SIGKILL);
     s.wait_exit();
     let mut again = Server::start(kind, &["-H", "atm", "--accounts", path.to_str().unwrap()]);
     let mut c = again.connect_as(1);
-    c.send(b"b\nucharles p02323\n");
-    for _ in 0..3 {
-        c.line();
-    }
-    c.expect_line(format!("{big}3.50 dollar(s) are in your balance.\n").as_bytes());
+    assert_eq!(
+        charles_asks(&mut c, "b"),
+        format!("{big}3.50 dollar(s) are in your balance.\n")
+    );
     again.stop(libc::SIGINT);
 }
 
@@ -522,11 +520,7 @@ zed 9999 -1
         drop(s);
         let mut again = Server::start(kind, &["-H", "atm", "--accounts", path.to_str().unwrap()]);
         let mut c = again.connect();
-        c.send(b"b\nucharles p02323\n");
-        for _ in 0..3 {
-            c.line();
-        }
-        let shown = c.line_string();
+        let shown = charles_asks(&mut c, "b");
         let now: u64 = shown
             .split(' ')
             .next()
@@ -581,11 +575,10 @@ charles 1",
     );
     assert!(!accounts_log::log_path(&path).exists());
     let mut c = s.connect_as(1);
-    c.send(b"b\nucharles p02323\n");
-    for _ in 0..3 {
-        c.line();
-    }
-    c.expect_line(b"5 dollar(s) are in your balance.\n");
+    assert_eq!(
+        charles_asks(&mut c, "b"),
+        "5 dollar(s) are in your balance.\n"
+    );
     s.stop(libc::SIGINT);
 }
 
@@ -600,7 +593,7 @@ fn the_change_log_is_folded_into_the_accounts_file(kind: Kind) {
     for n in 1..=20 {
         total += n;
         assert_eq!(
-            change_over_tcp(&mut c, &format!("d{n}")),
+            charles_asks(&mut c, &format!("d{n}")),
             format!("Deposited {n} dollar(s). Balance is now {total} dollar(s).\n")
         );
         let snapshot = std::fs::read_to_string(&path).unwrap();
