@@ -54,13 +54,9 @@ mod output;
 mod udp;
 
 use conn::Conn;
-pub use member::{Alone, Announcement, Membership, Wake};
+pub use member::{Alone, Announcement, Membership, Wake, admit_to};
 
-const LISTENER: Token = Token(usize::MAX);
-const SIGNALS: Token = Token(usize::MAX - 1);
-/// Another thread has clients, signals or routed actions for this loop
-/// (see [`Membership::take_wake`]).
-pub(crate) const WAKE: Token = Token(usize::MAX - 2);
+use crate::net::tokens::{LISTENER, SIGNALS, UDP, WAKE};
 
 /// One `read` call's worth; the buffer is shared by every connection.
 const READ_CHUNK_BYTES: usize = 64 * 1024;
@@ -275,7 +271,7 @@ impl Reactor {
                 match event.token() {
                     LISTENER => self.handle_accept(),
                     SIGNALS => self.handle_signals(),
-                    udp::UDP => self.handle_udp_event(),
+                    UDP => self.handle_udp_event(),
                     WAKE => self.handle_wake(),
                     // Past the pass budget, reading waits for a later pass
                     // (timers first); edge-triggered, so it must be queued.

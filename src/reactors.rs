@@ -1,6 +1,6 @@
 //! `--reactors N`: N single-threaded event loops, one thread each, each
 //! with its own `mio::Poll` and `Slab` and owning its connections, and one
-//! acceptor thread ([`supervisor`]) that hands connections out round-robin
+//! acceptor thread ([`acceptor`]) that hands connections out round-robin
 //! and owns the listener, the signals and the periodic count.
 //!
 //! What holds for any N, and how:
@@ -39,20 +39,20 @@ use std::thread;
 use mio::net::TcpStream;
 use mio::{Poll, Waker};
 
-use crate::config::ServerConfig;
 use crate::handlers::{ClientId, Finish, Handler, Outbox, Sharded, Sharing};
-use crate::reactor::{self, Announcement, Membership, WAKE, Wake};
+use crate::net::tokens::WAKE;
+use crate::reactor::{self, Announcement, Membership, Wake};
 use crate::server::Setup;
 use crate::server::durable::Durable;
 use crate::status::RawStdout;
 use crate::store::Store;
 
+mod acceptor;
 mod hub;
-mod supervisor;
 
 use crate::server::census::Census;
+use acceptor::{Acceptor, Link};
 use hub::{Hub, HubProxy};
-use supervisor::{Link, Supervisor};
 
 /// What the acceptor sends a loop.
 pub enum Msg {
@@ -83,11 +83,7 @@ impl Membership for Worker {
     ) -> Option<ClientId> {
         match &self.hub {
             Some(hub) => hub.connect(self.index, peer, &self.census, max, out),
-            None => {
-                let id = self.census.admit(max)?;
-                handler.on_connect(id, peer, out);
-                Some(id)
-            }
+            None => reactor::admit_to(&self.census, peer, max, handler, out),
         }
     }
 
@@ -119,25 +115,6 @@ impl Membership for Worker {
         }
         wake
     }
-}
-
-/// One loop's thread: its own poll (with its waker registered already).
-fn run_worker(
-    poll: Poll,
-    config: ServerConfig,
-    (handler, store): (Box<dyn Handler>, Option<Box<dyn Store>>),
-    (worker, udp, stdout): (Worker, Option<std::net::UdpSocket>, RawStdout),
-) -> io::Result<Finish> {
-    let parts = reactor::LoopParts {
-        poll,
-        udp,
-        stdout,
-        config,
-        handler,
-        store,
-        member: Box::new(worker),
-    };
-    reactor::run_loop(parts)
 }
 
 /// The one store of a sharded handler (the ledger's journal), behind a
@@ -255,7 +232,7 @@ pub fn run(
         });
         inboxes.push(rx);
     }
-    let (supervisor, acceptor) = Supervisor::new(
+    let (acceptor, acceptor_waker) = Acceptor::new(
         listener,
         &config,
         (name, policy),
@@ -266,7 +243,9 @@ pub fn run(
     // The acceptor prints the periodic count, once, with the total.
     config.report_every = None;
     let mut threads = Vec::with_capacity(n);
-    for (index, ((poll, rx), loop_parts)) in polls.into_iter().zip(inboxes).zip(parts).enumerate() {
+    for (index, ((poll, rx), (handler, store))) in
+        polls.into_iter().zip(inboxes).zip(parts).enumerate()
+    {
         let worker = Worker {
             index,
             rx,
@@ -283,20 +262,27 @@ pub fn run(
         // Before the acceptor starts: a burst of clients can use up every
         // descriptor before a loop's thread has run (then it could not
         // start, and a failing loop stops the server).
-        let stdout = RawStdout::new()?;
-        let (alive, acceptor) = (alive.clone(), acceptor.clone());
+        let parts = reactor::LoopParts {
+            poll,
+            udp,
+            stdout: RawStdout::new()?,
+            config,
+            handler,
+            store,
+            member: Box::new(worker),
+        };
+        let (alive, acceptor_waker) = (alive.clone(), acceptor_waker.clone());
         let thread = thread::Builder::new()
             .name(format!("reactor-{index}"))
             .spawn(move || {
-                let result = run_worker(poll, config, loop_parts, (worker, udp, stdout));
+                let result = reactor::run_loop(parts);
                 alive.fetch_sub(1, Ordering::Release);
-                let _ = acceptor.wake();
+                let _ = acceptor_waker.wake();
                 result
             })?;
         threads.push(thread);
     }
-    let supervised = supervisor.run();
-    let mut failure = supervised.err();
+    let mut failure = acceptor.run().err();
     for thread in threads {
         match thread.join() {
             Ok(Ok(_)) => {}

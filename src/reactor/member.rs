@@ -64,6 +64,20 @@ pub trait Membership: Send {
     fn take_wake(&mut self, out: &mut Outbox) -> Wake;
 }
 
+/// Admits a client to `census` and tells the handler (the step every
+/// membership with a handler of its own takes).
+pub fn admit_to(
+    census: &Census,
+    peer: SocketAddr,
+    max: usize,
+    handler: &mut dyn Handler,
+    out: &mut Outbox,
+) -> Option<ClientId> {
+    let id = census.admit(max)?;
+    handler.on_connect(id, peer, out);
+    Some(id)
+}
+
 /// The loop is the whole server: it counts its clients and prints every
 /// line itself.
 pub struct Alone {
@@ -86,9 +100,7 @@ impl Membership for Alone {
         handler: &mut dyn Handler,
         out: &mut Outbox,
     ) -> Option<ClientId> {
-        let id = self.census.admit(max)?;
-        handler.on_connect(id, peer, out);
-        Some(id)
+        admit_to(&self.census, peer, max, handler, out)
     }
 
     fn leave(&mut self, id: ClientId) {

@@ -15,16 +15,14 @@ use std::net::SocketAddr;
 use std::time::Instant;
 
 use mio::net::UdpSocket;
-use mio::{Interest, Registry, Token};
+use mio::{Interest, Registry};
 
 use super::Reactor;
 use crate::handlers::{ClientId, Datagrams};
-use crate::server::datagram::{self, Admit, Flushed, Peers, Replies, Throttle};
+use crate::server::datagram::{self, Admit, Drained, Peers, Replies, Throttle};
 use crate::status;
 
-/// The UDP socket's token: well apart from the other fixed tokens at the
-/// top of the range (slab keys never get near them).
-pub(super) const UDP: Token = Token(usize::MAX - 16);
+use crate::net::tokens::UDP;
 
 /// Datagrams handled per loop pass before timers and other sockets get a
 /// turn (STYLE §3.9).
@@ -288,7 +286,7 @@ impl Reactor {
             return;
         };
         let socket = &udp.socket;
-        let blocked = udp.replies.flush(|bytes, to| socket.send_to(bytes, to)) == Flushed::Blocked;
+        let blocked = udp.replies.flush(|bytes, to| socket.send_to(bytes, to)) == Drained::Blocked;
         if blocked != udp.blocked {
             let interest = if blocked {
                 Interest::READABLE | Interest::WRITABLE

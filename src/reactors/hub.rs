@@ -41,13 +41,13 @@ enum Routed {
 
 /// The shared handler and its routing (see the module doc).
 pub struct Hub {
-    core: Mutex<Core>,
+    core: Mutex<Shared>,
     /// One per loop, by index.
     wakers: Vec<Arc<Waker>>,
 }
 
 /// What the lock protects.
-struct Core {
+struct Shared {
     handler: Box<dyn Handler>,
     /// The handler's one store.
     durable: Durable,
@@ -66,7 +66,7 @@ struct Core {
 impl Hub {
     pub fn new(handler: Box<dyn Handler>, durable: Durable, wakers: Vec<Arc<Waker>>) -> Self {
         Hub {
-            core: Mutex::new(Core {
+            core: Mutex::new(Shared {
                 handler,
                 durable,
                 owner: HashMap::new(),
@@ -79,7 +79,7 @@ impl Hub {
         }
     }
 
-    fn lock(&self) -> MutexGuard<'_, Core> {
+    fn lock(&self) -> MutexGuard<'_, Shared> {
         self.core.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
@@ -147,7 +147,7 @@ impl Hub {
     }
 }
 
-impl Core {
+impl Shared {
     fn drain_mailbox(&mut self, me: usize, out: &mut Outbox) {
         for routed in self.mailboxes[me].drain(..) {
             match routed {
@@ -220,7 +220,7 @@ impl Core {
     }
 }
 
-/// Where a shared handler's per-client actions go: see [`Core::route`].
+/// Where a shared handler's per-client actions go: see [`Shared::route`].
 struct Router<'a> {
     owner: &'a HashMap<ClientId, usize>,
     mailboxes: &'a mut Vec<Vec<Routed>>,

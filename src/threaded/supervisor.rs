@@ -11,7 +11,7 @@ use std::thread;
 use std::time::Instant;
 
 use mio::unix::SourceFd;
-use mio::{Events, Interest, Poll, Token, Waker};
+use mio::{Events, Interest, Poll, Waker};
 
 use super::client::{Client, ClientState, End, Stop};
 use super::udp::UdpThread;
@@ -25,9 +25,7 @@ use crate::signals::ShutdownSignals;
 use crate::status;
 use crate::timers::Accepted;
 
-const LISTENER: Token = Token(0);
-const SIGNALS: Token = Token(1);
-const WAKE: Token = Token(2);
+use crate::net::tokens::{LISTENER, SIGNALS, WAKE};
 
 /// Reader stacks: the handler runs on them. Small, so 10,000 idle
 /// connections fit in memory (only touched pages count anyway).

@@ -22,16 +22,15 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use mio::net::UdpSocket;
-use mio::{Events, Interest, Poll, Token, Waker};
+use mio::{Events, Interest, Poll, Waker};
 
 use super::{Server, lock};
 use crate::handlers::{ClientId, Outbox};
 use crate::server::actions::{Bytes, Clients};
-use crate::server::datagram::{self, Admit, Flushed, Peers, Replies, Throttle};
+use crate::server::datagram::{self, Admit, Drained, Peers, Replies, Throttle};
 use crate::status;
 
-const SOCKET: Token = Token(0);
-const WAKE: Token = Token(1);
+use crate::net::tokens::{UDP as SOCKET, WAKE};
 
 /// Datagrams handled before queued replies are flushed, so a burst does not
 /// hold every reply until the socket is empty.
@@ -279,7 +278,7 @@ impl Worker {
     /// socket refuses them.
     fn flush(&mut self) {
         let socket = &self.socket;
-        let blocked = self.replies.flush(|bytes, to| socket.send_to(bytes, to)) == Flushed::Blocked;
+        let blocked = self.replies.flush(|bytes, to| socket.send_to(bytes, to)) == Drained::Blocked;
         if blocked != self.blocked {
             let interest = if blocked {
                 Interest::READABLE | Interest::WRITABLE

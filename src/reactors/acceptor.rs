@@ -12,7 +12,7 @@ use std::sync::mpsc::Sender;
 use std::time::{Duration, Instant};
 
 use mio::net::{TcpListener, TcpStream};
-use mio::{Events, Interest, Poll, Token, Waker};
+use mio::{Events, Interest, Poll, Waker};
 
 use super::Msg;
 use crate::config::ServerConfig;
@@ -23,10 +23,7 @@ use crate::signals::ShutdownSignals;
 use crate::status::{self, Status};
 use crate::timers::Accepted;
 
-const LISTENER: Token = Token(0);
-const SIGNALS: Token = Token(1);
-/// A loop finished.
-const WAKE: Token = Token(2);
+use crate::net::tokens::{LISTENER, SIGNALS, WAKE};
 
 /// After shutdown began, the shortest poll timeout: the lifecycle's
 /// deadlines stay in the past once its own phases are over, and the
@@ -40,7 +37,7 @@ pub struct Link {
 }
 
 /// See the module doc.
-pub struct Supervisor {
+pub struct Acceptor {
     poll: Poll,
     /// `None` once shutdown began.
     listener: Option<TcpListener>,
@@ -58,7 +55,7 @@ pub struct Supervisor {
     alive: Arc<AtomicUsize>,
 }
 
-impl Supervisor {
+impl Acceptor {
     /// Registers the listener and the signals, then prints the
     /// `Listening on` line. Returns the waker a finishing loop calls.
     pub fn new(
@@ -79,7 +76,7 @@ impl Supervisor {
         // With --udp, the socket itself is served by loop 0 (`multi::run`).
         status.listening(listener.local_addr()?, name, config.udp);
         let batches = links.iter().map(|_| Vec::new()).collect();
-        let supervisor = Supervisor {
+        let supervisor = Acceptor {
             poll,
             listener: Some(listener),
             signals,
