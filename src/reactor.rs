@@ -117,15 +117,21 @@ pub fn run_loop(parts: LoopParts) -> io::Result<Finish> {
         member,
     } = parts;
     let udp = udp::Udp::serve(udp, poll.registry(), &config, &*handler)?;
-    Reactor::with_parts(
-        (poll, None, None, udp),
-        stdout,
-        config,
-        handler,
-        store,
-        member,
-    )?
-    .run()
+    let sources = Sources {
+        poll,
+        listener: None,
+        signals: None,
+        udp,
+    };
+    Reactor::with_parts(sources, stdout, config, handler, store, member)?.run()
+}
+
+/// A loop's poll and the sources registered with it already.
+struct Sources {
+    poll: Poll,
+    listener: Option<TcpListener>,
+    signals: Option<ShutdownSignals>,
+    udp: Option<udp::Udp>,
 }
 
 struct Reactor {
@@ -200,10 +206,15 @@ impl Reactor {
         let addr = listener.local_addr()?;
         let udp = udp::Udp::serve(udp, poll.registry(), &config, &*handler)?;
         status.listening(addr, handler.traits().name, udp.is_some());
-        let parts = (poll, Some(listener), Some(signals), udp);
+        let sources = Sources {
+            poll,
+            listener: Some(listener),
+            signals: Some(signals),
+            udp,
+        };
         let stdout = status::RawStdout::new()?;
         Reactor::with_parts(
-            parts,
+            sources,
             stdout,
             config,
             handler,
@@ -215,18 +226,19 @@ impl Reactor {
     /// The loop around an existing poll; the listener, the signals and the
     /// UDP socket, if any, are registered already.
     fn with_parts(
-        (poll, listener, signals, udp): (
-            Poll,
-            Option<TcpListener>,
-            Option<ShutdownSignals>,
-            Option<udp::Udp>,
-        ),
+        sources: Sources,
         stdout: status::RawStdout,
         config: ServerConfig,
         handler: Box<dyn Handler>,
         store: Option<Box<dyn Store>>,
         member: Box<dyn Membership>,
     ) -> io::Result<Self> {
+        let Sources {
+            poll,
+            listener,
+            signals,
+            udp,
+        } = sources;
         Ok(Reactor {
             poll,
             listener,

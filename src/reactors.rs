@@ -51,7 +51,7 @@ mod acceptor;
 mod hub;
 
 use crate::server::census::Census;
-use acceptor::{Acceptor, Link};
+use acceptor::{Acceptor, AcceptorSetup, Link};
 use hub::{Hub, HubProxy};
 
 /// What the acceptor sends a loop.
@@ -211,7 +211,6 @@ pub fn run(
     } = setup;
     let n = config.reactors.max(1);
     let traits = handler.traits();
-    let (name, policy) = (traits.name, traits.shutdown);
     let mut polls = Vec::with_capacity(n);
     let mut wakers = Vec::with_capacity(n);
     for _ in 0..n {
@@ -233,12 +232,16 @@ pub fn run(
         inboxes.push(rx);
     }
     let (acceptor, acceptor_waker) = Acceptor::new(
-        listener,
+        AcceptorSetup {
+            listener,
+            traits,
+            status,
+            signals,
+            census: census.clone(),
+            links,
+            alive: alive.clone(),
+        },
         &config,
-        (name, policy),
-        (status, signals),
-        census.clone(),
-        (links, alive.clone()),
     )?;
     // The acceptor prints the periodic count, once, with the total.
     config.report_every = None;

@@ -16,7 +16,7 @@ use mio::{Events, Interest, Poll, Waker};
 
 use super::Msg;
 use crate::config::ServerConfig;
-use crate::handlers::ShutdownPolicy;
+use crate::handlers::Traits;
 use crate::server::census::Census;
 use crate::server::lifecycle::{Command, Lifecycle, Phase};
 use crate::signals::ShutdownSignals;
@@ -55,17 +55,33 @@ pub struct Acceptor {
     alive: Arc<AtomicUsize>,
 }
 
+/// What the acceptor is given.
+pub struct AcceptorSetup {
+    pub listener: std::net::TcpListener,
+    /// The handler's (its name for the first line, its shutdown policy).
+    pub traits: &'static Traits,
+    pub status: Status,
+    pub signals: ShutdownSignals,
+    pub census: Arc<Census>,
+    /// One per loop, by index.
+    pub links: Vec<Link>,
+    /// Loops still running: the acceptor exits once it is 0.
+    pub alive: Arc<AtomicUsize>,
+}
+
 impl Acceptor {
     /// Registers the listener and the signals, then prints the
     /// `Listening on` line. Returns the waker a finishing loop calls.
-    pub fn new(
-        listener: std::net::TcpListener,
-        config: &ServerConfig,
-        (name, policy): (&str, ShutdownPolicy),
-        (status, mut signals): (Status, ShutdownSignals),
-        census: Arc<Census>,
-        (links, alive): (Vec<Link>, Arc<AtomicUsize>),
-    ) -> io::Result<(Self, Arc<Waker>)> {
+    pub fn new(setup: AcceptorSetup, config: &ServerConfig) -> io::Result<(Self, Arc<Waker>)> {
+        let AcceptorSetup {
+            listener,
+            traits,
+            status,
+            mut signals,
+            census,
+            links,
+            alive,
+        } = setup;
         let poll = Poll::new()?;
         listener.set_nonblocking(true)?;
         let mut listener = TcpListener::from_std(listener);
@@ -73,21 +89,21 @@ impl Acceptor {
             .register(&mut listener, LISTENER, Interest::READABLE)?;
         signals.register(poll.registry(), SIGNALS)?;
         let waker = Arc::new(Waker::new(poll.registry(), WAKE)?);
-        // With --udp, the socket itself is served by loop 0 (`multi::run`).
-        status.listening(listener.local_addr()?, name, config.udp);
+        // With --udp, the socket itself is served by loop 0 (`reactors::run`).
+        status.listening(listener.local_addr()?, traits.name, config.udp);
         let batches = links.iter().map(|_| Vec::new()).collect();
-        let supervisor = Acceptor {
+        let acceptor = Acceptor {
             poll,
             listener: Some(listener),
             signals,
-            life: Lifecycle::new(Instant::now(), config, policy),
+            life: Lifecycle::new(Instant::now(), config, traits.shutdown),
             census,
             links,
             batches,
             next: 0,
             alive,
         };
-        Ok((supervisor, waker))
+        Ok((acceptor, waker))
     }
 
     /// Until every loop has finished.
