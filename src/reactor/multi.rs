@@ -79,12 +79,13 @@ pub struct Worker {
 
 impl Worker {
     /// A new client on this loop: its id and status line, and the
-    /// handler's `on_connect` (its actions left in `out`). `None`: over
-    /// `--max-clients` in total.
+    /// handler's `on_connect` (its actions left in `out`). `max`: the
+    /// `--max-clients` of a TCP client, `None` for a UDP peer (limited by
+    /// `--max-udp-peers` where the socket is). `None` back: over `max`.
     pub(super) fn admit(
         &mut self,
         peer: SocketAddr,
-        max: usize,
+        max: Option<usize>,
         handler: &mut dyn Handler,
         out: &mut Outbox,
     ) -> Option<ClientId> {
@@ -104,6 +105,14 @@ impl Worker {
             hub.forget(id);
         }
         self.census.leave(id);
+    }
+
+    /// A UDP peer was forgotten by this loop.
+    pub(super) fn leave_udp_peer(&self, id: ClientId) {
+        if let Some(hub) = &self.hub {
+            hub.forget(id);
+        }
+        self.census.leave_udp_peer(id);
     }
 }
 

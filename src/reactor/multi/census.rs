@@ -21,8 +21,11 @@ pub struct Census {
 
 struct State {
     /// Connections admitted and not yet removed (closing ones included,
-    /// as with one loop: the count is what the slabs hold).
+    /// as with one loop: the count is what the slabs hold), and UDP peers.
     clients: usize,
+    /// The UDP peers among `clients`: counted in every line, but they take
+    /// no `--max-clients` place (they have `--max-udp-peers`).
+    udp_peers: usize,
     /// The id the next client gets.
     next_id: u64,
 }
@@ -32,6 +35,7 @@ impl Census {
         Census {
             state: Mutex::new(State {
                 clients: 0,
+                udp_peers: 0,
                 next_id: 1,
             }),
             status,
@@ -42,12 +46,15 @@ impl Census {
         self.state.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    /// A new client, if the total is below `max` (`--max-clients`): its
-    /// id, and its `Client N connected` line printed.
-    pub fn admit(&self, max: usize) -> Option<ClientId> {
+    /// A new client, if the TCP clients are below `max` (`--max-clients`;
+    /// `None`: a UDP peer, which takes no place): its id, and its
+    /// `Client N connected` line printed.
+    pub fn admit(&self, max: Option<usize>) -> Option<ClientId> {
         let mut state = self.lock();
-        if state.clients >= max {
-            return None;
+        match max {
+            Some(max) if state.clients - state.udp_peers >= max => return None,
+            Some(_) => {}
+            None => state.udp_peers += 1,
         }
         let id = ClientId(state.next_id);
         state.next_id += 1;
@@ -59,6 +66,14 @@ impl Census {
     /// A client was removed: its `Client N disconnected` line.
     pub fn leave(&self, id: ClientId) {
         let mut state = self.lock();
+        state.clients = state.clients.saturating_sub(1);
+        self.status.disconnected(id, state.clients);
+    }
+
+    /// A UDP peer was forgotten: its `Client N disconnected` line.
+    pub fn leave_udp_peer(&self, id: ClientId) {
+        let mut state = self.lock();
+        state.udp_peers = state.udp_peers.saturating_sub(1);
         state.clients = state.clients.saturating_sub(1);
         self.status.disconnected(id, state.clients);
     }
@@ -93,7 +108,11 @@ mod tests {
         let threads: Vec<_> = (0..4)
             .map(|_| {
                 let c = census.clone();
-                std::thread::spawn(move || (0..50).filter_map(|_| c.admit(150)).collect::<Vec<_>>())
+                std::thread::spawn(move || {
+                    (0..50)
+                        .filter_map(|_| c.admit(Some(150)))
+                        .collect::<Vec<_>>()
+                })
             })
             .collect();
         let mut ids: Vec<u64> = threads
@@ -105,6 +124,25 @@ mod tests {
         assert_eq!(ids, (1..=150).collect::<Vec<_>>());
         assert_eq!(census.count(), 150);
         census.leave(ClientId(3));
-        assert_eq!(census.admit(150), Some(ClientId(151)), "ids never reused");
+        assert_eq!(
+            census.admit(Some(150)),
+            Some(ClientId(151)),
+            "ids never reused"
+        );
+    }
+
+    #[test]
+    fn udp_peers_count_in_the_total_but_take_no_max_clients_place() {
+        let census = Census::new(Status::new(true));
+        assert_eq!(census.admit(Some(1)), Some(ClientId(1)));
+        assert_eq!(census.admit(Some(1)), None, "one TCP place");
+        assert_eq!(census.admit(None), Some(ClientId(2)));
+        assert_eq!(census.admit(None), Some(ClientId(3)));
+        assert_eq!(census.count(), 3);
+        census.leave(ClientId(1));
+        assert_eq!(census.admit(Some(1)), Some(ClientId(4)), "peers took none");
+        census.leave_udp_peer(ClientId(2));
+        assert_eq!(census.count(), 2);
+        assert_eq!(census.admit(Some(1)), None);
     }
 }
