@@ -124,12 +124,13 @@ impl Reactor {
             return;
         };
         let messages: Vec<Msg> = worker.rx.try_iter().collect();
-        let (index, hub) = (worker.index, worker.hub.clone());
+        let (index, hub, census) = (worker.index, worker.hub.clone(), worker.census.clone());
         for message in messages {
             match message {
                 Msg::Clients(clients) => {
                     for (stream, peer) in clients {
                         self.add_client(stream, peer);
+                        census.settled(1);
                     }
                 }
                 Msg::Signals(count) => {

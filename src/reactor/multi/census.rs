@@ -7,6 +7,7 @@
 //! every line is whole. It is taken once per connect and disconnect, never
 //! per message.
 
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
@@ -16,6 +17,10 @@ use crate::status::Status;
 /// See the module doc.
 pub struct Census {
     state: Mutex<State>,
+    /// Connections the acceptor handed to a loop that the loop has not
+    /// admitted or refused yet: they hold descriptors too, so the acceptor
+    /// counts them against `--max-clients` (see [`Census::tcp_in_use`]).
+    handed_out: AtomicUsize,
     status: Status,
 }
 
@@ -38,6 +43,7 @@ impl Census {
                 udp_peers: 0,
                 next_id: 1,
             }),
+            handed_out: AtomicUsize::new(0),
             status,
         }
     }
@@ -76,6 +82,25 @@ impl Census {
         state.udp_peers = state.udp_peers.saturating_sub(1);
         state.clients = state.clients.saturating_sub(1);
         self.status.disconnected(id, state.clients);
+    }
+
+    /// TCP connections holding a descriptor now: the clients (the total
+    /// less the UDP peers) and those handed to a loop not yet settled. A
+    /// client admitted but not yet settled counts twice for a moment,
+    /// which can only refuse early, never exceed the limit.
+    pub fn tcp_in_use(&self) -> usize {
+        let state = self.lock();
+        state.clients - state.udp_peers + self.handed_out.load(Ordering::SeqCst)
+    }
+
+    /// The acceptor handed `n` connections to a loop.
+    pub fn handed_out(&self, n: usize) {
+        self.handed_out.fetch_add(n, Ordering::SeqCst);
+    }
+
+    /// A loop admitted or refused `n` of them (or they were dropped).
+    pub fn settled(&self, n: usize) {
+        self.handed_out.fetch_sub(n, Ordering::SeqCst);
     }
 
     /// The total now.
