@@ -251,7 +251,10 @@ impl Reactor {
             return;
         }
         let msg = datagram::message(datagram, udp.is_line);
+        self.outbox
+            .set_reply_limit(Some(datagram::reply_cap(udp.answering)));
         self.handler.on_message(id, msg, &mut self.outbox);
+        self.outbox.set_reply_limit(None);
         self.apply_actions();
     }
 

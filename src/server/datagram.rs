@@ -30,6 +30,7 @@ use std::io;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
+pub use crate::handlers::REPLY_TOO_LARGE;
 use crate::handlers::{ClientId, strip_terminator};
 
 /// The largest datagram payload there is (IPv6's is 65,527 bytes, IPv4's
@@ -75,8 +76,6 @@ pub fn message(datagram: &[u8], is_line: bool) -> &[u8] {
 pub const MIN_REPLY_CAP: usize = 512;
 /// How many times the datagram it answers a reply may be (SPEC).
 pub const REPLY_FACTOR: usize = 3;
-/// What replaces a reply over [`reply_cap`].
-pub const REPLY_TOO_LARGE: &[u8] = b"error: reply too large for a datagram, use TCP";
 
 /// The largest reply datagram to a datagram of `request_len` bytes: the
 /// larger of [`MIN_REPLY_CAP`] and [`REPLY_FACTOR`] times the request.

@@ -253,6 +253,8 @@ impl Worker {
             answering,
             ..
         } = self;
+        // Every reply here is a datagram (see `Outbox::reply_limit`).
+        out.set_reply_limit(Some(datagram::reply_cap(*answering)));
         server.with_handler(None, out, |handler, out| {
             f(handler, out);
             for action in out.actions() {

@@ -173,6 +173,7 @@ impl Core {
     ) {
         self.drain_mailbox(me, out);
         tmp.set_now(out.now());
+        tmp.set_reply_limit(out.reply_limit());
         f(&mut *self.handler, tmp);
         if self.persist(tmp) {
             self.route(me, tmp, out, wake);
