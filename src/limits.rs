@@ -23,8 +23,9 @@ use crate::config::ServerConfig;
 use crate::status;
 
 /// Descriptors per event loop or polling thread: its poll (epoll), its
-/// waker (eventfd) and its own handle on stdout.
-pub const PER_LOOP: usize = 3;
+/// waker (eventfd), its own handle on stdout, and (`--reactors N`) one
+/// connection on its way from the acceptor that the loop will refuse.
+pub const PER_LOOP: usize = 4;
 /// Descriptors the server opens after start-up whatever the model: the
 /// signal socket pair and one copy of its write end per signal (5), a file
 /// write (temporary file, directory, `/dev/urandom`: 3), the journal's
@@ -125,7 +126,7 @@ mod tests {
     #[test]
     fn max_clients_is_lowered_to_what_the_limit_leaves() {
         // The cases: ulimit -n 64, and 1,024 with --max-clients 10000.
-        assert_eq!(fit_max_clients(10_000, Some(64), reserve(5, 1)), 64 - 20);
+        assert_eq!(fit_max_clients(10_000, Some(64), reserve(5, 1)), 64 - 21);
         assert_eq!(fit_max_clients(10_000, Some(1024), 30), 994);
         assert_eq!(fit_max_clients(10_000, Some(10_029), 30), 9_999);
         // Never below 1, however low the limit.
@@ -134,8 +135,8 @@ mod tests {
 
     #[test]
     fn the_reserve_counts_what_is_open_and_each_loop() {
-        assert_eq!(reserve(4, 1), 4 + 3 + FIXED_RESERVE);
-        assert_eq!(reserve(4, 3), 4 + 9 + FIXED_RESERVE);
+        assert_eq!(reserve(4, 1), 4 + 4 + FIXED_RESERVE);
+        assert_eq!(reserve(4, 3), 4 + 12 + FIXED_RESERVE);
         assert_eq!(reserve(usize::MAX, 3), usize::MAX);
     }
 

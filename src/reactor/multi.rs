@@ -129,8 +129,10 @@ impl Reactor {
             match message {
                 Msg::Clients(clients) => {
                     for (stream, peer) in clients {
-                        self.add_client(stream, peer);
+                        // Settled first: counted twice for a moment, a
+                        // client would be refused a place it has.
                         census.settled(1);
+                        self.add_client(stream, peer);
                     }
                 }
                 Msg::Signals(count) => {

@@ -86,8 +86,10 @@ impl Census {
 
     /// TCP connections holding a descriptor now: the clients (the total
     /// less the UDP peers) and those handed to a loop not yet settled. A
-    /// client admitted but not yet settled counts twice for a moment,
-    /// which can only refuse early, never exceed the limit.
+    /// loop settles a connection just before admitting it, so for a moment
+    /// one per loop may count for nothing: the acceptor may then take one
+    /// more per loop, which the loop's exact check refuses (the descriptor
+    /// reserve has a place per loop for it).
     pub fn tcp_in_use(&self) -> usize {
         let state = self.lock();
         state.clients - state.udp_peers + self.handed_out.load(Ordering::SeqCst)
