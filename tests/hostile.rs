@@ -8,8 +8,6 @@
 #[macro_use]
 mod common;
 
-use std::os::unix::process::CommandExt;
-
 use common::*;
 
 both!(a_deposit_is_acknowledged_under_a_low_descriptor_limit_full_of_idle_clients);
@@ -24,20 +22,7 @@ fn a_deposit_is_acknowledged_under_a_low_descriptor_limit_full_of_idle_clients(k
     std::fs::write(&accounts, "ada 98765 5\n").unwrap();
     let path = accounts.to_str().unwrap().to_string();
     let mut s = Server::start_with(kind, &["-H", "atm", "--accounts", &path], dir, |cmd| {
-        // Soft and hard: the server raises its soft limit to the hard one.
-        // SAFETY: only async-signal-safe setrlimit between fork and exec.
-        unsafe {
-            cmd.pre_exec(|| {
-                let lim = libc::rlimit {
-                    rlim_cur: FD_LIMIT,
-                    rlim_max: FD_LIMIT,
-                };
-                if libc::setrlimit(libc::RLIMIT_NOFILE, &lim) != 0 {
-                    return Err(std::io::Error::last_os_error());
-                }
-                Ok(())
-            });
-        }
+        limit_nofile(cmd, FD_LIMIT)
     });
     let prefix = "--max-clients lowered from 10000 to ";
     let line = s.wait_stderr("the lowered --max-clients diagnostic", |l| {
@@ -79,13 +64,7 @@ fn a_deposit_is_acknowledged_under_a_low_descriptor_limit_full_of_idle_clients(k
     // Every served client is still served.
     others[0].send(b"b\n");
     others[0].expect_line(b"\n");
-    assert!(
-        !s.stderr_lines()
-            .iter()
-            .any(|l| l.contains("Too many open files")),
-        "{}",
-        s.transcript()
-    );
+    s.assert_no_stderr("Too many open files");
     s.stop(SIGINT);
     assert!(
         !s.seen_status(|l| l.starts_with(&format!("Client {} connected", max + 1))),

@@ -16,7 +16,6 @@ mod common;
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::{BufRead, Read, Write};
 use std::net::{SocketAddr, TcpStream};
-use std::os::unix::process::CommandExt;
 use std::sync::mpsc;
 use std::thread;
 use std::time::{Duration, Instant};
@@ -558,19 +557,7 @@ fn a_low_descriptor_limit_refuses_clients_past_it_without_spinning(kind: Kind) {
     const CLOSE_FIRST: usize = 20;
     let dir = TempDir::new(&format!("emfile-{}", kind.name()));
     let mut s = Server::start_with(kind, &["-H", "echo"], dir, |cmd| {
-        // SAFETY: only async-signal-safe setrlimit between fork and exec.
-        unsafe {
-            cmd.pre_exec(|| {
-                let lim = libc::rlimit {
-                    rlim_cur: FD_LIMIT,
-                    rlim_max: FD_LIMIT,
-                };
-                if libc::setrlimit(libc::RLIMIT_NOFILE, &lim) != 0 {
-                    return Err(std::io::Error::last_os_error());
-                }
-                Ok(())
-            });
-        }
+        limit_nofile(cmd, FD_LIMIT)
     });
     let mut conns: Vec<Conn> = (0..CLIENTS).map(|_| s.connect()).collect();
     // The limit is too low for --max-clients: a diagnostic says so.
@@ -627,13 +614,7 @@ fn a_low_descriptor_limit_refuses_clients_past_it_without_spinning(kind: Kind) {
         c.expect_line(msg.as_bytes());
         conns.push(c);
     }
-    assert!(
-        !s.stderr_lines()
-            .iter()
-            .any(|l| l.contains("Too many open files")),
-        "{}",
-        s.transcript()
-    );
+    s.assert_no_stderr("Too many open files");
     assert!(s.running());
     s.stop(SIGINT);
 }
