@@ -32,10 +32,14 @@ pub const MAX_WRONG_PER_WINDOW: usize = 20;
 pub const WINDOW: Duration = Duration::from_secs(60);
 /// How long a lock lasts.
 pub const LOCK_TIME: Duration = Duration::from_secs(60);
-/// (NAME, address) pairs remembered at most (about 48 bytes each).
-pub const MAX_PAIRS: usize = 65_536;
-/// Addresses remembered at most (about 400 bytes each with their times).
-pub const MAX_ADDRESSES: usize = 16_384;
+/// (NAME, address) pairs remembered at most. Enough that an attacker
+/// cannot get its own lock forgotten within [`LOCK_TIME`] by making new
+/// pairs: at 20 a minute per address, and with UDP's `--max-udp-peers`
+/// (1,024) peers at a time, that takes well over a minute.
+pub const MAX_PAIRS: usize = 32_768;
+/// Addresses remembered at most. Likewise: UDP brings at most
+/// `--max-udp-peers` new addresses per `--udp-idle`, TCP needs real ones.
+pub const MAX_ADDRESSES: usize = 4_096;
 
 /// What a wrong credential did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -55,12 +59,23 @@ struct Pair {
 }
 
 /// One address's recent wrong credentials.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 struct Address {
     /// Times of its wrong credentials within the last [`WINDOW`], oldest
-    /// first, at most [`MAX_WRONG_PER_WINDOW`].
-    recent: VecDeque<Instant>,
+    /// first, at most [`MAX_WRONG_PER_WINDOW`]: milliseconds since
+    /// [`Lockout::epoch`] (half the size of an `Instant`).
+    recent: VecDeque<u64>,
     locked_until: Option<Instant>,
+}
+
+impl Default for Address {
+    fn default() -> Self {
+        Address {
+            // Exactly the most it holds: no growth by doubling.
+            recent: VecDeque::with_capacity(MAX_WRONG_PER_WINDOW),
+            locked_until: None,
+        }
+    }
 }
 
 /// A map that forgets its oldest entry (by insertion) beyond `capacity`.
@@ -114,9 +129,9 @@ impl<K: Copy + Eq + Hash, V> Bounded<K, V> {
         &mut self.map.get_mut(&key).expect("just inserted").1
     }
 
-    /// Drops stale order elements once they outnumber the live ones.
+    /// Drops stale order elements once they are a third of the whole.
     fn compact(&mut self) {
-        if self.order.len() > 2 * self.map.len() + 64 {
+        if self.order.len() > self.map.len() + self.map.len() / 2 + 64 {
             let map = &self.map;
             self.order
                 .retain(|(k, stamp)| map.get(k).is_some_and(|(s, _)| s == stamp));
@@ -133,6 +148,8 @@ impl<K: Copy + Eq + Hash, V> Bounded<K, V> {
 pub struct Lockout {
     /// Keys NAMEs into [`Lockout::pairs`].
     hasher: RandomState,
+    /// The first `now` seen: what [`Address::recent`] counts from.
+    epoch: Option<Instant>,
     pairs: Bounded<(u64, IpAddr), Pair>,
     addresses: Bounded<IpAddr, Address>,
 }
@@ -152,9 +169,16 @@ impl Lockout {
     pub fn with_capacity(pairs: usize, addresses: usize) -> Self {
         Lockout {
             hasher: RandomState::new(),
+            epoch: None,
             pairs: Bounded::new(pairs.max(1)),
             addresses: Bounded::new(addresses.max(1)),
         }
+    }
+
+    /// `now` in milliseconds since the epoch (set at the first call).
+    fn millis(&mut self, now: Instant) -> u64 {
+        let epoch = *self.epoch.get_or_insert(now);
+        u64::try_from(now.saturating_duration_since(epoch).as_millis()).unwrap_or(u64::MAX)
     }
 
     fn key(&self, name: &[u8], addr: IpAddr) -> (u64, IpAddr) {
@@ -203,19 +227,20 @@ impl Lockout {
                 locked_until: Some(now + LOCK_TIME),
             };
         }
+        let at = self.millis(now);
+        let window = u64::try_from(WINDOW.as_millis()).unwrap_or(u64::MAX);
         let address = self.addresses.entry(key.1, Address::default);
         while address
             .recent
             .front()
-            .is_some_and(|t| now.saturating_duration_since(*t) >= WINDOW)
+            .is_some_and(|t| at.saturating_sub(*t) >= window)
         {
             address.recent.pop_front();
         }
-        address.recent.push_back(now);
+        address.recent.push_back(at);
         let address_locked = address.recent.len() >= MAX_WRONG_PER_WINDOW;
         if address_locked {
             address.recent.clear();
-            address.recent.shrink_to_fit();
             address.locked_until = Some(now + LOCK_TIME);
         }
         Failure {
@@ -365,11 +390,31 @@ mod tests {
             assert!(pairs <= 8 && addresses <= 4, "{pairs} {addresses}");
         }
         assert!(!l.is_locked(b"old", ip(1), t0 + S), "the oldest went first");
-        assert!(l.pairs.order.len() <= 2 * 8 + 64);
+        assert!(l.pairs.order.len() <= 8 + 4 + 64);
         // The newest are still there.
         let newest = IpAddr::V4(Ipv4Addr::from(0x0b00_0000 + 999));
         fail_n(&mut l, "n999", newest, t0 + S, 3);
         assert!(l.failed(b"n999", newest, t0 + S).name_locked);
+    }
+
+    #[test]
+    #[ignore = "a measurement: prints the tables' memory at full size"]
+    fn memory_at_full_size() {
+        fn rss_kib() -> u64 {
+            let status = std::fs::read_to_string("/proc/self/status").unwrap();
+            let line = status.lines().find(|l| l.starts_with("VmRSS:")).unwrap();
+            line.split_whitespace().nth(1).unwrap().parse().unwrap()
+        }
+        let before = rss_kib();
+        let t0 = Instant::now();
+        let mut l = Lockout::new();
+        for i in 0..(4 * MAX_PAIRS as u32) {
+            let addr = IpAddr::V6(Ipv6Addr::from(u128::from(i % (2 * MAX_ADDRESSES as u32))));
+            // 20 per address: every address's window full.
+            l.failed(&i.to_le_bytes(), addr, t0 + S * (i / 40_000));
+        }
+        assert_eq!(l.len(), (MAX_PAIRS, MAX_ADDRESSES));
+        eprintln!("lockout tables full: {} KiB", rss_kib() - before);
     }
 
     #[test]
