@@ -400,6 +400,9 @@ impl Reactor {
     fn handle_wake(&mut self) {
         let wake = self.member.take_wake(&mut self.outbox);
         for (stream, peer) in wake.clients {
+            // Settled first: counted twice for a moment, a client would be
+            // refused a place it has.
+            self.member.settle();
             self.add_client(stream, peer);
         }
         let now = Instant::now();
@@ -455,7 +458,7 @@ impl Reactor {
         let max = self.config.max_clients;
         let Some(id) = self
             .member
-            .admit(peer, max, &mut *self.handler, &mut self.outbox)
+            .admit(peer, Some(max), &mut *self.handler, &mut self.outbox)
         else {
             let _ = self.poll.registry().deregister(&mut stream);
             status::refuse_too_many_clients(&stream, max);

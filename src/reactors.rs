@@ -77,7 +77,7 @@ impl Membership for Worker {
     fn admit(
         &mut self,
         peer: SocketAddr,
-        max: usize,
+        max: Option<usize>,
         handler: &mut dyn Handler,
         out: &mut Outbox,
     ) -> Option<ClientId> {
@@ -87,11 +87,22 @@ impl Membership for Worker {
         }
     }
 
+    fn settle(&mut self) {
+        self.census.settled(1);
+    }
+
     fn leave(&mut self, id: ClientId) {
         if let Some(hub) = &self.hub {
             hub.forget(id);
         }
         self.census.leave(id);
+    }
+
+    fn leave_udp_peer(&mut self, id: ClientId) {
+        if let Some(hub) = &self.hub {
+            hub.forget(id);
+        }
+        self.census.leave_udp_peer(id);
     }
 
     /// Each loop drains its own clients.

@@ -39,18 +39,27 @@ pub struct Wake {
 /// See the module doc.
 pub trait Membership: Send {
     /// A new client (a connection or a UDP peer): its id and status line,
-    /// and the handler's `on_connect` (its actions left in `out`). `None`:
-    /// over `max` (`--max-clients`) in total.
+    /// and the handler's `on_connect` (its actions left in `out`). `max`:
+    /// the `--max-clients` of a connection, `None` for a UDP peer (which
+    /// takes no place: `--max-udp-peers` limits them where the socket is).
+    /// `None` back: over `max`.
     fn admit(
         &mut self,
         peer: SocketAddr,
-        max: usize,
+        max: Option<usize>,
         handler: &mut dyn Handler,
         out: &mut Outbox,
     ) -> Option<ClientId>;
 
-    /// A client was removed: its disconnect line.
+    /// A connection handed over in a [`Wake`] is about to be admitted: it
+    /// no longer counts as in transit (it is counted as a client next).
+    fn settle(&mut self) {}
+
+    /// A connection was removed: its disconnect line.
     fn leave(&mut self, id: ClientId);
+
+    /// A UDP peer was forgotten: its disconnect line.
+    fn leave_udp_peer(&mut self, id: ClientId);
 
     /// The clients a drain on this loop waits for; `here`: this loop's own
     /// connections.
@@ -69,7 +78,7 @@ pub trait Membership: Send {
 pub fn admit_to(
     census: &Census,
     peer: SocketAddr,
-    max: usize,
+    max: Option<usize>,
     handler: &mut dyn Handler,
     out: &mut Outbox,
 ) -> Option<ClientId> {
@@ -96,7 +105,7 @@ impl Membership for Alone {
     fn admit(
         &mut self,
         peer: SocketAddr,
-        max: usize,
+        max: Option<usize>,
         handler: &mut dyn Handler,
         out: &mut Outbox,
     ) -> Option<ClientId> {
@@ -105,6 +114,10 @@ impl Membership for Alone {
 
     fn leave(&mut self, id: ClientId) {
         self.census.leave(id);
+    }
+
+    fn leave_udp_peer(&mut self, id: ClientId) {
+        self.census.leave_udp_peer(id);
     }
 
     fn serving(&self, _here: usize) -> usize {

@@ -53,6 +53,8 @@ pub struct Acceptor {
     next: usize,
     /// Loops still running.
     alive: Arc<AtomicUsize>,
+    /// `--max-clients` (as fitted to the descriptor limit).
+    max_clients: usize,
 }
 
 /// What the acceptor is given.
@@ -102,6 +104,7 @@ impl Acceptor {
             batches,
             next: 0,
             alive,
+            max_clients: config.max_clients,
         };
         Ok((acceptor, waker))
     }
@@ -213,6 +216,14 @@ impl Acceptor {
             let result = listener.accept();
             match self.life.accept_backoff().on_accept(result, Instant::now()) {
                 Accepted::Client(client) => {
+                    // Past --max-clients the refusal is made here: accepted
+                    // connections waiting for a loop would otherwise hold
+                    // the descriptors the server's own file writes need.
+                    let waiting: usize = self.batches.iter().map(Vec::len).sum();
+                    if self.census.tcp_in_use() + waiting >= self.max_clients {
+                        status::refuse_too_many_clients(&client.0, self.max_clients);
+                        continue;
+                    }
                     self.batches[self.next].push(client);
                     self.next = (self.next + 1) % self.batches.len();
                 }
@@ -229,8 +240,12 @@ impl Acceptor {
                 continue;
             }
             let clients = std::mem::take(batch);
+            let n = clients.len();
+            self.census.handed_out(n);
             if link.tx.send(Msg::Clients(clients)).is_ok() {
                 let _ = link.waker.wake();
+            } else {
+                self.census.settled(n);
             }
         }
     }
