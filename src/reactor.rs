@@ -54,13 +54,9 @@ mod output;
 mod udp;
 
 use conn::Conn;
-pub use member::{Alone, Announcement, Membership, Wake};
+pub use member::{Alone, Announcement, Membership, Wake, admit_to};
 
-const LISTENER: Token = Token(usize::MAX);
-const SIGNALS: Token = Token(usize::MAX - 1);
-/// Another thread has clients, signals or routed actions for this loop
-/// (see [`Membership::take_wake`]).
-pub(crate) const WAKE: Token = Token(usize::MAX - 2);
+use crate::net::tokens::{LISTENER, SIGNALS, UDP, WAKE};
 
 /// One `read` call's worth; the buffer is shared by every connection.
 const READ_CHUNK_BYTES: usize = 64 * 1024;
@@ -121,15 +117,21 @@ pub fn run_loop(parts: LoopParts) -> io::Result<Finish> {
         member,
     } = parts;
     let udp = udp::Udp::serve(udp, poll.registry(), &config, &*handler)?;
-    Reactor::with_parts(
-        (poll, None, None, udp),
-        stdout,
-        config,
-        handler,
-        store,
-        member,
-    )?
-    .run()
+    let sources = Sources {
+        poll,
+        listener: None,
+        signals: None,
+        udp,
+    };
+    Reactor::with_parts(sources, stdout, config, handler, store, member)?.run()
+}
+
+/// A loop's poll and the sources registered with it already.
+struct Sources {
+    poll: Poll,
+    listener: Option<TcpListener>,
+    signals: Option<ShutdownSignals>,
+    udp: Option<udp::Udp>,
 }
 
 struct Reactor {
@@ -204,10 +206,15 @@ impl Reactor {
         let addr = listener.local_addr()?;
         let udp = udp::Udp::serve(udp, poll.registry(), &config, &*handler)?;
         status.listening(addr, handler.traits().name, udp.is_some());
-        let parts = (poll, Some(listener), Some(signals), udp);
+        let sources = Sources {
+            poll,
+            listener: Some(listener),
+            signals: Some(signals),
+            udp,
+        };
         let stdout = status::RawStdout::new()?;
         Reactor::with_parts(
-            parts,
+            sources,
             stdout,
             config,
             handler,
@@ -219,18 +226,19 @@ impl Reactor {
     /// The loop around an existing poll; the listener, the signals and the
     /// UDP socket, if any, are registered already.
     fn with_parts(
-        (poll, listener, signals, udp): (
-            Poll,
-            Option<TcpListener>,
-            Option<ShutdownSignals>,
-            Option<udp::Udp>,
-        ),
+        sources: Sources,
         stdout: status::RawStdout,
         config: ServerConfig,
         handler: Box<dyn Handler>,
         store: Option<Box<dyn Store>>,
         member: Box<dyn Membership>,
     ) -> io::Result<Self> {
+        let Sources {
+            poll,
+            listener,
+            signals,
+            udp,
+        } = sources;
         Ok(Reactor {
             poll,
             listener,
@@ -275,7 +283,7 @@ impl Reactor {
                 match event.token() {
                     LISTENER => self.handle_accept(),
                     SIGNALS => self.handle_signals(),
-                    udp::UDP => self.handle_udp_event(),
+                    UDP => self.handle_udp_event(),
                     WAKE => self.handle_wake(),
                     // Past the pass budget, reading waits for a later pass
                     // (timers first); edge-triggered, so it must be queued.
@@ -392,6 +400,9 @@ impl Reactor {
     fn handle_wake(&mut self) {
         let wake = self.member.take_wake(&mut self.outbox);
         for (stream, peer) in wake.clients {
+            // Settled first: counted twice for a moment, a client would be
+            // refused a place it has.
+            self.member.settle();
             self.add_client(stream, peer);
         }
         let now = Instant::now();
@@ -447,7 +458,7 @@ impl Reactor {
         let max = self.config.max_clients;
         let Some(id) = self
             .member
-            .admit(peer, max, &mut *self.handler, &mut self.outbox)
+            .admit(peer, Some(max), &mut *self.handler, &mut self.outbox)
         else {
             let _ = self.poll.registry().deregister(&mut stream);
             status::refuse_too_many_clients(&stream, max);

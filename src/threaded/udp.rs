@@ -11,8 +11,8 @@
 //! change). The handlers `--udp` allows answer only the client that spoke,
 //! so a TCP client's call never addresses a UDP peer.
 //!
-//! Counts: UDP peers are counted in `Server::udp_peers`, changed only under
-//! the `table` lock, where every status line is printed.
+//! Counts: UDP peers are counted in the server's census (as peers: they
+//! take no `--max-clients` place), which prints every status line.
 
 use std::io;
 use std::net::SocketAddr;
@@ -22,16 +22,15 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use mio::net::UdpSocket;
-use mio::{Events, Interest, Poll, Token, Waker};
+use mio::{Events, Interest, Poll, Waker};
 
-use super::{Server, lock};
+use super::Server;
 use crate::handlers::{ClientId, Outbox};
 use crate::server::actions::{Bytes, Clients};
-use crate::server::datagram::{self, Admit, Flushed, Peers, Replies, Throttle};
+use crate::server::datagram::{self, Admit, Drained, Peers, Replies, Throttle};
 use crate::status;
 
-const SOCKET: Token = Token(0);
-const WAKE: Token = Token(1);
+use crate::net::tokens::{UDP as SOCKET, WAKE};
 
 /// Datagrams handled before queued replies are flushed, so a burst does not
 /// hold every reply until the socket is empty.
@@ -69,12 +68,13 @@ impl UdpThread {
         let mut worker = Worker {
             server: Arc::clone(server),
             buf: vec![0; datagram::recv_buffer_len(server.config.max_line_bytes)],
-            peers: Peers::new(server.config.udp_idle),
+            peers: Peers::new(server.config.udp_idle, server.config.max_udp_peers),
             replies: Replies::new(),
             socket,
             poll,
             state: Arc::clone(&state),
             blocked: false,
+            answering: 0,
             is_line: server.datagram_is_line,
             out: Outbox::new(),
             closes: Vec::new(),
@@ -128,6 +128,9 @@ struct Worker {
     buf: Vec<u8>,
     /// WRITABLE is registered: the socket refused a reply.
     blocked: bool,
+    /// The size of the datagram being handled (0 between datagrams): a
+    /// reply is capped at [`datagram::reply_cap`] of it.
+    answering: usize,
     is_line: bool,
     out: Outbox,
     /// Peers the handler closed in the current call.
@@ -171,7 +174,11 @@ impl Worker {
     fn read(&mut self, budget: usize) -> bool {
         for _ in 0..budget {
             match self.socket.recv_from(&mut self.buf) {
-                Ok((n, from)) => self.handle_datagram(n, from),
+                Ok((n, from)) => {
+                    self.answering = n;
+                    self.handle_datagram(n, from);
+                    self.answering = 0;
+                }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return false,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                 // Concerns one earlier send, not the socket (see the reactor).
@@ -188,22 +195,15 @@ impl Worker {
     fn handle_datagram(&mut self, n: usize, from: SocketAddr) {
         let now = Instant::now();
         let server = Arc::clone(&self.server);
-        // The table lock only for a sender not yet known (room is counted
-        // over TCP and UDP clients alike).
-        let admit = if self.peers.addr_is_known(from) {
-            self.peers
-                .admit(from, now, true, || unreachable!("a known peer"))
-        } else {
-            let table = lock(&server.table);
-            let room = server.count(&table) < server.config.max_clients;
-            let census = &server.census;
-            let admit = self.peers.admit(from, now, room, || census.next_id());
-            if let Admit::New(id) = admit {
-                let peers = server.udp_peers.fetch_add(1, Ordering::SeqCst) + 1;
-                server.status.connected(id, table.len() + peers);
-            }
-            admit
-        };
+        // Room is `--max-udp-peers`, apart from the TCP clients'
+        // `--max-clients`: a new peer takes no place in the census, which
+        // gives it its id and prints its line.
+        let census = &server.census;
+        let admit = self.peers.admit(from, now, || {
+            census
+                .admit(None)
+                .expect("a UDP peer takes no --max-clients place")
+        });
         let id = match admit {
             Admit::Known(id) => id,
             Admit::New(id) => {
@@ -213,7 +213,7 @@ impl Worker {
             Admit::Refused => {
                 self.replies.push(from, status::UDP_TOO_MANY_CLIENTS);
                 if let Some(more) = self.refused.hit(now) {
-                    status::udp_refused(from, server.config.max_clients, more);
+                    status::udp_refused(from, server.config.max_udp_peers, more);
                 }
                 return;
             }
@@ -244,13 +244,17 @@ impl Worker {
             out,
             closes,
             is_line,
+            answering,
             ..
         } = self;
+        // Every reply here is a datagram (see `Outbox::reply_limit`).
+        out.set_reply_limit(Some(datagram::reply_cap(*answering)));
         let mut udp = UdpClients {
             peers,
             replies,
             closes,
             is_line: *is_line,
+            answering: *answering,
         };
         server.with_handler_and_peers(None, out, &mut udp, f);
         for id in std::mem::take(&mut self.closes) {
@@ -262,9 +266,7 @@ impl Worker {
 
     /// The disconnect line of a peer just forgotten.
     fn disconnected(&self, id: ClientId) {
-        let table = lock(&self.server.table);
-        let peers = self.server.udp_peers.fetch_sub(1, Ordering::SeqCst) - 1;
-        self.server.status.disconnected(id, table.len() + peers);
+        self.server.census.leave_udp_peer(id);
     }
 
     /// Forgets the peers silent for `--udp-idle`.
@@ -279,7 +281,7 @@ impl Worker {
     /// socket refuses them.
     fn flush(&mut self) {
         let socket = &self.socket;
-        let blocked = self.replies.flush(|bytes, to| socket.send_to(bytes, to)) == Flushed::Blocked;
+        let blocked = self.replies.flush(|bytes, to| socket.send_to(bytes, to)) == Drained::Blocked;
         if blocked != self.blocked {
             let interest = if blocked {
                 Interest::READABLE | Interest::WRITABLE
@@ -310,12 +312,8 @@ impl Worker {
     /// replies are sent unless shutdown's time runs out.
     fn close_all(&mut self) {
         self.read(MAX_FINAL_DATAGRAMS);
-        {
-            let table = lock(&self.server.table);
-            for id in self.peers.drain() {
-                let peers = self.server.udp_peers.fetch_sub(1, Ordering::SeqCst) - 1;
-                self.server.status.disconnected(id, table.len() + peers);
-            }
+        for id in self.peers.drain() {
+            self.server.census.leave_udp_peer(id);
         }
         let mut events = Events::with_capacity(4);
         loop {
@@ -335,13 +333,15 @@ struct UdpClients<'a> {
     replies: &'a mut Replies,
     closes: &'a mut Vec<ClientId>,
     is_line: bool,
+    /// The size of the datagram being answered (the reply cap).
+    answering: usize,
 }
 
 impl Clients for UdpClients<'_> {
     fn send(&mut self, to: ClientId, bytes: Bytes<'_>) {
         if let Some(addr) = self.peers.addr(to) {
-            self.replies
-                .push(addr, datagram::reply(bytes.as_slice(), self.is_line));
+            let reply = datagram::reply(bytes.as_slice(), self.is_line, self.answering);
+            self.replies.push(addr, reply);
         }
     }
     fn close(&mut self, id: ClientId) {
