@@ -7,7 +7,7 @@
 //! ACK was dropped later gets a RST for its data. Connecting one at a time,
 //! giving up on an attempt after a few ms and retrying, measures the server
 //! instead of the kernel's 1 s SYN retransmit timer. `--connect-burst` shows
-//! what a burst does (our servers' backlog of 1024 should lose nothing).
+//! what a burst does (our servers' default backlog of 4096 should lose nothing).
 
 use std::io;
 use std::net::{SocketAddr, TcpStream as StdStream};
