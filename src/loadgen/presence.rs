@@ -400,7 +400,7 @@ fn conduct(opts: &Options, names: &[String], c: &mut Conductor<'_>, threads: usi
     let mut result = (|| -> Result<(), Abort> {
         for (j, name) in names.iter().enumerate() {
             let t0 = Instant::now();
-            let (mut stream, retries) = connect::connect_one(opts.addr, attempt_timeout)
+            let (mut stream, retries) = connect::connect_one(opts.addr, j, attempt_timeout)
                 .map_err(|e| format!("connect (client {}): {e}", j + 1))?;
             connect_time += t0.elapsed();
             report.connect_retries += retries;
