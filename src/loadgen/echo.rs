@@ -250,7 +250,7 @@ fn part(opts: &Options, slot: &Slot<'_>) -> Result<Part, RunError> {
     while run.finished < clients.len() {
         if Instant::now() >= deadline {
             let left = clients.len() - run.finished;
-            eprintln!("loadgen: timeout: {left} echo clients unfinished");
+            super::error_line(&format!("timeout: {left} echo clients unfinished"));
             run.errors += left as u64;
             break;
         }

@@ -439,7 +439,7 @@ fn conduct(opts: &Options, names: &[String], c: &mut Conductor<'_>, threads: usi
     c.progress.finish();
     let mut errors = 0;
     if let Err(why) = result {
-        eprintln!("loadgen: presence run stopped: {why}");
+        super::error_line(&format!("presence run stopped: {why}"));
         errors += 1;
     }
     let lines = sh.total_lines.load(Ordering::Relaxed);
