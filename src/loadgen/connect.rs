@@ -47,13 +47,15 @@ pub fn source_for(server: SocketAddr, index: usize) -> Option<SocketAddr> {
 }
 
 /// An unconnected TCP socket for client `index`, bound to its
-/// [`source_for`] address (address only: the port is left to connect).
-fn client_socket(server: SocketAddr, index: usize) -> io::Result<Socket> {
-    let socket = Socket::new(
-        Domain::for_address(server),
-        Type::STREAM,
-        Some(Protocol::TCP),
-    )?;
+/// [`source_for`] address (address only: the port is left to connect);
+/// `nonblocking` from its creation (SOCK_NONBLOCK: no fcntl calls).
+fn client_socket(server: SocketAddr, index: usize, nonblocking: bool) -> io::Result<Socket> {
+    let ty = if nonblocking {
+        Type::STREAM.nonblocking()
+    } else {
+        Type::STREAM
+    };
+    let socket = Socket::new(Domain::for_address(server), ty, Some(Protocol::TCP))?;
     if let Some(source) = source_for(server, index) {
         set_bind_address_no_port(&socket)?;
         socket.bind(&source.into())?;
@@ -121,7 +123,7 @@ pub fn connect_one(
 ) -> io::Result<(TcpStream, u64)> {
     let (mut timeouts, mut refusals) = (0, 0);
     loop {
-        let attempt = client_socket(addr, index)
+        let attempt = client_socket(addr, index, false)
             .and_then(|s| s.connect_timeout(&addr.into(), attempt_timeout).map(|()| s));
         match attempt {
             Ok(s) => {
@@ -170,8 +172,7 @@ pub fn connect_all(
         ConnectMode::Burst => {
             let mut poll = Poll::new()?;
             for i in 0..n {
-                let socket = client_socket(addr, first + i)?;
-                socket.set_nonblocking(true)?;
+                let socket = client_socket(addr, first + i, true)?;
                 match socket.connect(&addr.into()) {
                     Ok(()) => {}
                     Err(e) if e.raw_os_error() == Some(libc::EINPROGRESS) => {}
@@ -231,10 +232,17 @@ pub fn connect_all(
                     }
                 }
             }
+            // Connected: what follows is our own bookkeeping, not timed.
+            let elapsed = start.elapsed();
             for s in &mut streams {
                 poll.registry().deregister(s)?;
                 s.set_nodelay(true)?;
             }
+            return Ok(Connected {
+                streams,
+                retries,
+                elapsed,
+            });
         }
     }
     Ok(Connected {
