@@ -291,15 +291,15 @@ fn usage_errors_exit_2() {
     }
 }
 
+/// A port that was just free: nothing listens there.
+fn free_port() -> String {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    listener.local_addr().unwrap().port().to_string()
+}
+
 #[test]
 fn unreachable_server_is_exit_1() {
-    // A port that was just free: nothing listens there.
-    let port = TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-        .to_string();
+    let port = free_port();
     let out = Command::new(LOADGEN)
         .args(["--clients", "1", "--connect-timeout-ms", "5", &port])
         .output()
@@ -716,12 +716,7 @@ fn help_lists_every_mode() {
 /// and the OS reason without ` (os error N)`.
 #[test]
 fn errors_read_error_without_errno() {
-    let port = TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-        .to_string();
+    let port = free_port();
     for mode in ["echo", "queue"] {
         let out = Command::new(LOADGEN)
             .args([
