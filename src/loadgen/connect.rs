@@ -49,7 +49,11 @@ pub fn source_for(server: SocketAddr, index: usize) -> Option<SocketAddr> {
 /// An unconnected TCP socket for client `index`, bound to its
 /// [`source_for`] address (address only: the port is left to connect);
 /// `nonblocking` from its creation (SOCK_NONBLOCK: no fcntl calls).
-fn client_socket(server: SocketAddr, index: usize, nonblocking: bool) -> io::Result<Socket> {
+pub(crate) fn client_socket(
+    server: SocketAddr,
+    index: usize,
+    nonblocking: bool,
+) -> io::Result<Socket> {
     let ty = if nonblocking {
         Type::STREAM.nonblocking()
     } else {

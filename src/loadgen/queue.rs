@@ -16,11 +16,12 @@ use std::future::Future;
 use std::io;
 use std::net::SocketAddr;
 use std::pin::Pin;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll, Waker};
 
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
-use tokio::net::TcpStream;
+use tokio::net::TcpSocket;
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 
 use super::RunError;
@@ -60,7 +61,14 @@ impl LineConn {
 
 impl QueueConn for LineConn {
     async fn open(addr: SocketAddr) -> io::Result<Self> {
-        let stream = TcpStream::connect(addr).await?;
+        // Spread over loopback source addresses like every other mode
+        // (the clients are numbered in the order they connect).
+        static NEXT_CLIENT: AtomicUsize = AtomicUsize::new(0);
+        let index = NEXT_CLIENT.fetch_add(1, Ordering::Relaxed);
+        let socket = super::connect::client_socket(addr, index, true)?;
+        let stream = TcpSocket::from_std_stream(socket.into())
+            .connect(addr)
+            .await?;
         stream.set_nodelay(true)?;
         let (read, writer) = stream.into_split();
         Ok(LineConn {
