@@ -31,7 +31,7 @@ use socket2::{Domain, Protocol, Socket, Type};
 const LOOPBACK_SOURCES: usize = 254;
 
 /// The source address client `index` (0-based) binds to before connecting
-/// to `server`: spread over [`LOOPBACK_SOURCES`] addresses when the server
+/// to `server`: spread over `LOOPBACK_SOURCES` (254) addresses when the server
 /// is on IPv4 loopback, none (the kernel's choice) otherwise.
 pub fn source_for(server: SocketAddr, index: usize) -> Option<SocketAddr> {
     match server.ip() {
