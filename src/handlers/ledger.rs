@@ -38,7 +38,7 @@ mod parse;
 pub use money::add_exact;
 pub use parse::{Kind, Line, MAX_AMOUNT_DIGITS, Tx, parse_amount, parse_line, parse_transaction};
 
-use money::{push_cents, to_cents};
+use money::{Balance, push_cents, to_cents};
 
 /// What applying one line did.
 #[derive(Copy, Clone, Debug, PartialEq, Eq)]
@@ -58,7 +58,7 @@ pub struct Ledger {
     /// hasher must be randomly keyed (a fixed one would let a client flood
     /// one bucket): ahash's `RandomState` is, and it took a line from ~78 ns
     /// to ~48 ns where std's SipHash was the largest single cost.
-    accounts: HashMap<Box<[u8]>, Decimal, ahash::RandomState>,
+    accounts: HashMap<Box<[u8]>, Balance, ahash::RandomState>,
     applied: u64,
     discarded: u64,
     /// With `--journal`: every applied transaction is also persisted
@@ -104,13 +104,14 @@ impl Ledger {
         self.discarded += other.discarded;
         for (name, part) in other.accounts {
             match self.accounts.get_mut(&name) {
-                Some(balance) => match add_exact(*balance, part) {
-                    Some(sum) => *balance = sum,
-                    None => status::diag(format_args!(
-                        "ledger: account {}: the event loops' balances overflow when added; kept one part",
-                        String::from_utf8_lossy(&name)
-                    )),
-                },
+                Some(balance) => {
+                    if !balance.add_balance(part) {
+                        status::diag(format_args!(
+                            "ledger: account {}: the event loops' balances overflow when added; kept one part",
+                            String::from_utf8_lossy(&name)
+                        ));
+                    }
+                }
                 None => {
                     self.accounts.insert(name, part);
                 }
@@ -130,7 +131,7 @@ impl Ledger {
 
     /// The balance of `name`, if it has an account.
     pub fn balance(&self, name: &str) -> Option<Decimal> {
-        self.accounts.get(name.as_bytes()).copied()
+        self.accounts.get(name.as_bytes()).map(|b| b.to_decimal())
     }
 
     /// Parses and applies one line given without its terminator.
@@ -149,21 +150,24 @@ impl Ledger {
     }
 
     fn apply(&mut self, tx: Tx<'_>) -> Outcome {
+        let (mantissa, scale) = (tx.amount.mantissa(), tx.amount.scale());
         let delta = match tx.kind {
-            Kind::Credit => tx.amount,
-            Kind::Debit => -tx.amount,
+            Kind::Credit => mantissa,
+            Kind::Debit => -mantissa,
         };
+        // One hash of the name: a new account is the rare case.
         match self.accounts.get_mut(tx.name) {
-            Some(balance) => match add_exact(*balance, delta) {
-                Some(sum) => {
-                    *balance = sum;
+            Some(balance) => {
+                if balance.add(delta, scale) {
                     Outcome::Applied
+                } else {
+                    Outcome::Discarded
                 }
-                None => Outcome::Discarded,
-            },
+            }
             None => {
                 // 0 + delta: exact, since |delta| < 10^28 fits a mantissa.
-                self.accounts.insert(Box::from(tx.name), delta);
+                let balance = Balance::new(delta, scale);
+                self.accounts.insert(Box::from(tx.name), balance);
                 Outcome::Applied
             }
         }
@@ -186,7 +190,7 @@ impl Ledger {
     /// The `--log` file: `NAME $BALANCE\n` per account, sorted by name in
     /// byte order, two decimals rounded half away from zero, never `$-0.00`.
     pub fn render_log(&self) -> Vec<u8> {
-        let mut accounts: Vec<(&[u8], &Decimal)> =
+        let mut accounts: Vec<(&[u8], &Balance)> =
             self.accounts.iter().map(|(k, v)| (&**k, v)).collect();
         // SPEC: sorted by NAME in byte order.
         accounts.sort_unstable_by(|a, b| a.0.cmp(b.0));
