@@ -358,6 +358,22 @@ mod tests {
         assert!(ledger_after(&[]).render_log().is_empty());
     }
 
+    /// Any `Decimal` mantissa.
+    fn mantissa() -> impl Strategy<Value = i128> {
+        -(MAX_MANTISSA as i128)..=(MAX_MANTISSA as i128)
+    }
+
+    /// Mantissas within 10^6 of the 96-bit limit, either sign, and small
+    /// ones: their sums cross the limit or come back from it.
+    fn near_limit() -> impl Strategy<Value = i128> {
+        let limit = MAX_MANTISSA as i128;
+        prop_oneof![
+            (limit - 1_000_000)..=limit,
+            -limit..=(-limit + 1_000_000),
+            -1_000_000i128..=1_000_000,
+        ]
+    }
+
     proptest! {
         #[test]
         fn rendering_rounds_half_away_from_zero(
@@ -380,6 +396,42 @@ mod tests {
             let sign = if negative && cents != 0 { "-" } else { "" };
             let expected = format!("a ${sign}{}.{:02}\n", cents / 100, cents % 100);
             prop_assert_eq!(String::from_utf8(ledger.render_log()).unwrap(), expected);
+        }
+
+        #[test]
+        fn balance_add_is_add_exact(
+            (ma, sa, mb, sb) in prop_oneof![
+                // Anywhere in range.
+                (mantissa(), 0u32..=28, mantissa(), 0u32..=28),
+                // The fast path's own case: one scale, sums near the limit.
+                (0u32..=28).prop_flat_map(|s| (near_limit(), Just(s), near_limit(), Just(s))),
+                // Sums within 2 of the limit, either sign, one scale.
+                (0..=MAX_MANTISSA as i128, any::<bool>(), -2i128..=2, 0u32..=28).prop_map(
+                    |(a, negative, off, s)| {
+                        let limit = MAX_MANTISSA as i128;
+                        let (a, b) = (a, (limit - a + off).min(limit));
+                        if negative { (-a, s, -b, s) } else { (a, s, b, s) }
+                    }
+                ),
+                // Money-sized amounts at scales 0 to 3.
+                (-10i128.pow(12)..10i128.pow(12), 0u32..4, -10i128.pow(12)..10i128.pow(12), 0u32..4),
+            ],
+        ) {
+            let before = Balance::new(ma, sa);
+            let mut balance = before;
+            let added = balance.add(mb, sb);
+            let a = Decimal::from_i128_with_scale(ma, sa);
+            let b = Decimal::from_i128_with_scale(mb, sb);
+            match add_exact(a, b) {
+                Some(sum) => {
+                    prop_assert!(added);
+                    prop_assert_eq!(balance, Balance::from_decimal(sum), "{} + {}", a, b);
+                }
+                None => {
+                    prop_assert!(!added);
+                    prop_assert_eq!(balance, before, "a refused sum changed the balance");
+                }
+            }
         }
 
         #[test]

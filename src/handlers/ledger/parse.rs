@@ -231,6 +231,7 @@ mod tests {
     use super::super::testkit::*;
     use super::*;
     use crate::handlers::{ClientId, Handler, Outbox};
+    use proptest::prelude::*;
     use std::path::PathBuf;
 
     // ----- grammar ----------------------------------------------------------
@@ -514,5 +515,222 @@ Marc $3.00\nNathan $3.00\nNorm $3.00\nRyan $3.00\nRyder $3.00\n"
             String::from_utf8(ledger.render_log()).unwrap(),
             "a $0.33\njack $100.22\nmarge $-50.00\nzackary $33.99\n"
         );
+    }
+
+    // ----- the one-pass parser against a plain model of SPEC ------------------
+
+    /// SPEC's grammar written as plainly as possible with the standard
+    /// library's tools (split, `from_utf8`, `Decimal::from_str`): slow, and
+    /// sharing no code with [`parse_line`].
+    fn model(line: &[u8]) -> Line<'_> {
+        let fields: Vec<&[u8]> = line
+            .split(|&b| b == b' ' || b == b'\t')
+            .filter(|f| !f.is_empty())
+            .collect();
+        let [name, kind, amount] = fields[..] else {
+            return if fields.is_empty() {
+                Line::Blank
+            } else {
+                Line::Invalid
+            };
+        };
+        let name_ok = std::str::from_utf8(name).is_ok_and(|n| !n.contains(char::is_whitespace));
+        let kind = match kind.to_ascii_lowercase().as_slice() {
+            b"credit" => Kind::Credit,
+            b"debit" => Kind::Debit,
+            _ => return Line::Invalid,
+        };
+        match (name_ok, model_amount(amount)) {
+            (true, Some(amount)) => Line::Tx(Tx { name, kind, amount }),
+            _ => Line::Invalid,
+        }
+    }
+
+    /// `$`?, digits, (`.` digits)?, at most 28 digits, read by `Decimal`'s
+    /// own string parser (which keeps the written scale).
+    fn model_amount(text: &[u8]) -> Option<Decimal> {
+        let text = std::str::from_utf8(text).ok()?;
+        let number = text.strip_prefix('$').unwrap_or(text);
+        let (int, frac) = match number.split_once('.') {
+            Some((int, frac)) => (int, Some(frac)),
+            None => (number, None),
+        };
+        let all_digits = |s: &str| !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit());
+        let digits = int.len() + frac.map_or(0, str::len);
+        (all_digits(int) && frac.is_none_or(all_digits) && digits <= 28).then(|| dec(number))
+    }
+
+    /// Equal as lines, and amounts equal in mantissa and scale too
+    /// (`Decimal`'s `==` says 1.5 == 1.50; the ledger keeps the scale).
+    fn same(a: &Line<'_>, b: &Line<'_>) -> bool {
+        let parts = |line: &Line<'_>| match line {
+            Line::Tx(tx) => Some((tx.amount.mantissa(), tx.amount.scale())),
+            _ => None,
+        };
+        a == b && parts(a) == parts(b)
+    }
+
+    /// Pieces that sit on the grammar's edges: separators and the other
+    /// whitespace, both types in odd cases and near misses, signs, points,
+    /// exponents, commas, non-ASCII digits and letters, invalid UTF-8.
+    const PIECES: &[&[u8]] = &[
+        b" ",
+        b"\t",
+        b"  ",
+        b"\r",
+        b"\n",
+        b"\x0b",
+        b"\x0c",
+        b"\0",
+        b"\x7f",
+        b"credit",
+        b"CREDIT",
+        b"Credit",
+        b"debit",
+        b"DeBiT",
+        b"credi",
+        b"debitt",
+        b"$",
+        b"$$",
+        b"-",
+        b"+",
+        b".",
+        b"..",
+        b"0",
+        b"7",
+        b"9",
+        b"00",
+        b"123",
+        b"4022",
+        b"07",
+        b"1e9",
+        b"E",
+        b",",
+        b"_",
+        b"nan",
+        b"inf",
+        b"Marc",
+        b"a",
+        b"\x80",
+        b"\xc3",
+        b"\xff",
+        b"\xed\xa0\x80",
+        b"\xc0\xaf",
+        "\u{a0}".as_bytes(),
+        "\u{3000}".as_bytes(),
+        "\u{85}".as_bytes(),
+        "crédit".as_bytes(),
+        "١".as_bytes(),
+        "２".as_bytes(),
+        "½".as_bytes(),
+        "é".as_bytes(),
+        "名".as_bytes(),
+        "🦀".as_bytes(),
+    ];
+
+    /// A line of 0 to 12 pieces.
+    fn piece_line() -> impl Strategy<Value = Vec<u8>> {
+        prop::collection::vec(prop::sample::select(PIECES), 0..12).prop_map(|p| p.concat())
+    }
+
+    /// Lines shaped like transactions, each part drawn from near misses:
+    /// what a buggy fast path would most likely get wrong.
+    fn shaped_line() -> impl Strategy<Value = Vec<u8>> {
+        let sep = prop::sample::select(vec!["", " ", "\t", " \t ", "  "]);
+        let name = prop::sample::select(vec![
+            &b"Harper"[..],
+            b"a",
+            "Zoë".as_bytes(),
+            "名前".as_bytes(),
+            b"a\rb",
+            "x\u{a0}".as_bytes(),
+            b"$5",
+            b"credit",
+            b"\0",
+            b"ab\x7f",
+            b"ab\x80",
+            b"\xff",
+            b"Zo\xc3",
+        ]);
+        let kind = prop::sample::select(vec![
+            "credit", "debit", "CREDIT", "Debit", "cred", "debits", "credit$", "debit1", "",
+        ]);
+        let digits = |max| proptest::string::string_regex(&format!("[0-9]{{0,{max}}}")).unwrap();
+        let amount = (
+            prop::sample::select(vec!["", "$", "$-", "-", "+", "$$"]),
+            digits(30),
+            prop::sample::select(vec!["", ".", ",", "e", "x"]),
+            digits(30),
+            prop::sample::select(vec!["", "$", ".5", "e9", "\r", "\u{a0}", " extra"]),
+        )
+            .prop_map(|(sign, int, point, frac, tail)| format!("{sign}{int}{point}{frac}{tail}"));
+        (
+            sep.clone(),
+            name,
+            sep.clone(),
+            kind,
+            sep.clone(),
+            amount,
+            sep,
+        )
+            .prop_map(|(s0, name, s1, kind, s2, amount, s3)| {
+                let text = format!("{s1}{kind}{s2}{amount}{s3}");
+                [s0.as_bytes(), name, text.as_bytes()].concat()
+            })
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(2000))]
+
+        #[test]
+        fn parse_line_agrees_with_the_model_on_random_bytes(
+            line in prop::collection::vec(any::<u8>(), 0..40),
+        ) {
+            let (fast, slow) = (parse_line(&line), model(&line));
+            prop_assert!(same(&fast, &slow), "{:?}: {:?} vs model {:?}", line, fast, slow);
+        }
+
+        #[test]
+        fn parse_line_agrees_with_the_model_on_edge_pieces(line in piece_line()) {
+            let (fast, slow) = (parse_line(&line), model(&line));
+            prop_assert!(same(&fast, &slow), "{:?}: {:?} vs model {:?}", line, fast, slow);
+        }
+
+        #[test]
+        fn parse_line_agrees_with_the_model_on_near_transactions(line in shaped_line()) {
+            let (fast, slow) = (parse_line(&line), model(&line));
+            prop_assert!(same(&fast, &slow), "{:?}: {:?} vs model {:?}", line, fast, slow);
+        }
+
+        #[test]
+        fn parse_amount_agrees_with_the_model(
+            text in proptest::string::string_regex(r"\$?[0-9]{0,31}(\.[0-9]{0,31})?").unwrap(),
+        ) {
+            let fast = parse_amount(text.as_bytes()).map(|d| (d.mantissa(), d.scale()));
+            let slow = model_amount(text.as_bytes()).map(|d| (d.mantissa(), d.scale()));
+            prop_assert_eq!(fast, slow, "{:?}", text);
+        }
+    }
+
+    #[test]
+    fn the_model_knows_the_spec_examples() {
+        // The model itself, on SPEC's cases, so the agreement above means
+        // something.
+        assert_eq!(model(b" Marc\tcredit  $2 "), tx("Marc", Kind::Credit, "2"));
+        assert_eq!(model(b"a DEBIT 1234.56"), tx("a", Kind::Debit, "1234.56"));
+        assert_eq!(model(b" \t"), Line::Blank);
+        for bad in [
+            &b"a credit 2."[..],
+            b"a credit .5",
+            b"a credit $-0",
+            b"a credit 1e9",
+            b"a credit 1,000",
+            b"a credit 99999999999999999999999999999",
+            "a credit ２".as_bytes(),
+            b"a\rb credit 1",
+            b"a credit 1 x",
+        ] {
+            assert_eq!(model(bad), Line::Invalid, "{bad:?}");
+        }
     }
 }
