@@ -384,7 +384,7 @@ mod tests {
             let mantissa = if negative { -(magnitude as i128) } else { magnitude as i128 };
             let balance = Decimal::from_i128_with_scale(mantissa, scale);
             let mut ledger = Ledger::new(PathBuf::from("x"));
-            ledger.accounts.insert(Box::from(&b"a"[..]), Balance::from_decimal(balance));
+            ledger.accounts.get_or_insert_with(b"a", || Balance::from_decimal(balance));
 
             // Independent integer rounding: floor((2|m| + d) / 2d) at d = 10^(s-2).
             let cents: u128 = if scale <= 2 {
