@@ -146,7 +146,7 @@ impl Ledger {
         outcome
     }
 
-    #[inline]
+    #[inline(always)]
     fn apply(&mut self, tx: Tx<'_>) -> Outcome {
         let (mantissa, scale) = (tx.amount.mantissa(), tx.amount.scale());
         let delta = match tx.kind {
