@@ -15,7 +15,8 @@
 #    counts the server process only, --trace-children=no);
 # 4. sends SIGINT once the client has exited (the server then has every byte, SPEC);
 # 5. checks the log against gen_ledger.py's expected log, prints instructions per line for the
-#    whole server, and the functions by self cost and by inclusive cost, per line.
+#    whole server, and the self cost per line by function (inlined code counted in the function
+#    it was inlined into) and by source file.
 set -euo pipefail
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 CLIENTS=${CLIENTS:-50}
