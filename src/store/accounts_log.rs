@@ -239,10 +239,12 @@ impl AccountsLogStore {
     /// Writes `accounts` as the snapshot, then removes the log (see the
     /// module doc for why this order is safe).
     fn fold(&mut self, accounts: &Accounts) -> io::Result<()> {
+        // Closed first: the rewrite then needs no more descriptors than the
+        // server keeps for a file write (see `crate::limits`).
+        self.log = None;
         let rendered = accounts.render();
         crate::fsutil::write_atomic(&self.path, &rendered)?;
         self.snapshot_len = rendered.len() as u64;
-        self.log = None;
         match fs::remove_file(&self.log_path) {
             Err(e) if e.kind() != io::ErrorKind::NotFound => return Err(e),
             _ => {}
