@@ -11,7 +11,7 @@ use clap::{CommandFactory, Parser};
 /// crate's name, `nonblocking`, for every binary.
 static PROGRAM: OnceLock<&'static str> = OnceLock::new();
 
-/// Names the running binary for `--version` (see [`PROGRAM`]'s doc). Call
+/// Names the running binary for `--version` (see `PROGRAM`'s doc). Call
 /// it first thing in `main`; a second call changes nothing.
 pub fn set_program_name(name: &'static str) {
     let _ = PROGRAM.set(name);

@@ -21,7 +21,7 @@ pub enum HandlerKind {
     Sink,
     /// One shared bounded FIFO: put ITEM, peek, pop, size
     Queue,
-    /// The seed's bank with a PIN: b, w<AMOUNT>, d<AMOUNT>, then u<NAME> p<PIN> (needs --accounts)
+    /// The seed's bank with a PIN: `b`, `w<AMOUNT>`, `d<AMOUNT>`, then `u<NAME> p<PIN>` (needs --accounts)
     Atm,
     /// Seed 004's menu: 1 TEXT (upper case), 2 (your address), 3 (request count), 4 (run time), 5 (close)
     Menu,

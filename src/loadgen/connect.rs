@@ -45,7 +45,7 @@ pub struct Connected {
 /// Returns the stream and the number of retries.
 ///
 /// # Errors
-/// The last error after [`MAX_ATTEMPTS`] attempts.
+/// The last error after `MAX_ATTEMPTS` attempts.
 pub fn connect_one(addr: SocketAddr, attempt_timeout: Duration) -> io::Result<(TcpStream, u64)> {
     let (mut timeouts, mut refusals) = (0, 0);
     loop {

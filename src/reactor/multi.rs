@@ -1,6 +1,6 @@
 //! `--reactors N`: N single-threaded event loops, one thread each, each
 //! with its own `mio::Poll` and `Slab` and owning its connections, and one
-//! acceptor thread ([`supervisor`]) that hands connections out round-robin
+//! acceptor thread (`supervisor`) that hands connections out round-robin
 //! and owns the listener, the signals and the periodic count.
 //!
 //! What holds for any N, and how:
@@ -14,13 +14,13 @@
 //!   the same [`Lifecycle`](crate::server::lifecycle::Lifecycle) steps for
 //!   its own clients; it exits once every loop has finished;
 //! - handler state, per handler:
-//!   - echo: a handler per loop ([`shard`]): it has no shared state;
+//!   - echo: a handler per loop (`shard`): it has no shared state;
 //!   - ledger: a ledger per loop, merged by addition at the end into one
 //!     exact log; one journal, shared behind a mutex taken only to append
 //!     a batch and to sync (never with a socket call), replayed at start
 //!     into the first loop's ledger;
 //!   - presence, queue, sink, atm, menu: one handler behind a mutex
-//!     ([`hub`]), actions routed to the loop that owns each client, in the
+//!     (`hub`), actions routed to the loop that owns each client, in the
 //!     order the calls were made.
 //!
 //! - `--udp`: the first loop owns the one UDP socket; its peers are admitted

@@ -20,7 +20,7 @@ pub enum Kind {
 /// One parsed transaction, borrowing its name from the line.
 #[derive(Copy, Clone, Debug, PartialEq, Eq)]
 pub struct Tx<'a> {
-    /// Valid UTF-8 with no whitespace (see [`parse_name`]), kept as bytes:
+    /// Valid UTF-8 with no whitespace (see `parse_name`), kept as bytes:
     /// accounts are keyed and sorted by these bytes, so the hot path never
     /// needs a `&str` (an ASCII name is not validated twice).
     pub name: &'a [u8],
