@@ -23,7 +23,7 @@ pub enum HandlerKind {
     Queue,
     /// The seed's bank with a PIN: `b`, `w<AMOUNT>`, `d<AMOUNT>`, then `u<NAME> p<PIN>` (needs --accounts)
     Atm,
-    /// Seed 004's menu: 1 TEXT (upper case), 2 (your address), 3 (request count), 4 (run time), 5 (close)
+    /// Seed 004's menu: `1` then TEXT, `1 TEXT` or `1|TEXT` (upper case), 2 (your address), 3 (request count), 4 (run time), 5 (close)
     Menu,
 }
 
