@@ -167,47 +167,53 @@ fn option_1_forms_over_udp_per_peer(kind: Kind) {
     s.stop(SIGINT);
 }
 
-/// `support/easy_menu_client.py TRANSPORT ADDR STEPS`: its stdout.
-fn easy_client(transport: &str, server: &Server, steps: &[&str]) -> String {
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/support/easy_menu_client.py");
+/// Runs `python3 tests/support/SCRIPT ARGS...` to its end and returns its
+/// stdout; the test fails, showing both outputs, if it did not exit 0.
+fn python_support(script: &str, args: &[&str]) -> String {
+    let script = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/support")
+        .join(script);
     let mut cmd = Command::new("python3");
-    cmd.arg(script)
-        .args([transport, "127.0.0.1", &server.port().to_string()])
-        .args(steps);
+    cmd.arg(&script).args(args);
     let out = run_with_input(cmd, b"");
     let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
     assert!(
         out.status.success(),
-        "{transport}: {:?}\n{stdout}\n{}",
+        "{} {args:?}: {:?}\n{stdout}\n{}",
+        script.display(),
         out.status,
         String::from_utf8_lossy(&out.stderr)
     );
     stdout
 }
 
+/// `support/easy_menu_client.py TRANSPORT 127.0.0.1 PORT STEPS`: its stdout.
+fn easy_client(transport: &str, server: &Server, steps: &[&str]) -> String {
+    let port = server.port().to_string();
+    let mut args = vec![transport, "127.0.0.1", &port];
+    args.extend_from_slice(steps);
+    python_support("easy_menu_client.py", &args)
+}
+
 fn seed_shaped_client_over_tcp_and_udp(kind: Kind) {
     let mut s = menu_server_udp(kind);
     let steps = ["1=hello, World", "1=5", "9", "3", "5"];
-    let tcp = easy_client("tcp", &s, &steps);
-    assert_eq!(
-        tcp,
-        "Reply from server: HELLO, WORLD\n\
-         Reply from server: 5\n\
-         Reply from server: error: unknown option\n\
-         Reply from server: requests served = 4\n\
-         closed\n"
-    );
-    s.wait_disconnected(1);
-    let udp = easy_client("udp", &s, &steps);
-    assert_eq!(
-        udp,
-        "Reply from server: HELLO, WORLD\n\
-         Reply from server: 5\n\
-         Reply from server: error: unknown option\n\
-         Reply from server: requests served = 8\n"
-    );
-    // Its `5` made the server forget it.
-    s.wait_disconnected(2);
+    // TCP first (client 1), then UDP (client 2): the count goes on. Over
+    // TCP the client reads after its `5` and sees the close; over UDP it
+    // just stops, and its `5` makes the server forget it.
+    for (id, transport, served, end) in [(1, "tcp", 4, "closed\n"), (2, "udp", 8, "")] {
+        assert_eq!(
+            easy_client(transport, &s, &steps),
+            format!(
+                "Reply from server: HELLO, WORLD\n\
+                 Reply from server: 5\n\
+                 Reply from server: error: unknown option\n\
+                 Reply from server: requests served = {served}\n{end}"
+            ),
+            "{transport}"
+        );
+        s.wait_disconnected(id);
+    }
     s.stop(SIGINT);
 }
 
@@ -408,20 +414,9 @@ fn client_through_pipes(kind: Kind) {
 /// Runs the client on a pseudo-terminal through `support/menu_pty.py`
 /// with `steps`; returns the screen, ending in `EXIT CODE`.
 fn on_terminal(addr: &str, steps: &[&str]) -> String {
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/support/menu_pty.py");
-    let mut cmd = Command::new("python3");
-    cmd.arg(script)
-        .args([env!("CARGO_BIN_EXE_nonblocking-client"), "menu", addr, "--"])
-        .args(steps);
-    let out = run_with_input(cmd, b"");
-    let screen = String::from_utf8_lossy(&out.stdout).into_owned();
-    assert!(
-        out.status.success(),
-        "{:?}\n{screen}\n{}",
-        out.status,
-        String::from_utf8_lossy(&out.stderr)
-    );
-    screen
+    let mut args = vec![env!("CARGO_BIN_EXE_nonblocking-client"), "menu", addr, "--"];
+    args.extend_from_slice(steps);
+    python_support("menu_pty.py", &args)
 }
 
 fn client_on_a_terminal_exits_on_5_and_ctrl_c(kind: Kind) {
@@ -508,6 +503,27 @@ fn strict_reply(waiting: &mut bool, msg: &str) -> Option<String> {
     }
 }
 
+/// Runs our client with `args` on the input `1`, `hello`, `3`, `5`
+/// against a [`strict_reply`] server, and checks what it printed.
+fn session_with_a_strict_server(args: &[&str]) {
+    let out = run_client(args, b"1\nhello\n3\n5\n");
+    let stdout = mask_rtt(&String::from_utf8(out.stdout).unwrap());
+    assert!(
+        out.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        stdout.contains("Input sentence: hello\nReply from server: HELLO\nRTT = X ms\n"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("Reply from server: requests served = 2\nRTT = X ms\n"),
+        "{stdout}"
+    );
+    assert!(stdout.ends_with("Input option: 5\nBye bye~\n"), "{stdout}");
+}
+
 // The client against a strict line server shaped like the seed's (and like
 // EasyTCPServer.java in the wild): it reads lines and takes the line after
 // a `1` as the sentence, so a `1 TEXT` would get an error here.
@@ -533,22 +549,7 @@ fn client_over_tcp_against_a_strict_seed_shaped_server() {
         }
         got
     });
-    let out = run_client(&["menu", &addr], b"1\nhello\n3\n5\n");
-    let stdout = mask_rtt(&String::from_utf8(out.stdout).unwrap());
-    assert!(
-        out.status.success(),
-        "{stdout}\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    assert!(
-        stdout.contains("Input sentence: hello\nReply from server: HELLO\nRTT = X ms\n"),
-        "{stdout}"
-    );
-    assert!(
-        stdout.contains("Reply from server: requests served = 2\nRTT = X ms\n"),
-        "{stdout}"
-    );
-    assert!(stdout.ends_with("Input option: 5\nBye bye~\n"), "{stdout}");
+    session_with_a_strict_server(&["menu", &addr]);
     assert_eq!(server.join().unwrap(), ["1", "hello", "3", "5"]);
 }
 
@@ -583,23 +584,7 @@ fn client_over_udp_against_a_strict_seed_shaped_server_resends_a_lost_request() 
         }
         got
     });
-    let out = run_client(&["menu", "--udp", &addr], b"1\nhello\n3\n5\n");
-    let stdout = String::from_utf8(out.stdout).unwrap();
-    assert!(
-        out.status.success(),
-        "{stdout}\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let stdout = mask_rtt(&stdout);
-    assert!(
-        stdout.contains("Reply from server: HELLO\nRTT = X ms\n"),
-        "{stdout}"
-    );
-    assert!(
-        stdout.contains("Reply from server: requests served = 2\nRTT = X ms\n"),
-        "{stdout}"
-    );
-    assert!(stdout.ends_with("Input option: 5\nBye bye~\n"), "{stdout}");
+    session_with_a_strict_server(&["menu", "--udp", &addr]);
     assert_eq!(
         server.join().unwrap(),
         ["1", "hello", "1", "hello", "3", "5"]
