@@ -106,6 +106,11 @@ pub struct ServerArgs {
     /// nonblocking-server only: N event loops, one thread each; 0 = one per CPU core
     #[arg(long, default_value_t = 1, value_parser = number_in(0, MAX_REACTORS), allow_negative_numbers = true, value_name = "N")]
     pub reactors: u64,
+
+    /// The listen backlog: connections the kernel completes before the server accepts them
+    /// (Linux caps it at net.core.somaxconn)
+    #[arg(long, default_value_t = 4096, value_parser = number_in(1, i32::MAX as u64), allow_negative_numbers = true, value_name = "N")]
+    pub backlog: u64,
 }
 
 /// The most event loops `--reactors` may ask for.
@@ -237,6 +242,9 @@ pub struct ServerConfig {
     /// `--reactors` was given with a value other than 1 (the threaded
     /// server refuses it).
     pub reactors_asked: bool,
+    /// `--backlog`: a burst of thousands of connects waits here, not in
+    /// SYN retransmits.
+    pub backlog: i32,
 }
 
 impl ServerConfig {
@@ -354,6 +362,7 @@ impl From<ServerArgs> for ServerConfig {
                 n => clamp(n),
             },
             reactors_asked: args.reactors != 1,
+            backlog: i32::try_from(args.backlog).unwrap_or(i32::MAX),
         }
     }
 }
@@ -381,6 +390,7 @@ mod tests {
         assert_eq!(c.queue_size, 10);
         assert_eq!(c.max_messages, 0);
         assert_eq!(c.reactors, 1);
+        assert_eq!(c.backlog, 4096);
     }
 
     #[test]
