@@ -13,7 +13,7 @@
 //!    with a fresh `Instant::now()`;
 //! 5. flush every connection that got output (one `writev` each),
 //!    enforce `--max-pending`, and send the queued reply datagrams
-//!    ([`udp`]); before the first byte, datagram or FIN that follows
+//!    (`udp`); before the first byte, datagram or FIN that follows
 //!    persisted bytes, make them durable (one sync for the pass);
 //! 6. remove dead connections, after the batch, so a slab key is never
 //!    reused while an event for its old owner may still be in hand;
@@ -197,12 +197,7 @@ impl Reactor {
             status,
             mut signals,
         } = setup;
-        let poll = Poll::new()?;
-        listener.set_nonblocking(true)?;
-        let mut listener = TcpListener::from_std(listener);
-        poll.registry()
-            .register(&mut listener, LISTENER, Interest::READABLE)?;
-        signals.register(poll.registry(), SIGNALS)?;
+        let (poll, listener) = crate::net::poll_with_listener(listener, &mut signals)?;
         let addr = listener.local_addr()?;
         let udp = udp::Udp::serve(udp, poll.registry(), &config, &*handler)?;
         status.listening(addr, handler.traits().name, udp.is_some());
