@@ -133,6 +133,12 @@ pub struct ServerArgs {
     /// nonblocking-server only: N event loops, one thread each; 0 = one per CPU core
     #[arg(long, default_value_t = 1, value_parser = number_in(0, MAX_REACTORS), allow_negative_numbers = true, value_name = "N")]
     pub reactors: u64,
+
+    /// One human-readable line per step of the loop on stderr (passes, events, reads, lines,
+    /// the handler's actions, writes, pauses, accepts, closes, timers); for people learning,
+    /// not a stable format; throttled when busy (docs/TOUR.md); off costs nothing
+    #[arg(long)]
+    pub trace: bool,
 }
 
 /// The most event loops `--reactors` may ask for.
@@ -261,6 +267,8 @@ pub struct ServerConfig {
     /// `--reactors` was given with a value other than 1 (the threaded
     /// server refuses it).
     pub reactors_asked: bool,
+    /// `--trace`: print each step of the loop (see [`crate::trace`]).
+    pub trace: bool,
 }
 
 impl ServerConfig {
@@ -361,6 +369,7 @@ impl From<ServerArgs> for ServerConfig {
                 n => clamp(n),
             },
             reactors_asked: args.reactors != 1,
+            trace: args.trace,
         }
     }
 }

@@ -47,6 +47,7 @@
 //! Edges:
 //! - [`cli`], [`config`]: argument parsing, the server command line and SPEC defaults.
 //! - [`status`]: the exact text of every status and diagnostic line.
+//! - [`trace`]: `--trace`, one line per step of a loop on stderr, formatted and throttled.
 //! - [`net`]: socket set-up.
 //! - [`signals`]: the shutdown signals, counted one by one.
 //! - [`addr`]: the clients' `ADDR` (`HOST:PORT`, `[V6ADDR]:PORT`, bare `PORT`).
@@ -83,3 +84,4 @@ pub mod config;
 pub mod net;
 pub mod signals;
 pub mod status;
+pub mod trace;

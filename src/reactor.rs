@@ -48,6 +48,7 @@ use crate::signals::ShutdownSignals;
 use crate::status::{self, Status};
 use crate::store::Store;
 use crate::timers::Accepted;
+use crate::trace::{Source, Trace};
 
 mod closing;
 mod conn;
@@ -145,6 +146,8 @@ struct Reactor {
     /// `--reactors N` (N > 1): this loop is one of N; ids, counts and
     /// shared handler state go through it. `None`: the single loop.
     multi: Option<Box<multi::Worker>>,
+    /// `--trace`: one line per step (off: one branch per step).
+    trace: Trace,
 }
 
 impl Reactor {
@@ -190,7 +193,12 @@ impl Reactor {
         status: Status,
         multi: Option<Box<multi::Worker>>,
     ) -> io::Result<Self> {
+        let trace = Trace::for_loop(
+            config.trace,
+            multi.as_deref().map_or(0, multi::Worker::index),
+        );
         Ok(Reactor {
+            trace,
             poll,
             listener,
             signals,
@@ -230,6 +238,7 @@ impl Reactor {
                     return Err(e);
                 }
             }
+            self.trace.pass(&events, timeout, source);
             let pass_start = Instant::now();
             self.outbox.set_now(pass_start);
             for event in events.iter() {
@@ -242,6 +251,8 @@ impl Reactor {
                     // (timers first); edge-triggered, so it must be queued.
                     Token(key) if pass_start.elapsed() > PASS_BUDGET => self.defer(key),
                     Token(key) => {
+                        self.trace
+                            .event(event, || self.conns.get(key).map(|c| c.id));
                         self.handle_event(key, event.is_readable(), event.is_read_closed())
                     }
                 }
@@ -267,6 +278,7 @@ impl Reactor {
             };
             self.life.handle_timeout(now, serving);
             self.run_commands();
+            self.trace.pass_end();
             if self.dead.is_empty()
                 && !self.udp_owes_output()
                 && self.life.is_done(self.conns.len(), now)
@@ -312,6 +324,7 @@ impl Reactor {
     /// Carries out what the lifecycle asks for.
     fn run_commands(&mut self) {
         while let Some(command) = self.life.poll_command() {
+            self.trace.command(&command);
             match command {
                 Command::StopAccepting => {
                     // SPEC: connections already in the accept queue are
@@ -360,6 +373,7 @@ impl Reactor {
     fn handle_signals(&mut self) {
         let now = Instant::now();
         let count = self.signals.as_mut().map_or(0, ShutdownSignals::take);
+        self.trace.signals(count);
         for _ in 0..count {
             self.life.handle_signal(now);
         }
@@ -420,6 +434,7 @@ impl Reactor {
         let session = Session::new(self.framing, self.config.max_line_bytes);
         entry.insert(Conn::new(stream, id, session));
         self.keys.insert(id, key);
+        self.trace.accepted(id, peer);
         if let Some(clients) = clients {
             self.status.connected(id, clients);
             self.handler.on_connect(id, peer, &mut self.outbox);
@@ -428,5 +443,16 @@ impl Reactor {
         // Bytes may already be waiting; the edge that announced them can
         // predate our registration.
         self.ready.push_back((key, id));
+    }
+}
+
+/// What woke the loop, by token (for `--trace`).
+fn source(token: Token) -> Source {
+    match token {
+        LISTENER => Source::Listener,
+        SIGNALS => Source::Signal,
+        WAKE => Source::WakeUp,
+        udp::UDP => Source::Datagram,
+        _ => Source::Client,
     }
 }

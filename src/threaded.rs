@@ -38,6 +38,7 @@ use crate::server::Setup;
 use crate::server::durable::Durable;
 use crate::server::roster::Roster;
 use crate::status::Status;
+use crate::trace::Trace;
 
 mod actions;
 mod client;
@@ -117,6 +118,8 @@ struct Server {
     udp_peers: AtomicUsize,
     /// The handler's [`Handler::datagram_is_line`].
     datagram_is_line: bool,
+    /// `--trace`: one line per step, naming the thread (shared throttle).
+    trace: Trace,
 }
 
 /// The handler lock's contents.

@@ -98,6 +98,11 @@ impl Worker {
         }
     }
 
+    /// This loop's index among the N.
+    pub(super) fn index(&self) -> usize {
+        self.index
+    }
+
     /// A client was removed from this loop.
     pub(super) fn leave(&self, id: ClientId) {
         if let Some(hub) = &self.hub {
@@ -115,6 +120,7 @@ impl Reactor {
             return;
         };
         let messages: Vec<Msg> = worker.rx.try_iter().collect();
+        self.trace.woken(messages.len());
         let (index, hub) = (worker.index, worker.hub.clone());
         for message in messages {
             match message {

@@ -24,6 +24,7 @@ use crate::server::roster::Roster;
 use crate::signals::ShutdownSignals;
 use crate::status;
 use crate::timers::Accepted;
+use crate::trace::Source;
 
 const LISTENER: Token = Token(0);
 const SIGNALS: Token = Token(1);
@@ -93,6 +94,7 @@ impl Supervisor {
             stdout: Mutex::new(stdout),
             cut_partial_lines: AtomicU64::new(0),
             waker,
+            trace: crate::trace::Trace::for_threads(config.trace),
             config,
         });
         let udp = match udp {
@@ -132,6 +134,7 @@ impl Supervisor {
             {
                 return Err(e);
             }
+            self.server.trace.pass(&events, timeout, source);
             for event in events.iter() {
                 match event.token() {
                     LISTENER => self.handle_accept(),
@@ -178,6 +181,7 @@ impl Supervisor {
     /// Carries out what the lifecycle asks for.
     fn run_commands(&mut self) {
         while let Some(command) = self.life.poll_command() {
+            self.server.trace.command(&command);
             match command {
                 Command::StopAccepting => {
                     // SPEC: connections already in the accept queue are
@@ -294,7 +298,9 @@ impl Supervisor {
             state: Mutex::new(ClientState::default()),
             readable: Condvar::new(),
             writable: Condvar::new(),
+            trace: server.trace.clone(),
         });
+        server.trace.accepted(id, peer);
         {
             let mut table = lock(&server.table);
             table.insert(id, Arc::clone(&client));
@@ -323,5 +329,14 @@ impl Supervisor {
             status::dropped_error(id, &format_args!("cannot start a thread: {e}; closing"));
             server.end_client(&client, &mut server.reader(), End::Kill);
         }
+    }
+}
+
+/// What woke the supervisor, by token (for `--trace`).
+fn source(token: Token) -> Source {
+    match token {
+        LISTENER => Source::Listener,
+        SIGNALS => Source::Signal,
+        _ => Source::WakeUp,
     }
 }

@@ -1,0 +1,228 @@
+//! `--trace` (issue 22): a scripted conversation's trace names every step
+//! of the loop on every server, and without `--trace` stderr is as before.
+//! The format is for people, so these tests look for the names of the
+//! steps, not for exact lines.
+
+#[macro_use]
+mod common;
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::thread;
+
+use common::{Conn, Kind, Server, TIMEOUT};
+
+/// Whether a stderr line is a trace line: `[loop N SECS] ...` or
+/// `[THREAD SECS] ...`.
+fn is_trace(line: &str) -> bool {
+    line.starts_with('[') && line.contains("] ")
+}
+
+/// A client socket with a small receive buffer, so a reply larger than the
+/// socket buffers is easy to make.
+fn small_window_conn(server: &Server) -> Conn {
+    let socket = socket2::Socket::new(
+        socket2::Domain::IPV4,
+        socket2::Type::STREAM,
+        Some(socket2::Protocol::TCP),
+    )
+    .expect("socket");
+    socket.set_recv_buffer_size(8 * 1024).expect("SO_RCVBUF");
+    socket.connect(&server.addr.into()).expect("connect");
+    Conn::from_stream(TcpStream::from(socket))
+}
+
+/// Connect, two lines, then a reply too large for the socket buffers to a
+/// client that reads late (it sends until the server pauses it, and only
+/// then reads), then a close.
+fn conversation_names_every_step(kind: Kind) {
+    let mut server = Server::start(kind, &["--trace", "--max-pending", "4096"]);
+    let mut conn = small_window_conn(&server);
+    server.wait_connected(1);
+    conn.send(b"hello\nworld\n");
+    conn.expect_line(b"hello\n");
+    conn.expect_line(b"world\n");
+
+    // The late reader: another thread sends lines until told to stop
+    // (it blocks once the server pauses it and the buffers fill).
+    let stop = Arc::new(AtomicBool::new(false));
+    let mut writer = conn.stream.try_clone().expect("clone");
+    let writer = {
+        let stop = stop.clone();
+        thread::spawn(move || {
+            let line = [b"x".repeat(1023), b"\n".to_vec()].concat();
+            let mut sent = 0usize;
+            while !stop.load(Ordering::SeqCst) {
+                writer.write_all(&line).expect("send");
+                sent += line.len();
+            }
+            sent
+        })
+    };
+    server.wait_stderr("the pause of the slow client", |l| {
+        is_trace(l) && l.contains("client 1: paused")
+    });
+    stop.store(true, Ordering::SeqCst);
+    // Now read it all: the writer finishes once the server reads again.
+    let mut received = 0usize;
+    let mut buf = vec![0u8; 64 * 1024];
+    let deadline = std::time::Instant::now() + TIMEOUT * 3;
+    loop {
+        if writer.is_finished() {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the writer never finished"
+        );
+        received += conn.reader.read(&mut buf).expect("read the echo");
+    }
+    let sent = writer.join().expect("writer");
+    while received < sent {
+        let n = conn.reader.read(&mut buf).expect("read the echo");
+        assert!(n > 0, "EOF after {received} of {sent} bytes");
+        received += n;
+    }
+    server.wait_stderr("the resume", |l| l.contains("client 1: resumed"));
+    drop(conn);
+    server.wait_disconnected(1);
+    server.wait_stderr("the close", |l| l.contains("client 1: closed"));
+
+    let trace: Vec<&String> = server
+        .stderr_lines()
+        .iter()
+        .filter(|l| is_trace(l))
+        .collect();
+    let text = trace
+        .iter()
+        .map(|l| l.as_str())
+        .collect::<Vec<_>>()
+        .join("\n");
+    // Every line says who speaks: a loop, or a thread.
+    let speakers: &[&str] = match kind {
+        Kind::Reactor => &["[loop 0 "],
+        Kind::Reactor2 => &["[loop 0 ", "[loop 1 "],
+        Kind::Threaded => &["[acceptor ", "[client-1 ", "[client-1-w "],
+    };
+    for line in &trace {
+        assert!(
+            speakers.iter().any(|s| line.starts_with(s)),
+            "{line:?} names no loop or thread of {kind:?}"
+        );
+    }
+    let common_steps = [
+        "accepted client 1",
+        "client 1: read ",
+        "client 1: framed 2 lines",
+        "client 1: handler: reply 12 bytes in 2 messages",
+        "client 1: wrote ",
+        "client 1: paused",
+        "client 1: resumed",
+        "client 1: read 0 bytes: end of stream",
+        "client 1: closing",
+        "client 1: closed",
+    ];
+    let loop_steps = [
+        "pass ",
+        "client 1: event: readable",
+        "partial write",
+        "client 1: waiting for writable",
+        "client 1: output done, waiting for readable only",
+        "lingering",
+    ];
+    let thread_steps = [
+        "pass ",
+        "client 1: writing ",
+        "client 1: reader waits (paused)",
+    ];
+    let steps: Vec<&str> = match kind {
+        Kind::Threaded => common_steps.iter().chain(&thread_steps).copied().collect(),
+        _ => common_steps.iter().chain(&loop_steps).copied().collect(),
+    };
+    for step in steps {
+        assert!(
+            text.contains(step),
+            "{step:?} missing from the trace\n{}",
+            server.transcript()
+        );
+    }
+    // In order: a line is read, framed, handled, then its reply written.
+    let first = |step: &str| {
+        trace
+            .iter()
+            .position(|l| l.contains(step))
+            .unwrap_or_else(|| panic!("{step:?} missing"))
+    };
+    let order = [
+        "accepted client 1",
+        "client 1: read 12 bytes",
+        "client 1: framed 2 lines",
+        "client 1: handler: reply",
+        "client 1: wrote 12 bytes",
+        "client 1: paused",
+        "client 1: resumed",
+        "client 1: closed",
+    ];
+    for pair in order.windows(2) {
+        assert!(
+            first(pair[0]) < first(pair[1]),
+            "{:?} comes after {:?}\n{text}",
+            pair[0],
+            pair[1]
+        );
+    }
+    server.stop(common::SIGINT);
+}
+
+/// Without `--trace`, stderr is as before: nothing, for this conversation.
+fn no_trace_without_the_flag(kind: Kind) {
+    let mut server = Server::start(kind, &[]);
+    let mut conn = server.connect_as(1);
+    conn.send(b"hello\nworld\n");
+    conn.expect_line(b"hello\n");
+    conn.expect_line(b"world\n");
+    drop(conn);
+    server.wait_disconnected(1);
+    server.stop(common::SIGINT);
+    server.pump();
+    assert!(
+        server.stderr_lines().is_empty(),
+        "stderr without --trace:\n{}",
+        server.transcript()
+    );
+}
+
+/// The sink prints the client's bytes on stdout and its status lines on
+/// stderr: with `--trace`, stdout holds exactly the bytes, and every other
+/// stderr line is a status line or a trace line.
+fn sink_stdout_stays_exact(kind: Kind) {
+    let mut server = Server::start(kind, &["--handler", "sink", "--trace"]);
+    let mut conn = server.connect_as(1);
+    let bytes = b"one\ntwo\nthree without a newline";
+    conn.send(bytes);
+    conn.shutdown_write();
+    conn.expect_eof();
+    server.wait_disconnected(1);
+    // Stopping reads stderr to its end.
+    server.stop(common::SIGINT);
+    let stdout = std::fs::read(server.stdout_path()).expect("stdout.bin");
+    assert_eq!(stdout, bytes, "stdout must hold exactly the sink's bytes");
+    let text = server.stderr_lines().join("\n");
+    for step in ["bytes to stdout", "client 1: closed"] {
+        assert!(text.contains(step), "{step:?} missing from\n{text}");
+    }
+    for line in server.stderr_lines() {
+        assert!(
+            is_trace(line) || line.starts_with("Listening on ") || line.starts_with("Client "),
+            "unexpected stderr line {line:?}"
+        );
+    }
+}
+
+both!(
+    conversation_names_every_step,
+    no_trace_without_the_flag,
+    sink_stdout_stays_exact
+);
