@@ -13,7 +13,7 @@
 //! `udpclient.py` compares against. The handler never knows which it is.
 //!
 //! Durability: a withdraw or deposit persists the whole new accounts file
-//! ([`Accounts::render_into`]) through [`Outbox::persist`] before its reply
+//! ([`Accounts::render_into`]) through [`Outbox::replace_snapshot`] before its reply
 //! is queued; the server syncs the store ([`SnapshotStore`]) before that
 //! reply leaves. So an acknowledged change is on disk, and a restart reads
 //! the file as it was after the last change: nothing applied twice.
@@ -254,7 +254,7 @@ impl Atm {
         self.accounts.render_into(&mut self.snapshot);
         // Persist first: the server sends nothing queued after this until
         // it is durable.
-        out.persist(&self.snapshot);
+        out.replace_snapshot(&self.snapshot);
         out.send_with(id, |buf| {
             buf.extend_from_slice(verb.as_bytes());
             push_money(buf, amount);
@@ -365,9 +365,11 @@ pub fn from_config(config: &ServerConfig) -> Result<Atm, LoadError> {
 pub fn build(config: &ServerConfig) -> Result<Built, BuildError> {
     let atm = from_config(config).map_err(|e| BuildError::Io(e.to_string()))?;
     let path = config.accounts.clone().unwrap_or_default();
+    let store = SnapshotStore::open(path.clone())
+        .map_err(|e| BuildError::Io(format!("{}: {e}", path.display())))?;
     Ok(Built {
         handler: Box::new(atm),
-        store: Some(Box::new(SnapshotStore::new(path))),
+        store: Some(Box::new(store)),
     })
 }
 

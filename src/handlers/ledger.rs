@@ -62,7 +62,7 @@ pub struct Ledger {
     applied: u64,
     discarded: u64,
     /// With `--journal`: every applied transaction is also persisted
-    /// ([`Outbox::persist`]) as one record, the line itself, which
+    /// ([`Outbox::append_record_with`]) as one record, the line itself, which
     /// [`Ledger::replay`] reads back at the next start.
     journal: bool,
 }
@@ -221,7 +221,7 @@ impl Handler for Ledger {
         if self.apply_line(line) == Outcome::Applied && self.journal {
             // The line itself is the record: replay parses it the same
             // way, so it applies exactly as it did here.
-            out.persist_with(|buf| {
+            out.append_record_with(|buf| {
                 buf.extend_from_slice(line);
                 buf.push(b'\n');
             });

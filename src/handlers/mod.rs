@@ -97,10 +97,21 @@ pub enum Action {
     /// One line for stderr.
     Diagnostic(String),
     /// Bytes for the handler's [`crate::store::Store`] (the ledger's journal
-    /// records, the atm's accounts file). The server's rule: no byte and no
+    /// records, the atm's accounts file), and whether they add to what was
+    /// persisted before or replace it. The server's rule: no byte and no
     /// FIN goes out to any client before everything persisted ahead of it is
     /// durable, so an acknowledged change survives a crash.
-    Persist(Payload),
+    Persist { payload: Payload, record: Record },
+}
+
+/// How persisted bytes relate to those persisted before them.
+#[derive(Copy, Clone, Debug, PartialEq, Eq)]
+pub enum Record {
+    /// One more record after the others (a journal): all of them count.
+    Append,
+    /// The whole state (a snapshot): it supersedes everything persisted
+    /// before it, so only the last one of a batch reaches the store.
+    Replace,
 }
 
 /// An action with its bytes resolved, as tests and the threaded server see it.
@@ -112,7 +123,10 @@ pub enum Effect {
     ResumeReading(ClientId),
     Stdout(Vec<u8>),
     Diagnostic(String),
+    /// [`Record::Append`] bytes.
     Persist(Vec<u8>),
+    /// [`Record::Replace`] bytes.
+    Snapshot(Vec<u8>),
 }
 
 /// Where a handler leaves its actions. Reused across calls: the server
@@ -197,19 +211,27 @@ impl Outbox {
         self.actions.push(Action::Stdout(payload));
     }
 
-    /// Hands `bytes` to the handler's store (see [`Action::Persist`]).
-    pub fn persist(&mut self, bytes: &[u8]) {
-        let payload = self.stash(bytes);
-        self.actions.push(Action::Persist(payload));
-    }
-
-    /// Like [`Outbox::persist`], the bytes written straight into the arena
-    /// by `fill` (which must only append).
-    pub fn persist_with(&mut self, fill: impl FnOnce(&mut Vec<u8>)) {
+    /// Appends one record, written straight into the arena by `fill`
+    /// (which must only append), to the handler's store (see
+    /// [`Action::Persist`], [`Record::Append`]).
+    pub fn append_record_with(&mut self, fill: impl FnOnce(&mut Vec<u8>)) {
         let start = self.arena.len();
         fill(&mut self.arena);
         let payload = Payload::Arena(start..self.arena.len());
-        self.actions.push(Action::Persist(payload));
+        self.actions.push(Action::Persist {
+            payload,
+            record: Record::Append,
+        });
+    }
+
+    /// Hands the handler's whole state to its store, superseding whatever
+    /// was persisted before (see [`Record::Replace`]).
+    pub fn replace_snapshot(&mut self, bytes: &[u8]) {
+        let payload = self.stash(bytes);
+        self.actions.push(Action::Persist {
+            payload,
+            record: Record::Replace,
+        });
     }
 
     pub fn diagnostic(&mut self, line: impl Into<String>) {
@@ -263,7 +285,13 @@ impl Outbox {
                 Action::ResumeReading(id) => Effect::ResumeReading(*id),
                 Action::Stdout(payload) => Effect::Stdout(self.bytes(payload).to_vec()),
                 Action::Diagnostic(line) => Effect::Diagnostic(line.clone()),
-                Action::Persist(payload) => Effect::Persist(self.bytes(payload).to_vec()),
+                Action::Persist { payload, record } => {
+                    let bytes = self.bytes(payload).to_vec();
+                    match record {
+                        Record::Append => Effect::Persist(bytes),
+                        Record::Replace => Effect::Snapshot(bytes),
+                    }
+                }
             })
             .collect()
     }

@@ -73,8 +73,8 @@ impl Reactor {
                     self.stdout.write(outbox.bytes(payload));
                 }
                 Action::Diagnostic(line) => status::diag(format_args!("{line}")),
-                Action::Persist(payload) => {
-                    if let Err(e) = self.durable.persist(outbox.bytes(payload)) {
+                Action::Persist { payload, record } => {
+                    if let Err(e) = self.durable.persist(*record, outbox.bytes(payload)) {
                         self.fatal.get_or_insert(e);
                     }
                 }

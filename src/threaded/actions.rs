@@ -56,8 +56,8 @@ impl Server {
         let mut result = Ok(());
         for action in out.actions() {
             match action {
-                Action::Persist(payload) if result.is_ok() => {
-                    result = durable.persist(out.bytes(payload));
+                Action::Persist { payload, record } if result.is_ok() => {
+                    result = durable.persist(*record, out.bytes(payload));
                 }
                 Action::Send { .. } => sends = true,
                 _ => {}
@@ -177,7 +177,7 @@ impl Server {
                     }
                 }
                 // Persist was carried out before (see `persist`).
-                Action::Stdout(_) | Action::Diagnostic(_) | Action::Persist(_) => {}
+                Action::Stdout(_) | Action::Diagnostic(_) | Action::Persist { .. } => {}
             }
         }
     }

@@ -9,7 +9,7 @@ use std::sync::{Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use super::{BURST_LINES, LINES_PER_SECOND, PASS_LINES, Source};
-use crate::handlers::{Action, ClientId, Outbox};
+use crate::handlers::{Action, ClientId, Outbox, Record};
 use crate::server::lifecycle::Command;
 
 /// The kinds of step, for the counts of hidden ones.
@@ -127,7 +127,13 @@ pub(super) fn describe_actions(actor: Option<ClientId>, out: &Outbox) -> String 
             Action::ResumeReading(id) => other.push(format!("resume reading client {id}")),
             Action::Stdout(p) => other.push(format!("{} bytes to stdout", out.bytes(p).len())),
             Action::Diagnostic(_) => other.push("a diagnostic line".to_string()),
-            Action::Persist(p) => other.push(format!("persist {} bytes", out.bytes(p).len())),
+            Action::Persist { payload, record } => {
+                let how = match record {
+                    Record::Append => "append",
+                    Record::Replace => "replace with",
+                };
+                other.push(format!("persist: {how} {} bytes", out.bytes(payload).len()));
+            }
         }
     }
     let mut text = String::new();

@@ -100,11 +100,11 @@ fn actions_say_reply_broadcast_close_and_persist() {
     for id in 1..=3 {
         out.send(ClientId(id), b"list\n");
     }
-    out.persist(b"record");
+    out.append_record_with(|buf| buf.extend_from_slice(b"record"));
     out.close(ClientId(2));
     assert_eq!(
         describe_actions(Some(me), &out),
-        "broadcast to 3 clients (15 bytes in 3 messages); persist 6 bytes; close client 2"
+        "broadcast to 3 clients (15 bytes in 3 messages); persist: append 6 bytes; close client 2"
     );
 }
 

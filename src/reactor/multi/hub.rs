@@ -194,10 +194,10 @@ impl Core {
         }
         let mut result = Ok(());
         for action in tmp.actions() {
-            if let Action::Persist(payload) = action
+            if let Action::Persist { payload, record } = action
                 && result.is_ok()
             {
-                result = self.durable.persist(tmp.bytes(payload));
+                result = self.durable.persist(*record, tmp.bytes(payload));
             }
         }
         if result.is_ok() && self.durable.owes_sync() {
@@ -244,7 +244,7 @@ impl Core {
                     out.diagnostic(line.clone());
                     continue;
                 }
-                Action::Persist(_) => continue,
+                Action::Persist { .. } => continue,
             };
             match self.owner.get(&id) {
                 Some(&owner) if owner == me => match routed {
