@@ -160,6 +160,7 @@ impl Supervisor {
             let now = Instant::now();
             self.life.handle_timeout(now, self.clients());
             self.run_commands();
+            self.server.trace.pass_end();
             if self.life.is_done(self.open(), now) {
                 break;
             }

@@ -83,6 +83,8 @@ pub(super) struct State {
     /// [`BURST_LINES`], refilled at [`LINES_PER_SECOND`] from `refilled`.
     tokens: f64,
     pub(super) refilled: Instant,
+    /// When the last pass ended (the loop went back to `poll`).
+    waiting_since: Option<Instant>,
     /// Steps hidden by the rate limit since the last line shown, by kind.
     rate_hidden: [u64; Step::COUNT],
 }
@@ -101,6 +103,7 @@ impl Sink {
                 pass_hidden: [0; Step::COUNT],
                 tokens: f64::from(BURST_LINES),
                 refilled: start,
+                waiting_since: None,
                 rate_hidden: [0; Step::COUNT],
             }),
         }
@@ -180,10 +183,14 @@ impl Sink {
         let total: usize = counts.iter().sum();
         let mut why = String::new();
         if total == 0 {
+            // Whether poll waited its whole timeout: from the end of the
+            // last pass, which is when the loop went back to poll.
+            let waited = st.waiting_since.map(|w| now.saturating_duration_since(w));
+            let full = |t: Duration| waited.is_none_or(|w| w + Duration::from_millis(1) >= t);
             why.push_str(match timeout {
                 Some(t) if t.is_zero() => "no events: work left from the last pass",
-                Some(_) => "no events: a timer is due",
-                None => "no events: interrupted by a signal",
+                Some(t) if full(t) => "no events: a timer is due",
+                _ => "no events: poll was interrupted (a signal)",
             });
         } else {
             let s = if total == 1 { "" } else { "s" };
@@ -210,6 +217,7 @@ impl Sink {
     pub(super) fn pass_end(&self) {
         let mut st = self.lock();
         st.in_pass = false;
+        st.waiting_since = Some(Instant::now());
         let hidden = std::mem::take(&mut st.pass_hidden);
         let total: u64 = hidden.iter().sum();
         if total > 0 {

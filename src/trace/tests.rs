@@ -166,3 +166,22 @@ fn past_the_burst_steps_are_counted_and_said_once() {
     drop(st);
     assert_eq!(out.lines().len(), BURST_LINES as usize + 2 + 18);
 }
+
+#[test]
+fn an_empty_pass_says_why_poll_returned() {
+    let (trace, out) = traced();
+    let s = sink(&trace);
+    trace.pass_end();
+    // Back from poll long before its 60 s timeout: interrupted.
+    s.pass(&[0; 5], Some(Duration::from_secs(60)), Instant::now());
+    trace.pass_end();
+    // A timeout already over when poll returns: the timer.
+    let later = Instant::now() + Duration::from_millis(50);
+    s.pass(&[0; 5], Some(Duration::from_millis(50)), later);
+    trace.pass_end();
+    s.pass(&[0; 5], Some(Duration::ZERO), Instant::now());
+    let lines = out.lines();
+    assert!(lines[0].ends_with("pass 1: no events: poll was interrupted (a signal)"));
+    assert!(lines[1].ends_with("pass 2: no events: a timer is due"));
+    assert!(lines[2].ends_with("pass 3: no events: work left from the last pass"));
+}
