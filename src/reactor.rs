@@ -161,17 +161,17 @@ impl Reactor {
             handler,
             store,
             status,
+            mut signals,
         } = setup;
         let poll = Poll::new()?;
         listener.set_nonblocking(true)?;
         let mut listener = TcpListener::from_std(listener);
         poll.registry()
             .register(&mut listener, LISTENER, Interest::READABLE)?;
-        let mut signals = ShutdownSignals::new()?;
         signals.register(poll.registry(), SIGNALS)?;
         let addr = listener.local_addr()?;
         let udp = udp::Udp::serve(udp, poll.registry(), &config, &*handler)?;
-        status.listening(addr, handler.name(), udp.is_some());
+        status.listening(addr, handler.traits().name, udp.is_some());
         let parts = (poll, Some(listener), Some(signals), udp);
         let stdout = status::RawStdout::new()?;
         Reactor::with_parts(parts, stdout, config, handler, store, status, None)
@@ -206,9 +206,9 @@ impl Reactor {
             conns: Slab::new(),
             udp,
             keys: HashMap::new(),
-            framing: handler.framing(),
-            slow_policy: handler.slow_policy(),
-            life: Lifecycle::new(Instant::now(), &config, handler.shutdown_policy()),
+            framing: handler.traits().framing,
+            slow_policy: handler.traits().slow,
+            life: Lifecycle::new(Instant::now(), &config, handler.traits().shutdown),
             handler,
             outbox: Outbox::new(),
             config,

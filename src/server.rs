@@ -16,6 +16,7 @@ pub mod session;
 
 use crate::config::ServerConfig;
 use crate::handlers::Handler;
+use crate::signals::ShutdownSignals;
 use crate::status::Status;
 use crate::store::Store;
 
@@ -29,4 +30,6 @@ pub struct Setup {
     pub store: Option<Box<dyn Store>>,
     /// Where status lines go.
     pub status: Status,
+    /// The shutdown signals, caught since the program's first moment.
+    pub signals: ShutdownSignals,
 }

@@ -25,7 +25,10 @@ use std::time::{Duration, Instant};
 
 use rust_decimal::Decimal;
 
-use super::{BuildError, Built, ClientId, Framing, Handler, Outbox, strip_terminator};
+use super::{
+    BuildError, Built, ClientId, FileRole, Handler, Outbox, OwnedFile, Registration, Traits,
+    strip_terminator,
+};
 use crate::config::ServerConfig;
 use crate::handlers::ledger::add_exact;
 use crate::store::snapshot::SnapshotStore;
@@ -281,13 +284,20 @@ fn invalid(id: ClientId, op: Op, out: &mut Outbox) {
     });
 }
 
-impl Handler for Atm {
-    fn name(&self) -> &'static str {
-        "atm"
-    }
+/// What atm is like (see [`Traits`]).
+pub const TRAITS: Traits = Traits::interactive("atm");
 
-    fn framing(&self) -> Framing {
-        Framing::Lines { idle_flush: true }
+/// atm's entry in [`super::REGISTRY`].
+pub static REGISTRATION: Registration = Registration {
+    traits: &TRAITS,
+    help: "The seed's bank with a PIN: b, w<AMOUNT>, d<AMOUNT>, then u<NAME> p<PIN> (needs --accounts)",
+    files,
+    build,
+};
+
+impl Handler for Atm {
+    fn traits(&self) -> &'static Traits {
+        &TRAITS
     }
 
     fn on_message(&mut self, id: ClientId, msg: &[u8], out: &mut Outbox) {
@@ -370,7 +380,21 @@ pub fn build(config: &ServerConfig) -> Result<Built, BuildError> {
     Ok(Built {
         handler: Box::new(atm),
         store: Some(Box::new(store)),
+        notes: Vec::new(),
     })
+}
+
+/// The accounts file, rewritten at each change.
+fn files(config: &ServerConfig) -> Vec<OwnedFile<'_>> {
+    config
+        .accounts
+        .iter()
+        .map(|path| OwnedFile {
+            option: "--accounts",
+            path,
+            role: FileRole::Replaced,
+        })
+        .collect()
 }
 
 #[cfg(test)]

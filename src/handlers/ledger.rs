@@ -22,14 +22,14 @@ use std::path::{Path, PathBuf};
 
 use rust_decimal::Decimal;
 
+use super::sharing::{self, Mergeable};
 use super::{
-    BuildError, Built, ClientId, Finish, Framing, Handler, Outbox, ServerStats, ShutdownPolicy,
-    strip_terminator,
+    BuildError, Built, ClientId, Datagrams, FileRole, Finish, Framing, Handler, Outbox, OwnedFile,
+    Registration, ServerStats, Sharded, Sharing, ShutdownPolicy, Traits, strip_terminator,
 };
 use crate::config::ServerConfig;
 use crate::journal::Journal;
 use crate::net::os_reason;
-use crate::status;
 use crate::store::{JournalStore, Store};
 
 mod money;
@@ -83,39 +83,6 @@ impl Ledger {
     pub fn with_journal(mut self) -> Self {
         self.journal = true;
         self
-    }
-
-    /// `--reactors N`: an empty ledger for another event loop, configured
-    /// like this one (the same log, journal records on or off).
-    pub fn shard(&self) -> Ledger {
-        Ledger {
-            journal: self.journal,
-            ..Ledger::new(self.log.clone())
-        }
-    }
-
-    /// `--reactors N`: adds another loop's ledger into this one, at the
-    /// end. Balances are sums, so the merge is exact. A balance whose parts
-    /// sum past what a balance can hold (28 digits) keeps this one's part,
-    /// with a diagnostic: with one loop, the transactions that pushed it
-    /// over would have been discarded.
-    pub fn absorb(&mut self, other: Ledger) {
-        self.applied += other.applied;
-        self.discarded += other.discarded;
-        for (name, part) in other.accounts {
-            match self.accounts.get_mut(&name) {
-                Some(balance) => match add_exact(*balance, part) {
-                    Some(sum) => *balance = sum,
-                    None => status::diag(format_args!(
-                        "ledger: account {}: the event loops' balances overflow when added; kept one part",
-                        String::from_utf8_lossy(&name)
-                    )),
-                },
-                None => {
-                    self.accounts.insert(name, part);
-                }
-            }
-        }
     }
 
     /// Transactions applied so far.
@@ -201,18 +168,33 @@ impl Ledger {
     }
 }
 
+/// What ledger is like (see [`Traits`]).
+pub const TRAITS: Traits = Traits {
+    // SPEC: a ledger line ends only at `\n` or EOF, never on a pause.
+    framing: Framing::Lines { idle_flush: false },
+    // SPEC: a connected client may still be sending transactions.
+    shutdown: ShutdownPolicy::Drain,
+    datagrams: Datagrams::No,
+    // Balances are sums: one ledger per loop, added up at the end.
+    sharing: Sharing::PerLoop,
+    ..Traits::interactive("ledger")
+};
+
+/// ledger's entry in [`super::REGISTRY`].
+pub static REGISTRATION: Registration = Registration {
+    traits: &TRAITS,
+    help: "Bank transactions `NAME credit|debit AMOUNT`; sorted balances to --log at shutdown",
+    files,
+    build,
+};
+
 impl Handler for Ledger {
-    fn name(&self) -> &'static str {
-        "ledger"
+    fn traits(&self) -> &'static Traits {
+        &TRAITS
     }
 
-    fn framing(&self) -> Framing {
-        // SPEC: a ledger line ends only at `\n` or EOF, never on a pause.
-        Framing::Lines { idle_flush: false }
-    }
-
-    fn shutdown_policy(&self) -> ShutdownPolicy {
-        ShutdownPolicy::Drain
+    fn split(&mut self, loops: usize) -> Option<Sharded> {
+        Some(sharing::split(self, loops))
     }
 
     fn on_message(&mut self, _id: ClientId, msg: &[u8], out: &mut Outbox) {
@@ -236,6 +218,7 @@ impl Handler for Ledger {
                 self.discarded,
                 stats.cut_partial_lines,
             )],
+            ..Finish::default()
         }
     }
 }
@@ -253,11 +236,12 @@ pub fn summary_line(applied: u64, discarded: u64, cut: u64) -> String {
 /// The journal cannot be opened or read ([`BuildError::Io`]).
 pub fn build(config: &ServerConfig) -> Result<Built, BuildError> {
     let mut ledger = Ledger::new(config.log.clone());
+    let mut notes = Vec::new();
     let store = match &config.journal {
         None => None,
         Some(path) => {
             ledger.journal = true;
-            let journal = open_journal(path, &mut ledger).map_err(|e| {
+            let journal = open_journal(path, &mut ledger, &mut notes).map_err(|e| {
                 BuildError::Io(format!(
                     "cannot open journal {}: {}",
                     path.display(),
@@ -270,15 +254,70 @@ pub fn build(config: &ServerConfig) -> Result<Built, BuildError> {
     Ok(Built {
         handler: Box::new(ledger),
         store,
+        notes,
     })
 }
 
-/// Opens the journal and replays it into `ledger` (diagnostics on stderr:
-/// the first status line must stay `Listening on ...`).
-fn open_journal(path: &Path, ledger: &mut Ledger) -> io::Result<Journal> {
+impl Mergeable for Ledger {
+    /// An empty ledger for another event loop, configured like this one
+    /// (the same log, journal records on or off).
+    fn fresh(&self) -> Ledger {
+        Ledger {
+            journal: self.journal,
+            ..Ledger::new(self.log.clone())
+        }
+    }
+
+    /// Adds another loop's ledger into this one, at the end. Balances are
+    /// sums, so the merge is exact. A balance whose parts sum past what a
+    /// balance can hold (28 digits) keeps this one's part, with a
+    /// diagnostic: with one loop, the transactions that pushed it over
+    /// would have been discarded.
+    fn absorb(&mut self, other: Ledger) -> Vec<String> {
+        let mut diagnostics = Vec::new();
+        self.applied += other.applied;
+        self.discarded += other.discarded;
+        for (name, part) in other.accounts {
+            match self.accounts.get_mut(&name) {
+                Some(balance) => match add_exact(*balance, part) {
+                    Some(sum) => *balance = sum,
+                    None => diagnostics.push(format!(
+                        "ledger: account {}: the event loops' balances overflow when added; kept one part",
+                        String::from_utf8_lossy(&name)
+                    )),
+                },
+                None => {
+                    self.accounts.insert(name, part);
+                }
+            }
+        }
+        diagnostics
+    }
+}
+
+/// The log written at exit and, with `--journal`, the journal.
+fn files(config: &ServerConfig) -> Vec<OwnedFile<'_>> {
+    let mut files = vec![OwnedFile {
+        option: "--log",
+        path: &config.log,
+        role: FileRole::Replaced,
+    }];
+    if let Some(journal) = &config.journal {
+        files.push(OwnedFile {
+            option: "--journal",
+            path: journal,
+            role: FileRole::Journal,
+        });
+    }
+    files
+}
+
+/// Opens the journal and replays it into `ledger`, with `notes` for
+/// stderr (the first status line must stay `Listening on ...`).
+fn open_journal(path: &Path, ledger: &mut Ledger, notes: &mut Vec<String>) -> io::Result<Journal> {
     // A record replay does not understand makes the file foreign: refused.
     let (journal, replayed) = Journal::open(path, |record| ledger.replay(record))?;
-    status::diag(format_args!(
+    notes.push(format!(
         "journal {}: replayed {} transactions{}",
         path.display(),
         replayed.records,
@@ -289,7 +328,7 @@ fn open_journal(path: &Path, ledger: &mut Ledger) -> io::Result<Journal> {
         }
     ));
     if replayed.torn_bytes > 0 {
-        status::diag(format_args!(
+        notes.push(format!(
             "journal {}: cut off a torn last record ({} bytes, never acknowledged)",
             path.display(),
             replayed.torn_bytes
@@ -494,6 +533,7 @@ mod tests {
                 status: vec![
                     "Applied 3 transactions, discarded 2 lines, cut 4 partial lines".to_string()
                 ],
+                ..Finish::default()
             }
         );
     }
@@ -509,9 +549,11 @@ mod tests {
     #[test]
     fn handler_shape() {
         let ledger = Ledger::new(PathBuf::from("log.txt"));
-        assert_eq!(ledger.name(), "ledger");
-        assert_eq!(ledger.framing(), Framing::Lines { idle_flush: false });
-        assert_eq!(ledger.shutdown_policy(), ShutdownPolicy::Drain);
+        let t = ledger.traits();
+        assert_eq!(t.name, "ledger");
+        assert_eq!(t.framing, Framing::Lines { idle_flush: false });
+        assert_eq!(t.shutdown, ShutdownPolicy::Drain);
+        assert_eq!(t.sharing, Sharing::PerLoop, "balances are sums");
     }
 
     // ----- properties -------------------------------------------------------------

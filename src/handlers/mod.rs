@@ -10,11 +10,11 @@
 use std::fmt;
 use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
 use std::ops::Range;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Instant;
 
-use crate::config::{HandlerKind, ServerConfig};
+use crate::config::ServerConfig;
 use crate::store::Store;
 
 pub mod atm;
@@ -23,7 +23,175 @@ pub mod ledger;
 pub mod menu;
 pub mod presence;
 pub mod queue;
+pub mod sharing;
 pub mod sink;
+
+pub use sharing::Sharded;
+
+/// Every handler `--handler` can name, in the order `--help` lists them:
+/// one line per handler (see `docs/ADDING-A-HANDLER.md`).
+pub static REGISTRY: &[HandlerKind] = &[
+    HandlerKind(&ledger::REGISTRATION),
+    HandlerKind(&echo::REGISTRATION),
+    HandlerKind(&presence::REGISTRATION),
+    HandlerKind(&sink::REGISTRATION),
+    HandlerKind(&queue::REGISTRATION),
+    HandlerKind(&menu::REGISTRATION),
+    HandlerKind(&atm::REGISTRATION),
+];
+
+/// What a handler says about itself, next to its code, so that no server
+/// ever asks which handler it runs: it asks what the handler is like.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Traits {
+    /// The SPEC name (`ledger`, `echo`, ...): `--handler` and status lines.
+    pub name: &'static str,
+    /// How a client's byte stream is cut into messages.
+    pub framing: Framing,
+    /// What happens to a client whose output passes `--max-pending`.
+    pub slow: SlowPolicy,
+    /// What happens to connected clients after SIGINT/SIGTERM.
+    pub shutdown: ShutdownPolicy,
+    /// Status lines go to stderr because stdout carries the handler's own
+    /// bytes (the sink).
+    pub status_on_stderr: bool,
+    /// Whether and how `--udp` serves it.
+    pub datagrams: Datagrams,
+    /// How `--reactors N` runs it.
+    pub sharing: Sharing,
+}
+
+impl Traits {
+    /// An interactive line handler's traits (idle flush, pause a slow
+    /// reader, close at once on shutdown, datagrams as lines, one shared
+    /// handler): each handler's constant spells out only what differs.
+    pub const fn interactive(name: &'static str) -> Traits {
+        Traits {
+            name,
+            framing: Framing::Lines { idle_flush: true },
+            slow: SlowPolicy::PauseReading,
+            shutdown: ShutdownPolicy::CloseNow,
+            status_on_stderr: false,
+            datagrams: Datagrams::Lines,
+            sharing: Sharing::Shared,
+        }
+    }
+}
+
+/// Whether and how a handler serves `--udp` (SPEC "Datagrams").
+#[derive(Copy, Clone, Debug, PartialEq, Eq)]
+pub enum Datagrams {
+    /// Not at all: `--udp` is a usage error. A broadcast (presence), a
+    /// stream (sink) or a log of a connection's lines (ledger) has no
+    /// meaning per datagram.
+    No,
+    /// A datagram is a line: the server strips one trailing `\r\n` or `\n`
+    /// before `on_message`, and one trailing `\n` from each reply (a reply
+    /// datagram is the reply without the `\n` its TCP line ends with).
+    Lines,
+    /// A datagram is data to give back whole (echo): neither is touched.
+    Whole,
+}
+
+/// How `--reactors N` runs a handler.
+#[derive(Copy, Clone, Debug, PartialEq, Eq)]
+pub enum Sharing {
+    /// One handler per loop, called with no lock, merged at the end
+    /// ([`Handler::split`]): its clients never meet (echo), or its state
+    /// is a sum (the ledger's balances).
+    PerLoop,
+    /// One handler behind a lock, its actions routed to the loop that owns
+    /// each client: its clients see each other (presence, queue, sink,
+    /// menu's count, the atm's accounts).
+    Shared,
+}
+
+/// A file a handler owns, named on the command line.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct OwnedFile<'a> {
+    /// The option that names it (`--log`).
+    pub option: &'static str,
+    pub path: &'a Path,
+    pub role: FileRole,
+}
+
+/// How a handler's file is written.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum FileRole {
+    /// Replaced whole, atomically (the ledger's `--log` at exit, the atm's
+    /// accounts at each change): checked at start to be a regular file or
+    /// absent, in a writable directory.
+    Replaced,
+    /// Appended to and replayed at start (the ledger's `--journal`).
+    Journal,
+}
+
+/// One handler's entry in [`REGISTRY`]: its traits, its files, how to
+/// build it.
+#[derive(Debug)]
+pub struct Registration {
+    pub traits: &'static Traits,
+    /// One line for `--help`.
+    pub help: &'static str,
+    /// The files it owns under this command line.
+    pub files: for<'a> fn(&'a ServerConfig) -> Vec<OwnedFile<'a>>,
+    /// The handler and its store, configured from the command line (a
+    /// store replayed before any client connects).
+    pub build: fn(&ServerConfig) -> Result<Built, BuildError>,
+}
+
+/// For a handler that owns no file.
+pub fn no_files(_: &ServerConfig) -> Vec<OwnedFile<'_>> {
+    Vec::new()
+}
+
+/// A handler `--handler` can name: its [`Registration`].
+#[derive(Clone, Copy)]
+pub struct HandlerKind(pub &'static Registration);
+
+impl HandlerKind {
+    /// The registered handler called `name`.
+    pub fn named(name: &str) -> Option<HandlerKind> {
+        REGISTRY.iter().copied().find(|kind| kind.name() == name)
+    }
+
+    pub fn name(self) -> &'static str {
+        self.0.traits.name
+    }
+
+    pub fn traits(self) -> &'static Traits {
+        self.0.traits
+    }
+
+    /// The files it owns under `config`.
+    pub fn files(self, config: &ServerConfig) -> Vec<OwnedFile<'_>> {
+        (self.0.files)(config)
+    }
+}
+
+impl PartialEq for HandlerKind {
+    fn eq(&self, other: &Self) -> bool {
+        self.name() == other.name()
+    }
+}
+
+impl Eq for HandlerKind {}
+
+impl fmt::Debug for HandlerKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+impl clap::ValueEnum for HandlerKind {
+    fn value_variants<'a>() -> &'a [Self] {
+        REGISTRY
+    }
+
+    fn to_possible_value(&self) -> Option<clap::builder::PossibleValue> {
+        Some(clap::builder::PossibleValue::new(self.name()).help(self.0.help))
+    }
+}
 
 /// SPEC's client number: starts at 1 and is never reused within a run.
 ///
@@ -314,10 +482,12 @@ pub struct ServerStats {
 }
 
 /// What a handler leaves behind when the server stops: files to write
-/// (atomically, by the server) and then status lines to print.
+/// (atomically, by the server), then diagnostics and status lines to print.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Finish {
     pub files: Vec<(PathBuf, Vec<u8>)>,
+    /// Lines for stderr (a merge of `--reactors N` parts that overflowed).
+    pub diagnostics: Vec<String>,
     pub status: Vec<String>,
 }
 
@@ -326,31 +496,16 @@ pub struct Finish {
 /// Messages given to `on_message` keep their terminator (`\n`, `\r\n`, or
 /// none for an EOF tail or an idle-flushed message); [`strip_terminator`]
 /// removes it for handlers that do not echo it.
-///
-/// `Any`: `--reactors N` recovers a handler's type to split its state
-/// over the loops (the ledger's balances) and merge it back.
-pub trait Handler: Send + std::any::Any {
-    /// The SPEC name (`ledger`, `echo`, ...), used in status lines.
-    fn name(&self) -> &'static str;
-    fn framing(&self) -> Framing;
-    fn slow_policy(&self) -> SlowPolicy {
-        SlowPolicy::PauseReading
-    }
-    fn shutdown_policy(&self) -> ShutdownPolicy {
-        ShutdownPolicy::CloseNow
-    }
-    /// Whether status lines go to stderr because stdout carries the
-    /// handler's own bytes (the sink).
-    fn status_on_stderr(&self) -> bool {
-        false
-    }
-    /// Over UDP (SPEC "Datagrams"): true (the default) when a datagram is a
-    /// line, so the server strips one trailing `\r\n` or `\n` before
-    /// `on_message` and one trailing `\n` from each reply (a reply datagram
-    /// is the reply without the `\n` its TCP line ends with); false when
-    /// the datagram is data to give back whole (echo), so neither is touched.
-    fn datagram_is_line(&self) -> bool {
-        true
+pub trait Handler: Send {
+    /// What the handler is like (see [`Traits`]): the same value for the
+    /// handler's whole life.
+    fn traits(&self) -> &'static Traits;
+    /// `--reactors N` with [`Sharing::PerLoop`]: this handler as `loops`
+    /// parts (the first keeps its state, e.g. a replayed journal) and the
+    /// merge that makes one of them at the end. `None`: it does not split
+    /// (one handler is shared).
+    fn split(&mut self, _loops: usize) -> Option<Sharded> {
+        None
     }
     /// A client was accepted and given `id`; `peer` is its address as the
     /// server sees it (a UDP peer has one too).
@@ -385,6 +540,9 @@ pub fn strip_terminator(msg: &[u8]) -> &[u8] {
 pub struct Built {
     pub handler: Box<dyn Handler>,
     pub store: Option<Box<dyn Store>>,
+    /// Lines for stderr about the build (what a replay found), printed by
+    /// the server before it listens: handlers print nothing themselves.
+    pub notes: Vec<String>,
 }
 
 /// Why [`build`] failed.
@@ -396,6 +554,17 @@ pub enum BuildError {
     Io(String),
 }
 
+impl Built {
+    /// A handler that persists nothing.
+    pub fn plain(handler: impl Handler + 'static) -> Built {
+        Built {
+            handler: Box::new(handler),
+            store: None,
+            notes: Vec::new(),
+        }
+    }
+}
+
 /// The handler `--handler` names, configured from the command line, with
 /// its store (replayed, where it has one, before any client connects).
 /// Diagnostics about the replay go to stderr.
@@ -403,27 +572,7 @@ pub enum BuildError {
 /// # Errors
 /// See [`BuildError`].
 pub fn build(config: &ServerConfig) -> Result<Built, BuildError> {
-    let plain = |handler: Box<dyn Handler>| Built {
-        handler,
-        store: None,
-    };
-    if config.journal.is_some() && config.handler != HandlerKind::Ledger {
-        return Err(BuildError::Usage(
-            "--journal applies to --handler ledger only".to_string(),
-        ));
-    }
-    Ok(match config.handler {
-        HandlerKind::Ledger => return ledger::build(config),
-        HandlerKind::Atm => return atm::build(config),
-        HandlerKind::Echo => plain(Box::new(
-            echo::Echo::new(config.upper).with_max_messages(config.max_messages),
-        )),
-        HandlerKind::Presence => plain(Box::new(presence::Presence::new())),
-        HandlerKind::Sink => plain(Box::new(sink::Sink::new())),
-        HandlerKind::Queue => plain(Box::new(queue::Queue::new(config.queue_size))),
-        // The server's start: build runs once, just before the bind.
-        HandlerKind::Menu => plain(Box::new(menu::Menu::new(Instant::now()))),
-    })
+    (config.handler.0.build)(config)
 }
 
 #[cfg(test)]

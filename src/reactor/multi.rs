@@ -29,7 +29,6 @@
 //! `--reactors 1` does not come here: it is the single loop of
 //! [`crate::reactor`], with no lock, atomic or channel added.
 
-use std::any::Any;
 use std::io;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -42,22 +41,19 @@ use mio::net::TcpStream;
 use mio::{Poll, Waker};
 
 use super::{Reactor, WAKE};
-use crate::config::{HandlerKind, ServerConfig};
-use crate::handlers::echo::Echo;
-use crate::handlers::ledger::Ledger;
-use crate::handlers::{Built, ClientId, Finish, Handler, Outbox};
+use crate::config::ServerConfig;
+use crate::handlers::{ClientId, Finish, Handler, Outbox, Sharded, Sharing};
+use crate::server::Setup;
 use crate::server::durable::Durable;
 use crate::status::{RawStdout, Status};
 use crate::store::Store;
 
 pub mod census;
 mod hub;
-mod shard;
 mod supervisor;
 
 use census::Census;
 use hub::{Hub, HubProxy};
-use shard::{Shard, Slot};
 use supervisor::{Link, Supervisor};
 
 /// What the acceptor sends a loop.
@@ -186,86 +182,55 @@ impl Store for SharedStore {
 }
 
 /// How the handler's state is split over the loops, and how it is put
-/// back together at the end.
+/// back together at the end: the handler says which ([`Sharing`]).
 enum Plan {
-    Echo(Slot<Echo>),
-    Ledger(Slot<Ledger>),
+    /// A handler per loop, merged at the end.
+    PerLoop(Box<dyn FnOnce() -> Finish + Send>),
+    /// One handler behind a lock.
     Shared(Arc<Hub>),
 }
 
 impl Plan {
-    /// The handler and store of each loop.
-    fn split(config: &ServerConfig, built: Built, wakers: &[Arc<Waker>]) -> (Plan, Vec<LoopParts>) {
+    /// The handler and store of each loop, from the handler and store as
+    /// `--reactors 1` would run them (the ledger's journal replayed).
+    fn split(
+        mut handler: Box<dyn Handler>,
+        store: Option<Box<dyn Store>>,
+        wakers: &[Arc<Waker>],
+    ) -> (Plan, Vec<LoopParts>) {
         let n = wakers.len();
-        match config.handler {
-            HandlerKind::Echo => {
-                let slot: Slot<Echo> = shard::empty_slot(n);
-                let loops = (0..n)
-                    .map(|i| {
-                        let echo = Echo::new(config.upper).with_max_messages(config.max_messages);
-                        let h: Box<dyn Handler> = Box::new(Shard::new(echo, i, slot.clone()));
-                        (h, None)
-                    })
-                    .collect();
-                (Plan::Echo(slot), loops)
-            }
-            HandlerKind::Ledger => {
-                let any: Box<dyn Any> = built.handler;
-                let replayed = *any
-                    .downcast::<Ledger>()
-                    .expect("--handler ledger builds a Ledger");
-                let store = built.store.map(|s| Arc::new(Mutex::new(s)));
-                let slot: Slot<Ledger> = shard::empty_slot(n);
-                let mut ledgers: Vec<Ledger> = (1..n).map(|_| replayed.shard()).collect();
-                ledgers.insert(0, replayed);
-                let loops = ledgers
-                    .into_iter()
-                    .enumerate()
-                    .map(|(i, ledger)| {
-                        let h: Box<dyn Handler> = Box::new(Shard::new(ledger, i, slot.clone()));
-                        let s = store
-                            .as_ref()
-                            .map(|s| Box::new(SharedStore(s.clone())) as Box<dyn Store>);
-                        (h, s)
-                    })
-                    .collect();
-                (Plan::Ledger(slot), loops)
-            }
-            _ => {
-                let durable = Durable::new(built.store);
-                let hub = Arc::new(Hub::new(built.handler, durable, wakers.to_vec()));
-                let loops = (0..n)
-                    .map(|i| {
-                        let h: Box<dyn Handler> = Box::new(HubProxy::new(hub.clone(), i));
-                        (h, None)
-                    })
-                    .collect();
-                (Plan::Shared(hub), loops)
-            }
+        let sharded = match handler.traits().sharing {
+            Sharing::PerLoop => handler.split(n),
+            Sharing::Shared => None,
+        };
+        if let Some(Sharded { parts, merge }) = sharded {
+            // One store (the ledger's journal), shared by every loop.
+            let store = store.map(|s| Arc::new(Mutex::new(s)));
+            let loops = parts
+                .into_iter()
+                .map(|h| {
+                    let s = store
+                        .as_ref()
+                        .map(|s| Box::new(SharedStore(s.clone())) as Box<dyn Store>);
+                    (h, s)
+                })
+                .collect();
+            return (Plan::PerLoop(merge), loops);
         }
+        let hub = Arc::new(Hub::new(handler, Durable::new(store), wakers.to_vec()));
+        let loops = (0..n)
+            .map(|i| {
+                let h: Box<dyn Handler> = Box::new(HubProxy::new(hub.clone(), i));
+                (h, None)
+            })
+            .collect();
+        (Plan::Shared(hub), loops)
     }
 
     /// Once every loop has finished: one handler's files and lines.
     fn finish(self) -> io::Result<Finish> {
         match self {
-            Plan::Echo(slot) => {
-                let (mut echoes, stats) = shard::collect(&slot);
-                Ok(echoes
-                    .first_mut()
-                    .map(|e| e.finish(&stats))
-                    .unwrap_or_default())
-            }
-            Plan::Ledger(slot) => {
-                let (ledgers, stats) = shard::collect(&slot);
-                let mut ledgers = ledgers.into_iter();
-                let Some(mut merged) = ledgers.next() else {
-                    return Ok(Finish::default());
-                };
-                for ledger in ledgers {
-                    merged.absorb(ledger);
-                }
-                Ok(merged.finish(&stats))
-            }
+            Plan::PerLoop(merge) => Ok(merge()),
             Plan::Shared(hub) => hub.finish(),
         }
     }
@@ -276,21 +241,25 @@ type LoopParts = (Box<dyn Handler>, Option<Box<dyn Store>>);
 
 /// Runs `config.reactors` loops and the acceptor on `listener` until a
 /// shutdown signal and SPEC's shutdown, then returns what the (merged)
-/// handler leaves to write and print. `built`: the handler and store as
-/// `--reactors 1` would run them (the ledger's journal replayed).
+/// handler leaves to write and print.
 ///
 /// # Errors
 /// Set-up failures, a failing `poll`, a failing store (as with one loop).
 pub fn run(
     listener: std::net::TcpListener,
     mut udp: Option<std::net::UdpSocket>,
-    mut config: ServerConfig,
-    built: Built,
-    status: Status,
+    setup: Setup,
 ) -> io::Result<Finish> {
+    let Setup {
+        mut config,
+        handler,
+        store,
+        status,
+        signals,
+    } = setup;
     let n = config.reactors.max(1);
-    let name = built.handler.name();
-    let policy = built.handler.shutdown_policy();
+    let traits = handler.traits();
+    let (name, policy) = (traits.name, traits.shutdown);
     let mut polls = Vec::with_capacity(n);
     let mut wakers = Vec::with_capacity(n);
     for _ in 0..n {
@@ -298,7 +267,7 @@ pub fn run(
         wakers.push(Arc::new(Waker::new(poll.registry(), WAKE)?));
         polls.push(poll);
     }
-    let (plan, parts) = Plan::split(&config, built, &wakers);
+    let (plan, parts) = Plan::split(handler, store, &wakers);
     let census = Arc::new(Census::new(status));
     let alive = Arc::new(AtomicUsize::new(n));
     let mut links = Vec::with_capacity(n);
@@ -315,7 +284,7 @@ pub fn run(
         listener,
         &config,
         (name, policy),
-        status,
+        (status, signals),
         census.clone(),
         (links, alive.clone()),
     )?;

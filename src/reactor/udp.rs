@@ -18,7 +18,7 @@ use mio::net::UdpSocket;
 use mio::{Interest, Registry, Token};
 
 use super::Reactor;
-use crate::handlers::ClientId;
+use crate::handlers::{ClientId, Datagrams};
 use crate::server::datagram::{self, Admit, Flushed, Peers, Replies, Throttle};
 use crate::status;
 
@@ -67,7 +67,14 @@ impl Udp {
         handler: &dyn crate::handlers::Handler,
     ) -> io::Result<Option<Udp>> {
         socket
-            .map(|socket| Udp::new(socket, registry, config, handler.datagram_is_line()))
+            .map(|socket| {
+                Udp::new(
+                    socket,
+                    registry,
+                    config,
+                    handler.traits().datagrams == Datagrams::Lines,
+                )
+            })
             .transpose()
     }
 

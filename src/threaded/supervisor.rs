@@ -16,7 +16,7 @@ use mio::{Events, Interest, Poll, Token, Waker};
 use super::client::{Client, ClientState, End, Stop};
 use super::udp::UdpThread;
 use super::{Core, Registered, Server, lock};
-use crate::handlers::{Finish, Outbox, ServerStats};
+use crate::handlers::{Datagrams, Finish, Outbox, ServerStats};
 use crate::server::Setup;
 use crate::server::durable::Durable;
 use crate::server::lifecycle::{Command, Lifecycle};
@@ -59,6 +59,7 @@ impl Supervisor {
             handler,
             store,
             status,
+            mut signals,
         } = setup;
         let poll = Poll::new()?;
         listener.set_nonblocking(true)?;
@@ -67,18 +68,18 @@ impl Supervisor {
             LISTENER,
             Interest::READABLE,
         )?;
-        let mut signals = ShutdownSignals::new()?;
         signals.register(poll.registry(), SIGNALS)?;
         let waker = Waker::new(poll.registry(), WAKE)?;
         let stdout = status::RawStdout::new()?;
         let addr = listener.local_addr()?;
-        status.listening(addr, handler.name(), udp.is_some());
-        let life = Lifecycle::new(Instant::now(), &config, handler.shutdown_policy());
+        let traits = handler.traits();
+        status.listening(addr, traits.name, udp.is_some());
+        let life = Lifecycle::new(Instant::now(), &config, traits.shutdown);
         let server = Arc::new(Server {
-            framing: handler.framing(),
-            datagram_is_line: handler.datagram_is_line(),
+            framing: traits.framing,
+            datagram_is_line: traits.datagrams == Datagrams::Lines,
             udp_peers: AtomicUsize::new(0),
-            slow_policy: handler.slow_policy(),
+            slow_policy: traits.slow,
             core: Mutex::new(Core {
                 handler,
                 registry: HashMap::new(),

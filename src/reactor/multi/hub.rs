@@ -26,10 +26,7 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use mio::Waker;
 
 use super::census::Census;
-use crate::handlers::{
-    Action, ClientId, Finish, Framing, Handler, Outbox, Payload, ServerStats, ShutdownPolicy,
-    SlowPolicy,
-};
+use crate::handlers::{Action, ClientId, Finish, Handler, Outbox, Payload, ServerStats, Traits};
 use crate::server::durable::Durable;
 use crate::status;
 
@@ -273,39 +270,19 @@ pub struct HubProxy {
     tmp: Outbox,
     /// Loops to wake once the lock is released.
     wake: Vec<usize>,
-    name: &'static str,
-    framing: Framing,
-    slow_policy: SlowPolicy,
-    shutdown_policy: ShutdownPolicy,
-    status_on_stderr: bool,
-    datagram_is_line: bool,
+    /// The shared handler's, read once (no lock to ask).
+    traits: &'static Traits,
 }
 
 impl HubProxy {
     pub fn new(hub: Arc<Hub>, me: usize) -> Self {
-        let (name, framing, slow_policy, shutdown_policy, status_on_stderr, datagram_is_line) = {
-            let core = hub.lock();
-            let h = &core.handler;
-            (
-                h.name(),
-                h.framing(),
-                h.slow_policy(),
-                h.shutdown_policy(),
-                h.status_on_stderr(),
-                h.datagram_is_line(),
-            )
-        };
+        let traits = hub.lock().handler.traits();
         HubProxy {
             hub,
             me,
             tmp: Outbox::new(),
             wake: Vec::new(),
-            name,
-            framing,
-            slow_policy,
-            shutdown_policy,
-            status_on_stderr,
-            datagram_is_line,
+            traits,
         }
     }
 
@@ -319,23 +296,8 @@ impl HubProxy {
 }
 
 impl Handler for HubProxy {
-    fn name(&self) -> &'static str {
-        self.name
-    }
-    fn framing(&self) -> Framing {
-        self.framing
-    }
-    fn slow_policy(&self) -> SlowPolicy {
-        self.slow_policy
-    }
-    fn shutdown_policy(&self) -> ShutdownPolicy {
-        self.shutdown_policy
-    }
-    fn status_on_stderr(&self) -> bool {
-        self.status_on_stderr
-    }
-    fn datagram_is_line(&self) -> bool {
-        self.datagram_is_line
+    fn traits(&self) -> &'static Traits {
+        self.traits
     }
     /// Not used by the loops ([`Hub::connect`] admits and tells the
     /// handler in one step); kept correct for any other caller.

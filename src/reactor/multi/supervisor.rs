@@ -65,7 +65,7 @@ impl Supervisor {
         listener: std::net::TcpListener,
         config: &ServerConfig,
         (name, policy): (&str, ShutdownPolicy),
-        status: Status,
+        (status, mut signals): (Status, ShutdownSignals),
         census: Arc<Census>,
         (links, alive): (Vec<Link>, Arc<AtomicUsize>),
     ) -> io::Result<(Self, Arc<Waker>)> {
@@ -74,7 +74,6 @@ impl Supervisor {
         let mut listener = TcpListener::from_std(listener);
         poll.registry()
             .register(&mut listener, LISTENER, Interest::READABLE)?;
-        let mut signals = ShutdownSignals::new()?;
         signals.register(poll.registry(), SIGNALS)?;
         let waker = Arc::new(Waker::new(poll.registry(), WAKE)?);
         // With --udp, the socket itself is served by loop 0 (`multi::run`).
