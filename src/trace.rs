@@ -34,7 +34,7 @@
 
 use std::io::{self, Write};
 use std::net::SocketAddr;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
 use mio::Token;
@@ -119,8 +119,12 @@ impl Trace {
     }
 
     fn new(on: bool, speaker: Speaker, out: Box<dyn Write + Send>) -> Trace {
+        // One clock for every trace of the process, so that the lines of
+        // several loops and threads can be read side by side.
+        static START: OnceLock<Instant> = OnceLock::new();
+        let start = *START.get_or_init(Instant::now);
         Trace {
-            sink: on.then(|| Arc::new(Sink::new(speaker, out))),
+            sink: on.then(|| Arc::new(Sink::new(speaker, start, out))),
         }
     }
 
@@ -195,6 +199,18 @@ impl Trace {
             sink.step(
                 Step::Accept,
                 format_args!("accepted client {id} from {peer}"),
+            );
+        }
+    }
+
+    /// The acceptor of `--reactors N` handed `n` new connections to loop
+    /// `index`.
+    #[inline]
+    pub fn handed(&self, n: usize, index: usize) {
+        if let Some(sink) = &self.sink {
+            sink.step(
+                Step::Accept,
+                format_args!("accepted {n} connection(s), handed to loop {index}"),
             );
         }
     }

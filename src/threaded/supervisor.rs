@@ -143,7 +143,9 @@ impl Supervisor {
                         // Every signal counts: two in one wakeup are a
                         // first and a second.
                         let now = Instant::now();
-                        for _ in 0..self.signals.take() {
+                        let count = self.signals.take();
+                        self.server.trace.signals(count);
+                        for _ in 0..count {
                             self.life.handle_signal(now);
                         }
                         self.run_commands();

@@ -90,8 +90,7 @@ pub(super) struct State {
 }
 
 impl Sink {
-    pub(super) fn new(speaker: Speaker, out: Box<dyn Write + Send>) -> Sink {
-        let start = Instant::now();
+    pub(super) fn new(speaker: Speaker, start: Instant, out: Box<dyn Write + Send>) -> Sink {
         Sink {
             speaker,
             start,

@@ -22,6 +22,7 @@ use crate::server::lifecycle::{Command, Lifecycle, Phase};
 use crate::signals::ShutdownSignals;
 use crate::status::{self, Status};
 use crate::timers::Accepted;
+use crate::trace::Trace;
 
 const LISTENER: Token = Token(0);
 const SIGNALS: Token = Token(1);
@@ -56,6 +57,8 @@ pub struct Supervisor {
     next: usize,
     /// Loops still running.
     alive: Arc<AtomicUsize>,
+    /// `--trace`: hand-outs, signals and lifecycle steps, as `[acceptor]`.
+    trace: Trace,
 }
 
 impl Supervisor {
@@ -89,6 +92,7 @@ impl Supervisor {
             batches,
             next: 0,
             alive,
+            trace: Trace::for_threads(config.trace),
         };
         Ok((supervisor, waker))
     }
@@ -144,6 +148,7 @@ impl Supervisor {
         if count == 0 {
             return;
         }
+        self.trace.signals(count);
         let now = Instant::now();
         for _ in 0..count {
             self.life.handle_signal(now);
@@ -175,6 +180,7 @@ impl Supervisor {
 
     fn run_commands(&mut self) {
         while let Some(command) = self.life.poll_command() {
+            self.trace.command(&command);
             match command {
                 Command::StopAccepting => {
                     self.handle_accept();
@@ -211,11 +217,12 @@ impl Supervisor {
 
     /// One message and one wake per loop per wakeup.
     fn send_batches(&mut self) {
-        for (batch, link) in self.batches.iter_mut().zip(&self.links) {
+        for (index, (batch, link)) in self.batches.iter_mut().zip(&self.links).enumerate() {
             if batch.is_empty() {
                 continue;
             }
             let clients = std::mem::take(batch);
+            self.trace.handed(clients.len(), index);
             if link.tx.send(Msg::Clients(clients)).is_ok() {
                 let _ = link.waker.wake();
             }
