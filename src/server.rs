@@ -8,6 +8,7 @@
 //! sockets, threads and the clock; these own the rules, and unit tests
 //! drive them with a fake clock.
 
+pub mod actions;
 pub mod datagram;
 pub mod durable;
 pub mod lifecycle;

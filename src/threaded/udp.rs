@@ -25,7 +25,8 @@ use mio::net::UdpSocket;
 use mio::{Events, Interest, Poll, Token, Waker};
 
 use super::{Server, lock};
-use crate::handlers::{Action, ClientId, Outbox};
+use crate::handlers::{ClientId, Outbox};
+use crate::server::actions::{Bytes, Clients};
 use crate::server::datagram::{self, Admit, Flushed, Peers, Replies, Throttle};
 use crate::status;
 
@@ -245,20 +246,13 @@ impl Worker {
             is_line,
             ..
         } = self;
-        server.with_handler(None, out, |handler, out| {
-            f(handler, out);
-            for action in out.actions() {
-                match action {
-                    Action::Send { to, payload } => {
-                        if let Some(addr) = peers.addr(*to) {
-                            replies.push(addr, datagram::reply(out.bytes(payload), *is_line));
-                        }
-                    }
-                    Action::Close(id) => closes.push(*id),
-                    _ => {}
-                }
-            }
-        });
+        let mut udp = UdpClients {
+            peers,
+            replies,
+            closes,
+            is_line: *is_line,
+        };
+        server.with_handler_and_peers(None, out, &mut udp, f);
         for id in std::mem::take(&mut self.closes) {
             if self.peers.forget(id) {
                 self.disconnected(id);
@@ -332,4 +326,27 @@ impl Worker {
             let _ = self.poll.poll(&mut events, Some(FINAL_FLUSH_POLL));
         }
     }
+}
+
+/// The `--udp` peers as the action interpreter sees them: a reply is
+/// queued (sent after the call), a close forgets the peer after the call.
+struct UdpClients<'a> {
+    peers: &'a Peers,
+    replies: &'a mut Replies,
+    closes: &'a mut Vec<ClientId>,
+    is_line: bool,
+}
+
+impl Clients for UdpClients<'_> {
+    fn send(&mut self, to: ClientId, bytes: Bytes<'_>) {
+        if let Some(addr) = self.peers.addr(to) {
+            self.replies
+                .push(addr, datagram::reply(bytes.as_slice(), self.is_line));
+        }
+    }
+    fn close(&mut self, id: ClientId) {
+        self.closes.push(id);
+    }
+    /// A datagram socket is never paused: nothing is read per peer.
+    fn pause(&mut self, _: ClientId, _: bool) {}
 }

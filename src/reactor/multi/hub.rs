@@ -26,7 +26,8 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use mio::Waker;
 
 use super::census::Census;
-use crate::handlers::{Action, ClientId, Finish, Handler, Outbox, Payload, ServerStats, Traits};
+use crate::handlers::{ClientId, Finish, Handler, Outbox, ServerStats, Traits};
+use crate::server::actions::{self, Bytes, Clients, Line};
 use crate::server::durable::Durable;
 use crate::status;
 
@@ -186,17 +187,7 @@ impl Core {
         if self.failure.is_some() {
             return false;
         }
-        if !self.durable.is_on() {
-            return true;
-        }
-        let mut result = Ok(());
-        for action in tmp.actions() {
-            if let Action::Persist { payload, record } = action
-                && result.is_ok()
-            {
-                result = self.durable.persist(*record, tmp.bytes(payload));
-            }
-        }
+        let mut result = actions::persist(tmp, &mut self.durable);
         if result.is_ok() && self.durable.owes_sync() {
             result = self.durable.sync_before_output();
         }
@@ -210,55 +201,76 @@ impl Core {
         }
     }
 
+    /// Routes the call's actions: this loop's clients' (and its stdout and
+    /// diagnostics) into its outbox, the others' into their loops'
+    /// mailboxes.
     fn route(&mut self, me: usize, tmp: &Outbox, out: &mut Outbox, wake: &mut Vec<usize>) {
-        for action in tmp.actions() {
-            let (id, routed) = match action {
-                Action::Send { to, payload } => match self.owner.get(to) {
-                    Some(&owner) if owner == me => {
-                        match payload {
-                            Payload::Shared(buf) => out.send_shared(*to, buf),
-                            Payload::Arena(_) => out.send(*to, tmp.bytes(payload)),
-                        }
-                        continue;
-                    }
-                    Some(_) => {
-                        let bytes = match payload {
-                            Payload::Shared(buf) => Arc::clone(buf),
-                            Payload::Arena(_) => Arc::from(tmp.bytes(payload)),
-                        };
-                        (*to, Routed::Send(*to, bytes))
-                    }
-                    None => continue,
-                },
-                Action::Close(id) => (*id, Routed::Close(*id)),
-                Action::PauseReading(id) => (*id, Routed::Pause(*id)),
-                Action::ResumeReading(id) => (*id, Routed::Resume(*id)),
-                Action::Stdout(payload) => {
-                    out.stdout(tmp.bytes(payload));
-                    continue;
+        let mut router = Router {
+            owner: &self.owner,
+            mailboxes: &mut self.mailboxes,
+            me,
+            out,
+            wake,
+        };
+        actions::to_clients(tmp, &mut router);
+        actions::to_lines(tmp, |line| match line {
+            Line::Stdout(bytes) => router.out.stdout(bytes),
+            Line::Diagnostic(text) => router.out.diagnostic(text),
+        });
+    }
+}
+
+/// Where a shared handler's per-client actions go: see [`Core::route`].
+struct Router<'a> {
+    owner: &'a HashMap<ClientId, usize>,
+    mailboxes: &'a mut Vec<Vec<Routed>>,
+    me: usize,
+    out: &'a mut Outbox,
+    wake: &'a mut Vec<usize>,
+}
+
+impl Router<'_> {
+    /// Hands `routed` (for client `id`) to its loop: this loop's outbox, or
+    /// another loop's mailbox (that loop to be woken). A client no loop
+    /// owns any more is gone: dropped.
+    fn route(&mut self, id: ClientId, routed: Routed) {
+        match self.owner.get(&id) {
+            Some(&owner) if owner == self.me => match routed {
+                Routed::Close(id) => self.out.close(id),
+                Routed::Pause(id) => self.out.pause_reading(id),
+                Routed::Resume(id) => self.out.resume_reading(id),
+                Routed::Send(to, bytes) => self.out.send_shared(to, &bytes),
+            },
+            Some(&owner) => {
+                self.mailboxes[owner].push(routed);
+                if !self.wake.contains(&owner) {
+                    self.wake.push(owner);
                 }
-                Action::Diagnostic(line) => {
-                    out.diagnostic(line.clone());
-                    continue;
-                }
-                Action::Persist { .. } => continue,
-            };
-            match self.owner.get(&id) {
-                Some(&owner) if owner == me => match routed {
-                    Routed::Close(id) => out.close(id),
-                    Routed::Pause(id) => out.pause_reading(id),
-                    Routed::Resume(id) => out.resume_reading(id),
-                    Routed::Send(to, bytes) => out.send_shared(to, &bytes),
-                },
-                Some(&owner) => {
-                    self.mailboxes[owner].push(routed);
-                    if !wake.contains(&owner) {
-                        wake.push(owner);
-                    }
-                }
-                None => {}
             }
+            None => {}
         }
+    }
+}
+
+impl Clients for Router<'_> {
+    fn send(&mut self, to: ClientId, bytes: Bytes<'_>) {
+        match (self.owner.get(&to), bytes) {
+            // This loop's client: no copy into a shared buffer.
+            (Some(&owner), Bytes::Slice(slice)) if owner == self.me => self.out.send(to, slice),
+            (Some(_), bytes) => self.route(to, Routed::Send(to, bytes.to_shared())),
+            (None, _) => {}
+        }
+    }
+    fn close(&mut self, id: ClientId) {
+        self.route(id, Routed::Close(id));
+    }
+    fn pause(&mut self, id: ClientId, paused: bool) {
+        let routed = if paused {
+            Routed::Pause(id)
+        } else {
+            Routed::Resume(id)
+        };
+        self.route(id, routed);
     }
 }
 
