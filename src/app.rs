@@ -9,7 +9,7 @@ use crate::handlers::{BuildError, Built};
 use crate::server::Setup;
 use crate::signals::ShutdownSignals;
 use crate::status::{self, Status};
-use crate::{fsutil, handlers, net, reactor, threaded};
+use crate::{fsutil, handlers, net, reactor, reactors, threaded};
 
 /// Which server runs the handlers.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -89,7 +89,7 @@ pub fn server_main(model: Model) -> ExitCode {
         signals,
     };
     let result = match model {
-        Model::Reactor if setup.config.reactors > 1 => reactor::multi::run(listener, udp, setup),
+        Model::Reactor if setup.config.reactors > 1 => reactors::run(listener, udp, setup),
         Model::Reactor => reactor::run(listener, udp, setup),
         Model::Threaded => threaded::run(listener, udp, setup),
     };

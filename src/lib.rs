@@ -25,7 +25,8 @@
 //! - [`grpc`]: `queue-grpc-server` and the gRPC code generated from `proto/queue.proto`.
 //!
 //! Servers (own sockets, threads, the clock):
-//! - [`reactor`]: the mio event loop; [`reactor::multi`]: N of them (`--reactors N`).
+//! - [`reactor`]: the mio event loop, which never knows whether it has siblings;
+//!   [`reactors`]: N of them (`--reactors N`).
 //! - [`threaded`]: one OS thread per connection, same handlers.
 //!
 //! Server core (no I/O; both servers drive it):
@@ -60,6 +61,7 @@ pub mod loadgen;
 
 // Servers
 pub mod reactor;
+pub mod reactors;
 pub mod threaded;
 
 // Server core

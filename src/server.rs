@@ -9,10 +9,10 @@
 //! drive them with a fake clock.
 
 pub mod actions;
+pub mod census;
 pub mod datagram;
 pub mod durable;
 pub mod lifecycle;
-pub mod roster;
 pub mod session;
 
 use crate::config::ServerConfig;

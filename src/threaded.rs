@@ -35,8 +35,8 @@ use mio::Waker;
 use crate::config::ServerConfig;
 use crate::handlers::{ClientId, Finish, Framing, Handler, SlowPolicy};
 use crate::server::Setup;
+use crate::server::census::Census;
 use crate::server::durable::Durable;
-use crate::server::roster::Roster;
 use crate::status::Status;
 use crate::trace::Trace;
 
@@ -89,7 +89,7 @@ struct Server {
     /// The store failed: the supervisor resets every client and stops.
     fatal: Mutex<Option<io::Error>>,
     /// Client ids (the count is `table`'s length, printed under its lock).
-    roster: Roster,
+    census: Census,
     /// Every connected client (accepted, not yet closed): the SPEC count,
     /// and what shutdown walks. Status lines are printed under this lock so
     /// their counts come out in order.

@@ -106,9 +106,16 @@ impl Trace {
         Trace { sink: None }
     }
 
-    /// The trace of an event loop (`index`: 0 for the single loop), on
-    /// stderr if `on`.
-    pub fn for_loop(on: bool, index: usize) -> Trace {
+    /// The trace of the event loop running on this thread, on stderr if
+    /// `on`. Its number comes from the thread's name, `reactor-N` with
+    /// `--reactors N` (loop 0 otherwise), so the loop need not know it is
+    /// one of several.
+    pub fn for_this_loop(on: bool) -> Trace {
+        let index = std::thread::current()
+            .name()
+            .and_then(|name| name.strip_prefix("reactor-"))
+            .and_then(|n| n.parse().ok())
+            .unwrap_or(0);
         Trace::new(on, Speaker::Loop(index), Box::new(io::stderr()))
     }
 
@@ -448,15 +455,17 @@ impl Trace {
     }
 
     /// Another thread woke this loop (`--reactors N`): the acceptor with
-    /// `n` messages (clients, signals), or another loop with actions for
-    /// this loop's clients.
+    /// `clients` new connections and `signals` signals, or another loop
+    /// with actions for this loop's clients.
     #[inline]
-    pub fn woken(&self, n: usize) {
+    pub fn woken(&self, clients: usize, signals: usize) {
         if let Some(sink) = &self.sink {
-            if n > 0 {
+            if clients + signals > 0 {
                 sink.step(
                     Step::Lifecycle,
-                    format_args!("woken by the acceptor: {n} message(s)"),
+                    format_args!(
+                        "woken by the acceptor: {clients} new connection(s), {signals} signal(s)"
+                    ),
                 );
             } else {
                 sink.step(

@@ -141,10 +141,7 @@ impl Reactor {
             let _ = self.poll.registry().deregister(&mut conn.stream);
             self.keys.remove(&conn.id);
             self.trace.closed(conn.id);
-            match self.multi.as_deref() {
-                Some(worker) => worker.leave(conn.id),
-                None => self.status.disconnected(conn.id, self.roster.leave()),
-            }
+            self.member.leave(conn.id);
         }
     }
 

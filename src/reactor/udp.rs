@@ -186,60 +186,39 @@ impl Reactor {
             .udp
             .as_ref()
             .is_some_and(|u| u.peers.addr_is_known(from));
-        if self.multi.is_some() && !known {
-            // One of N loops: a new peer is admitted through the census
-            // (its id, its line and, for shared state, the handler's
-            // `on_connect`, in one step across all loops).
-            let max = self.config.max_clients;
-            let admitted = match self.multi.as_deref_mut() {
-                Some(worker) => worker.admit(from, max, &mut *self.handler, &mut self.outbox),
-                None => None,
-            };
+        let id = if known {
             let Some(udp) = self.udp.as_mut() else {
                 return;
             };
-            match admitted {
-                Some(id) => {
-                    udp.peers.admit(from, now, true, || id);
-                    self.apply_actions();
-                }
-                None => {
-                    udp.replies.push(from, status::UDP_TOO_MANY_CLIENTS);
-                    if let Some(more) = udp.refused.hit(now) {
-                        status::udp_refused(from, max, more);
-                    }
-                    return;
-                }
+            match udp
+                .peers
+                .admit(from, now, true, || unreachable!("a known peer"))
+            {
+                Admit::Known(id) | Admit::New(id) => id,
+                Admit::Refused => return,
             }
-        }
-        // The roster counts clients of both kinds: TCP and UDP peers.
-        let room = self.roster.count() < self.config.max_clients;
-        let (max_clients, max_line) = (self.config.max_clients, self.config.max_line_bytes);
-        let Some(udp) = self.udp.as_mut() else {
-            return;
-        };
-        let roster = &self.roster;
-        let mut clients = 0;
-        let id = match udp.peers.admit(from, now, room, || {
-            let (id, count) = roster.join();
-            clients = count;
-            id
-        }) {
-            Admit::Known(id) => id,
-            Admit::New(id) => {
-                self.status.connected(id, clients);
-                self.handler.on_connect(id, from, &mut self.outbox);
-                self.apply_actions();
-                id
-            }
-            Admit::Refused => {
+        } else {
+            // A new peer: its id, its line and the handler's `on_connect`,
+            // in one step (see [`Membership::admit`]).
+            let max = self.config.max_clients;
+            let admitted = self
+                .member
+                .admit(from, max, &mut *self.handler, &mut self.outbox);
+            let Some(udp) = self.udp.as_mut() else {
+                return;
+            };
+            let Some(id) = admitted else {
                 udp.replies.push(from, status::UDP_TOO_MANY_CLIENTS);
                 if let Some(more) = udp.refused.hit(now) {
-                    status::udp_refused(from, max_clients, more);
+                    status::udp_refused(from, max, more);
                 }
                 return;
-            }
+            };
+            udp.peers.admit(from, now, true, || id);
+            self.apply_actions();
+            id
         };
+        let max_line = self.config.max_line_bytes;
         let Some(udp) = self.udp.as_mut() else {
             return;
         };
@@ -271,13 +250,10 @@ impl Reactor {
         true
     }
 
-    /// A forgotten peer's `disconnected` line (and, with N loops, its
+    /// A forgotten peer's `disconnected` line (and its
     /// place in the census).
     fn udp_left(&mut self, id: ClientId) {
-        match self.multi.as_deref() {
-            Some(worker) => worker.leave(id),
-            None => self.status.disconnected(id, self.roster.leave()),
-        }
+        self.member.leave(id);
     }
 
     /// Forgets the peers silent for `--udp-idle`.

@@ -18,9 +18,9 @@ use super::udp::UdpThread;
 use super::{Core, Registered, Server, lock};
 use crate::handlers::{Datagrams, Finish, Outbox, ServerStats};
 use crate::server::Setup;
+use crate::server::census::Census;
 use crate::server::durable::Durable;
 use crate::server::lifecycle::{Command, Lifecycle};
-use crate::server::roster::Roster;
 use crate::signals::ShutdownSignals;
 use crate::status;
 use crate::timers::Accepted;
@@ -87,7 +87,7 @@ impl Supervisor {
             persisting: store.is_some(),
             durable: Mutex::new(Durable::new(store)),
             fatal: Mutex::new(None),
-            roster: Roster::new(),
+            census: Census::new(status),
             table: Mutex::new(HashMap::new()),
             flushing: Mutex::new(HashMap::new()),
             open: AtomicUsize::new(0),
@@ -293,7 +293,7 @@ impl Supervisor {
             return;
         }
         let _ = stream.set_nodelay(true);
-        let id = server.roster.next_id();
+        let id = server.census.next_id();
         let client = Arc::new(Client {
             id,
             stream,

@@ -196,8 +196,8 @@ impl Worker {
         } else {
             let table = lock(&server.table);
             let room = server.count(&table) < server.config.max_clients;
-            let roster = &server.roster;
-            let admit = self.peers.admit(from, now, room, || roster.next_id());
+            let census = &server.census;
+            let admit = self.peers.admit(from, now, room, || census.next_id());
             if let Admit::New(id) = admit {
                 let peers = server.udp_peers.fetch_add(1, Ordering::SeqCst) + 1;
                 server.status.connected(id, table.len() + peers);

@@ -64,7 +64,7 @@ pub(super) enum Speaker {
 }
 
 pub(super) struct Sink {
-    speaker: Speaker,
+    pub(super) speaker: Speaker,
     start: Instant,
     state: Mutex<State>,
 }

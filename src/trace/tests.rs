@@ -43,7 +43,7 @@ fn sink(trace: &Trace) -> &Sink {
 
 #[test]
 fn off_writes_nothing_and_calls_no_closure() {
-    let trace = Trace::for_loop(false, 0);
+    let trace = Trace::for_this_loop(false);
     assert!(!trace.on());
     trace.framed(
         ClientId(1),
@@ -184,4 +184,21 @@ fn an_empty_pass_says_why_poll_returned() {
     assert!(lines[0].ends_with("pass 1: no events: poll was interrupted (a signal)"));
     assert!(lines[1].ends_with("pass 2: no events: a timer is due"));
     assert!(lines[2].ends_with("pass 3: no events: work left from the last pass"));
+}
+
+#[test]
+fn a_loop_takes_its_number_from_its_thread() {
+    let index = |name: &str| {
+        std::thread::Builder::new()
+            .name(name.to_string())
+            .spawn(|| match sink(&Trace::for_this_loop(true)).speaker {
+                Speaker::Loop(i) => i,
+                Speaker::Thread => usize::MAX,
+            })
+            .unwrap()
+            .join()
+            .unwrap()
+    };
+    assert_eq!(index("reactor-3"), 3);
+    assert_eq!(index("main"), 0);
 }

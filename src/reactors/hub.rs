@@ -25,9 +25,9 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 use mio::Waker;
 
-use super::census::Census;
 use crate::handlers::{ClientId, Finish, Handler, Outbox, ServerStats, Traits};
 use crate::server::actions::{self, Bytes, Clients, Line};
+use crate::server::census::Census;
 use crate::server::durable::Durable;
 use crate::status;
 

@@ -1,5 +1,5 @@
-//! The client census shared by N loops: SPEC's ids (from 1, never reused)
-//! and the total count in every status line.
+//! The client census: SPEC's ids (from 1, never reused) and the total
+//! count in every status line, for one event loop or shared by N.
 //!
 //! One mutex rather than two atomics: the id, the count and the status line
 //! that shows them are one step, so the lines come out in the order the
@@ -54,6 +54,15 @@ impl Census {
         state.clients += 1;
         self.status.connected(id, state.clients);
         Some(id)
+    }
+
+    /// An id alone, for a server that counts its clients and prints their
+    /// lines itself (the threaded server, under its table's lock).
+    pub fn next_id(&self) -> ClientId {
+        let mut state = self.lock();
+        let id = ClientId(state.next_id);
+        state.next_id += 1;
+        id
     }
 
     /// A client was removed: its `Client N disconnected` line.

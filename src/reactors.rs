@@ -35,24 +35,22 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::mpsc::{self, Receiver};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::thread;
-use std::time::Instant;
 
 use mio::net::TcpStream;
 use mio::{Poll, Waker};
 
-use super::{Reactor, WAKE};
 use crate::config::ServerConfig;
 use crate::handlers::{ClientId, Finish, Handler, Outbox, Sharded, Sharing};
+use crate::reactor::{self, Announcement, Membership, WAKE, Wake};
 use crate::server::Setup;
 use crate::server::durable::Durable;
-use crate::status::{RawStdout, Status};
+use crate::status::RawStdout;
 use crate::store::Store;
 
-pub mod census;
 mod hub;
 mod supervisor;
 
-use census::Census;
+use crate::server::census::Census;
 use hub::{Hub, HubProxy};
 use supervisor::{Link, Supervisor};
 
@@ -73,11 +71,10 @@ pub struct Worker {
     hub: Option<Arc<Hub>>,
 }
 
-impl Worker {
-    /// A new client on this loop: its id and status line, and the
-    /// handler's `on_connect` (its actions left in `out`). `None`: over
-    /// `--max-clients` in total.
-    pub(super) fn admit(
+impl Membership for Worker {
+    /// The census admits (its id and line are server-wide); a shared
+    /// handler hears of it through the hub, in the same step.
+    fn admit(
         &mut self,
         peer: SocketAddr,
         max: usize,
@@ -94,52 +91,33 @@ impl Worker {
         }
     }
 
-    /// This loop's index among the N.
-    pub(super) fn index(&self) -> usize {
-        self.index
-    }
-
-    /// A client was removed from this loop.
-    pub(super) fn leave(&self, id: ClientId) {
+    fn leave(&mut self, id: ClientId) {
         if let Some(hub) = &self.hub {
             hub.forget(id);
         }
         self.census.leave(id);
     }
-}
 
-impl Reactor {
-    /// The acceptor or another loop has something for this loop: clients
-    /// to admit, signals, actions for its clients.
-    pub(super) fn handle_wake(&mut self) {
-        let Some(worker) = self.multi.as_deref_mut() else {
-            return;
-        };
-        let messages: Vec<Msg> = worker.rx.try_iter().collect();
-        self.trace.woken(messages.len());
-        let (index, hub) = (worker.index, worker.hub.clone());
-        for message in messages {
+    /// Each loop drains its own clients.
+    fn serving(&self, here: usize) -> usize {
+        here
+    }
+
+    /// The acceptor speaks for the server, once, with the totals.
+    fn announce(&self, _: Announcement<'_>) {}
+
+    fn take_wake(&mut self, out: &mut Outbox) -> Wake {
+        let mut wake = Wake::default();
+        for message in self.rx.try_iter() {
             match message {
-                Msg::Clients(clients) => {
-                    for (stream, peer) in clients {
-                        self.add_client(stream, peer);
-                    }
-                }
-                Msg::Signals(count) => {
-                    let now = Instant::now();
-                    for _ in 0..count {
-                        self.life.handle_signal(now);
-                    }
-                    self.run_commands();
-                }
+                Msg::Clients(clients) => wake.clients.extend(clients),
+                Msg::Signals(count) => wake.signals += count,
             }
         }
-        if let Some(hub) = hub {
-            if let Some(e) = hub.take_mailbox(index, &mut self.outbox) {
-                self.fatal.get_or_insert(e);
-            }
-            self.apply_actions();
+        if let Some(hub) = &self.hub {
+            wake.failure = hub.take_mailbox(self.index, out);
         }
+        wake
     }
 }
 
@@ -148,21 +126,18 @@ fn run_worker(
     poll: Poll,
     config: ServerConfig,
     (handler, store): (Box<dyn Handler>, Option<Box<dyn Store>>),
-    status: Status,
     (worker, udp, stdout): (Worker, Option<std::net::UdpSocket>, RawStdout),
 ) -> io::Result<Finish> {
-    let udp = super::udp::Udp::serve(udp, poll.registry(), &config, &*handler)?;
-    let parts = (poll, None, None, udp);
-    Reactor::with_parts(
-        parts,
+    let parts = reactor::LoopParts {
+        poll,
+        udp,
         stdout,
         config,
         handler,
         store,
-        status,
-        Some(Box::new(worker)),
-    )?
-    .run()
+        member: Box::new(worker),
+    };
+    reactor::run_loop(parts)
 }
 
 /// The one store of a sharded handler (the ledger's journal), behind a
@@ -313,7 +288,7 @@ pub fn run(
         let thread = thread::Builder::new()
             .name(format!("reactor-{index}"))
             .spawn(move || {
-                let result = run_worker(poll, config, loop_parts, status, (worker, udp, stdout));
+                let result = run_worker(poll, config, loop_parts, (worker, udp, stdout));
                 alive.fetch_sub(1, Ordering::Release);
                 let _ = acceptor.wake();
                 result

@@ -15,9 +15,9 @@ use mio::net::{TcpListener, TcpStream};
 use mio::{Events, Interest, Poll, Token, Waker};
 
 use super::Msg;
-use super::census::Census;
 use crate::config::ServerConfig;
 use crate::handlers::ShutdownPolicy;
+use crate::server::census::Census;
 use crate::server::lifecycle::{Command, Lifecycle, Phase};
 use crate::signals::ShutdownSignals;
 use crate::status::{self, Status};
