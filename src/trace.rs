@@ -7,7 +7,9 @@
 //! Off (the default), every method is one predictable branch on whether a
 //! sink exists: no formatting, no allocation, no clock read, no lock.
 //! Arguments that cost something to compute are passed as closures, called
-//! only when the trace is on.
+//! only when the trace is on, and the formatting sits in a cold function
+//! out of line, so a server's hot function keeps its size and the
+//! compiler's inlining of it (measured: see docs/TOUR.md).
 //!
 //! A line starts with who speaks and when (seconds since the server
 //! started): `[loop 0 3.141]` for an event loop (`--reactors N`: loop 0 to
@@ -151,12 +153,14 @@ impl Trace {
         source: impl Fn(Token) -> Source,
     ) {
         if let Some(sink) = &self.sink {
-            let mut counts = [0usize; Source::ALL.len()];
-            for event in events {
-                let s = source(event.token());
-                counts[Source::ALL.iter().position(|&x| x == s).unwrap_or(0)] += 1;
-            }
-            sink.pass(&counts, timeout, Instant::now());
+            out_of_line(|| {
+                let mut counts = [0usize; Source::ALL.len()];
+                for event in events {
+                    let s = source(event.token());
+                    counts[Source::ALL.iter().position(|&x| x == s).unwrap_or(0)] += 1;
+                }
+                sink.pass(&counts, timeout, Instant::now());
+            });
         }
     }
 
@@ -164,7 +168,9 @@ impl Trace {
     #[inline]
     pub fn pass_end(&self) {
         if let Some(sink) = &self.sink {
-            sink.pass_end();
+            out_of_line(|| {
+                sink.pass_end();
+            });
         }
     }
 
@@ -172,30 +178,32 @@ impl Trace {
     #[inline]
     pub fn event(&self, event: &Event, id: impl FnOnce() -> Option<ClientId>) {
         if let Some(sink) = &self.sink {
-            let mut ready = Vec::new();
-            if event.is_readable() {
-                ready.push("readable");
-            }
-            if event.is_writable() {
-                ready.push("writable");
-            }
-            if event.is_read_closed() {
-                ready.push("read closed (FIN)");
-            }
-            if event.is_write_closed() {
-                ready.push("write closed");
-            }
-            if event.is_error() {
-                ready.push("error");
-            }
-            let ready = ready.join(", ");
-            match id() {
-                Some(id) => sink.step(Step::Event, format_args!("client {id}: event: {ready}")),
-                None => sink.step(
-                    Step::Event,
-                    format_args!("event for a gone client: {ready}"),
-                ),
-            }
+            out_of_line(|| {
+                let mut ready = Vec::new();
+                if event.is_readable() {
+                    ready.push("readable");
+                }
+                if event.is_writable() {
+                    ready.push("writable");
+                }
+                if event.is_read_closed() {
+                    ready.push("read closed (FIN)");
+                }
+                if event.is_write_closed() {
+                    ready.push("write closed");
+                }
+                if event.is_error() {
+                    ready.push("error");
+                }
+                let ready = ready.join(", ");
+                match id() {
+                    Some(id) => sink.step(Step::Event, format_args!("client {id}: event: {ready}")),
+                    None => sink.step(
+                        Step::Event,
+                        format_args!("event for a gone client: {ready}"),
+                    ),
+                }
+            });
         }
     }
 
@@ -203,10 +211,12 @@ impl Trace {
     #[inline]
     pub fn accepted(&self, id: ClientId, peer: SocketAddr) {
         if let Some(sink) = &self.sink {
-            sink.step(
-                Step::Accept,
-                format_args!("accepted client {id} from {peer}"),
-            );
+            out_of_line(|| {
+                sink.step(
+                    Step::Accept,
+                    format_args!("accepted client {id} from {peer}"),
+                );
+            });
         }
     }
 
@@ -215,10 +225,12 @@ impl Trace {
     #[inline]
     pub fn handed(&self, n: usize, index: usize) {
         if let Some(sink) = &self.sink {
-            sink.step(
-                Step::Accept,
-                format_args!("accepted {n} connection(s), handed to loop {index}"),
-            );
+            out_of_line(|| {
+                sink.step(
+                    Step::Accept,
+                    format_args!("accepted {n} connection(s), handed to loop {index}"),
+                );
+            });
         }
     }
 
@@ -226,7 +238,9 @@ impl Trace {
     #[inline]
     pub fn read(&self, id: ClientId, n: usize) {
         if let Some(sink) = &self.sink {
-            sink.step(Step::Read, format_args!("client {id}: read {n} bytes"));
+            out_of_line(|| {
+                sink.step(Step::Read, format_args!("client {id}: read {n} bytes"));
+            });
         }
     }
 
@@ -235,10 +249,12 @@ impl Trace {
     #[inline]
     pub fn would_block(&self, id: ClientId) {
         if let Some(sink) = &self.sink {
-            sink.step(
-                Step::Read,
-                format_args!("client {id}: read: would block (socket empty)"),
-            );
+            out_of_line(|| {
+                sink.step(
+                    Step::Read,
+                    format_args!("client {id}: read: would block (socket empty)"),
+                );
+            });
         }
     }
 
@@ -246,10 +262,12 @@ impl Trace {
     #[inline]
     pub fn eof(&self, id: ClientId) {
         if let Some(sink) = &self.sink {
-            sink.step(
-                Step::Read,
-                format_args!("client {id}: read 0 bytes: end of stream"),
-            );
+            out_of_line(|| {
+                sink.step(
+                    Step::Read,
+                    format_args!("client {id}: read 0 bytes: end of stream"),
+                );
+            });
         }
     }
 
@@ -264,28 +282,30 @@ impl Trace {
         partial: impl FnOnce() -> usize,
     ) {
         if let Some(sink) = &self.sink {
-            if let Framing::Raw = framing {
-                let n = data.len();
-                sink.step(
-                    Step::Framed,
-                    format_args!("client {id}: {n} bytes to the handler as they are (raw)"),
-                );
-                return;
-            }
-            let lines = data.iter().filter(|&&b| b == b'\n').count();
-            let s = if lines == 1 { "" } else { "s" };
-            match partial() {
-                0 => sink.step(
-                    Step::Framed,
-                    format_args!("client {id}: framed {lines} line{s}"),
-                ),
-                kept => sink.step(
-                    Step::Framed,
-                    format_args!(
-                        "client {id}: framed {lines} line{s}, kept a partial line of {kept} bytes"
+            out_of_line(|| {
+                if let Framing::Raw = framing {
+                    let n = data.len();
+                    sink.step(
+                        Step::Framed,
+                        format_args!("client {id}: {n} bytes to the handler as they are (raw)"),
+                    );
+                    return;
+                }
+                let lines = data.iter().filter(|&&b| b == b'\n').count();
+                let s = if lines == 1 { "" } else { "s" };
+                match partial() {
+                    0 => sink.step(
+                        Step::Framed,
+                        format_args!("client {id}: framed {lines} line{s}"),
                     ),
-                ),
-            }
+                    kept => sink.step(
+                        Step::Framed,
+                        format_args!(
+                            "client {id}: framed {lines} line{s}, kept a partial line of {kept} bytes"
+                        ),
+                    ),
+                }
+            });
         }
     }
 
@@ -296,11 +316,15 @@ impl Trace {
         if let Some(sink) = &self.sink
             && !out.is_empty()
         {
-            let text = describe_actions(actor, out);
-            match actor {
-                Some(id) => sink.step(Step::Handler, format_args!("client {id}: handler: {text}")),
-                None => sink.step(Step::Handler, format_args!("handler: {text}")),
-            }
+            out_of_line(|| {
+                let text = describe_actions(actor, out);
+                match actor {
+                    Some(id) => {
+                        sink.step(Step::Handler, format_args!("client {id}: handler: {text}"))
+                    }
+                    None => sink.step(Step::Handler, format_args!("handler: {text}")),
+                }
+            });
         }
     }
 
@@ -311,27 +335,29 @@ impl Trace {
         if let Some(sink) = &self.sink
             && before > 0
         {
-            let n = before - after;
-            if after == 0 {
-                sink.step(
-                    Step::Write,
-                    format_args!("client {id}: wrote {n} bytes, all out"),
-                );
-            } else if n == 0 {
-                sink.step(
-                    Step::Write,
-                    format_args!(
-                        "client {id}: write would block: socket buffer full, {after} bytes wait"
-                    ),
-                );
-            } else {
-                sink.step(
-                    Step::Write,
-                    format_args!(
-                        "client {id}: wrote {n} of {before} bytes: partial write, socket buffer full, {after} left"
-                    ),
-                );
-            }
+            out_of_line(|| {
+                let n = before - after;
+                if after == 0 {
+                    sink.step(
+                        Step::Write,
+                        format_args!("client {id}: wrote {n} bytes, all out"),
+                    );
+                } else if n == 0 {
+                    sink.step(
+                        Step::Write,
+                        format_args!(
+                            "client {id}: write would block: socket buffer full, {after} bytes wait"
+                        ),
+                    );
+                } else {
+                    sink.step(
+                        Step::Write,
+                        format_args!(
+                            "client {id}: wrote {n} of {before} bytes: partial write, socket buffer full, {after} left"
+                        ),
+                    );
+                }
+            });
         }
     }
 
@@ -340,12 +366,14 @@ impl Trace {
     #[inline]
     pub fn writing(&self, id: ClientId, n: usize) {
         if let Some(sink) = &self.sink {
-            sink.step(
-                Step::Write,
-                format_args!(
-                    "client {id}: writing {n} bytes (blocks while the socket buffer is full)"
-                ),
-            );
+            out_of_line(|| {
+                sink.step(
+                    Step::Write,
+                    format_args!(
+                        "client {id}: writing {n} bytes (blocks while the socket buffer is full)"
+                    ),
+                );
+            });
         }
     }
 
@@ -354,17 +382,19 @@ impl Trace {
     #[inline]
     pub fn interest(&self, id: ClientId, writable: bool) {
         if let Some(sink) = &self.sink {
-            if writable {
-                sink.step(
-                    Step::Interest,
-                    format_args!("client {id}: waiting for writable (output left)"),
-                );
-            } else {
-                sink.step(
-                    Step::Interest,
-                    format_args!("client {id}: output done, waiting for readable only"),
-                );
-            }
+            out_of_line(|| {
+                if writable {
+                    sink.step(
+                        Step::Interest,
+                        format_args!("client {id}: waiting for writable (output left)"),
+                    );
+                } else {
+                    sink.step(
+                        Step::Interest,
+                        format_args!("client {id}: output done, waiting for readable only"),
+                    );
+                }
+            });
         }
     }
 
@@ -373,19 +403,21 @@ impl Trace {
     #[inline]
     pub fn flow(&self, id: ClientId, was_paused: bool, paused: bool, pending: usize, max: usize) {
         if let Some(sink) = &self.sink {
-            match (was_paused, paused) {
-                (false, true) => sink.step(
-                    Step::Flow,
-                    format_args!(
-                        "client {id}: paused: {pending} bytes queued > --max-pending {max}, its input waits in the kernel"
+            out_of_line(|| {
+                match (was_paused, paused) {
+                    (false, true) => sink.step(
+                        Step::Flow,
+                        format_args!(
+                            "client {id}: paused: {pending} bytes queued > --max-pending {max}, its input waits in the kernel"
+                        ),
                     ),
-                ),
-                (true, false) => sink.step(
-                    Step::Flow,
-                    format_args!("client {id}: resumed: {pending} bytes queued <= {}", max / 2),
-                ),
-                _ => {}
-            }
+                    (true, false) => sink.step(
+                        Step::Flow,
+                        format_args!("client {id}: resumed: {pending} bytes queued <= {}", max / 2),
+                    ),
+                    _ => {}
+                }
+            });
         }
     }
 
@@ -393,10 +425,12 @@ impl Trace {
     #[inline]
     pub fn waiting(&self, id: ClientId) {
         if let Some(sink) = &self.sink {
-            sink.step(
-                Step::Flow,
-                format_args!("client {id}: reader waits (paused) until the writer catches up"),
-            );
+            out_of_line(|| {
+                sink.step(
+                    Step::Flow,
+                    format_args!("client {id}: reader waits (paused) until the writer catches up"),
+                );
+            });
         }
     }
 
@@ -405,10 +439,14 @@ impl Trace {
     #[inline]
     pub fn closing(&self, id: ClientId) {
         if let Some(sink) = &self.sink {
-            sink.step(
-                Step::Close,
-                format_args!("client {id}: closing: no more input, flush what is queued, then FIN"),
-            );
+            out_of_line(|| {
+                sink.step(
+                    Step::Close,
+                    format_args!(
+                        "client {id}: closing: no more input, flush what is queued, then FIN"
+                    ),
+                );
+            });
         }
     }
 
@@ -416,10 +454,12 @@ impl Trace {
     #[inline]
     pub fn lingering(&self, id: ClientId) {
         if let Some(sink) = &self.sink {
-            sink.step(
-                Step::Close,
-                format_args!("client {id}: all out, FIN sent, lingering for the client's FIN"),
-            );
+            out_of_line(|| {
+                sink.step(
+                    Step::Close,
+                    format_args!("client {id}: all out, FIN sent, lingering for the client's FIN"),
+                );
+            });
         }
     }
 
@@ -427,7 +467,9 @@ impl Trace {
     #[inline]
     pub fn closed(&self, id: ClientId) {
         if let Some(sink) = &self.sink {
-            sink.step(Step::Close, format_args!("client {id}: closed"));
+            out_of_line(|| {
+                sink.step(Step::Close, format_args!("client {id}: closed"));
+            });
         }
     }
 
@@ -436,10 +478,12 @@ impl Trace {
     #[inline]
     pub fn idle_flush(&self, id: ClientId) {
         if let Some(sink) = &self.sink {
-            sink.step(
-                Step::Timer,
-                format_args!("client {id}: timer: idle flush, the partial line is a message"),
-            );
+            out_of_line(|| {
+                sink.step(
+                    Step::Timer,
+                    format_args!("client {id}: timer: idle flush, the partial line is a message"),
+                );
+            });
         }
     }
 
@@ -447,10 +491,12 @@ impl Trace {
     #[inline]
     pub fn signals(&self, n: usize) {
         if let Some(sink) = &self.sink {
-            sink.step(
-                Step::Lifecycle,
-                format_args!("caught {n} shutdown signal(s)"),
-            );
+            out_of_line(|| {
+                sink.step(
+                    Step::Lifecycle,
+                    format_args!("caught {n} shutdown signal(s)"),
+                );
+            });
         }
     }
 
@@ -460,19 +506,21 @@ impl Trace {
     #[inline]
     pub fn woken(&self, clients: usize, signals: usize) {
         if let Some(sink) = &self.sink {
-            if clients + signals > 0 {
-                sink.step(
-                    Step::Lifecycle,
-                    format_args!(
-                        "woken by the acceptor: {clients} new connection(s), {signals} signal(s)"
-                    ),
-                );
-            } else {
-                sink.step(
-                    Step::Lifecycle,
-                    format_args!("woken by another loop: actions for clients of this loop"),
-                );
-            }
+            out_of_line(|| {
+                if clients + signals > 0 {
+                    sink.step(
+                        Step::Lifecycle,
+                        format_args!(
+                            "woken by the acceptor: {clients} new connection(s), {signals} signal(s)"
+                        ),
+                    );
+                } else {
+                    sink.step(
+                        Step::Lifecycle,
+                        format_args!("woken by another loop: actions for clients of this loop"),
+                    );
+                }
+            });
         }
     }
 
@@ -480,7 +528,18 @@ impl Trace {
     #[inline]
     pub fn command(&self, command: &Command) {
         if let Some(sink) = &self.sink {
-            sink.command(command);
+            out_of_line(|| {
+                sink.command(command);
+            });
         }
     }
+}
+
+/// Runs a step's formatting out of line: the servers' hot functions then
+/// hold only the branch and a call, so turning `--trace` off leaves their
+/// code (and the compiler's inlining of it) as it was.
+#[cold]
+#[inline(never)]
+fn out_of_line(step: impl FnOnce()) {
+    step();
 }
