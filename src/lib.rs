@@ -50,6 +50,7 @@
 //! - [`status`]: the exact text of every status and diagnostic line.
 //! - [`trace`]: `--trace`, one line per step of a loop on stderr, formatted and throttled.
 //! - [`net`]: socket set-up.
+//! - [`limits`]: descriptors against `RLIMIT_NOFILE`; `--max-clients` lowered to fit.
 //! - [`signals`]: the shutdown signals, counted one by one.
 //! - [`addr`]: the clients' `ADDR` (`HOST:PORT`, `[V6ADDR]:PORT`, bare `PORT`).
 
@@ -83,6 +84,7 @@ pub mod store;
 pub mod addr;
 pub mod cli;
 pub mod config;
+pub mod limits;
 pub mod net;
 pub mod signals;
 pub mod status;

@@ -94,3 +94,20 @@ pub fn os_reason(err: &io::Error) -> String {
         None => text,
     }
 }
+
+/// The poll tokens of a server's own sources, one set for every poll (the
+/// event loop, the `--reactors N` acceptor, the threaded supervisor and its
+/// UDP thread). At the top of the range, so that a client's token is its
+/// slab key with no offset arithmetic.
+pub mod tokens {
+    use mio::Token;
+
+    /// The listening socket.
+    pub const LISTENER: Token = Token(usize::MAX);
+    /// The shutdown signals' self-pipe.
+    pub const SIGNALS: Token = Token(usize::MAX - 1);
+    /// A `mio::Waker`: another thread has something for this poll.
+    pub const WAKE: Token = Token(usize::MAX - 2);
+    /// The `--udp` socket.
+    pub const UDP: Token = Token(usize::MAX - 3);
+}

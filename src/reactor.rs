@@ -45,7 +45,7 @@ use crate::signals::ShutdownSignals;
 use crate::status;
 use crate::store::Store;
 use crate::timers::Accepted;
-use crate::trace::{Source, Trace};
+use crate::trace::Trace;
 
 mod closing;
 mod conn;
@@ -55,13 +55,9 @@ mod output;
 mod udp;
 
 use conn::Conn;
-pub use member::{Alone, Announcement, Membership, Wake};
+pub use member::{Alone, Announcement, Membership, Wake, admit_to};
 
-const LISTENER: Token = Token(usize::MAX);
-const SIGNALS: Token = Token(usize::MAX - 1);
-/// Another thread has clients, signals or routed actions for this loop
-/// (see [`Membership::take_wake`]).
-pub(crate) const WAKE: Token = Token(usize::MAX - 2);
+use crate::net::tokens::{LISTENER, SIGNALS, UDP, WAKE};
 
 /// One `read` call's worth; the buffer is shared by every connection.
 const READ_CHUNK_BYTES: usize = 64 * 1024;
@@ -122,15 +118,21 @@ pub fn run_loop(parts: LoopParts) -> io::Result<Finish> {
         member,
     } = parts;
     let udp = udp::Udp::serve(udp, poll.registry(), &config, &*handler)?;
-    Reactor::with_parts(
-        (poll, None, None, udp),
-        stdout,
-        config,
-        handler,
-        store,
-        member,
-    )?
-    .run()
+    let sources = Sources {
+        poll,
+        listener: None,
+        signals: None,
+        udp,
+    };
+    Reactor::with_parts(sources, stdout, config, handler, store, member)?.run()
+}
+
+/// A loop's poll and the sources registered with it already.
+struct Sources {
+    poll: Poll,
+    listener: Option<TcpListener>,
+    signals: Option<ShutdownSignals>,
+    udp: Option<udp::Udp>,
 }
 
 struct Reactor {
@@ -207,10 +209,15 @@ impl Reactor {
         let addr = listener.local_addr()?;
         let udp = udp::Udp::serve(udp, poll.registry(), &config, &*handler)?;
         status.listening(addr, handler.traits().name, udp.is_some());
-        let parts = (poll, Some(listener), Some(signals), udp);
+        let sources = Sources {
+            poll,
+            listener: Some(listener),
+            signals: Some(signals),
+            udp,
+        };
         let stdout = status::RawStdout::new()?;
         Reactor::with_parts(
-            parts,
+            sources,
             stdout,
             config,
             handler,
@@ -222,18 +229,19 @@ impl Reactor {
     /// The loop around an existing poll; the listener, the signals and the
     /// UDP socket, if any, are registered already.
     fn with_parts(
-        (poll, listener, signals, udp): (
-            Poll,
-            Option<TcpListener>,
-            Option<ShutdownSignals>,
-            Option<udp::Udp>,
-        ),
+        sources: Sources,
         stdout: status::RawStdout,
         config: ServerConfig,
         handler: Box<dyn Handler>,
         store: Option<Box<dyn Store>>,
         member: Box<dyn Membership>,
     ) -> io::Result<Self> {
+        let Sources {
+            poll,
+            listener,
+            signals,
+            udp,
+        } = sources;
         Ok(Reactor {
             trace: Trace::for_this_loop(config.trace),
             poll,
@@ -273,14 +281,14 @@ impl Reactor {
                     return Err(e);
                 }
             }
-            self.trace.pass(&events, timeout, source);
+            self.trace.pass(&events, timeout);
             let pass_start = Instant::now();
             self.outbox.set_now(pass_start);
             for event in events.iter() {
                 match event.token() {
                     LISTENER => self.handle_accept(),
                     SIGNALS => self.handle_signals(),
-                    udp::UDP => self.handle_udp_event(),
+                    UDP => self.handle_udp_event(),
                     WAKE => self.handle_wake(),
                     // Past the pass budget, reading waits for a later pass
                     // (timers first); edge-triggered, so it must be queued.
@@ -402,6 +410,9 @@ impl Reactor {
         let wake = self.member.take_wake(&mut self.outbox);
         self.trace.woken(wake.clients.len(), wake.signals);
         for (stream, peer) in wake.clients {
+            // Settled first: counted twice for a moment, a client would be
+            // refused a place it has.
+            self.member.settle();
             self.add_client(stream, peer);
         }
         let now = Instant::now();
@@ -458,7 +469,7 @@ impl Reactor {
         let max = self.config.max_clients;
         let Some(id) = self
             .member
-            .admit(peer, max, &mut *self.handler, &mut self.outbox)
+            .admit(peer, Some(max), &mut *self.handler, &mut self.outbox)
         else {
             let _ = self.poll.registry().deregister(&mut stream);
             status::refuse_too_many_clients(&stream, max);
@@ -472,16 +483,5 @@ impl Reactor {
         // Bytes may already be waiting; the edge that announced them can
         // predate our registration.
         self.ready.push_back((key, id));
-    }
-}
-
-/// What woke the loop, by token (for `--trace`).
-fn source(token: Token) -> Source {
-    match token {
-        LISTENER => Source::Listener,
-        SIGNALS => Source::Signal,
-        WAKE => Source::WakeUp,
-        udp::UDP => Source::Datagram,
-        _ => Source::Client,
     }
 }

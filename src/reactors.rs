@@ -1,6 +1,6 @@
 //! `--reactors N`: N single-threaded event loops, one thread each, each
 //! with its own `mio::Poll` and `Slab` and owning its connections, and one
-//! acceptor thread ([`supervisor`]) that hands connections out round-robin
+//! acceptor thread ([`acceptor`]) that hands connections out round-robin
 //! and owns the listener, the signals and the periodic count.
 //!
 //! What holds for any N, and how:
@@ -39,20 +39,20 @@ use std::thread;
 use mio::net::TcpStream;
 use mio::{Poll, Waker};
 
-use crate::config::ServerConfig;
 use crate::handlers::{ClientId, Finish, Handler, Outbox, Sharded, Sharing};
-use crate::reactor::{self, Announcement, Membership, WAKE, Wake};
+use crate::net::tokens::WAKE;
+use crate::reactor::{self, Announcement, Membership, Wake};
 use crate::server::Setup;
 use crate::server::durable::Durable;
 use crate::status::RawStdout;
 use crate::store::Store;
 
+mod acceptor;
 mod hub;
-mod supervisor;
 
 use crate::server::census::Census;
+use acceptor::{Acceptor, AcceptorSetup, Link};
 use hub::{Hub, HubProxy};
-use supervisor::{Link, Supervisor};
 
 /// What the acceptor sends a loop.
 pub enum Msg {
@@ -77,18 +77,18 @@ impl Membership for Worker {
     fn admit(
         &mut self,
         peer: SocketAddr,
-        max: usize,
+        max: Option<usize>,
         handler: &mut dyn Handler,
         out: &mut Outbox,
     ) -> Option<ClientId> {
         match &self.hub {
             Some(hub) => hub.connect(self.index, peer, &self.census, max, out),
-            None => {
-                let id = self.census.admit(max)?;
-                handler.on_connect(id, peer, out);
-                Some(id)
-            }
+            None => reactor::admit_to(&self.census, peer, max, handler, out),
         }
+    }
+
+    fn settle(&mut self) {
+        self.census.settled(1);
     }
 
     fn leave(&mut self, id: ClientId) {
@@ -96,6 +96,13 @@ impl Membership for Worker {
             hub.forget(id);
         }
         self.census.leave(id);
+    }
+
+    fn leave_udp_peer(&mut self, id: ClientId) {
+        if let Some(hub) = &self.hub {
+            hub.forget(id);
+        }
+        self.census.leave_udp_peer(id);
     }
 
     /// Each loop drains its own clients.
@@ -119,25 +126,6 @@ impl Membership for Worker {
         }
         wake
     }
-}
-
-/// One loop's thread: its own poll (with its waker registered already).
-fn run_worker(
-    poll: Poll,
-    config: ServerConfig,
-    (handler, store): (Box<dyn Handler>, Option<Box<dyn Store>>),
-    (worker, udp, stdout): (Worker, Option<std::net::UdpSocket>, RawStdout),
-) -> io::Result<Finish> {
-    let parts = reactor::LoopParts {
-        poll,
-        udp,
-        stdout,
-        config,
-        handler,
-        store,
-        member: Box::new(worker),
-    };
-    reactor::run_loop(parts)
 }
 
 /// The one store of a sharded handler (the ledger's journal), behind a
@@ -234,7 +222,6 @@ pub fn run(
     } = setup;
     let n = config.reactors.max(1);
     let traits = handler.traits();
-    let (name, policy) = (traits.name, traits.shutdown);
     let mut polls = Vec::with_capacity(n);
     let mut wakers = Vec::with_capacity(n);
     for _ in 0..n {
@@ -255,18 +242,24 @@ pub fn run(
         });
         inboxes.push(rx);
     }
-    let (supervisor, acceptor) = Supervisor::new(
-        listener,
+    let (acceptor, acceptor_waker) = Acceptor::new(
+        AcceptorSetup {
+            listener,
+            traits,
+            status,
+            signals,
+            census: census.clone(),
+            links,
+            alive: alive.clone(),
+        },
         &config,
-        (name, policy),
-        (status, signals),
-        census.clone(),
-        (links, alive.clone()),
     )?;
     // The acceptor prints the periodic count, once, with the total.
     config.report_every = None;
     let mut threads = Vec::with_capacity(n);
-    for (index, ((poll, rx), loop_parts)) in polls.into_iter().zip(inboxes).zip(parts).enumerate() {
+    for (index, ((poll, rx), (handler, store))) in
+        polls.into_iter().zip(inboxes).zip(parts).enumerate()
+    {
         let worker = Worker {
             index,
             rx,
@@ -283,20 +276,27 @@ pub fn run(
         // Before the acceptor starts: a burst of clients can use up every
         // descriptor before a loop's thread has run (then it could not
         // start, and a failing loop stops the server).
-        let stdout = RawStdout::new()?;
-        let (alive, acceptor) = (alive.clone(), acceptor.clone());
+        let parts = reactor::LoopParts {
+            poll,
+            udp,
+            stdout: RawStdout::new()?,
+            config,
+            handler,
+            store,
+            member: Box::new(worker),
+        };
+        let (alive, acceptor_waker) = (alive.clone(), acceptor_waker.clone());
         let thread = thread::Builder::new()
             .name(format!("reactor-{index}"))
             .spawn(move || {
-                let result = run_worker(poll, config, loop_parts, (worker, udp, stdout));
+                let result = reactor::run_loop(parts);
                 alive.fetch_sub(1, Ordering::Release);
-                let _ = acceptor.wake();
+                let _ = acceptor_waker.wake();
                 result
             })?;
         threads.push(thread);
     }
-    let supervised = supervisor.run();
-    let mut failure = supervised.err();
+    let mut failure = acceptor.run().err();
     for thread in threads {
         match thread.join() {
             Ok(Ok(_)) => {}

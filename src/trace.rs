@@ -43,6 +43,7 @@ use mio::Token;
 use mio::event::Event;
 
 use crate::handlers::{ClientId, Framing, Outbox};
+use crate::net::tokens;
 use crate::server::lifecycle::Command;
 
 mod sink;
@@ -76,6 +77,18 @@ pub enum Source {
 }
 
 impl Source {
+    /// What a token stands for, in every poll of the servers
+    /// ([`crate::net::tokens`]); any other token is a client's.
+    fn of(token: Token) -> Source {
+        match token {
+            tokens::LISTENER => Source::Listener,
+            tokens::SIGNALS => Source::Signal,
+            tokens::WAKE => Source::WakeUp,
+            tokens::UDP => Source::Datagram,
+            _ => Source::Client,
+        }
+    }
+
     const ALL: [Source; 5] = [
         Source::Client,
         Source::Listener,
@@ -144,19 +157,14 @@ impl Trace {
     }
 
     /// A loop pass begins: `events` came back from `poll`, which was given
-    /// `timeout`; `source` names what each token is.
+    /// `timeout`.
     #[inline]
-    pub fn pass(
-        &self,
-        events: &mio::Events,
-        timeout: Option<Duration>,
-        source: impl Fn(Token) -> Source,
-    ) {
+    pub fn pass(&self, events: &mio::Events, timeout: Option<Duration>) {
         if let Some(sink) = &self.sink {
             out_of_line(|| {
                 let mut counts = [0usize; Source::ALL.len()];
                 for event in events {
-                    let s = source(event.token());
+                    let s = Source::of(event.token());
                     counts[Source::ALL.iter().position(|&x| x == s).unwrap_or(0)] += 1;
                 }
                 sink.pass(&counts, timeout, Instant::now());

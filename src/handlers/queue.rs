@@ -12,7 +12,8 @@
 use std::io::Write;
 
 use super::{
-    BuildError, Built, ClientId, Handler, Outbox, Registration, Traits, no_files, strip_terminator,
+    BuildError, Built, ClientId, Handler, Outbox, REPLY_TOO_LARGE, Registration, Traits, no_files,
+    strip_terminator,
 };
 use crate::config::ServerConfig;
 use crate::queue::BoundedQueue;
@@ -125,8 +126,16 @@ impl Handler for Queue {
                 Some(item) => send_line(out, id, item),
                 None => out.send(id, b"None\n"),
             },
-            Command::Pop => match self.queue.pop() {
-                Some(item) => send_line(out, id, &item),
+            // An item the reply could not carry (a UDP datagram) stays.
+            Command::Pop => match self.queue.peek() {
+                Some(item) if out.reply_limit().is_some_and(|max| item.len() > max) => {
+                    send_line(out, id, REPLY_TOO_LARGE);
+                }
+                Some(_) => {
+                    if let Some(item) = self.queue.pop() {
+                        send_line(out, id, &item);
+                    }
+                }
                 None => out.send(id, b"None\n"),
             },
             Command::Size => {
@@ -204,6 +213,21 @@ mod tests {
                 "{line:?}"
             );
         }
+    }
+
+    #[test]
+    fn a_pop_whose_reply_could_not_be_carried_leaves_the_item() {
+        let mut q = Queue::new(10);
+        let mut out = Outbox::new();
+        assert_eq!(ask(&mut q, &mut out, A, b"put 12345\n"), b"True\n");
+        out.set_reply_limit(Some(4));
+        let mut too_large = REPLY_TOO_LARGE.to_vec();
+        too_large.push(b'\n');
+        assert_eq!(ask(&mut q, &mut out, A, b"pop"), too_large);
+        assert_eq!(ask(&mut q, &mut out, A, b"size"), b"1\n");
+        out.set_reply_limit(Some(5));
+        assert_eq!(ask(&mut q, &mut out, A, b"pop"), b"12345\n");
+        assert_eq!(ask(&mut q, &mut out, A, b"pop"), b"None\n");
     }
 
     #[test]

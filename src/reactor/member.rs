@@ -39,18 +39,27 @@ pub struct Wake {
 /// See the module doc.
 pub trait Membership: Send {
     /// A new client (a connection or a UDP peer): its id and status line,
-    /// and the handler's `on_connect` (its actions left in `out`). `None`:
-    /// over `max` (`--max-clients`) in total.
+    /// and the handler's `on_connect` (its actions left in `out`). `max`:
+    /// the `--max-clients` of a connection, `None` for a UDP peer (which
+    /// takes no place: `--max-udp-peers` limits them where the socket is).
+    /// `None` back: over `max`.
     fn admit(
         &mut self,
         peer: SocketAddr,
-        max: usize,
+        max: Option<usize>,
         handler: &mut dyn Handler,
         out: &mut Outbox,
     ) -> Option<ClientId>;
 
-    /// A client was removed: its disconnect line.
+    /// A connection handed over in a [`Wake`] is about to be admitted: it
+    /// no longer counts as in transit (it is counted as a client next).
+    fn settle(&mut self) {}
+
+    /// A connection was removed: its disconnect line.
     fn leave(&mut self, id: ClientId);
+
+    /// A UDP peer was forgotten: its disconnect line.
+    fn leave_udp_peer(&mut self, id: ClientId);
 
     /// The clients a drain on this loop waits for; `here`: this loop's own
     /// connections.
@@ -62,6 +71,20 @@ pub trait Membership: Send {
     /// What other threads left for this loop (actions for its clients go
     /// into `out`).
     fn take_wake(&mut self, out: &mut Outbox) -> Wake;
+}
+
+/// Admits a client to `census` and tells the handler (the step every
+/// membership with a handler of its own takes).
+pub fn admit_to(
+    census: &Census,
+    peer: SocketAddr,
+    max: Option<usize>,
+    handler: &mut dyn Handler,
+    out: &mut Outbox,
+) -> Option<ClientId> {
+    let id = census.admit(max)?;
+    handler.on_connect(id, peer, out);
+    Some(id)
 }
 
 /// The loop is the whole server: it counts its clients and prints every
@@ -82,17 +105,19 @@ impl Membership for Alone {
     fn admit(
         &mut self,
         peer: SocketAddr,
-        max: usize,
+        max: Option<usize>,
         handler: &mut dyn Handler,
         out: &mut Outbox,
     ) -> Option<ClientId> {
-        let id = self.census.admit(max)?;
-        handler.on_connect(id, peer, out);
-        Some(id)
+        admit_to(&self.census, peer, max, handler, out)
     }
 
     fn leave(&mut self, id: ClientId) {
         self.census.leave(id);
+    }
+
+    fn leave_udp_peer(&mut self, id: ClientId) {
+        self.census.leave_udp_peer(id);
     }
 
     fn serving(&self, _here: usize) -> usize {

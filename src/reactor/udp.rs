@@ -15,16 +15,14 @@ use std::net::SocketAddr;
 use std::time::Instant;
 
 use mio::net::UdpSocket;
-use mio::{Interest, Registry, Token};
+use mio::{Interest, Registry};
 
 use super::Reactor;
 use crate::handlers::{ClientId, Datagrams};
-use crate::server::datagram::{self, Admit, Flushed, Peers, Replies, Throttle};
+use crate::server::datagram::{self, Admit, Drained, Peers, Replies, Throttle};
 use crate::status;
 
-/// The UDP socket's token: well apart from the other fixed tokens at the
-/// top of the range (slab keys never get near them).
-pub(super) const UDP: Token = Token(usize::MAX - 16);
+use crate::net::tokens::UDP;
 
 /// Datagrams handled per loop pass before timers and other sockets get a
 /// turn (STYLE §3.9).
@@ -47,6 +45,9 @@ pub(super) struct Udp {
     more: bool,
     /// The socket said `WouldBlock` to a reply: WRITABLE is registered.
     blocked: bool,
+    /// The size of the datagram being handled (0 between datagrams): a
+    /// reply is capped at [`datagram::reply_cap`] of it.
+    answering: usize,
     /// Shutdown closed it: no more reads; queued replies still go out.
     closed: bool,
     refused: Throttle,
@@ -89,12 +90,13 @@ impl Udp {
         registry.register(&mut socket, UDP, Interest::READABLE)?;
         Ok(Udp {
             socket,
-            peers: Peers::new(config.udp_idle),
+            peers: Peers::new(config.udp_idle, config.max_udp_peers),
             replies: Replies::new(),
             buf: vec![0; datagram::recv_buffer_len(config.max_line_bytes)],
             is_line,
             more: false,
             blocked: false,
+            answering: 0,
             closed: false,
             refused: Throttle::default(),
             too_long: Throttle::default(),
@@ -125,7 +127,7 @@ impl Udp {
             return false;
         };
         self.replies
-            .push(to, datagram::reply(payload, self.is_line));
+            .push(to, datagram::reply(payload, self.is_line, self.answering));
         true
     }
 }
@@ -146,7 +148,13 @@ impl Reactor {
                 return;
             }
             match udp.socket.recv_from(&mut udp.buf) {
-                Ok((n, from)) => self.handle_datagram(n, from),
+                Ok((n, from)) => {
+                    udp.answering = n;
+                    self.handle_datagram(n, from);
+                    if let Some(udp) = self.udp.as_mut() {
+                        udp.answering = 0;
+                    }
+                }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
                     udp.more = false;
                     return;
@@ -182,41 +190,44 @@ impl Reactor {
     /// One datagram, `buf[..n]`, from `from`.
     fn handle_datagram(&mut self, n: usize, from: SocketAddr) {
         let now = self.outbox.now();
-        let known = self
-            .udp
-            .as_ref()
-            .is_some_and(|u| u.peers.addr_is_known(from));
-        let id = if known {
-            let Some(udp) = self.udp.as_mut() else {
-                return;
-            };
-            match udp
-                .peers
-                .admit(from, now, true, || unreachable!("a known peer"))
-            {
-                Admit::Known(id) | Admit::New(id) => id,
-                Admit::Refused => return,
-            }
-        } else {
-            // A new peer: its id, its line and the handler's `on_connect`,
-            // in one step (see [`Membership::admit`]).
-            let max = self.config.max_clients;
-            let admitted = self
-                .member
-                .admit(from, max, &mut *self.handler, &mut self.outbox);
-            let Some(udp) = self.udp.as_mut() else {
-                return;
-            };
-            let Some(id) = admitted else {
-                udp.replies.push(from, status::UDP_TOO_MANY_CLIENTS);
-                if let Some(more) = udp.refused.hit(now) {
-                    status::udp_refused(from, max, more);
+        let max_peers = self.config.max_udp_peers;
+        let Some(udp) = self.udp.as_mut() else {
+            return;
+        };
+        let known = match udp.peers.addr_is_known(from) {
+            // Refreshes its idle time.
+            true => match udp.peers.admit(from, now, || unreachable!("a known peer")) {
+                Admit::Known(id) | Admit::New(id) => Some(id),
+                Admit::Refused => None,
+            },
+            false => None,
+        };
+        let id = match known {
+            Some(id) => id,
+            None => {
+                if udp.peers.is_full() {
+                    // `--max-udp-peers`, apart from `--max-clients`.
+                    udp.replies.push(from, status::UDP_TOO_MANY_CLIENTS);
+                    if let Some(more) = udp.refused.hit(now) {
+                        status::udp_refused(from, max_peers, more);
+                    }
+                    return;
                 }
-                return;
-            };
-            udp.peers.admit(from, now, true, || id);
-            self.apply_actions();
-            id
+                // A new peer: its id, its line and the handler's
+                // `on_connect`, in one step (see [`Membership::admit`]);
+                // `None`: it takes no `--max-clients` place.
+                let Some(id) = self
+                    .member
+                    .admit(from, None, &mut *self.handler, &mut self.outbox)
+                else {
+                    return;
+                };
+                if let Some(udp) = self.udp.as_mut() {
+                    udp.peers.admit(from, now, || id);
+                }
+                self.apply_actions();
+                id
+            }
         };
         let max_line = self.config.max_line_bytes;
         let Some(udp) = self.udp.as_mut() else {
@@ -232,7 +243,10 @@ impl Reactor {
             return;
         }
         let msg = datagram::message(datagram, udp.is_line);
+        self.outbox
+            .set_reply_limit(Some(datagram::reply_cap(udp.answering)));
         self.handler.on_message(id, msg, &mut self.outbox);
+        self.outbox.set_reply_limit(None);
         self.apply_actions();
     }
 
@@ -253,7 +267,7 @@ impl Reactor {
     /// A forgotten peer's `disconnected` line (and its
     /// place in the census).
     fn udp_left(&mut self, id: ClientId) {
-        self.member.leave(id);
+        self.member.leave_udp_peer(id);
     }
 
     /// Forgets the peers silent for `--udp-idle`.
@@ -288,7 +302,7 @@ impl Reactor {
             return;
         };
         let socket = &udp.socket;
-        let blocked = udp.replies.flush(|bytes, to| socket.send_to(bytes, to)) == Flushed::Blocked;
+        let blocked = udp.replies.flush(|bytes, to| socket.send_to(bytes, to)) == Drained::Blocked;
         if blocked != udp.blocked {
             let interest = if blocked {
                 Interest::READABLE | Interest::WRITABLE

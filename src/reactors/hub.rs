@@ -41,13 +41,13 @@ enum Routed {
 
 /// The shared handler and its routing (see the module doc).
 pub struct Hub {
-    core: Mutex<Core>,
+    core: Mutex<Shared>,
     /// One per loop, by index.
     wakers: Vec<Arc<Waker>>,
 }
 
 /// What the lock protects.
-struct Core {
+struct Shared {
     handler: Box<dyn Handler>,
     /// The handler's one store.
     durable: Durable,
@@ -66,7 +66,7 @@ struct Core {
 impl Hub {
     pub fn new(handler: Box<dyn Handler>, durable: Durable, wakers: Vec<Arc<Waker>>) -> Self {
         Hub {
-            core: Mutex::new(Core {
+            core: Mutex::new(Shared {
                 handler,
                 durable,
                 owner: HashMap::new(),
@@ -79,7 +79,7 @@ impl Hub {
         }
     }
 
-    fn lock(&self) -> MutexGuard<'_, Core> {
+    fn lock(&self) -> MutexGuard<'_, Shared> {
         self.core.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
@@ -94,13 +94,14 @@ impl Hub {
     /// Admits a client on loop `me`: its id and status line (the census),
     /// its owner, and the handler's `on_connect`, all in one hold of the
     /// lock, so the handler hears of clients in id order (the sink serves
-    /// them in the order they connected). `None`: over `max`.
+    /// them in the order they connected). `None`: over `max` (see
+    /// [`Census::admit`]).
     pub fn connect(
         &self,
         me: usize,
         peer: SocketAddr,
         census: &Census,
-        max: usize,
+        max: Option<usize>,
         out: &mut Outbox,
     ) -> Option<ClientId> {
         let mut wake = Vec::new();
@@ -147,7 +148,7 @@ impl Hub {
     }
 }
 
-impl Core {
+impl Shared {
     fn drain_mailbox(&mut self, me: usize, out: &mut Outbox) {
         for routed in self.mailboxes[me].drain(..) {
             match routed {
@@ -170,6 +171,7 @@ impl Core {
     ) {
         self.drain_mailbox(me, out);
         tmp.set_now(out.now());
+        tmp.set_reply_limit(out.reply_limit());
         f(&mut *self.handler, tmp);
         if self.persist(tmp) {
             self.route(me, tmp, out, wake);
@@ -220,7 +222,7 @@ impl Core {
     }
 }
 
-/// Where a shared handler's per-client actions go: see [`Core::route`].
+/// Where a shared handler's per-client actions go: see [`Shared::route`].
 struct Router<'a> {
     owner: &'a HashMap<ClientId, usize>,
     mailboxes: &'a mut Vec<Vec<Routed>>,
@@ -370,8 +372,12 @@ mod tests {
         ));
         let census = Census::new(Status::new(true));
         let (mut out0, mut out1) = (Outbox::new(), Outbox::new());
-        let a = hub.connect(0, TEST_PEER, &census, 10, &mut out0).unwrap();
-        let b = hub.connect(1, TEST_PEER, &census, 10, &mut out1).unwrap();
+        let a = hub
+            .connect(0, TEST_PEER, &census, Some(10), &mut out0)
+            .unwrap();
+        let b = hub
+            .connect(1, TEST_PEER, &census, Some(10), &mut out1)
+            .unwrap();
         assert_eq!((a, b), (ClientId(1), ClientId(2)));
         let (mut loop0, mut loop1) = (HubProxy::new(hub.clone(), 0), HubProxy::new(hub.clone(), 1));
         // a (loop 0) joins: its list is local to loop 0.
@@ -387,7 +393,9 @@ mod tests {
         // Whatever loop 0 does next, the mailbox comes first, in order,
         // then that call's own actions.
         loop0.on_message(a, b"ignored\n", &mut out0);
-        let c = hub.connect(0, TEST_PEER, &census, 10, &mut out0).unwrap();
+        let c = hub
+            .connect(0, TEST_PEER, &census, Some(10), &mut out0)
+            .unwrap();
         loop0.on_message(c, b"cat\n", &mut out0);
         assert_eq!(
             out0.take(),

@@ -11,7 +11,7 @@ use std::thread;
 use std::time::Instant;
 
 use mio::unix::SourceFd;
-use mio::{Events, Interest, Poll, Token, Waker};
+use mio::{Events, Interest, Poll, Waker};
 
 use super::client::{Client, ClientState, End, Stop};
 use super::udp::UdpThread;
@@ -24,11 +24,8 @@ use crate::server::lifecycle::{Command, Lifecycle};
 use crate::signals::ShutdownSignals;
 use crate::status;
 use crate::timers::Accepted;
-use crate::trace::Source;
 
-const LISTENER: Token = Token(0);
-const SIGNALS: Token = Token(1);
-const WAKE: Token = Token(2);
+use crate::net::tokens::{LISTENER, SIGNALS, WAKE};
 
 /// Reader stacks: the handler runs on them. Small, so 10,000 idle
 /// connections fit in memory (only touched pages count anyway).
@@ -135,7 +132,7 @@ impl Supervisor {
             {
                 return Err(e);
             }
-            self.server.trace.pass(&events, timeout, source);
+            self.server.trace.pass(&events, timeout);
             for event in events.iter() {
                 match event.token() {
                     LISTENER => self.handle_accept(),
@@ -283,7 +280,8 @@ impl Supervisor {
 
     fn add_client(&mut self, stream: TcpStream, peer: SocketAddr) {
         let server = &self.server;
-        if self.clients() >= server.config.max_clients {
+        // TCP clients only: UDP peers have `--max-udp-peers`.
+        if lock(&server.table).len() >= server.config.max_clients {
             status::refuse_too_many_clients(&stream, server.config.max_clients);
             return;
         }
@@ -333,14 +331,5 @@ impl Supervisor {
             status::dropped_error(id, &format_args!("cannot start a thread: {e}; closing"));
             server.end_client(&client, &mut server.reader(), End::Kill);
         }
-    }
-}
-
-/// What woke the supervisor, by token (for `--trace`).
-fn source(token: Token) -> Source {
-    match token {
-        LISTENER => Source::Listener,
-        SIGNALS => Source::Signal,
-        _ => Source::WakeUp,
     }
 }

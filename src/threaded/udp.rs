@@ -22,16 +22,15 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use mio::net::UdpSocket;
-use mio::{Events, Interest, Poll, Token, Waker};
+use mio::{Events, Interest, Poll, Waker};
 
 use super::{Server, lock};
 use crate::handlers::{ClientId, Outbox};
 use crate::server::actions::{Bytes, Clients};
-use crate::server::datagram::{self, Admit, Flushed, Peers, Replies, Throttle};
+use crate::server::datagram::{self, Admit, Drained, Peers, Replies, Throttle};
 use crate::status;
 
-const SOCKET: Token = Token(0);
-const WAKE: Token = Token(1);
+use crate::net::tokens::{UDP as SOCKET, WAKE};
 
 /// Datagrams handled before queued replies are flushed, so a burst does not
 /// hold every reply until the socket is empty.
@@ -69,12 +68,13 @@ impl UdpThread {
         let mut worker = Worker {
             server: Arc::clone(server),
             buf: vec![0; datagram::recv_buffer_len(server.config.max_line_bytes)],
-            peers: Peers::new(server.config.udp_idle),
+            peers: Peers::new(server.config.udp_idle, server.config.max_udp_peers),
             replies: Replies::new(),
             socket,
             poll,
             state: Arc::clone(&state),
             blocked: false,
+            answering: 0,
             is_line: server.datagram_is_line,
             out: Outbox::new(),
             closes: Vec::new(),
@@ -128,6 +128,9 @@ struct Worker {
     buf: Vec<u8>,
     /// WRITABLE is registered: the socket refused a reply.
     blocked: bool,
+    /// The size of the datagram being handled (0 between datagrams): a
+    /// reply is capped at [`datagram::reply_cap`] of it.
+    answering: usize,
     is_line: bool,
     out: Outbox,
     /// Peers the handler closed in the current call.
@@ -171,7 +174,11 @@ impl Worker {
     fn read(&mut self, budget: usize) -> bool {
         for _ in 0..budget {
             match self.socket.recv_from(&mut self.buf) {
-                Ok((n, from)) => self.handle_datagram(n, from),
+                Ok((n, from)) => {
+                    self.answering = n;
+                    self.handle_datagram(n, from);
+                    self.answering = 0;
+                }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return false,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                 // Concerns one earlier send, not the socket (see the reactor).
@@ -188,16 +195,15 @@ impl Worker {
     fn handle_datagram(&mut self, n: usize, from: SocketAddr) {
         let now = Instant::now();
         let server = Arc::clone(&self.server);
-        // The table lock only for a sender not yet known (room is counted
-        // over TCP and UDP clients alike).
-        let admit = if self.peers.addr_is_known(from) {
+        // The table lock only for a sender not yet known (room is
+        // `--max-udp-peers`, apart from the TCP clients' `--max-clients`).
+        let admit = if self.peers.addr_is_known(from) || self.peers.is_full() {
             self.peers
-                .admit(from, now, true, || unreachable!("a known peer"))
+                .admit(from, now, || unreachable!("a known peer, or no room"))
         } else {
             let table = lock(&server.table);
-            let room = server.count(&table) < server.config.max_clients;
             let census = &server.census;
-            let admit = self.peers.admit(from, now, room, || census.next_id());
+            let admit = self.peers.admit(from, now, || census.next_id());
             if let Admit::New(id) = admit {
                 let peers = server.udp_peers.fetch_add(1, Ordering::SeqCst) + 1;
                 server.status.connected(id, table.len() + peers);
@@ -213,7 +219,7 @@ impl Worker {
             Admit::Refused => {
                 self.replies.push(from, status::UDP_TOO_MANY_CLIENTS);
                 if let Some(more) = self.refused.hit(now) {
-                    status::udp_refused(from, server.config.max_clients, more);
+                    status::udp_refused(from, server.config.max_udp_peers, more);
                 }
                 return;
             }
@@ -244,13 +250,17 @@ impl Worker {
             out,
             closes,
             is_line,
+            answering,
             ..
         } = self;
+        // Every reply here is a datagram (see `Outbox::reply_limit`).
+        out.set_reply_limit(Some(datagram::reply_cap(*answering)));
         let mut udp = UdpClients {
             peers,
             replies,
             closes,
             is_line: *is_line,
+            answering: *answering,
         };
         server.with_handler_and_peers(None, out, &mut udp, f);
         for id in std::mem::take(&mut self.closes) {
@@ -279,7 +289,7 @@ impl Worker {
     /// socket refuses them.
     fn flush(&mut self) {
         let socket = &self.socket;
-        let blocked = self.replies.flush(|bytes, to| socket.send_to(bytes, to)) == Flushed::Blocked;
+        let blocked = self.replies.flush(|bytes, to| socket.send_to(bytes, to)) == Drained::Blocked;
         if blocked != self.blocked {
             let interest = if blocked {
                 Interest::READABLE | Interest::WRITABLE
@@ -335,13 +345,15 @@ struct UdpClients<'a> {
     replies: &'a mut Replies,
     closes: &'a mut Vec<ClientId>,
     is_line: bool,
+    /// The size of the datagram being answered (the reply cap).
+    answering: usize,
 }
 
 impl Clients for UdpClients<'_> {
     fn send(&mut self, to: ClientId, bytes: Bytes<'_>) {
         if let Some(addr) = self.peers.addr(to) {
-            self.replies
-                .push(addr, datagram::reply(bytes.as_slice(), self.is_line));
+            let reply = datagram::reply(bytes.as_slice(), self.is_line, self.answering);
+            self.replies.push(addr, reply);
         }
     }
     fn close(&mut self, id: ClientId) {

@@ -12,11 +12,11 @@ use std::sync::mpsc::Sender;
 use std::time::{Duration, Instant};
 
 use mio::net::{TcpListener, TcpStream};
-use mio::{Events, Interest, Poll, Token, Waker};
+use mio::{Events, Interest, Poll, Waker};
 
 use super::Msg;
 use crate::config::ServerConfig;
-use crate::handlers::ShutdownPolicy;
+use crate::handlers::Traits;
 use crate::server::census::Census;
 use crate::server::lifecycle::{Command, Lifecycle, Phase};
 use crate::signals::ShutdownSignals;
@@ -24,10 +24,7 @@ use crate::status::{self, Status};
 use crate::timers::Accepted;
 use crate::trace::Trace;
 
-const LISTENER: Token = Token(0);
-const SIGNALS: Token = Token(1);
-/// A loop finished.
-const WAKE: Token = Token(2);
+use crate::net::tokens::{LISTENER, SIGNALS, WAKE};
 
 /// After shutdown began, the shortest poll timeout: the lifecycle's
 /// deadlines stay in the past once its own phases are over, and the
@@ -41,7 +38,7 @@ pub struct Link {
 }
 
 /// See the module doc.
-pub struct Supervisor {
+pub struct Acceptor {
     poll: Poll,
     /// `None` once shutdown began.
     listener: Option<TcpListener>,
@@ -57,21 +54,39 @@ pub struct Supervisor {
     next: usize,
     /// Loops still running.
     alive: Arc<AtomicUsize>,
+    /// `--max-clients` (as fitted to the descriptor limit).
+    max_clients: usize,
     /// `--trace`: hand-outs, signals and lifecycle steps, as `[acceptor]`.
     trace: Trace,
 }
 
-impl Supervisor {
+/// What the acceptor is given.
+pub struct AcceptorSetup {
+    pub listener: std::net::TcpListener,
+    /// The handler's (its name for the first line, its shutdown policy).
+    pub traits: &'static Traits,
+    pub status: Status,
+    pub signals: ShutdownSignals,
+    pub census: Arc<Census>,
+    /// One per loop, by index.
+    pub links: Vec<Link>,
+    /// Loops still running: the acceptor exits once it is 0.
+    pub alive: Arc<AtomicUsize>,
+}
+
+impl Acceptor {
     /// Registers the listener and the signals, then prints the
     /// `Listening on` line. Returns the waker a finishing loop calls.
-    pub fn new(
-        listener: std::net::TcpListener,
-        config: &ServerConfig,
-        (name, policy): (&str, ShutdownPolicy),
-        (status, mut signals): (Status, ShutdownSignals),
-        census: Arc<Census>,
-        (links, alive): (Vec<Link>, Arc<AtomicUsize>),
-    ) -> io::Result<(Self, Arc<Waker>)> {
+    pub fn new(setup: AcceptorSetup, config: &ServerConfig) -> io::Result<(Self, Arc<Waker>)> {
+        let AcceptorSetup {
+            listener,
+            traits,
+            status,
+            mut signals,
+            census,
+            links,
+            alive,
+        } = setup;
         let poll = Poll::new()?;
         listener.set_nonblocking(true)?;
         let mut listener = TcpListener::from_std(listener);
@@ -79,22 +94,23 @@ impl Supervisor {
             .register(&mut listener, LISTENER, Interest::READABLE)?;
         signals.register(poll.registry(), SIGNALS)?;
         let waker = Arc::new(Waker::new(poll.registry(), WAKE)?);
-        // With --udp, the socket itself is served by loop 0 (`multi::run`).
-        status.listening(listener.local_addr()?, name, config.udp);
+        // With --udp, the socket itself is served by loop 0 (`reactors::run`).
+        status.listening(listener.local_addr()?, traits.name, config.udp);
         let batches = links.iter().map(|_| Vec::new()).collect();
-        let supervisor = Supervisor {
+        let acceptor = Acceptor {
             poll,
             listener: Some(listener),
             signals,
-            life: Lifecycle::new(Instant::now(), config, policy),
+            life: Lifecycle::new(Instant::now(), config, traits.shutdown),
             census,
             links,
             batches,
             next: 0,
             alive,
+            max_clients: config.max_clients,
             trace: Trace::for_threads(config.trace),
         };
-        Ok((supervisor, waker))
+        Ok((acceptor, waker))
     }
 
     /// Until every loop has finished.
@@ -206,6 +222,14 @@ impl Supervisor {
             let result = listener.accept();
             match self.life.accept_backoff().on_accept(result, Instant::now()) {
                 Accepted::Client(client) => {
+                    // Past --max-clients the refusal is made here: accepted
+                    // connections waiting for a loop would otherwise hold
+                    // the descriptors the server's own file writes need.
+                    let waiting: usize = self.batches.iter().map(Vec::len).sum();
+                    if self.census.tcp_in_use() + waiting >= self.max_clients {
+                        status::refuse_too_many_clients(&client.0, self.max_clients);
+                        continue;
+                    }
                     self.batches[self.next].push(client);
                     self.next = (self.next + 1) % self.batches.len();
                 }
@@ -222,9 +246,13 @@ impl Supervisor {
                 continue;
             }
             let clients = std::mem::take(batch);
-            self.trace.handed(clients.len(), index);
+            let n = clients.len();
+            self.census.handed_out(n);
+            self.trace.handed(n, index);
             if link.tx.send(Msg::Clients(clients)).is_ok() {
                 let _ = link.waker.wake();
+            } else {
+                self.census.settled(n);
             }
         }
     }
