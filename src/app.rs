@@ -70,7 +70,7 @@ pub fn server_main(model: Model) -> ExitCode {
     if stopped_during_start_up(&mut signals) {
         return ExitCode::SUCCESS;
     }
-    let (listener, udp) = match net::bind_server(config.addr, config.udp) {
+    let (listener, udp) = match net::bind_server(config.addr, config.udp, config.backlog) {
         Ok(bound) => bound,
         Err((addr, e)) => {
             status::diag(format_args!(

@@ -107,6 +107,10 @@ pub struct ServerArgs {
     #[arg(long, default_value_t = 1, value_parser = number_in(0, MAX_REACTORS), allow_negative_numbers = true, value_name = "N")]
     pub reactors: u64,
 
+    /// The listen backlog: connections the kernel completes before the server accepts them
+    /// (Linux caps it at net.core.somaxconn)
+    #[arg(long, default_value_t = 4096, value_parser = number_in(1, i32::MAX as u64), allow_negative_numbers = true, value_name = "N")]
+    pub backlog: u64,
     /// One human-readable line per step of the loop on stderr (passes, events, reads, lines,
     /// the handler's actions, writes, pauses, accepts, closes, timers); for people learning,
     /// not a stable format; throttled when busy (docs/TOUR.md); off costs nothing
@@ -243,6 +247,9 @@ pub struct ServerConfig {
     /// `--reactors` was given with a value other than 1 (the threaded
     /// server refuses it).
     pub reactors_asked: bool,
+    /// `--backlog`: a burst of thousands of connects waits here, not in
+    /// SYN retransmits.
+    pub backlog: i32,
     /// `--trace`: print each step of the loop (see [`crate::trace`]).
     pub trace: bool,
 }
@@ -362,6 +369,7 @@ impl From<ServerArgs> for ServerConfig {
                 n => clamp(n),
             },
             reactors_asked: args.reactors != 1,
+            backlog: i32::try_from(args.backlog).unwrap_or(i32::MAX),
             trace: args.trace,
         }
     }
@@ -390,6 +398,7 @@ mod tests {
         assert_eq!(c.queue_size, 10);
         assert_eq!(c.max_messages, 0);
         assert_eq!(c.reactors, 1);
+        assert_eq!(c.backlog, 4096);
     }
 
     #[test]

@@ -224,7 +224,7 @@ pub fn dropped_error(id: ClientId, why: &dyn fmt::Display) {
 }
 
 /// `text` with every ` (os error N)` (N digits) removed.
-fn without_os_error(text: &str) -> String {
+pub fn without_os_error(text: &str) -> String {
     const OPEN: &str = " (os error ";
     let mut out = String::with_capacity(text.len());
     let mut rest = text;
