@@ -30,8 +30,8 @@
 //! - [`threaded`]: one OS thread per connection, same handlers.
 //!
 //! Server core (no I/O; both servers drive it):
-//! - [`server`]: lifecycle (signals, drain, reports), a client's session, durability,
-//!   datagrams (UDP peers as clients, `--udp`).
+//! - [`server`]: lifecycle (signals, drain, reports), a client's session, the census,
+//!   the actions interpreter, durability, datagrams (UDP peers as clients, `--udp`).
 //! - [`framing`]: bytes to lines, `\r\n`, `--max-line`, the EOF tail.
 //! - [`outbuf`]: a connection's queued output, partial and vectored writes.
 //! - [`timers`]: the drift-free report ticker and accept back-off.

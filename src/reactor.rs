@@ -200,12 +200,7 @@ impl Reactor {
             status,
             mut signals,
         } = setup;
-        let poll = Poll::new()?;
-        listener.set_nonblocking(true)?;
-        let mut listener = TcpListener::from_std(listener);
-        poll.registry()
-            .register(&mut listener, LISTENER, Interest::READABLE)?;
-        signals.register(poll.registry(), SIGNALS)?;
+        let (poll, listener) = crate::net::poll_with_listener(listener, &mut signals)?;
         let addr = listener.local_addr()?;
         let udp = udp::Udp::serve(udp, poll.registry(), &config, &*handler)?;
         status.listening(addr, handler.traits().name, udp.is_some());

@@ -71,6 +71,15 @@ pub struct Worker {
     hub: Option<Arc<Hub>>,
 }
 
+impl Worker {
+    /// Actions naming `id` are dropped from now on.
+    fn forget(&self, id: ClientId) {
+        if let Some(hub) = &self.hub {
+            hub.forget(id);
+        }
+    }
+}
+
 impl Membership for Worker {
     /// The census admits (its id and line are server-wide); a shared
     /// handler hears of it through the hub, in the same step.
@@ -92,16 +101,12 @@ impl Membership for Worker {
     }
 
     fn leave(&mut self, id: ClientId) {
-        if let Some(hub) = &self.hub {
-            hub.forget(id);
-        }
+        self.forget(id);
         self.census.leave(id);
     }
 
     fn leave_udp_peer(&mut self, id: ClientId) {
-        if let Some(hub) = &self.hub {
-            hub.forget(id);
-        }
+        self.forget(id);
         self.census.leave_udp_peer(id);
     }
 

@@ -1,8 +1,10 @@
 //! The server core, I/O-free, that both servers drive: the [`lifecycle`]
 //! (phases, signals, reports, accept back-off), a client's [`session`]
 //! (framing, idle flush, pause gates, the slow-client rule), the
-//! [`roster`] (client ids and counts, shareable by N reactors), the
-//! [`durable`] rule (nothing goes out before what was persisted ahead of it
+//! [`census`] (client ids, counts and their status lines, for one loop,
+//! N loops or the threaded server), the [`actions`] interpreter (a
+//! handler's outbox in SPEC's order, each server supplying only its
+//! per-client primitives), the [`durable`] rule (nothing goes out before what was persisted ahead of it
 //! is durable) and the [`datagram`] side (UDP peers as clients, idle
 //! expiry, reply shaping, the bounded reply queue). The servers own
 //! sockets, threads and the clock; these own the rules, and unit tests

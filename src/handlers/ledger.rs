@@ -17,23 +17,21 @@
 //! (exact sums, rounding to cents).
 
 use std::collections::HashMap;
-use std::io;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use rust_decimal::Decimal;
 
-use super::sharing::{self, Mergeable};
+use super::sharing;
 use super::{
-    BuildError, Built, ClientId, Datagrams, FileRole, Finish, Framing, Handler, Outbox, OwnedFile,
-    Registration, ServerStats, Sharded, Sharing, ShutdownPolicy, Traits, strip_terminator,
+    ClientId, Datagrams, Finish, Framing, Handler, Outbox, Registration, ServerStats, Sharded,
+    Sharing, ShutdownPolicy, Traits, strip_terminator,
 };
-use crate::config::ServerConfig;
-use crate::journal::Journal;
-use crate::net::os_reason;
-use crate::store::{JournalStore, Store};
 
 mod money;
 mod parse;
+mod setup;
+
+use setup::{build, files};
 
 pub use money::add_exact;
 pub use parse::{Kind, Line, MAX_AMOUNT_DIGITS, Tx, parse_amount, parse_line, parse_transaction};
@@ -227,114 +225,6 @@ impl Handler for Ledger {
 /// SPEC's text, so scripts can match one fixed pattern.
 pub fn summary_line(applied: u64, discarded: u64, cut: u64) -> String {
     format!("Applied {applied} transactions, discarded {discarded} lines, cut {cut} partial lines")
-}
-
-/// The ledger `--handler ledger` asks for and, with `--journal`, its store:
-/// the journal, replayed into the ledger first.
-///
-/// # Errors
-/// The journal cannot be opened or read ([`BuildError::Io`]).
-pub fn build(config: &ServerConfig) -> Result<Built, BuildError> {
-    let mut ledger = Ledger::new(config.log.clone());
-    let mut notes = Vec::new();
-    let store = match &config.journal {
-        None => None,
-        Some(path) => {
-            ledger.journal = true;
-            let journal = open_journal(path, &mut ledger, &mut notes).map_err(|e| {
-                BuildError::Io(format!(
-                    "cannot open journal {}: {}",
-                    path.display(),
-                    os_reason(&e)
-                ))
-            })?;
-            Some(Box::new(JournalStore::new(journal)) as Box<dyn Store>)
-        }
-    };
-    Ok(Built {
-        handler: Box::new(ledger),
-        store,
-        notes,
-    })
-}
-
-impl Mergeable for Ledger {
-    /// An empty ledger for another event loop, configured like this one
-    /// (the same log, journal records on or off).
-    fn fresh(&self) -> Ledger {
-        Ledger {
-            journal: self.journal,
-            ..Ledger::new(self.log.clone())
-        }
-    }
-
-    /// Adds another loop's ledger into this one, at the end. Balances are
-    /// sums, so the merge is exact. A balance whose parts sum past what a
-    /// balance can hold (28 digits) keeps this one's part, with a
-    /// diagnostic: with one loop, the transactions that pushed it over
-    /// would have been discarded.
-    fn absorb(&mut self, other: Ledger) -> Vec<String> {
-        let mut diagnostics = Vec::new();
-        self.applied += other.applied;
-        self.discarded += other.discarded;
-        for (name, part) in other.accounts {
-            match self.accounts.get_mut(&name) {
-                Some(balance) => match add_exact(*balance, part) {
-                    Some(sum) => *balance = sum,
-                    None => diagnostics.push(format!(
-                        "ledger: account {}: the event loops' balances overflow when added; kept one part",
-                        String::from_utf8_lossy(&name)
-                    )),
-                },
-                None => {
-                    self.accounts.insert(name, part);
-                }
-            }
-        }
-        diagnostics
-    }
-}
-
-/// The log written at exit and, with `--journal`, the journal.
-fn files(config: &ServerConfig) -> Vec<OwnedFile<'_>> {
-    let mut files = vec![OwnedFile {
-        option: "--log",
-        path: &config.log,
-        role: FileRole::Replaced,
-    }];
-    if let Some(journal) = &config.journal {
-        files.push(OwnedFile {
-            option: "--journal",
-            path: journal,
-            role: FileRole::Journal,
-        });
-    }
-    files
-}
-
-/// Opens the journal and replays it into `ledger`, with `notes` for
-/// stderr (the first status line must stay `Listening on ...`).
-fn open_journal(path: &Path, ledger: &mut Ledger, notes: &mut Vec<String>) -> io::Result<Journal> {
-    // A record replay does not understand makes the file foreign: refused.
-    let (journal, replayed) = Journal::open(path, |record| ledger.replay(record))?;
-    notes.push(format!(
-        "journal {}: replayed {} transactions{}",
-        path.display(),
-        replayed.records,
-        if replayed.headerless {
-            " (a journal without header, from an earlier version)"
-        } else {
-            ""
-        }
-    ));
-    if replayed.torn_bytes > 0 {
-        notes.push(format!(
-            "journal {}: cut off a torn last record ({} bytes, never acknowledged)",
-            path.display(),
-            replayed.torn_bytes
-        ));
-    }
-    Ok(journal)
 }
 
 /// Helpers the tests of this module and its children share.

@@ -12,7 +12,7 @@ use std::sync::mpsc::Sender;
 use std::time::{Duration, Instant};
 
 use mio::net::{TcpListener, TcpStream};
-use mio::{Events, Interest, Poll, Waker};
+use mio::{Events, Poll, Waker};
 
 use super::Msg;
 use crate::config::ServerConfig;
@@ -87,12 +87,7 @@ impl Acceptor {
             links,
             alive,
         } = setup;
-        let poll = Poll::new()?;
-        listener.set_nonblocking(true)?;
-        let mut listener = TcpListener::from_std(listener);
-        poll.registry()
-            .register(&mut listener, LISTENER, Interest::READABLE)?;
-        signals.register(poll.registry(), SIGNALS)?;
+        let (poll, listener) = crate::net::poll_with_listener(listener, &mut signals)?;
         let waker = Arc::new(Waker::new(poll.registry(), WAKE)?);
         // With --udp, the socket itself is served by loop 0 (`reactors::run`).
         status.listening(listener.local_addr()?, traits.name, config.udp);

@@ -69,15 +69,6 @@ impl Census {
         Some(id)
     }
 
-    /// An id alone, for a server that counts its clients and prints their
-    /// lines itself (the threaded server, under its table's lock).
-    pub fn next_id(&self) -> ClientId {
-        let mut state = self.lock();
-        let id = ClientId(state.next_id);
-        state.next_id += 1;
-        id
-    }
-
     /// A client was removed: its `Client N disconnected` line.
     pub fn leave(&self, id: ClientId) {
         let mut state = self.lock();

@@ -75,7 +75,6 @@ impl Supervisor {
         let server = Arc::new(Server {
             framing: traits.framing,
             datagram_is_line: traits.datagrams == Datagrams::Lines,
-            udp_peers: AtomicUsize::new(0),
             slow_policy: traits.slow,
             core: Mutex::new(Core {
                 handler,
@@ -88,7 +87,6 @@ impl Supervisor {
             table: Mutex::new(HashMap::new()),
             flushing: Mutex::new(HashMap::new()),
             open: AtomicUsize::new(0),
-            status,
             stdout: Mutex::new(stdout),
             cut_partial_lines: AtomicU64::new(0),
             waker,
@@ -110,8 +108,9 @@ impl Supervisor {
         })
     }
 
+    /// Every client, TCP and UDP.
     fn clients(&self) -> usize {
-        self.server.count(&lock(&self.server.table))
+        self.server.census.count()
     }
 
     /// Connections still flushing or lingering, connected ones included.
@@ -201,12 +200,7 @@ impl Supervisor {
                         .with_handler(None, &mut out, |handler, out| handler.on_shutdown(out));
                     self.out = out;
                 }
-                Command::AnnounceDrain { timeout } => {
-                    let clients = self.clients();
-                    if clients > 0 {
-                        self.server.status.draining(timeout, clients);
-                    }
-                }
+                Command::AnnounceDrain { timeout } => self.server.census.draining(timeout),
                 Command::CloseAll { cut } => {
                     if let Some(udp) = &self.udp {
                         udp.close();
@@ -221,10 +215,7 @@ impl Supervisor {
                         client.kill_at_shutdown();
                     }
                 }
-                Command::ReportCount => {
-                    let table = lock(&self.server.table);
-                    self.server.status.count(self.server.count(&table));
-                }
+                Command::ReportCount => self.server.census.report(),
                 Command::Accept => self.handle_accept(),
                 Command::Diagnostic(line) => status::diag(format_args!("{line}")),
             }
@@ -280,18 +271,19 @@ impl Supervisor {
 
     fn add_client(&mut self, stream: TcpStream, peer: SocketAddr) {
         let server = &self.server;
-        // TCP clients only: UDP peers have `--max-udp-peers`.
-        if lock(&server.table).len() >= server.config.max_clients {
-            status::refuse_too_many_clients(&stream, server.config.max_clients);
-            return;
-        }
         // accept(2) does not pass O_NONBLOCK on; make sure anyway.
         if let Err(e) = stream.set_nonblocking(false) {
             status::diag(format_args!("accept: {e}; dropping connection"));
             return;
         }
         let _ = stream.set_nodelay(true);
-        let id = server.census.next_id();
+        // Its id and its line; TCP clients only count against
+        // `--max-clients` (UDP peers have `--max-udp-peers`).
+        let max = server.config.max_clients;
+        let Some(id) = server.census.admit(Some(max)) else {
+            status::refuse_too_many_clients(&stream, max);
+            return;
+        };
         let client = Arc::new(Client {
             id,
             stream,
@@ -307,7 +299,6 @@ impl Supervisor {
             let mut table = lock(&server.table);
             table.insert(id, Arc::clone(&client));
             server.open.fetch_add(1, Ordering::SeqCst);
-            server.status.connected(id, server.count(&table));
         }
         // Registered and announced before its reader starts, so pauses
         // from on_connect (the sink's waiters) hold from the first read.

@@ -11,8 +11,8 @@
 //! change). The handlers `--udp` allows answer only the client that spoke,
 //! so a TCP client's call never addresses a UDP peer.
 //!
-//! Counts: UDP peers are counted in `Server::udp_peers`, changed only under
-//! the `table` lock, where every status line is printed.
+//! Counts: UDP peers are counted in the server's census (as peers: they
+//! take no `--max-clients` place), which prints every status line.
 
 use std::io;
 use std::net::SocketAddr;
@@ -24,7 +24,7 @@ use std::time::{Duration, Instant};
 use mio::net::UdpSocket;
 use mio::{Events, Interest, Poll, Waker};
 
-use super::{Server, lock};
+use super::Server;
 use crate::handlers::{ClientId, Outbox};
 use crate::server::actions::{Bytes, Clients};
 use crate::server::datagram::{self, Admit, Drained, Peers, Replies, Throttle};
@@ -195,21 +195,15 @@ impl Worker {
     fn handle_datagram(&mut self, n: usize, from: SocketAddr) {
         let now = Instant::now();
         let server = Arc::clone(&self.server);
-        // The table lock only for a sender not yet known (room is
-        // `--max-udp-peers`, apart from the TCP clients' `--max-clients`).
-        let admit = if self.peers.addr_is_known(from) || self.peers.is_full() {
-            self.peers
-                .admit(from, now, || unreachable!("a known peer, or no room"))
-        } else {
-            let table = lock(&server.table);
-            let census = &server.census;
-            let admit = self.peers.admit(from, now, || census.next_id());
-            if let Admit::New(id) = admit {
-                let peers = server.udp_peers.fetch_add(1, Ordering::SeqCst) + 1;
-                server.status.connected(id, table.len() + peers);
-            }
-            admit
-        };
+        // Room is `--max-udp-peers`, apart from the TCP clients'
+        // `--max-clients`: a new peer takes no place in the census, which
+        // gives it its id and prints its line.
+        let census = &server.census;
+        let admit = self.peers.admit(from, now, || {
+            census
+                .admit(None)
+                .expect("a UDP peer takes no --max-clients place")
+        });
         let id = match admit {
             Admit::Known(id) => id,
             Admit::New(id) => {
@@ -272,9 +266,7 @@ impl Worker {
 
     /// The disconnect line of a peer just forgotten.
     fn disconnected(&self, id: ClientId) {
-        let table = lock(&self.server.table);
-        let peers = self.server.udp_peers.fetch_sub(1, Ordering::SeqCst) - 1;
-        self.server.status.disconnected(id, table.len() + peers);
+        self.server.census.leave_udp_peer(id);
     }
 
     /// Forgets the peers silent for `--udp-idle`.
@@ -320,12 +312,8 @@ impl Worker {
     /// replies are sent unless shutdown's time runs out.
     fn close_all(&mut self) {
         self.read(MAX_FINAL_DATAGRAMS);
-        {
-            let table = lock(&self.server.table);
-            for id in self.peers.drain() {
-                let peers = self.server.udp_peers.fetch_sub(1, Ordering::SeqCst) - 1;
-                self.server.status.disconnected(id, table.len() + peers);
-            }
+        for id in self.peers.drain() {
+            self.server.census.leave_udp_peer(id);
         }
         let mut events = Events::with_capacity(4);
         loop {
