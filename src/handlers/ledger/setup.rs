@@ -5,7 +5,7 @@
 use std::io;
 use std::path::Path;
 
-use super::{Ledger, add_exact};
+use super::Ledger;
 use crate::config::ServerConfig;
 use crate::handlers::sharing::Mergeable;
 use crate::handlers::{BuildError, Built, FileRole, OwnedFile};
@@ -61,18 +61,17 @@ impl Mergeable for Ledger {
         let mut diagnostics = Vec::new();
         self.applied += other.applied;
         self.discarded += other.discarded;
-        for (name, part) in other.accounts {
-            match self.accounts.get_mut(&name) {
-                Some(balance) => match add_exact(*balance, part) {
-                    Some(sum) => *balance = sum,
-                    None => diagnostics.push(format!(
-                        "ledger: account {}: the event loops' balances overflow when added; kept one part",
-                        String::from_utf8_lossy(&name)
-                    )),
-                },
-                None => {
-                    self.accounts.insert(name, part);
-                }
+        for (name, part) in other.accounts.into_iter() {
+            let mut new = false;
+            let balance = self.accounts.get_or_insert_with(&name, || {
+                new = true;
+                part
+            });
+            if !new && !balance.add_balance(part) {
+                diagnostics.push(format!(
+                    "ledger: account {}: the event loops' balances overflow when added; kept one part",
+                    String::from_utf8_lossy(&name)
+                ));
             }
         }
         diagnostics
