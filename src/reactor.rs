@@ -13,7 +13,7 @@
 //!    with a fresh `Instant::now()`;
 //! 5. flush every connection that got output (one `writev` each),
 //!    enforce `--max-pending`, and send the queued reply datagrams
-//!    ([`udp`]); before the first byte, datagram or FIN that follows
+//!    (`udp`); before the first byte, datagram or FIN that follows
 //!    persisted bytes, make them durable (one sync for the pass);
 //! 6. remove dead connections, after the batch, so a slab key is never
 //!    reused while an event for its old owner may still be in hand;

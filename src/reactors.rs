@@ -1,10 +1,10 @@
 //! `--reactors N`: N single-threaded event loops, one thread each, each
 //! with its own `mio::Poll` and `Slab` and owning its connections, and one
-//! acceptor thread ([`acceptor`]) that hands connections out round-robin
+//! acceptor thread (the acceptor) that hands connections out round-robin
 //! and owns the listener, the signals and the periodic count.
 //!
 //! What holds for any N, and how:
-//! - ids and counts: one [`census::Census`] (a mutex taken per connect and
+//! - ids and counts: one [`Census`] (a mutex taken per connect and
 //!   disconnect): ids from 1, never reused; every status line shows the
 //!   total and is printed whole, in the order the total changed;
 //!   `--max-clients` is a limit on the total;
@@ -13,15 +13,17 @@
 //!   loop (after the connections it accepted before), so every loop runs
 //!   the same [`Lifecycle`](crate::server::lifecycle::Lifecycle) steps for
 //!   its own clients; it exits once every loop has finished;
-//! - handler state, per handler:
-//!   - echo: a handler per loop ([`shard`]): it has no shared state;
-//!   - ledger: a ledger per loop, merged by addition at the end into one
-//!     exact log; one journal, shared behind a mutex taken only to append
-//!     a batch and to sync (never with a socket call), replayed at start
-//!     into the first loop's ledger;
-//!   - presence, queue, sink, atm, menu: one handler behind a mutex
-//!     ([`hub`]), actions routed to the loop that owns each client, in the
-//!     order the calls were made.
+//! - handler state, as the handler's [`Sharing`] says:
+//!   - `PerLoop` (echo, ledger): a part per loop, called with no lock
+//!     ([`crate::handlers::sharing`]), merged at the end (the ledger's
+//!     balances by addition, into one exact log); a store (the journal) is
+//!     one, shared behind a mutex taken only to append a batch and to sync
+//!     (never with a socket call), replayed at start into the first part;
+//!   - `Shared` (presence, queue, sink, atm, menu): one handler behind a
+//!     mutex (the hub), actions routed to the loop that owns each client,
+//!     in the order the calls were made.
+//! - each loop is a plain [`crate::reactor`] loop whose
+//!   [`Membership`] is this layer's worker.
 //!
 //! - `--udp`: the first loop owns the one UDP socket; its peers are admitted
 //!   through the census and served like any client of that loop.

@@ -16,7 +16,7 @@
 //! - a **writer** per client (`client`), started when output is first
 //!   queued for it: takes the client's whole queue at once and writes it
 //!   with blocking vectored writes, so a slow client blocks only its writer.
-//! - with `--udp`, one **UDP thread** ([`udp`]) for the datagram socket: each
+//! - with `--udp`, one **UDP thread** (`udp`) for the datagram socket: each
 //!   datagram one handler call under the same lock, its peers counted with
 //!   the TCP clients, expired after `--udp-idle`.
 //!

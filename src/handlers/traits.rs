@@ -65,7 +65,7 @@ pub enum Datagrams {
 #[derive(Copy, Clone, Debug, PartialEq, Eq)]
 pub enum Sharing {
     /// One handler per loop, called with no lock, merged at the end
-    /// ([`Handler::split`]): its clients never meet (echo), or its state
+    /// ([`super::Handler::split`]): its clients never meet (echo), or its state
     /// is a sum (the ledger's balances).
     PerLoop,
     /// One handler behind a lock, its actions routed to the loop that owns
