@@ -111,6 +111,11 @@ pub struct ServerArgs {
     /// (Linux caps it at net.core.somaxconn)
     #[arg(long, default_value_t = 4096, value_parser = number_in(1, i32::MAX as u64), allow_negative_numbers = true, value_name = "N")]
     pub backlog: u64,
+    /// One human-readable line per step of the loop on stderr (passes, events, reads, lines,
+    /// the handler's actions, writes, pauses, accepts, closes, timers); for people learning,
+    /// not a stable format; throttled when busy (docs/TOUR.md); off costs nothing
+    #[arg(long)]
+    pub trace: bool,
 }
 
 /// The most event loops `--reactors` may ask for.
@@ -245,6 +250,8 @@ pub struct ServerConfig {
     /// `--backlog`: a burst of thousands of connects waits here, not in
     /// SYN retransmits.
     pub backlog: i32,
+    /// `--trace`: print each step of the loop (see [`crate::trace`]).
+    pub trace: bool,
 }
 
 impl ServerConfig {
@@ -363,6 +370,7 @@ impl From<ServerArgs> for ServerConfig {
             },
             reactors_asked: args.reactors != 1,
             backlog: i32::try_from(args.backlog).unwrap_or(i32::MAX),
+            trace: args.trace,
         }
     }
 }

@@ -48,6 +48,7 @@
 //! Edges:
 //! - [`cli`], [`config`]: argument parsing, the server command line and SPEC defaults.
 //! - [`status`]: the exact text of every status and diagnostic line.
+//! - [`trace`]: `--trace`, one line per step of a loop on stderr, formatted and throttled.
 //! - [`net`]: socket set-up.
 //! - [`limits`]: descriptors against `RLIMIT_NOFILE`; `--max-clients` lowered to fit.
 //! - [`signals`]: the shutdown signals, counted one by one.
@@ -87,3 +88,4 @@ pub mod limits;
 pub mod net;
 pub mod signals;
 pub mod status;
+pub mod trace;

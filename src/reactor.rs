@@ -45,6 +45,7 @@ use crate::signals::ShutdownSignals;
 use crate::status;
 use crate::store::Store;
 use crate::timers::Accepted;
+use crate::trace::Trace;
 
 mod closing;
 mod conn;
@@ -182,6 +183,8 @@ struct Reactor {
     /// How this loop takes part in the server: client ids, counts and the
     /// server-wide lines go through it.
     member: Box<dyn Membership>,
+    /// `--trace`: one line per step (off: one branch per step).
+    trace: Trace,
 }
 
 impl Reactor {
@@ -235,6 +238,7 @@ impl Reactor {
             udp,
         } = sources;
         Ok(Reactor {
+            trace: Trace::for_this_loop(config.trace),
             poll,
             listener,
             signals,
@@ -272,6 +276,7 @@ impl Reactor {
                     return Err(e);
                 }
             }
+            self.trace.pass(&events, timeout);
             let pass_start = Instant::now();
             self.outbox.set_now(pass_start);
             for event in events.iter() {
@@ -284,6 +289,8 @@ impl Reactor {
                     // (timers first); edge-triggered, so it must be queued.
                     Token(key) if pass_start.elapsed() > PASS_BUDGET => self.defer(key),
                     Token(key) => {
+                        self.trace
+                            .event(event, || self.conns.get(key).map(|c| c.id));
                         self.handle_event(key, event.is_readable(), event.is_read_closed())
                     }
                 }
@@ -305,6 +312,7 @@ impl Reactor {
             let serving = self.member.serving(self.conns.len());
             self.life.handle_timeout(now, serving);
             self.run_commands();
+            self.trace.pass_end();
             if self.dead.is_empty()
                 && !self.udp_owes_output()
                 && self.life.is_done(self.conns.len(), now)
@@ -350,6 +358,7 @@ impl Reactor {
     /// Carries out what the lifecycle asks for.
     fn run_commands(&mut self) {
         while let Some(command) = self.life.poll_command() {
+            self.trace.command(&command);
             match command {
                 Command::StopAccepting => {
                     // SPEC: connections already in the accept queue are
@@ -394,6 +403,7 @@ impl Reactor {
     /// clients to serve, signals, actions for its clients.
     fn handle_wake(&mut self) {
         let wake = self.member.take_wake(&mut self.outbox);
+        self.trace.woken(wake.clients.len(), wake.signals);
         for (stream, peer) in wake.clients {
             // Settled first: counted twice for a moment, a client would be
             // refused a place it has.
@@ -415,6 +425,7 @@ impl Reactor {
     fn handle_signals(&mut self) {
         let now = Instant::now();
         let count = self.signals.as_mut().map_or(0, ShutdownSignals::take);
+        self.trace.signals(count);
         for _ in 0..count {
             self.life.handle_signal(now);
         }
@@ -462,6 +473,7 @@ impl Reactor {
         let session = Session::new(self.framing, self.config.max_line_bytes);
         entry.insert(Conn::new(stream, id, session));
         self.keys.insert(id, key);
+        self.trace.accepted(id, peer);
         self.apply_actions();
         // Bytes may already be waiting; the edge that announced them can
         // predate our registration.

@@ -37,6 +37,7 @@ use crate::handlers::{ClientId, Finish, Framing, Handler, SlowPolicy};
 use crate::server::Setup;
 use crate::server::census::Census;
 use crate::server::durable::Durable;
+use crate::trace::Trace;
 
 mod actions;
 mod client;
@@ -112,6 +113,8 @@ struct Server {
     waker: Waker,
     /// The handler's [`Handler::datagram_is_line`].
     datagram_is_line: bool,
+    /// `--trace`: one line per step, naming the thread (shared throttle).
+    trace: Trace,
 }
 
 /// The handler lock's contents.

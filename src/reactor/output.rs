@@ -22,6 +22,8 @@ impl Reactor {
         if self.outbox.is_empty() {
             return;
         }
+        self.trace
+            .actions(self.current.map(|(id, _)| id), &self.outbox);
         let outbox = std::mem::take(&mut self.outbox);
         if let Err(e) = actions::persist(&outbox, &mut self.durable) {
             self.fatal.get_or_insert(e);
@@ -102,6 +104,7 @@ impl Reactor {
             let Some(conn) = self.conns.get_mut(key) else {
                 continue;
             };
+            let queued = conn.out.pending();
             let flushed = match conn
                 .out
                 .flush_to(&mut conn.stream, MAX_WRITE_PER_WAKEUP_BYTES)
@@ -112,6 +115,7 @@ impl Reactor {
                     continue;
                 }
             };
+            self.trace.wrote(conn.id, queued, conn.out.pending());
             if flushed == Flushed::Budget {
                 deferred.push(key);
             }
@@ -140,7 +144,11 @@ impl Reactor {
         let pending = conn.out.pending();
         match conn.state {
             ConnState::Open => {
-                match conn.gates.on_output(pending, max, self.slow_policy) {
+                let was_paused = conn.gates.by_output;
+                let flow = conn.gates.on_output(pending, max, self.slow_policy);
+                let paused = conn.gates.by_output;
+                self.trace.flow(conn.id, was_paused, paused, pending, max);
+                match flow {
                     Flow::Steady => {}
                     Flow::Resume => self.ready.push_back((key, conn.id)),
                     Flow::Drop => {
@@ -172,7 +180,10 @@ impl Reactor {
                 .registry()
                 .reregister(&mut conn.stream, Token(key), wanted)
             {
-                Ok(()) => conn.interest = wanted,
+                Ok(()) => {
+                    conn.interest = wanted;
+                    self.trace.interest(conn.id, wanted.is_writable());
+                }
                 Err(e) => self.drop_client(key, &format!("reregister: {e}")),
             }
         }

@@ -22,6 +22,7 @@ use crate::server::lifecycle::{Command, Lifecycle, Phase};
 use crate::signals::ShutdownSignals;
 use crate::status::{self, Status};
 use crate::timers::Accepted;
+use crate::trace::Trace;
 
 use crate::net::tokens::{LISTENER, SIGNALS, WAKE};
 
@@ -55,6 +56,8 @@ pub struct Acceptor {
     alive: Arc<AtomicUsize>,
     /// `--max-clients` (as fitted to the descriptor limit).
     max_clients: usize,
+    /// `--trace`: hand-outs, signals and lifecycle steps, as `[acceptor]`.
+    trace: Trace,
 }
 
 /// What the acceptor is given.
@@ -100,6 +103,7 @@ impl Acceptor {
             next: 0,
             alive,
             max_clients: config.max_clients,
+            trace: Trace::for_threads(config.trace),
         };
         Ok((acceptor, waker))
     }
@@ -155,6 +159,7 @@ impl Acceptor {
         if count == 0 {
             return;
         }
+        self.trace.signals(count);
         let now = Instant::now();
         for _ in 0..count {
             self.life.handle_signal(now);
@@ -186,6 +191,7 @@ impl Acceptor {
 
     fn run_commands(&mut self) {
         while let Some(command) = self.life.poll_command() {
+            self.trace.command(&command);
             match command {
                 Command::StopAccepting => {
                     self.handle_accept();
@@ -230,13 +236,14 @@ impl Acceptor {
 
     /// One message and one wake per loop per wakeup.
     fn send_batches(&mut self) {
-        for (batch, link) in self.batches.iter_mut().zip(&self.links) {
+        for (index, (batch, link)) in self.batches.iter_mut().zip(&self.links).enumerate() {
             if batch.is_empty() {
                 continue;
             }
             let clients = std::mem::take(batch);
             let n = clients.len();
             self.census.handed_out(n);
+            self.trace.handed(n, index);
             if link.tx.send(Msg::Clients(clients)).is_ok() {
                 let _ = link.waker.wake();
             } else {

@@ -66,6 +66,11 @@ impl Session {
         self.idle_deadline
     }
 
+    /// Bytes of an unfinished line held (for `--trace`).
+    pub fn partial_len(&self) -> usize {
+        self.framer.partial_len()
+    }
+
     /// Hands `data`, just read from `id`, to the handler: every complete
     /// line (or the whole chunk with [`Framing::Raw`]). `now` gives the time
     /// of the read; it is asked only when an idle deadline must be set (a

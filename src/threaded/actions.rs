@@ -44,6 +44,7 @@ impl Server {
         let mut core = self.core();
         out.set_now(Instant::now());
         let result = call(&mut *core.handler, out);
+        self.trace.actions(actor, out);
         if self.persist(out) {
             self.apply_to(&mut core, out, actor, peers);
         }
@@ -204,10 +205,13 @@ impl Server {
             client.writable.notify_one();
         }
         let pending = st.out.pending() + st.in_flight;
-        match st
-            .gates
-            .on_output(pending, self.config.max_pending_bytes, self.slow_policy)
-        {
+        let (max, was_paused) = (self.config.max_pending_bytes, st.gates.by_output);
+        let flow = st.gates.on_output(pending, max, self.slow_policy);
+        let paused = st.gates.by_output;
+        client
+            .trace
+            .flow(client.id, was_paused, paused, pending, max);
+        match flow {
             Flow::Drop => Some(pending),
             Flow::Resume => {
                 client.readable.notify_all();

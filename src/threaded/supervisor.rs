@@ -90,6 +90,7 @@ impl Supervisor {
             stdout: Mutex::new(stdout),
             cut_partial_lines: AtomicU64::new(0),
             waker,
+            trace: crate::trace::Trace::for_threads(config.trace),
             config,
         });
         let udp = match udp {
@@ -130,6 +131,7 @@ impl Supervisor {
             {
                 return Err(e);
             }
+            self.server.trace.pass(&events, timeout);
             for event in events.iter() {
                 match event.token() {
                     LISTENER => self.handle_accept(),
@@ -137,7 +139,9 @@ impl Supervisor {
                         // Every signal counts: two in one wakeup are a
                         // first and a second.
                         let now = Instant::now();
-                        for _ in 0..self.signals.take() {
+                        let count = self.signals.take();
+                        self.server.trace.signals(count);
+                        for _ in 0..count {
                             self.life.handle_signal(now);
                         }
                         self.run_commands();
@@ -155,6 +159,7 @@ impl Supervisor {
             let now = Instant::now();
             self.life.handle_timeout(now, self.clients());
             self.run_commands();
+            self.server.trace.pass_end();
             if self.life.is_done(self.open(), now) {
                 break;
             }
@@ -176,6 +181,7 @@ impl Supervisor {
     /// Carries out what the lifecycle asks for.
     fn run_commands(&mut self) {
         while let Some(command) = self.life.poll_command() {
+            self.server.trace.command(&command);
             match command {
                 Command::StopAccepting => {
                     // SPEC: connections already in the accept queue are
@@ -286,7 +292,9 @@ impl Supervisor {
             state: Mutex::new(ClientState::default()),
             readable: Condvar::new(),
             writable: Condvar::new(),
+            trace: server.trace.clone(),
         });
+        server.trace.accepted(id, peer);
         {
             let mut table = lock(&server.table);
             table.insert(id, Arc::clone(&client));
