@@ -841,18 +841,14 @@ pub fn wait_to_end(mut cmd: Command, what: &str) -> (ExitStatus, String, String)
     (status, out, err)
 }
 
-/// Path of a shared data file (`../shared/data/...` beside the repository),
-/// or `None` with a message when it is absent.
-pub fn shared_data(rel: &str) -> Option<PathBuf> {
+/// The bytes of a test input under `tests/data/` (inside the repository,
+/// so a fresh clone has it; `tests/data/*/SOURCE.txt` says where each file
+/// comes from). A missing file fails the test: it never skips.
+pub fn test_data(rel: &str) -> Vec<u8> {
     let path = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../shared/data")
+        .join("tests/data")
         .join(rel);
-    if path.is_file() {
-        Some(path)
-    } else {
-        eprintln!("skipped: {} not found", path.display());
-        None
-    }
+    fs::read(&path).unwrap_or_else(|e| panic!("test input {}: {e}", path.display()))
 }
 
 /// Raises this process's soft RLIMIT_NOFILE to its hard limit (servers
