@@ -142,10 +142,7 @@ fn listening_line_names_each_handler(kind: Kind) {
 }
 
 fn ipv6_bind(kind: Kind) {
-    if !ipv6_available() {
-        eprintln!("skipped: IPv6 loopback is not available");
-        return;
-    }
+    require_ipv6();
     let mut s = Server::start(kind, &["-b", "::1"]);
     assert_eq!(
         s.status_lines()[0],

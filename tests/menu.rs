@@ -183,10 +183,7 @@ fn sigterm_prints_bye_bye_and_exits_0(kind: Kind) {
 }
 
 fn ipv6_client_address(kind: Kind) {
-    if !ipv6_available() {
-        eprintln!("skipped: no IPv6 loopback");
-        return;
-    }
+    require_ipv6();
     let mut s = Server::start(kind, &["-H", "menu", "-b", "::1"]);
     let mut c = s.connect_as(1);
     let port = c.stream.local_addr().unwrap().port();

@@ -318,9 +318,7 @@ fn a_udp_port_taken_is_exit_1_naming_it(kind: Kind) {
 }
 
 fn ipv6_serves_datagrams_too(kind: Kind) {
-    if !ipv6_available() {
-        return;
-    }
+    require_ipv6();
     let mut s = start(kind, &["-b", "::1", "-H", "menu"]);
     assert_eq!(
         s.status_lines()[0],

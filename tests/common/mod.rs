@@ -762,6 +762,19 @@ pub fn ipv6_available() -> bool {
     std::net::TcpListener::bind("[::1]:0").is_ok()
 }
 
+/// Fails the test, saying why, when IPv6 loopback (`::1`) does not work
+/// here: an IPv6 test never passes without running. Every such test has
+/// `ipv6` in its name, so a machine without IPv6 can leave them out
+/// visibly: `cargo test -- --skip ipv6` counts them as filtered out.
+pub fn require_ipv6() {
+    if let Err(e) = std::net::TcpListener::bind("[::1]:0") {
+        panic!(
+            "this test needs IPv6 loopback (::1), which this machine lacks (bind [::1]:0: {e}); \
+             enable it, or leave the IPv6 tests out visibly with `cargo test -- --skip ipv6`"
+        );
+    }
+}
+
 /// Runs a server binary with `args` to completion (no port appended),
 /// returning (status, stdout, stderr); killed after [`TIMEOUT`].
 pub fn run_to_end(kind: Kind, args: &[&str]) -> (ExitStatus, String, String) {
