@@ -837,21 +837,29 @@ pub fn wait_to_end(mut cmd: Command, what: &str) -> (ExitStatus, String, String)
         let _ = err.read_to_end(&mut s);
         s
     });
+    let status = wait_child(&mut child, what);
+    let out = String::from_utf8_lossy(&out_t.join().unwrap()).into_owned();
+    let err = String::from_utf8_lossy(&err_t.join().unwrap()).into_owned();
+    (status, out, err)
+}
+
+/// Waits for `child` to exit; after [`TIMEOUT`] it is killed and the test
+/// fails with `what` (a hang guard, not a timing check: a child that
+/// should exit at once has the whole [`TIMEOUT`]).
+pub fn wait_child(child: &mut Child, what: &str) -> ExitStatus {
     let deadline = Instant::now() + TIMEOUT;
-    let status = loop {
+    loop {
         if let Some(status) = child.try_wait().expect("try_wait") {
-            break status;
+            return status;
         }
         if Instant::now() >= deadline {
             let _ = child.kill();
             let _ = child.wait();
-            panic!("{what} did not exit within {TIMEOUT:?}");
+            panic!("{what}: did not exit within {TIMEOUT:?} (killed)");
         }
+        // std has no wait with a timeout; a child's exit is polled.
         thread::sleep(Duration::from_millis(10));
-    };
-    let out = String::from_utf8_lossy(&out_t.join().unwrap()).into_owned();
-    let err = String::from_utf8_lossy(&err_t.join().unwrap()).into_owned();
-    (status, out, err)
+    }
 }
 
 /// The bytes of a test input under `tests/data/` (inside the repository,
