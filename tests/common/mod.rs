@@ -562,20 +562,39 @@ impl Server {
             .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
     }
 
-    /// CPU time (user + system) the process has used so far, from
-    /// /proc/PID/stat (Linux).
-    pub fn cpu_time(&self) -> Option<Duration> {
-        let stat = fs::read_to_string(format!("/proc/{}/stat", self.child.id())).ok()?;
-        // Fields after the `(comm)`, which may contain spaces: state is
-        // field 3, utime and stime are fields 14 and 15.
-        let rest = &stat[stat.rfind(')')? + 2..];
-        let fields: Vec<&str> = rest.split_whitespace().collect();
-        let ticks: u64 =
-            fields.get(11)?.parse::<u64>().ok()? + fields.get(12)?.parse::<u64>().ok()?;
-        // SAFETY: sysconf has no preconditions.
-        let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
-        let hz = u64::try_from(hz).ok().filter(|&h| h > 0)?;
-        Some(Duration::from_millis(ticks * 1000 / hz))
+    /// The server's threads (by tid) that were runnable at every one of
+    /// `looks` looks at their state in /proc/PID/task (Linux): a thread
+    /// that waits for an event sleeps ('S') nearly always; one that spins
+    /// never does. Looks are a millisecond apart, to spread them out.
+    pub fn threads_never_asleep(&self, looks: usize) -> Vec<u32> {
+        let task_dir = format!("/proc/{}/task", self.child.id());
+        let mut never_asleep: Option<Vec<u32>> = None;
+        for _ in 0..looks {
+            let mut running = Vec::new();
+            for entry in fs::read_dir(&task_dir).expect("/proc/PID/task").flatten() {
+                let Ok(stat) = fs::read_to_string(entry.path().join("stat")) else {
+                    continue; // the thread ended meanwhile
+                };
+                // The state follows the `(comm)`, which may hold spaces.
+                let state = stat
+                    .rfind(')')
+                    .and_then(|i| stat[i + 1..].trim_start().chars().next());
+                if state == Some('R') {
+                    running.extend(
+                        entry
+                            .file_name()
+                            .to_str()
+                            .and_then(|t| t.parse::<u32>().ok()),
+                    );
+                }
+            }
+            never_asleep = Some(match never_asleep {
+                None => running,
+                Some(before) => before.into_iter().filter(|t| running.contains(t)).collect(),
+            });
+            thread::sleep(Duration::from_millis(1));
+        }
+        never_asleep.unwrap_or_default()
     }
 }
 
