@@ -478,16 +478,18 @@ fn drain_after_sigterm(kind: Kind) {
 }
 
 fn second_signal_ends_drain_and_cuts_partial_lines(kind: Kind) {
-    let mut s = start_ledger(kind, &[]);
+    // A drain that would last an hour: an exit is the second signal's doing.
+    let mut s = start_ledger(kind, &["--drain-timeout", "3600"]);
     let mut a = s.connect_as(1);
     let mut b = s.connect_as(2);
     a.send(b"Cy credit 3\nCy cre");
     b.send(b"Dee debit 1\nDee deb");
     s.signal(SIGINT);
-    s.wait_status_eq("Shutting down: waiting up to 30 s for 2 clients (signal again to stop now)");
+    s.wait_status_eq(
+        "Shutting down: waiting up to 3600 s for 2 clients (signal again to stop now)",
+    );
     s.signal(SIGINT);
-    // Well before the 30 s drain would end.
-    let status = s.wait_exit_within(Duration::from_secs(15));
+    let status = s.wait_exit();
     assert_eq!(status.code(), Some(0), "{}", s.transcript());
     assert_eq!(read_log(&s), "Cy $3.00\nDee $-1.00\n");
     assert_eq!(s.last_status(), counts_line(2, 0, 2));
@@ -504,7 +506,7 @@ fn drain_timeout_ends_drain(kind: Kind) {
     s.signal(SIGINT);
     s.wait_status_eq("Shutting down: waiting up to 0.5 s for 2 clients (signal again to stop now)");
     // Nobody disconnects and no second signal: the timeout alone ends it.
-    let status = s.wait_exit_within(Duration::from_secs(15));
+    let status = s.wait_exit();
     assert_eq!(status.code(), Some(0), "{}", s.transcript());
     assert_eq!(read_log(&s), "Ed $4.00\nFay $5.00\n");
     assert_eq!(s.last_status(), counts_line(2, 0, 2));
