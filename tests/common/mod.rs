@@ -818,6 +818,12 @@ pub fn run_with_input(mut cmd: Command, input: &[u8]) -> Output {
     thread::spawn(move || {
         let _ = stdin.write_all(&input);
     });
+    wait_output(child, &format!("{cmd:?}"))
+}
+
+/// `child.wait_with_output()` bounded by [`TIMEOUT`]: a child still
+/// running then is killed and the test fails naming `what`.
+pub fn wait_output(child: Child, what: &str) -> Output {
     let pid = child.id();
     let (tx, rx) = mpsc::channel();
     thread::spawn(move || {
@@ -830,7 +836,7 @@ pub fn run_with_input(mut cmd: Command, input: &[u8]) -> Output {
             let _ = Command::new("kill")
                 .args(["-KILL", &pid.to_string()])
                 .status();
-            panic!("{cmd:?} did not finish within {TIMEOUT:?}");
+            panic!("{what} did not finish within {TIMEOUT:?}");
         }
     }
 }
