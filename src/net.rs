@@ -5,15 +5,26 @@ use std::net::{SocketAddr, TcpListener, UdpSocket};
 
 use socket2::{Domain, Protocol, Socket, Type};
 
-/// SPEC: a burst of 1,000 clients connecting at once loses none of them.
-pub const LISTEN_BACKLOG: i32 = 1024;
+/// SPEC's default `--backlog`: a burst of thousands of clients connecting
+/// at once waits in the accept queue instead of losing SYNs (each lost one
+/// costs its client a 1 s retransmit). Linux caps it at
+/// `net.core.somaxconn` (4096 since 5.4).
+pub const LISTEN_BACKLOG: i32 = 4096;
 
 /// A listening socket on `addr` with SO_REUSEADDR (a server can restart at
-/// once) and SPEC's backlog. Blocking; callers switch it as they need.
+/// once) and SPEC's default backlog. Blocking; callers switch it as they need.
 ///
 /// # Errors
 /// The OS error from socket, bind or listen.
 pub fn bind_listener(addr: SocketAddr) -> io::Result<TcpListener> {
+    bind_listener_with_backlog(addr, LISTEN_BACKLOG)
+}
+
+/// [`bind_listener`] with the accept backlog `backlog` (`--backlog`).
+///
+/// # Errors
+/// The OS error from socket, bind or listen.
+pub fn bind_listener_with_backlog(addr: SocketAddr, backlog: i32) -> io::Result<TcpListener> {
     let socket = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
     socket.set_reuse_address(true)?;
     if addr.is_ipv6() {
@@ -21,7 +32,7 @@ pub fn bind_listener(addr: SocketAddr) -> io::Result<TcpListener> {
         let _ = socket.set_only_v6(false);
     }
     socket.bind(&addr.into())?;
-    socket.listen(LISTEN_BACKLOG)?;
+    socket.listen(backlog)?;
     Ok(socket.into())
 }
 
@@ -50,7 +61,7 @@ pub fn bind_udp(addr: SocketAddr) -> io::Result<UdpSocket> {
     Ok(socket.into())
 }
 
-/// The listener on `addr` and, with `udp`, a UDP socket on the same
+/// The listener on `addr` (accept backlog `backlog`) and, with `udp`, a UDP socket on the same
 /// address and port. With port 0 the UDP socket takes the port the
 /// listener got; if that port is taken for UDP, both are bound again on a
 /// new port (a few times).
@@ -60,11 +71,12 @@ pub fn bind_udp(addr: SocketAddr) -> io::Result<UdpSocket> {
 pub fn bind_server(
     addr: SocketAddr,
     udp: bool,
+    backlog: i32,
 ) -> Result<(TcpListener, Option<UdpSocket>), (SocketAddr, io::Error)> {
     const TRIES_ON_PORT_0: usize = 8;
     let mut tries = 0;
     loop {
-        let listener = bind_listener(addr).map_err(|e| (addr, e))?;
+        let listener = bind_listener_with_backlog(addr, backlog).map_err(|e| (addr, e))?;
         if !udp {
             return Ok((listener, None));
         }

@@ -291,15 +291,15 @@ fn usage_errors_exit_2() {
     }
 }
 
+/// A port that was just free: nothing listens there.
+fn free_port() -> String {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    listener.local_addr().unwrap().port().to_string()
+}
+
 #[test]
 fn unreachable_server_is_exit_1() {
-    // A port that was just free: nothing listens there.
-    let port = TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-        .to_string();
+    let port = free_port();
     let out = Command::new(LOADGEN)
         .args(["--clients", "1", "--connect-timeout-ms", "5", &port])
         .output()
@@ -583,4 +583,171 @@ fn presence_wrong_list_on_another_thread_is_an_error() {
     assert_eq!(field(&json, "errors"), "1", "{json}");
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("client 2 line 1"), "{err}");
+}
+
+/// The three server models: the event loop, two loops, the threaded server.
+fn every_server() -> [(&'static str, &'static [&'static str]); 3] {
+    [
+        (SERVERS[0], &[]),
+        (SERVERS[0], &["--reactors", "2"]),
+        (SERVERS[1], &[]),
+    ]
+}
+
+/// Issue 21: loadgen's defaults (50 clients) against a queue server's
+/// defaults (10 slots) run without an error, and the bytes it reports are
+/// the bytes of the protocol: `put ITEM\n` + `pop\n` sent, `True\n` + the
+/// item's line received, per step (pops may return another client's item,
+/// but over the run every item comes back once).
+#[test]
+fn queue_defaults_against_server_defaults() {
+    const STEPS: u64 = 20;
+    let (mut sent, mut received) = (0, 0);
+    for id in 1..=50 {
+        for step in 0..STEPS {
+            let item = format!("lg{id}-{step}");
+            sent += "put \n".len() + item.len() + "pop\n".len();
+            received += "True\n".len() + item.len() + 1;
+        }
+    }
+    for (bin, extra) in every_server() {
+        let mut args = extra.to_vec();
+        args.extend(["--handler", "queue"]);
+        let server = Server::start(bin, &args);
+        let port = server.port.to_string();
+        let out = loadgen(&["--handler", "queue", "--lines", &STEPS.to_string(), &port]);
+        let json = stdout(&out);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(0), "{bin} {extra:?}: {json} {err}");
+        assert_eq!(field(&json, "errors"), "0", "{json}");
+        assert_eq!(field(&json, "clients"), "50", "{json}");
+        assert_eq!(
+            field(&json, "lines"),
+            (50 * STEPS * 2).to_string(),
+            "{json}"
+        );
+        assert_eq!(field(&json, "bytes_sent"), sent.to_string(), "{json}");
+        assert_eq!(
+            field(&json, "bytes_received"),
+            received.to_string(),
+            "{json}"
+        );
+    }
+}
+
+/// Sends each of `commands` on one connection to `port`, returns the answers.
+fn ask(port: u16, commands: &[&str]) -> Vec<String> {
+    let stream = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    stream.set_read_timeout(Some(WAIT)).unwrap();
+    let mut reader = BufReader::new(stream.try_clone().unwrap());
+    let mut writer = stream;
+    commands
+        .iter()
+        .map(|c| {
+            writer.write_all(format!("{c}\n").as_bytes()).unwrap();
+            let mut answer = String::new();
+            reader.read_line(&mut answer).unwrap();
+            answer.trim_end().to_string()
+        })
+        .collect()
+}
+
+/// Issue 21: a queue that already holds items is not a usage error: the
+/// run works around them and leaves them as they were, in order.
+#[test]
+fn queue_with_items_runs_and_keeps_them() {
+    let server = Server::start(SERVERS[0], &["--handler", "queue", "--queue-size", "3"]);
+    assert_eq!(ask(server.port, &["put A", "put B"]), ["True", "True"]);
+    let out = loadgen(&[
+        "--handler",
+        "queue",
+        "--clients",
+        "7",
+        "--lines",
+        "30",
+        &server.port.to_string(),
+    ]);
+    let json = stdout(&out);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{json} {err}");
+    assert_eq!(field(&json, "lines"), "420", "{json}");
+    assert!(err.contains("the queue held 2 items"), "{err}");
+    assert_eq!(
+        ask(server.port, &["size", "pop", "pop", "pop"]),
+        ["2", "A", "B", "None"]
+    );
+}
+
+/// A queue of size 0 takes nothing: a run error (exit 1) saying so, not a
+/// usage error and not a hang.
+#[test]
+fn queue_of_size_0_is_a_run_error() {
+    let server = Server::start(SERVERS[0], &["--handler", "queue", "--queue-size", "0"]);
+    let out = loadgen(&["--handler", "queue", &server.port.to_string()]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains("error: ") && err.contains("size is 0"),
+        "{err}"
+    );
+}
+
+/// Issue 21: `--help` names every mode, in the summary and in the list of
+/// modes.
+#[test]
+fn help_lists_every_mode() {
+    let out = Command::new(LOADGEN).arg("--help").output().unwrap();
+    assert!(out.status.success());
+    let help = stdout(&out);
+    let about = help.lines().next().unwrap_or_default();
+    let (_, modes) = help.split_once("Modes:").expect("a Modes section");
+    for mode in ["ledger", "echo", "presence", "queue", "grpc-queue"] {
+        assert!(about.contains(mode), "the first line lacks {mode}: {about}");
+        assert!(
+            modes
+                .lines()
+                .any(|l| l.trim_start().starts_with(&format!("{mode} "))),
+            "the Modes section has no entry for {mode}:\n{modes}"
+        );
+    }
+}
+
+/// Issue 21: loadgen's errors read like every other program's: `error: `
+/// and the OS reason without ` (os error N)`.
+#[test]
+fn errors_read_error_without_errno() {
+    let port = free_port();
+    for mode in ["echo", "queue"] {
+        let out = Command::new(LOADGEN)
+            .args([
+                "-H",
+                mode,
+                "--clients",
+                "1",
+                "--connect-timeout-ms",
+                "5",
+                &port,
+            ])
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{mode}: {err}");
+        assert!(err.starts_with("error: "), "{mode}: {err}");
+        assert!(err.contains("refused"), "{mode}: {err}");
+        assert!(
+            !err.contains("os error") && !err.contains("loadgen:"),
+            "{mode}: {err}"
+        );
+    }
+    // A usage error found after parsing reads like clap's own, usage line included.
+    let out = Command::new(LOADGEN)
+        .args(["-H", "echo", "--repeat", "2", &port])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(
+        err.starts_with("error: ") && err.contains("Usage: loadgen"),
+        "{err}"
+    );
 }

@@ -190,7 +190,7 @@ proptest! {
 
     #[test]
     fn datagram_core(input in proptest::collection::vec(any::<u8>(), 0..300)) {
-        let (idle_millis, ops) = parsers::datagram_ops_from_bytes(&input);
-        parsers::check_datagrams(idle_millis, &ops);
+        let (idle_millis, max_peers, ops) = parsers::datagram_ops_from_bytes(&input);
+        parsers::check_datagrams(idle_millis, max_peers, &ops);
     }
 }

@@ -1,4 +1,5 @@
-//! The datagram core (`src/server/datagram.rs`): UDP peers admitted,
+//! The datagram core (`src/server/datagram.rs`): UDP peers admitted (up
+//! to `--max-udp-peers`),
 //! refreshed, forgotten and expired on a fake clock, the bounded reply
 //! queue against a socket that blocks and fails, and datagram shaping.
 #![no_main]
@@ -9,6 +10,6 @@ mod harness;
 mod parsers;
 
 libfuzzer_sys::fuzz_target!(|input: &[u8]| {
-    let (idle_millis, ops) = parsers::datagram_ops_from_bytes(input);
-    parsers::check_datagrams(idle_millis, &ops);
+    let (idle_millis, max_peers, ops) = parsers::datagram_ops_from_bytes(input);
+    parsers::check_datagrams(idle_millis, max_peers, &ops);
 });

@@ -16,7 +16,6 @@
 //! log), `ledger/parse.rs` (a line to a transaction) and `ledger/money.rs`
 //! (exact sums, rounding to cents).
 
-use std::collections::HashMap;
 use std::io;
 use std::path::{Path, PathBuf};
 
@@ -32,13 +31,15 @@ use crate::net::os_reason;
 use crate::status;
 use crate::store::{JournalStore, Store};
 
+mod accounts;
 mod money;
 mod parse;
 
 pub use money::add_exact;
 pub use parse::{Kind, Line, MAX_AMOUNT_DIGITS, Tx, parse_amount, parse_line, parse_transaction};
 
-use money::{push_cents, to_cents};
+use accounts::Accounts;
+use money::{Balance, push_cents, to_cents};
 
 /// What applying one line did.
 #[derive(Copy, Clone, Debug, PartialEq, Eq)]
@@ -54,11 +55,9 @@ pub enum Outcome {
 pub struct Ledger {
     /// Where [`Handler::finish`] asks the server to write the balances.
     log: PathBuf,
-    /// Balances by account name. Names come from untrusted clients, so the
-    /// hasher must be randomly keyed (a fixed one would let a client flood
-    /// one bucket): ahash's `RandomState` is, and it took a line from ~78 ns
-    /// to ~48 ns where std's SipHash was the largest single cost.
-    accounts: HashMap<Box<[u8]>, Decimal, ahash::RandomState>,
+    /// Balances by account name, randomly keyed against floods of one
+    /// bucket (see [`Accounts`]).
+    accounts: Accounts,
     applied: u64,
     discarded: u64,
     /// With `--journal`: every applied transaction is also persisted
@@ -71,7 +70,7 @@ impl Ledger {
     pub fn new(log: PathBuf) -> Self {
         Ledger {
             log,
-            accounts: HashMap::with_hasher(ahash::RandomState::new()),
+            accounts: Accounts::new(),
             applied: 0,
             discarded: 0,
             journal: false,
@@ -102,18 +101,17 @@ impl Ledger {
     pub fn absorb(&mut self, other: Ledger) {
         self.applied += other.applied;
         self.discarded += other.discarded;
-        for (name, part) in other.accounts {
-            match self.accounts.get_mut(&name) {
-                Some(balance) => match add_exact(*balance, part) {
-                    Some(sum) => *balance = sum,
-                    None => status::diag(format_args!(
-                        "ledger: account {}: the event loops' balances overflow when added; kept one part",
-                        String::from_utf8_lossy(&name)
-                    )),
-                },
-                None => {
-                    self.accounts.insert(name, part);
-                }
+        for (name, part) in other.accounts.into_iter() {
+            let mut new = false;
+            let balance = self.accounts.get_or_insert_with(&name, || {
+                new = true;
+                part
+            });
+            if !new && !balance.add_balance(part) {
+                status::diag(format_args!(
+                    "ledger: account {}: the event loops' balances overflow when added; kept one part",
+                    String::from_utf8_lossy(&name)
+                ));
             }
         }
     }
@@ -130,7 +128,7 @@ impl Ledger {
 
     /// The balance of `name`, if it has an account.
     pub fn balance(&self, name: &str) -> Option<Decimal> {
-        self.accounts.get(name.as_bytes()).copied()
+        self.accounts.get(name.as_bytes()).map(|b| b.to_decimal())
     }
 
     /// Parses and applies one line given without its terminator.
@@ -148,24 +146,22 @@ impl Ledger {
         outcome
     }
 
+    #[inline(always)]
     fn apply(&mut self, tx: Tx<'_>) -> Outcome {
+        let (mantissa, scale) = (tx.amount.mantissa(), tx.amount.scale());
         let delta = match tx.kind {
-            Kind::Credit => tx.amount,
-            Kind::Debit => -tx.amount,
+            Kind::Credit => mantissa,
+            Kind::Debit => -mantissa,
         };
-        match self.accounts.get_mut(tx.name) {
-            Some(balance) => match add_exact(*balance, delta) {
-                Some(sum) => {
-                    *balance = sum;
-                    Outcome::Applied
-                }
-                None => Outcome::Discarded,
-            },
-            None => {
-                // 0 + delta: exact, since |delta| < 10^28 fits a mantissa.
-                self.accounts.insert(Box::from(tx.name), delta);
-                Outcome::Applied
-            }
+        // One hash of the name. A new account starts at 0 at the amount's
+        // scale, so its first sum is the amount itself (|delta| < 10^28).
+        let balance = self
+            .accounts
+            .get_or_insert_with(tx.name, || Balance::new(0, scale));
+        if balance.add(delta, scale) {
+            Outcome::Applied
+        } else {
+            Outcome::Discarded
         }
     }
 
@@ -186,8 +182,7 @@ impl Ledger {
     /// The `--log` file: `NAME $BALANCE\n` per account, sorted by name in
     /// byte order, two decimals rounded half away from zero, never `$-0.00`.
     pub fn render_log(&self) -> Vec<u8> {
-        let mut accounts: Vec<(&[u8], &Decimal)> =
-            self.accounts.iter().map(|(k, v)| (&**k, v)).collect();
+        let mut accounts: Vec<(&[u8], &Balance)> = self.accounts.iter().collect();
         // SPEC: sorted by NAME in byte order.
         accounts.sort_unstable_by(|a, b| a.0.cmp(b.0));
         let mut out = Vec::with_capacity(accounts.len() * 24);

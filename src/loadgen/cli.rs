@@ -12,15 +12,18 @@ use super::{ConnectMode, Mode, Options, RunError, Source, VerifyLog, lines, pars
 #[derive(Debug, Clone, Parser)]
 #[command(
     version,
-    about = "Drives N concurrent clients against a ledger, echo or presence server and prints one summary.",
+    about = "Drives N concurrent clients against a server speaking ledger, echo, presence, queue or \
+             grpc-queue (queue-grpc-server), checks every answer and prints one summary.",
     after_help = "Modes:\n  \
       ledger    each client streams its lines in 64 KiB writes (--repeat times), shuts down its\n            \
                 sending side and reads to EOF; the expected log can be written or checked\n  \
       echo      each client keeps --window lines in flight and checks every reply byte for byte\n  \
       presence  clients c00001.. join one by one, then leave one by one; every list is checked\n  \
-      queue, grpc-queue  each client does --lines steps of put then pop on a queue server (line\n            \
-                `--handler queue`, or queue-grpc-server), every answer checked; the queue's size\n            \
-                must be >= --clients; `lines` counts calls (two per step)\n  \
+      queue     each client does --lines steps of put then pop on a line server's `--handler queue`,\n            \
+                every answer checked; at most as many clients as the queue has slots hold an item\n            \
+                at once (the others wait, untimed); items queued before the run are taken out and\n            \
+                put back after it; the summary counts calls (two per step)\n  \
+      grpc-queue  the same workload against queue-grpc-server\n  \
       --udp     echo over UDP: each client its own socket, --window datagrams in flight, every\n            \
                 reply checked; no reply within --udp-timeout counts the datagram lost\n\n\
       --threads spreads the clients over N threads, each its own poll loop (presence: thread 0 also\n\
@@ -33,7 +36,7 @@ pub struct Args {
     #[arg(value_name = "ADDR", value_parser = parse_addr)]
     pub addr: std::net::SocketAddr,
 
-    /// Protocol the clients speak
+    /// Protocol the clients speak: ledger, echo, presence, queue or grpc-queue (see Modes below)
     #[arg(short = 'H', long = "handler", value_enum, default_value_t = Mode::Echo, value_name = "NAME")]
     pub mode: Mode,
 
@@ -41,7 +44,8 @@ pub struct Args {
     #[arg(short, long, default_value_t = 50, value_parser = clap::value_parser!(u64).range(1..=1_000_000), value_name = "N")]
     pub clients: u64,
 
-    /// Lines per client (ledger: per send; presence: ignored, each client gets N lists)
+    /// Lines per client (ledger: per send; queue, grpc-queue: put+pop steps; presence: ignored,
+    /// each client gets N lists)
     #[arg(short, long, default_value_t = 1000, value_name = "N")]
     pub lines: u64,
 
@@ -170,16 +174,13 @@ pub fn main() -> ExitCode {
     // Not `Args::parse()`: SPEC wants a usage line on every usage error.
     let args: Args = crate::cli::parse_or_exit();
     let json = args.json;
-    let usage = |msg: &str| {
-        eprintln!("loadgen: {msg}");
-        eprintln!("usage: loadgen [OPTIONS] ADDR   (see --help)");
-        ExitCode::from(2)
-    };
+    // Exits 2 with `error: MSG` and the usage line, as clap's own errors.
+    let usage = |msg: &str| -> ExitCode { crate::cli::usage_exit::<Args>(msg) };
     let opts = match args.into_options() {
         Ok(o) => o,
         Err((2, msg)) => return usage(&msg),
         Err((code, msg)) => {
-            eprintln!("loadgen: {msg}");
+            super::error_line(&msg);
             return ExitCode::from(code);
         }
     };
@@ -198,7 +199,7 @@ pub fn main() -> ExitCode {
         }
         Err(RunError::Usage(msg)) => usage(&msg),
         Err(RunError::Io(e)) => {
-            eprintln!("loadgen: {}: {e}", opts.addr);
+            super::error_line(&format!("{}: {e}", opts.addr));
             ExitCode::from(1)
         }
     }

@@ -7,15 +7,88 @@
 //! ACK was dropped later gets a RST for its data. Connecting one at a time,
 //! giving up on an attempt after a few ms and retrying, measures the server
 //! instead of the kernel's 1 s SYN retransmit timer. `--connect-burst` shows
-//! what a burst does (our servers' backlog of 1024 should lose nothing).
+//! what a burst does (our servers' default backlog of 4096 should lose nothing).
+//!
+//! Source addresses (SPEC): against an IPv4 loopback server, client `i`
+//! connects from 127.0.0.(1 + i mod 254). From one source address every
+//! connect searches the ephemeral port range for a free 4-tuple, and with
+//! thousands of ports in use that search cost ~365 us a connect (strace, 18,000
+//! clients), time a measurement of the server must not include. With
+//! `IP_BIND_ADDRESS_NO_PORT` the bind picks only the address, the port is
+//! chosen at connect time per destination, and 254 addresses share the load.
 
 use std::io;
-use std::net::{SocketAddr, TcpStream as StdStream};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::ops::Range;
 use std::time::{Duration, Instant};
 
 use mio::net::TcpStream;
 use mio::{Events, Interest, Poll, Token};
+use socket2::{Domain, Protocol, Socket, Type};
+
+/// Loopback source addresses clients are spread over: 127.0.0.1 to
+/// 127.0.0.254 (Linux routes all of 127/8 to `lo`).
+const LOOPBACK_SOURCES: usize = 254;
+
+/// The source address client `index` (0-based) binds to before connecting
+/// to `server`: spread over `LOOPBACK_SOURCES` (254) addresses when the server
+/// is on IPv4 loopback, none (the kernel's choice) otherwise.
+pub fn source_for(server: SocketAddr, index: usize) -> Option<SocketAddr> {
+    match server.ip() {
+        IpAddr::V4(ip) if ip.is_loopback() => {
+            let last = u8::try_from(1 + index % LOOPBACK_SOURCES).unwrap_or(1);
+            Some(SocketAddr::new(
+                IpAddr::V4(Ipv4Addr::new(127, 0, 0, last)),
+                0,
+            ))
+        }
+        _ => None,
+    }
+}
+
+/// An unconnected TCP socket for client `index`, bound to its
+/// [`source_for`] address (address only: the port is left to connect);
+/// `nonblocking` from its creation (SOCK_NONBLOCK: no fcntl calls).
+pub(crate) fn client_socket(
+    server: SocketAddr,
+    index: usize,
+    nonblocking: bool,
+) -> io::Result<Socket> {
+    let ty = if nonblocking {
+        Type::STREAM.nonblocking()
+    } else {
+        Type::STREAM
+    };
+    let socket = Socket::new(Domain::for_address(server), ty, Some(Protocol::TCP))?;
+    if let Some(source) = source_for(server, index) {
+        set_bind_address_no_port(&socket)?;
+        socket.bind(&source.into())?;
+    }
+    Ok(socket)
+}
+
+/// `IP_BIND_ADDRESS_NO_PORT` (Linux 4.2): a bind with port 0 takes the
+/// address only; the port is picked at connect, where the kernel knows the
+/// destination and may reuse a port another destination already uses.
+fn set_bind_address_no_port(socket: &Socket) -> io::Result<()> {
+    use std::os::fd::AsRawFd as _;
+    let on: libc::c_int = 1;
+    // SAFETY: setsockopt reads `on` (an int, its size given) on a socket we own.
+    let rc = unsafe {
+        libc::setsockopt(
+            socket.as_raw_fd(),
+            libc::IPPROTO_IP,
+            libc::IP_BIND_ADDRESS_NO_PORT,
+            std::ptr::from_ref(&on).cast(),
+            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+        )
+    };
+    if rc == 0 {
+        Ok(())
+    } else {
+        Err(io::Error::last_os_error())
+    }
+}
 
 /// Timed-out attempts per client before the run gives up on connecting.
 const MAX_ATTEMPTS: u32 = 500;
@@ -41,18 +114,26 @@ pub struct Connected {
     pub elapsed: Duration,
 }
 
-/// Opens one connection, retrying as [`ConnectMode::Sequential`] describes.
-/// Returns the stream and the number of retries.
+/// Opens client `index`'s connection (0-based; it picks the source
+/// address), retrying as [`ConnectMode::Sequential`] describes. Returns the
+/// stream and the number of retries.
 ///
 /// # Errors
 /// The last error after [`MAX_ATTEMPTS`] attempts.
-pub fn connect_one(addr: SocketAddr, attempt_timeout: Duration) -> io::Result<(TcpStream, u64)> {
+pub fn connect_one(
+    addr: SocketAddr,
+    index: usize,
+    attempt_timeout: Duration,
+) -> io::Result<(TcpStream, u64)> {
     let (mut timeouts, mut refusals) = (0, 0);
     loop {
-        match StdStream::connect_timeout(&addr, attempt_timeout) {
+        let attempt = client_socket(addr, index, false)
+            .and_then(|s| s.connect_timeout(&addr.into(), attempt_timeout).map(|()| s));
+        match attempt {
             Ok(s) => {
                 s.set_nodelay(true)?;
                 s.set_nonblocking(true)?;
+                let s: std::net::TcpStream = s.into();
                 return Ok((TcpStream::from_std(s), u64::from(timeouts + refusals)));
             }
             Err(e) if e.kind() == io::ErrorKind::TimedOut && timeouts + 1 < MAX_ATTEMPTS => {
@@ -85,7 +166,7 @@ pub fn connect_all(
     match mode {
         ConnectMode::Sequential { attempt_timeout } => {
             for i in 0..n {
-                let (s, r) = connect_one(addr, attempt_timeout).map_err(|e| {
+                let (s, r) = connect_one(addr, first + i, attempt_timeout).map_err(|e| {
                     io::Error::new(e.kind(), format!("client {}: {e}", first + i + 1))
                 })?;
                 retries += r;
@@ -95,7 +176,18 @@ pub fn connect_all(
         ConnectMode::Burst => {
             let mut poll = Poll::new()?;
             for i in 0..n {
-                let mut s = TcpStream::connect(addr)?;
+                let socket = client_socket(addr, first + i, true)?;
+                match socket.connect(&addr.into()) {
+                    Ok(()) => {}
+                    Err(e) if e.raw_os_error() == Some(libc::EINPROGRESS) => {}
+                    Err(e) => {
+                        return Err(io::Error::new(
+                            e.kind(),
+                            format!("client {}: {e}", first + i + 1),
+                        ));
+                    }
+                }
+                let mut s = TcpStream::from_std(socket.into());
                 poll.registry()
                     .register(&mut s, Token(i), Interest::WRITABLE)?;
                 streams.push(s);
@@ -144,10 +236,17 @@ pub fn connect_all(
                     }
                 }
             }
+            // Connected: what follows is our own bookkeeping, not timed.
+            let elapsed = start.elapsed();
             for s in &mut streams {
                 poll.registry().deregister(s)?;
                 s.set_nodelay(true)?;
             }
+            return Ok(Connected {
+                streams,
+                retries,
+                elapsed,
+            });
         }
     }
     Ok(Connected {
@@ -155,4 +254,48 @@ pub fn connect_all(
         retries,
         elapsed: start.elapsed(),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn loopback_clients_spread_over_254_sources() {
+        let server: SocketAddr = "127.0.0.1:7722".parse().unwrap();
+        let ip = |i| source_for(server, i).map(|a| a.ip().to_string());
+        assert_eq!(ip(0).as_deref(), Some("127.0.0.1"));
+        assert_eq!(ip(253).as_deref(), Some("127.0.0.254"));
+        assert_eq!(ip(254).as_deref(), Some("127.0.0.1"));
+        assert_eq!(source_for(server, 5).unwrap().port(), 0);
+        // Another loopback address of the server's is loopback too.
+        assert!(source_for("127.1.2.3:1".parse().unwrap(), 0).is_some());
+        // Elsewhere the kernel picks: a remote host, IPv6 (one loopback address).
+        assert_eq!(source_for("10.0.0.1:7722".parse().unwrap(), 0), None);
+        assert_eq!(source_for("[::1]:7722".parse().unwrap(), 0), None);
+    }
+
+    #[test]
+    fn connections_come_from_the_spread_sources() {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        for mode in [
+            ConnectMode::Burst,
+            ConnectMode::Sequential {
+                attempt_timeout: Duration::from_secs(5),
+            },
+        ] {
+            let connected = connect_all(addr, 300..303, mode).unwrap();
+            let sources: Vec<_> = connected
+                .streams
+                .iter()
+                .map(|s| s.local_addr().unwrap().ip().to_string())
+                .collect();
+            assert_eq!(sources, ["127.0.0.47", "127.0.0.48", "127.0.0.49"]);
+            for _ in 0..3 {
+                let (_, peer) = listener.accept().unwrap();
+                assert!(sources.contains(&peer.ip().to_string()), "{peer}");
+            }
+        }
+    }
 }

@@ -199,19 +199,16 @@ pub fn run(opts: &Options) -> Result<Report, RunError> {
     Ok(report)
 }
 
-/// One thread's share of an echo run.
-fn part(opts: &Options, slot: &Slot<'_>) -> Result<Part, RunError> {
-    let connected = connect::connect_all(opts.addr, slot.clients.clone(), opts.connect);
-    let Some(start) = slot.ready(connected.is_ok()) else {
-        return connected.map(|_| Part::default()).map_err(RunError::from);
-    };
-    let connected = connected?;
-    let deadline = slot.deadline;
-
-    let mut poll = Poll::new()?;
+/// A poll with every one of `streams` registered, and their clients.
+fn register(
+    opts: &Options,
+    slot: &Slot<'_>,
+    streams: Vec<TcpStream>,
+) -> std::io::Result<(Vec<Client>, Poll)> {
+    let poll = Poll::new()?;
     let window = opts.window.min(4096) as usize;
-    let mut clients = Vec::with_capacity(slot.clients.len());
-    for (i, mut stream) in connected.streams.into_iter().enumerate() {
+    let mut clients = Vec::with_capacity(streams.len());
+    for (i, mut stream) in streams.into_iter().enumerate() {
         poll.registry().register(
             &mut stream,
             Token(i),
@@ -229,6 +226,23 @@ fn part(opts: &Options, slot: &Slot<'_>) -> Result<Part, RunError> {
             done: false,
         });
     }
+    Ok((clients, poll))
+}
+
+/// One thread's share of an echo run.
+fn part(opts: &Options, slot: &Slot<'_>) -> Result<Part, RunError> {
+    let connected = connect::connect_all(opts.addr, slot.clients.clone(), opts.connect);
+    // Registered before the start gate: setting up our own poll is not
+    // the server's time (18,000 epoll_ctl calls are tens of ms).
+    let prepared = connected.and_then(|c| {
+        let (clients, poll) = register(opts, slot, c.streams)?;
+        Ok((clients, poll, c.elapsed, c.retries))
+    });
+    let Some(start) = slot.ready(prepared.is_ok()) else {
+        return prepared.map(|_| Part::default()).map_err(RunError::from);
+    };
+    let (mut clients, mut poll, connect_elapsed, connect_retries) = prepared?;
+    let deadline = slot.deadline;
     let total = opts.lines * clients.len() as u64;
     let mut run = Run {
         opts,
@@ -250,7 +264,7 @@ fn part(opts: &Options, slot: &Slot<'_>) -> Result<Part, RunError> {
     while run.finished < clients.len() {
         if Instant::now() >= deadline {
             let left = clients.len() - run.finished;
-            eprintln!("loadgen: timeout: {left} echo clients unfinished");
+            super::error_line(&format!("timeout: {left} echo clients unfinished"));
             run.errors += left as u64;
             break;
         }
@@ -270,8 +284,8 @@ fn part(opts: &Options, slot: &Slot<'_>) -> Result<Part, RunError> {
         bytes_received: run.bytes_received,
         errors: run.errors,
         latencies: run.latencies,
-        connect: connected.elapsed,
-        connect_retries: connected.retries,
+        connect: connect_elapsed,
+        connect_retries,
         span: Some((start, Instant::now())),
         ..Part::default()
     })

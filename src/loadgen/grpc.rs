@@ -4,10 +4,10 @@
 //!
 //! Each client has its own connection (an HTTP/2 channel, or a TCP stream)
 //! and does `--lines` steps of a `put` of a unique item then a `pop`. Every
-//! answer is checked: each `put` must answer true (so the server's SIZE must
-//! be at least `--clients`: each client has at most one item queued), each
-//! `pop` must return an item, and at the end the items popped must be
-//! exactly the items put. The queue must be empty at the start.
+//! answer is checked: each `put` must answer true (at most as many clients
+//! as the queue has slots are between a `put` and a `pop`: see
+//! [`super::queue::Room`]), each `pop` must return an item, and at the end
+//! the items popped must be exactly the items put.
 //!
 //! The clients run as tasks on one current-thread tokio runtime (one core,
 //! like the other modes). [`Report::lines`] counts calls: a step is two.
@@ -20,6 +20,9 @@ use std::time::{Duration, Instant};
 
 use tonic::transport::Channel;
 
+use std::sync::Arc;
+
+use super::queue::{Room, Slots};
 use super::stats::Latencies;
 use super::{Options, Report, RunError, diag_limited};
 use crate::grpc::pb::queue_client::QueueClient;
@@ -35,6 +38,10 @@ pub trait QueueConn: Sized {
     fn pop(&mut self) -> impl Future<Output = Result<Option<String>, String>>;
     /// `size`.
     fn size(&mut self) -> impl Future<Output = Result<u64, String>>;
+    /// Bytes sent and received so far, if this connection counts them.
+    fn bytes(&self) -> Option<(u64, u64)> {
+        None
+    }
 }
 
 /// The gRPC connection: one channel per client.
@@ -72,15 +79,36 @@ struct ClientResult {
     popped: Vec<String>,
     latencies: Vec<Duration>,
     error: Option<String>,
+    /// [`QueueConn::bytes`] at the end.
+    bytes: Option<(u64, u64)>,
 }
 
-/// One client: `steps` × (`put` a unique item, `pop`), each answer checked.
-async fn client<C: QueueConn>(mut conn: C, id: usize, steps: u64) -> ClientResult {
+/// One client: `steps` × (`put` a unique item, `pop`), each answer checked;
+/// between its `put` and its `pop` it holds one of the queue's `slots`.
+async fn client<C: QueueConn>(
+    mut conn: C,
+    id: usize,
+    steps: u64,
+    slots: Arc<Slots>,
+) -> ClientResult {
     let mut r = ClientResult::default();
+    client_steps(&mut conn, id, steps, &slots, &mut r).await;
+    r.bytes = conn.bytes();
+    r
+}
+
+async fn client_steps<C: QueueConn>(
+    conn: &mut C,
+    id: usize,
+    steps: u64,
+    slots: &Slots,
+    r: &mut ClientResult,
+) {
     let steps_usize = usize::try_from(steps).unwrap_or(0);
     r.latencies.reserve(steps_usize.saturating_mul(2));
     for step in 0..steps {
         let item = format!("lg{id}-{step}");
+        let _slot = slots.acquire().await;
         let start = Instant::now();
         match conn.put(item.clone()).await {
             Ok(true) => {}
@@ -88,11 +116,11 @@ async fn client<C: QueueConn>(mut conn: C, id: usize, steps: u64) -> ClientResul
                 r.error = Some(format!(
                     "client {id}: put answered false (queue full: start the server with SIZE >= --clients)"
                 ));
-                return r;
+                return;
             }
             Err(e) => {
                 r.error = Some(format!("client {id}: put: {e}"));
-                return r;
+                return;
             }
         }
         r.latencies.push(start.elapsed());
@@ -103,24 +131,23 @@ async fn client<C: QueueConn>(mut conn: C, id: usize, steps: u64) -> ClientResul
             Ok(Some(item)) => r.popped.push(item),
             Ok(None) => {
                 r.error = Some(format!("client {id}: pop answered empty after its own put"));
-                return r;
+                return;
             }
             Err(e) => {
                 r.error = Some(format!("client {id}: pop: {e}"));
-                return r;
+                return;
             }
         }
         r.latencies.push(start.elapsed());
         r.calls += 1;
     }
-    r
 }
 
 /// Runs `opts.clients` clients of connection type `C` and reports.
 ///
 /// # Errors
-/// [`RunError::Io`] when the first connection fails or the runtime cannot
-/// start; [`RunError::Usage`] when the queue is not empty at the start.
+/// [`RunError::Io`] when the first connection fails, the runtime cannot
+/// start or the queue takes no items.
 pub fn run_queue<C: QueueConn + 'static>(opts: &Options) -> Result<Report, RunError> {
     let runtime = crate::grpc::runtime()?;
     let local = tokio::task::LocalSet::new();
@@ -137,24 +164,24 @@ pub fn run_queue<C: QueueConn + 'static>(opts: &Options) -> Result<Report, RunEr
 
 async fn drive<C: QueueConn + 'static>(opts: &Options) -> Result<Report, RunError> {
     let mut report = Report::new(opts);
+    // One runtime on the calling thread, whatever --threads says.
+    report.threads = 1;
+    let room = Room::prepare::<C>(opts.addr, opts.clients).await?;
     let connect_start = Instant::now();
     let mut conns = Vec::with_capacity(opts.clients);
     for _ in 0..opts.clients {
         conns.push(C::open(opts.addr).await?);
     }
     report.connect = connect_start.elapsed();
-    let queued = conns[0].size().await.map_err(io::Error::other)?;
-    if queued != 0 {
-        return Err(RunError::Usage(format!(
-            "the server's queue holds {queued} items; start from an empty queue"
-        )));
-    }
 
     let start = Instant::now();
     let tasks: Vec<_> = conns
         .into_iter()
         .enumerate()
-        .map(|(id, conn)| tokio::task::spawn_local(client(conn, id + 1, opts.lines)))
+        .map(|(id, conn)| {
+            let slots = Arc::clone(&room.slots);
+            tokio::task::spawn_local(client(conn, id + 1, opts.lines, slots))
+        })
         .collect();
     let mut results = Vec::with_capacity(tasks.len());
     for task in tasks {
@@ -166,8 +193,13 @@ async fn drive<C: QueueConn + 'static>(opts: &Options) -> Result<Report, RunErro
     let mut put = HashSet::new();
     let mut popped = Vec::new();
     let mut shown = 0;
+    report.bytes_counted = results.iter().all(|r| r.bytes.is_some());
     for r in results {
         report.lines += r.calls;
+        if let Some((sent, received)) = r.bytes {
+            report.bytes_sent += sent;
+            report.bytes_received += received;
+        }
         for d in r.latencies {
             latencies.record(d);
         }
@@ -197,5 +229,9 @@ async fn drive<C: QueueConn + 'static>(opts: &Options) -> Result<Report, RunErro
         });
     }
     report.latency = latencies.summarize();
+    if let Err(e) = room.restore::<C>(opts.addr).await {
+        report.errors += 1;
+        diag_limited(&mut shown, 10, || e.to_string());
+    }
     Ok(report)
 }

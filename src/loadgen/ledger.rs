@@ -177,7 +177,7 @@ fn part(opts: &Options, slot: &Slot<'_>, data: &[Arc<[u8]>]) -> Result<Part, Run
     while t.finished < clients.len() {
         if Instant::now() >= deadline {
             let left = clients.len() - t.finished;
-            eprintln!("loadgen: timeout: {left} ledger clients unfinished");
+            super::error_line(&format!("timeout: {left} ledger clients unfinished"));
             t.errors += left as u64;
             break;
         }

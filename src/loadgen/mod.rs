@@ -352,14 +352,20 @@ fn interrupted(e: &io::Error) -> bool {
     e.kind() == io::ErrorKind::Interrupted
 }
 
-/// Prints one diagnostic line, at most `limit` of a kind, so a run with
+/// Prints `error: TEXT` on stderr, as every program of the project writes
+/// its errors: the OS reason without Rust's ` (os error N)`.
+pub fn error_line(text: &str) {
+    eprintln!("error: {}", crate::status::without_os_error(text));
+}
+
+/// Prints one [`error_line`], at most `limit` of a kind, so a run with
 /// thousands of failures stays readable.
 fn diag_limited(count: &mut u64, limit: u64, line: impl FnOnce() -> String) {
     *count += 1;
     if *count <= limit {
-        eprintln!("loadgen: {}", line());
+        error_line(&line());
     } else if *count == limit + 1 {
-        eprintln!("loadgen: (more errors not shown)");
+        eprintln!("error: (more errors not shown)");
     }
 }
 

@@ -400,7 +400,7 @@ fn conduct(opts: &Options, names: &[String], c: &mut Conductor<'_>, threads: usi
     let mut result = (|| -> Result<(), Abort> {
         for (j, name) in names.iter().enumerate() {
             let t0 = Instant::now();
-            let (mut stream, retries) = connect::connect_one(opts.addr, attempt_timeout)
+            let (mut stream, retries) = connect::connect_one(opts.addr, j, attempt_timeout)
                 .map_err(|e| format!("connect (client {}): {e}", j + 1))?;
             connect_time += t0.elapsed();
             report.connect_retries += retries;
@@ -439,7 +439,7 @@ fn conduct(opts: &Options, names: &[String], c: &mut Conductor<'_>, threads: usi
     c.progress.finish();
     let mut errors = 0;
     if let Err(why) = result {
-        eprintln!("loadgen: presence run stopped: {why}");
+        super::error_line(&format!("presence run stopped: {why}"));
         errors += 1;
     }
     let lines = sh.total_lines.load(Ordering::Relaxed);

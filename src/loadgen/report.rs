@@ -33,6 +33,9 @@ pub struct Report {
     pub connect_retries: u64,
     pub bytes_sent: u64,
     pub bytes_received: u64,
+    /// False when the connections cannot count their bytes (gRPC: the
+    /// HTTP/2 framing is the library's); then no byte figure is printed.
+    pub bytes_counted: bool,
     /// Connections that failed plus replies that did not match.
     pub errors: u64,
     pub latency: Option<LatencySummary>,
@@ -62,6 +65,7 @@ impl Report {
             connect_retries: 0,
             bytes_sent: 0,
             bytes_received: 0,
+            bytes_counted: true,
             errors: 0,
             latency: None,
             phases: Vec::new(),
@@ -91,10 +95,12 @@ impl Report {
     /// The human summary, a few lines.
     pub fn to_text(&self) -> String {
         let mut s = String::new();
-        let (mode, unit) = if self.udp {
-            ("udp echo", "datagrams answered")
+        let (mode, unit, rate_unit) = if self.udp {
+            ("udp echo", "datagrams answered", "datagrams")
+        } else if matches!(self.mode, Mode::Queue | Mode::GrpcQueue) {
+            (self.mode.name(), "calls", "calls")
         } else {
-            (self.mode.name(), "lines")
+            (self.mode.name(), "lines", "lines")
         };
         let _ = writeln!(
             s,
@@ -105,7 +111,7 @@ impl Report {
             self.lines,
             self.wall.as_secs_f64(),
             self.lines_per_sec(),
-            if self.udp { "datagrams" } else { "lines" }
+            rate_unit
         );
         if let Some(lost) = self.lost {
             let _ = writeln!(
@@ -134,11 +140,15 @@ impl Report {
                 l.count
             );
         }
-        let _ = writeln!(
-            s,
-            "bytes: sent {}, received {}",
-            self.bytes_sent, self.bytes_received
-        );
+        if self.bytes_counted {
+            let _ = writeln!(
+                s,
+                "bytes: sent {}, received {}",
+                self.bytes_sent, self.bytes_received
+            );
+        } else {
+            s.push_str("bytes: not counted (the HTTP/2 framing is the gRPC library's)\n");
+        }
         let _ = writeln!(
             s,
             "connect: {:.3} s ({} retries)",
@@ -174,6 +184,13 @@ impl Report {
                     format!("{:.6}", d.as_secs_f64())
                 })
         };
+        let bytes = |n: u64| {
+            if self.bytes_counted {
+                n.to_string()
+            } else {
+                "null".to_string()
+            }
+        };
         let (check, detail) = match &self.log_check {
             LogCheck::Match => ("\"match\"", String::new()),
             LogCheck::Mismatch(w) => ("\"mismatch\"", w.clone()),
@@ -196,8 +213,8 @@ impl Report {
             self.lines_per_sec(),
             self.connect.as_secs_f64(),
             self.connect_retries,
-            self.bytes_sent,
-            self.bytes_received,
+            bytes(self.bytes_sent),
+            bytes(self.bytes_received),
             self.errors,
             us(self.latency.map(|l| l.p50)),
             us(self.latency.map(|l| l.p99)),

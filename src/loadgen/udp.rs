@@ -233,10 +233,10 @@ pub fn run(opts: &Options) -> Result<Report, RunError> {
     if part.lines == 0 && part.lost > 0 {
         // Not one reply: nothing answers there (a loss rate of 100% is not
         // a measurement).
-        eprintln!(
-            "loadgen: no reply to any datagram: is a UDP echo server at {}?",
+        super::error_line(&format!(
+            "no reply to any datagram: is a UDP echo server at {}?",
             opts.addr
-        );
+        ));
         part.errors += 1;
     }
     let mut report = Report::new(opts);
@@ -321,7 +321,7 @@ fn part(opts: &Options, slot: &Slot<'_>) -> Result<Part, RunError> {
         let now = Instant::now();
         if now >= slot.deadline {
             let left = clients.len() - run.finished;
-            eprintln!("loadgen: timeout: {left} udp clients unfinished");
+            super::error_line(&format!("timeout: {left} udp clients unfinished"));
             run.part.errors += left as u64;
             break;
         }

@@ -455,7 +455,6 @@ pub enum DatagramOp {
     /// A datagram from peer address number `from` (of 8).
     Datagram {
         from: u8,
-        room: bool,
     },
     /// The handler closes a peer (menu's `5`).
     Forget {
@@ -478,24 +477,29 @@ pub enum DatagramOp {
         fail: bool,
     },
     /// A received datagram, checked against the shaping rules.
+    /// `bytes` is shaped as a received datagram, and as a reply (after
+    /// `pad` bytes of padding, so replies reach their cap) to a request of
+    /// `request_len` bytes.
     Shape {
         bytes: Vec<u8>,
         max_line: usize,
         is_line: bool,
+        pad: usize,
+        request_len: usize,
     },
 }
 
-pub fn datagram_ops_from_bytes(input: &[u8]) -> (u64, Vec<DatagramOp>) {
+/// `(--udp-idle in ms, --max-udp-peers, ops)`.
+pub fn datagram_ops_from_bytes(input: &[u8]) -> (u64, usize, Vec<DatagramOp>) {
     let mut b = Bytes::new(input);
     let idle_millis = 1 + u64::from(b.byte()) * 10;
+    // 0 to 8 places for the 8 addresses: full tables are reached.
+    let max_peers = usize::from(b.byte() % 9);
     let mut ops = Vec::new();
     while !b.is_empty() {
         let op = b.byte();
         ops.push(match op % 8 {
-            0 | 1 => DatagramOp::Datagram {
-                from: b.byte() % 8,
-                room: op & 0x80 == 0,
-            },
+            0 | 1 => DatagramOp::Datagram { from: b.byte() % 8 },
             2 => DatagramOp::Forget { peer: b.byte() % 8 },
             3 => DatagramOp::Wait {
                 millis: u64::from(b.byte()) * 10,
@@ -513,15 +517,19 @@ pub fn datagram_ops_from_bytes(input: &[u8]) -> (u64, Vec<DatagramOp>) {
             _ => {
                 let max_line = usize::from(b.byte() % 8);
                 let len = usize::from(b.byte() % 16);
+                let pad = usize::from(b.byte()) * 8;
+                let request_len = usize::from(b.byte()) * 2;
                 DatagramOp::Shape {
                     bytes: b.take(len).to_vec(),
                     max_line,
                     is_line: op & 0x80 != 0,
+                    pad,
+                    request_len,
                 }
             }
         });
     }
-    (idle_millis, ops)
+    (idle_millis, max_peers, ops)
 }
 
 fn peer_addr(n: u8) -> SocketAddr {
@@ -529,15 +537,16 @@ fn peer_addr(n: u8) -> SocketAddr {
 }
 
 /// [`Peers`] against a model (each peer forgotten exactly when silent for
-/// `--udp-idle`, in the order they fell silent, never earlier; a refused
-/// peer is never tracked; ids are never reused), [`Replies`] against a
+/// `--udp-idle`, in the order they fell silent, never earlier; a new peer
+/// refused exactly when `--max-udp-peers` are tracked, and never tracked;
+/// ids are never reused), [`Replies`] against a
 /// queue model (order kept, bounded, every reply sent or counted as
 /// dropped), and the shaping functions against SPEC's rules.
-pub fn check_datagrams(idle_millis: u64, ops: &[DatagramOp]) {
+pub fn check_datagrams(idle_millis: u64, max_peers: usize, ops: &[DatagramOp]) {
     let idle = Duration::from_millis(idle_millis);
     let start = Instant::now();
     let mut now = start;
-    let mut peers = Peers::new(idle);
+    let mut peers = Peers::new(idle, max_peers);
     // Model: address -> (id, last seen).
     let mut model: HashMap<SocketAddr, (ClientId, Instant)> = HashMap::new();
     let mut next_id = 0u64;
@@ -547,9 +556,11 @@ pub fn check_datagrams(idle_millis: u64, ops: &[DatagramOp]) {
     let mut dropped = 0u64;
     for op in ops {
         match op {
-            DatagramOp::Datagram { from, room } => {
+            DatagramOp::Datagram { from } => {
                 let addr = peer_addr(*from);
-                let admit = peers.admit(addr, now, *room, || {
+                let room = model.len() < max_peers;
+                assert_eq!(peers.is_full(), !room);
+                let admit = peers.admit(addr, now, || {
                     next_id += 1;
                     ClientId(next_id)
                 });
@@ -558,7 +569,7 @@ pub fn check_datagrams(idle_millis: u64, ops: &[DatagramOp]) {
                         assert_eq!(admit, Admit::Known(*id), "{addr}");
                         *seen = now;
                     }
-                    None if *room => {
+                    None if room => {
                         assert_eq!(admit, Admit::New(ClientId(next_id)), "{addr}");
                         model.insert(addr, (ClientId(next_id), now));
                     }
@@ -657,6 +668,8 @@ pub fn check_datagrams(idle_millis: u64, ops: &[DatagramOp]) {
                 bytes,
                 max_line,
                 is_line,
+                pad,
+                request_len,
             } => {
                 let body = nonblocking::handlers::strip_terminator(bytes);
                 assert_eq!(
@@ -671,10 +684,19 @@ pub fn check_datagrams(idle_millis: u64, ops: &[DatagramOp]) {
                 }
                 let msg = datagram::message(bytes, *is_line);
                 assert_eq!(msg, if *is_line { body } else { &bytes[..] });
-                let reply = datagram::reply(bytes, *is_line);
-                match bytes.split_last() {
-                    Some((b'\n', rest)) if *is_line => assert_eq!(reply, rest),
-                    _ => assert_eq!(reply, &bytes[..]),
+                // A reply: one `\n` less for line handlers; over the larger
+                // of 512 bytes and 3 times the request, the too-large reply.
+                let mut payload = vec![b'p'; *pad];
+                payload.extend_from_slice(bytes);
+                let reply = datagram::reply(&payload, *is_line, *request_len);
+                let want = match payload.split_last() {
+                    Some((b'\n', rest)) if *is_line => rest,
+                    _ => &payload[..],
+                };
+                if want.len() > (3 * request_len).max(512) {
+                    assert_eq!(reply, datagram::REPLY_TOO_LARGE);
+                } else {
+                    assert_eq!(reply, want);
                 }
             }
         }

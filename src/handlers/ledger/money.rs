@@ -31,6 +31,68 @@ const SCALE_UP_LIMIT: [u128; 29] = {
     table
 };
 
+/// An account's balance: the value of a `Decimal` (a mantissa of at most 96
+/// bits, a scale of at most 28) kept as a plain `i128` and its scale, so the
+/// ledger's common sum (an amount at the balance's scale) is one `i128`
+/// addition and one compare, not a trip through `Decimal`'s parts. Every
+/// other sum goes through [`add_exact`], so the results are the same.
+#[derive(Copy, Clone, Debug, PartialEq, Eq)]
+pub(super) struct Balance {
+    /// `|mantissa| <= MAX_MANTISSA`: a `Decimal` holds it exactly.
+    mantissa: i128,
+    /// Digits after the point, at most 28.
+    scale: u32,
+}
+
+impl Balance {
+    /// `mantissa * 10^-scale`, given as a `Decimal`'s parts.
+    #[inline(always)]
+    pub(super) fn new(mantissa: i128, scale: u32) -> Self {
+        debug_assert!(mantissa.unsigned_abs() <= MAX_MANTISSA && scale <= 28);
+        Balance { mantissa, scale }
+    }
+
+    pub(super) fn from_decimal(d: Decimal) -> Self {
+        Balance::new(d.mantissa(), d.scale())
+    }
+
+    pub(super) fn to_decimal(self) -> Decimal {
+        Decimal::from_i128_with_scale(self.mantissa, self.scale)
+    }
+
+    /// Adds `mantissa * 10^-scale` (a `Decimal`'s parts) exactly, or
+    /// returns false and changes nothing when no `Decimal` holds the exact
+    /// sum (the ledger's overflow).
+    #[inline(always)]
+    pub(super) fn add(&mut self, mantissa: i128, scale: u32) -> bool {
+        if scale == self.scale {
+            // |each| < 2^96: the i128 sum cannot overflow.
+            let sum = self.mantissa + mantissa;
+            if sum.unsigned_abs() <= MAX_MANTISSA {
+                self.mantissa = sum;
+                return true;
+            }
+        }
+        self.add_slow(Decimal::from_i128_with_scale(mantissa, scale))
+    }
+
+    /// [`Balance::add`] of another balance (`--reactors N` merging loops).
+    pub(super) fn add_balance(&mut self, other: Balance) -> bool {
+        self.add(other.mantissa, other.scale)
+    }
+
+    #[cold]
+    fn add_slow(&mut self, delta: Decimal) -> bool {
+        match add_exact(self.to_decimal(), delta) {
+            Some(sum) => {
+                *self = Balance::from_decimal(sum);
+                true
+            }
+            None => false,
+        }
+    }
+}
+
 /// `a + b` exactly, or `None` when no `Decimal` holds the exact sum (the
 /// ledger's overflow). Unlike `Decimal::checked_add` it never rounds.
 pub fn add_exact(a: Decimal, b: Decimal) -> Option<Decimal> {
@@ -83,8 +145,10 @@ pub(super) fn decimal(magnitude: u128, negative: bool, scale: u32) -> Decimal {
 }
 
 /// The balance in whole cents, rounded half away from zero.
-pub(super) fn to_cents(balance: Decimal) -> i128 {
-    let rounded = balance.round_dp_with_strategy(2, RoundingStrategy::MidpointAwayFromZero);
+pub(super) fn to_cents(balance: Balance) -> i128 {
+    let rounded = balance
+        .to_decimal()
+        .round_dp_with_strategy(2, RoundingStrategy::MidpointAwayFromZero);
     // round_dp leaves a scale of at most 2; |mantissa| < 2^96, so * 100 fits.
     rounded.mantissa() * POW10[(2 - rounded.scale().min(2)) as usize]
 }
@@ -294,6 +358,22 @@ mod tests {
         assert!(ledger_after(&[]).render_log().is_empty());
     }
 
+    /// Any `Decimal` mantissa.
+    fn mantissa() -> impl Strategy<Value = i128> {
+        -(MAX_MANTISSA as i128)..=(MAX_MANTISSA as i128)
+    }
+
+    /// Mantissas within 10^6 of the 96-bit limit, either sign, and small
+    /// ones: their sums cross the limit or come back from it.
+    fn near_limit() -> impl Strategy<Value = i128> {
+        let limit = MAX_MANTISSA as i128;
+        prop_oneof![
+            (limit - 1_000_000)..=limit,
+            -limit..=(-limit + 1_000_000),
+            -1_000_000i128..=1_000_000,
+        ]
+    }
+
     proptest! {
         #[test]
         fn rendering_rounds_half_away_from_zero(
@@ -304,7 +384,7 @@ mod tests {
             let mantissa = if negative { -(magnitude as i128) } else { magnitude as i128 };
             let balance = Decimal::from_i128_with_scale(mantissa, scale);
             let mut ledger = Ledger::new(PathBuf::from("x"));
-            ledger.accounts.insert(Box::from(&b"a"[..]), balance);
+            ledger.accounts.get_or_insert_with(b"a", || Balance::from_decimal(balance));
 
             // Independent integer rounding: floor((2|m| + d) / 2d) at d = 10^(s-2).
             let cents: u128 = if scale <= 2 {
@@ -316,6 +396,42 @@ mod tests {
             let sign = if negative && cents != 0 { "-" } else { "" };
             let expected = format!("a ${sign}{}.{:02}\n", cents / 100, cents % 100);
             prop_assert_eq!(String::from_utf8(ledger.render_log()).unwrap(), expected);
+        }
+
+        #[test]
+        fn balance_add_is_add_exact(
+            (ma, sa, mb, sb) in prop_oneof![
+                // Anywhere in range.
+                (mantissa(), 0u32..=28, mantissa(), 0u32..=28),
+                // The fast path's own case: one scale, sums near the limit.
+                (0u32..=28).prop_flat_map(|s| (near_limit(), Just(s), near_limit(), Just(s))),
+                // Sums within 2 of the limit, either sign, one scale.
+                (0..=MAX_MANTISSA as i128, any::<bool>(), -2i128..=2, 0u32..=28).prop_map(
+                    |(a, negative, off, s)| {
+                        let limit = MAX_MANTISSA as i128;
+                        let (a, b) = (a, (limit - a + off).min(limit));
+                        if negative { (-a, s, -b, s) } else { (a, s, b, s) }
+                    }
+                ),
+                // Money-sized amounts at scales 0 to 3.
+                (-10i128.pow(12)..10i128.pow(12), 0u32..4, -10i128.pow(12)..10i128.pow(12), 0u32..4),
+            ],
+        ) {
+            let before = Balance::new(ma, sa);
+            let mut balance = before;
+            let added = balance.add(mb, sb);
+            let a = Decimal::from_i128_with_scale(ma, sa);
+            let b = Decimal::from_i128_with_scale(mb, sb);
+            match add_exact(a, b) {
+                Some(sum) => {
+                    prop_assert!(added);
+                    prop_assert_eq!(balance, Balance::from_decimal(sum), "{} + {}", a, b);
+                }
+                None => {
+                    prop_assert!(!added);
+                    prop_assert_eq!(balance, before, "a refused sum changed the balance");
+                }
+            }
         }
 
         #[test]

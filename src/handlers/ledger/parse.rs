@@ -40,36 +40,65 @@ pub enum Line<'a> {
 }
 
 /// SPEC separators: runs of spaces and tabs, nothing else.
+#[inline(always)]
 fn is_sep(b: u8) -> bool {
     b == b' ' || b == b'\t'
 }
 
-/// Splits off the first field of `s` (which starts with a non-separator)
-/// and skips the separators after it.
-fn next_field(s: &[u8]) -> (&[u8], &[u8]) {
-    let end = s.iter().position(|&b| is_sep(b)).unwrap_or(s.len());
-    let (field, rest) = s.split_at(end);
-    let next = rest.iter().position(|&b| !is_sep(b)).unwrap_or(rest.len());
-    (field, &rest[next..])
+/// The index of the first byte at or after `i` that is not a separator.
+#[inline(always)]
+fn skip_seps(line: &[u8], mut i: usize) -> usize {
+    while let Some(&b) = line.get(i) {
+        if !is_sep(b) {
+            break;
+        }
+        i += 1;
+    }
+    i
 }
 
 /// Classifies one line given without its terminator. Pure and
-/// allocation-free.
+/// allocation-free: one pass over the bytes, each looked at once (a name
+/// with non-ASCII or control bytes is checked again, see [`valid_name`]).
+// Inlined: the handler then reads the result from registers, and the
+// `Decimal` built here is taken apart again by `apply` at no cost.
+#[inline(always)]
 pub fn parse_line(line: &[u8]) -> Line<'_> {
-    let start = line.iter().position(|&b| !is_sep(b));
-    let Some(start) = start else {
+    let mut i = skip_seps(line, 0);
+    if i == line.len() {
         return Line::Blank;
+    }
+    // NAME: up to the next separator. Printable ASCII other than space is
+    // one comparison a byte; anything else is looked at once more below.
+    let name_start = i;
+    let mut printable = true;
+    while let Some(&b) = line.get(i) {
+        if b.wrapping_sub(0x21) >= 0x5f {
+            if is_sep(b) {
+                break;
+            }
+            printable = false;
+        }
+        i += 1;
+    }
+    let name = &line[name_start..i];
+    if !printable && !valid_name(name) {
+        return Line::Invalid;
+    }
+    // TYPE and the separator after it: a missing one is too few fields.
+    i = skip_seps(line, i);
+    let Some((kind, len)) = kind_at(&line[i..]) else {
+        return Line::Invalid;
     };
-    let (name, rest) = next_field(&line[start..]);
-    let (kind, rest) = next_field(rest);
-    let (amount, rest) = next_field(rest);
-    if amount.is_empty() || !rest.is_empty() {
-        return Line::Invalid; // fewer or more than three fields
+    i = skip_seps(line, i + len);
+    // AMOUNT, then nothing but separators (a fourth field is invalid).
+    let Some((amount, len)) = read_amount(&line[i..]) else {
+        return Line::Invalid;
+    };
+    if skip_seps(line, i + len) != line.len() {
+        return Line::Invalid;
     }
-    match parse_fields(name, kind, amount) {
-        Some(tx) => Line::Tx(tx),
-        None => Line::Invalid,
-    }
+    Line::Tx(Tx { name, kind, amount })
 }
 
 /// The transaction a line holds, or `None` for a blank or invalid line.
@@ -80,19 +109,35 @@ pub fn parse_transaction(line: &[u8]) -> Option<Tx<'_>> {
     }
 }
 
-fn parse_fields<'a>(name: &'a [u8], kind: &[u8], amount: &[u8]) -> Option<Tx<'a>> {
-    let kind = if kind.eq_ignore_ascii_case(b"credit") {
-        Kind::Credit
-    } else if kind.eq_ignore_ascii_case(b"debit") {
-        Kind::Debit
-    } else {
-        return None;
+/// `credit` or `debit` in any ASCII case at the start of `s`, followed by a
+/// separator: the kind and the bytes taken, separator included.
+#[inline(always)]
+fn kind_at(s: &[u8]) -> Option<(Kind, usize)> {
+    // The first 8 bytes as one little-endian word, zero-padded (a zero byte
+    // is no separator, so a short field cannot match).
+    let word = match s.first_chunk::<8>() {
+        Some(head) => u64::from_le_bytes(*head),
+        None => {
+            let mut head = [0u8; 8];
+            head[..s.len()].copy_from_slice(s);
+            u64::from_le_bytes(head)
+        }
     };
-    Some(Tx {
-        name: parse_name(name)?,
-        kind,
-        amount: parse_amount(amount)?,
-    })
+    // `| 0x20` maps an ASCII capital to its lowercase letter and leaves a
+    // lowercase letter alone; no other byte becomes a lowercase letter
+    // (that needs bit 0x20 to be the only difference), so this is exactly
+    // ASCII case-insensitive equality.
+    const CREDIT: u64 = u64::from_le_bytes(*b"credit\0\0");
+    const DEBIT: u64 = u64::from_le_bytes(*b"debit\0\0\0");
+    const LOWER6: u64 = 0x2020_2020_2020;
+    const LOWER5: u64 = 0x20_2020_2020;
+    if (word | LOWER6) & 0xffff_ffff_ffff == CREDIT && is_sep((word >> 48) as u8) {
+        Some((Kind::Credit, 7))
+    } else if (word | LOWER5) & 0xff_ffff_ffff == DEBIT && is_sep((word >> 40) as u8) {
+        Some((Kind::Debit, 6))
+    } else {
+        None
+    }
 }
 
 /// A NAME is valid UTF-8 with no whitespace at all: the fields are split on
@@ -100,62 +145,87 @@ fn parse_fields<'a>(name: &'a [u8], kind: &[u8], amount: &[u8]) -> Option<Tx<'a>
 /// `\x0c`, U+0085, U+00A0, U+3000, ...) makes the line invalid rather than
 /// becoming part of a name, so "non-space" holds in the Unicode sense and a
 /// log line always reads as one name, one space, one balance.
-fn parse_name(name: &[u8]) -> Option<&[u8]> {
+fn valid_name(name: &[u8]) -> bool {
     if name.is_ascii() {
-        // The common case, without a UTF-8 validation: ASCII is UTF-8.
-        // ASCII whitespace per `char::is_whitespace`: \t \n \x0b \x0c \r
-        // and space; space and tab cannot be here.
-        return (!name.iter().any(|b| (b'\n'..=b'\r').contains(b))).then_some(name);
+        // ASCII is UTF-8. ASCII whitespace per `char::is_whitespace`: \t
+        // \n \x0b \x0c \r and space; space and tab cannot be here.
+        return !name.iter().any(|b| (b'\n'..=b'\r').contains(b));
     }
-    let text = std::str::from_utf8(name).ok()?;
-    (!text.chars().any(char::is_whitespace)).then_some(name)
+    std::str::from_utf8(name).is_ok_and(|text| !text.chars().any(char::is_whitespace))
 }
 
 /// `$`?, digits, then optionally `.` and digits; at most 28 digits in all.
 /// Public because the atm's amounts share the grammar (SPEC "atm").
 #[inline]
 pub fn parse_amount(amount: &[u8]) -> Option<Decimal> {
-    let s = amount.strip_prefix(b"$").unwrap_or(amount);
-    // Up to 19 digits fit a u64 (cheaper than u128 arithmetic per digit);
-    // the rest of the 28 allowed go into `mantissa`.
-    let mut low: u64 = 0;
-    let mut mantissa: u128 = 0;
-    let mut digits = 0u32;
-    let mut scale = 0u32;
-    let mut int_digits = 0u32;
-    let mut seen_point = false;
-    for &b in s {
-        match b {
-            b'0'..=b'9' => {
-                digits += 1;
-                if digits <= 19 {
-                    low = low * 10 + u64::from(b - b'0');
-                } else if digits > MAX_AMOUNT_DIGITS {
-                    return None;
-                } else {
-                    if digits == 20 {
-                        mantissa = u128::from(low);
-                    }
-                    mantissa = mantissa * 10 + u128::from(b - b'0');
-                }
-                if seen_point {
-                    scale += 1;
-                } else {
-                    int_digits += 1;
-                }
+    match read_amount(amount) {
+        Some((value, len)) if len == amount.len() => Some(value),
+        _ => None,
+    }
+}
+
+/// Up to 19 digits fit a `u64` (10^19 - 1 < 2^64), whose arithmetic is
+/// cheaper than `u128`'s; longer amounts are read again by [`wide_amount`].
+const FAST_DIGITS: usize = 19;
+
+/// Reads the amount at the start of `s`: the value and the bytes it took.
+/// The caller decides what may follow (a separator in a line, nothing for
+/// [`parse_amount`]); a digit or `.` cannot, since they would have been
+/// taken. The digits go straight into an integer mantissa, the count after
+/// the point is the scale: no text is parsed twice.
+#[inline(always)]
+fn read_amount(s: &[u8]) -> Option<(Decimal, usize)> {
+    let start = usize::from(s.first() == Some(&b'$'));
+    let mut mantissa: u64 = 0;
+    let mut i = start;
+    // Wrapping: past 19 digits the value is discarded and read again.
+    let mut digits = |i: &mut usize| {
+        let from = *i;
+        while let Some(&b) = s.get(*i) {
+            let digit = b.wrapping_sub(b'0');
+            if digit > 9 {
+                break;
             }
-            b'.' if !seen_point && int_digits > 0 => seen_point = true,
-            _ => return None,
+            mantissa = mantissa.wrapping_mul(10).wrapping_add(u64::from(digit));
+            *i += 1;
+        }
+        *i - from
+    };
+    let int_digits = digits(&mut i);
+    if int_digits == 0 {
+        return None; // ``, `$`, `.5`, `$-0`, `-2`
+    }
+    let mut scale = 0;
+    if s.get(i) == Some(&b'.') {
+        i += 1;
+        scale = digits(&mut i);
+        if scale == 0 {
+            return None; // `2.`
         }
     }
-    if int_digits == 0 || (seen_point && scale == 0) {
-        return None; // no digits at all (``, `$`), or `2.`
-    }
-    if digits <= 19 {
-        mantissa = u128::from(low);
+    let value = if int_digits + scale <= FAST_DIGITS {
+        decimal(u128::from(mantissa), false, scale as u32)
+    } else {
+        wide_amount(&s[start..i], scale)?
+    };
+    Some((value, i))
+}
+
+/// The slow path of [`read_amount`]: `digits` (with its `.`, if any) already
+/// checked, over 19 digits. `None` past [`MAX_AMOUNT_DIGITS`].
+#[cold]
+fn wide_amount(digits: &[u8], scale: usize) -> Option<Decimal> {
+    let mut mantissa: u128 = 0;
+    let mut count = 0;
+    for &b in digits.iter().filter(|&&b| b != b'.') {
+        count += 1;
+        if count > MAX_AMOUNT_DIGITS {
+            return None;
+        }
+        mantissa = mantissa * 10 + u128::from(b - b'0');
     }
     // mantissa < 10^28 < 2^96 and scale <= 27: always representable.
-    Some(decimal(mantissa, false, scale))
+    Some(decimal(mantissa, false, scale as u32))
 }
 
 #[cfg(test)]
@@ -164,6 +234,7 @@ mod tests {
     use super::super::testkit::*;
     use super::*;
     use crate::handlers::{ClientId, Handler, Outbox};
+    use proptest::prelude::*;
     use std::path::PathBuf;
 
     // ----- grammar ----------------------------------------------------------
@@ -447,5 +518,222 @@ Marc $3.00\nNathan $3.00\nNorm $3.00\nRyan $3.00\nRyder $3.00\n"
             String::from_utf8(ledger.render_log()).unwrap(),
             "a $0.33\njack $100.22\nmarge $-50.00\nzackary $33.99\n"
         );
+    }
+
+    // ----- the one-pass parser against a plain model of SPEC ------------------
+
+    /// SPEC's grammar written as plainly as possible with the standard
+    /// library's tools (split, `from_utf8`, `Decimal::from_str`): slow, and
+    /// sharing no code with [`parse_line`].
+    fn model(line: &[u8]) -> Line<'_> {
+        let fields: Vec<&[u8]> = line
+            .split(|&b| b == b' ' || b == b'\t')
+            .filter(|f| !f.is_empty())
+            .collect();
+        let [name, kind, amount] = fields[..] else {
+            return if fields.is_empty() {
+                Line::Blank
+            } else {
+                Line::Invalid
+            };
+        };
+        let name_ok = std::str::from_utf8(name).is_ok_and(|n| !n.contains(char::is_whitespace));
+        let kind = match kind.to_ascii_lowercase().as_slice() {
+            b"credit" => Kind::Credit,
+            b"debit" => Kind::Debit,
+            _ => return Line::Invalid,
+        };
+        match (name_ok, model_amount(amount)) {
+            (true, Some(amount)) => Line::Tx(Tx { name, kind, amount }),
+            _ => Line::Invalid,
+        }
+    }
+
+    /// `$`?, digits, (`.` digits)?, at most 28 digits, read by `Decimal`'s
+    /// own string parser (which keeps the written scale).
+    fn model_amount(text: &[u8]) -> Option<Decimal> {
+        let text = std::str::from_utf8(text).ok()?;
+        let number = text.strip_prefix('$').unwrap_or(text);
+        let (int, frac) = match number.split_once('.') {
+            Some((int, frac)) => (int, Some(frac)),
+            None => (number, None),
+        };
+        let all_digits = |s: &str| !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit());
+        let digits = int.len() + frac.map_or(0, str::len);
+        (all_digits(int) && frac.is_none_or(all_digits) && digits <= 28).then(|| dec(number))
+    }
+
+    /// Equal as lines, and amounts equal in mantissa and scale too
+    /// (`Decimal`'s `==` says 1.5 == 1.50; the ledger keeps the scale).
+    fn same(a: &Line<'_>, b: &Line<'_>) -> bool {
+        let parts = |line: &Line<'_>| match line {
+            Line::Tx(tx) => Some((tx.amount.mantissa(), tx.amount.scale())),
+            _ => None,
+        };
+        a == b && parts(a) == parts(b)
+    }
+
+    /// Pieces that sit on the grammar's edges: separators and the other
+    /// whitespace, both types in odd cases and near misses, signs, points,
+    /// exponents, commas, non-ASCII digits and letters, invalid UTF-8.
+    const PIECES: &[&[u8]] = &[
+        b" ",
+        b"\t",
+        b"  ",
+        b"\r",
+        b"\n",
+        b"\x0b",
+        b"\x0c",
+        b"\0",
+        b"\x7f",
+        b"credit",
+        b"CREDIT",
+        b"Credit",
+        b"debit",
+        b"DeBiT",
+        b"credi",
+        b"debitt",
+        b"$",
+        b"$$",
+        b"-",
+        b"+",
+        b".",
+        b"..",
+        b"0",
+        b"7",
+        b"9",
+        b"00",
+        b"123",
+        b"4022",
+        b"07",
+        b"1e9",
+        b"E",
+        b",",
+        b"_",
+        b"nan",
+        b"inf",
+        b"Marc",
+        b"a",
+        b"\x80",
+        b"\xc3",
+        b"\xff",
+        b"\xed\xa0\x80",
+        b"\xc0\xaf",
+        "\u{a0}".as_bytes(),
+        "\u{3000}".as_bytes(),
+        "\u{85}".as_bytes(),
+        "crédit".as_bytes(),
+        "١".as_bytes(),
+        "２".as_bytes(),
+        "½".as_bytes(),
+        "é".as_bytes(),
+        "名".as_bytes(),
+        "🦀".as_bytes(),
+    ];
+
+    /// A line of 0 to 12 pieces.
+    fn piece_line() -> impl Strategy<Value = Vec<u8>> {
+        prop::collection::vec(prop::sample::select(PIECES), 0..12).prop_map(|p| p.concat())
+    }
+
+    /// Lines shaped like transactions, each part drawn from near misses:
+    /// what a buggy fast path would most likely get wrong.
+    fn shaped_line() -> impl Strategy<Value = Vec<u8>> {
+        let sep = prop::sample::select(vec!["", " ", "\t", " \t ", "  "]);
+        let name = prop::sample::select(vec![
+            &b"Harper"[..],
+            b"a",
+            "Zoë".as_bytes(),
+            "名前".as_bytes(),
+            b"a\rb",
+            "x\u{a0}".as_bytes(),
+            b"$5",
+            b"credit",
+            b"\0",
+            b"ab\x7f",
+            b"ab\x80",
+            b"\xff",
+            b"Zo\xc3",
+        ]);
+        let kind = prop::sample::select(vec![
+            "credit", "debit", "CREDIT", "Debit", "cred", "debits", "credit$", "debit1", "",
+        ]);
+        let digits = |max| proptest::string::string_regex(&format!("[0-9]{{0,{max}}}")).unwrap();
+        let amount = (
+            prop::sample::select(vec!["", "$", "$-", "-", "+", "$$"]),
+            digits(30),
+            prop::sample::select(vec!["", ".", ",", "e", "x"]),
+            digits(30),
+            prop::sample::select(vec!["", "$", ".5", "e9", "\r", "\u{a0}", " extra"]),
+        )
+            .prop_map(|(sign, int, point, frac, tail)| format!("{sign}{int}{point}{frac}{tail}"));
+        (
+            sep.clone(),
+            name,
+            sep.clone(),
+            kind,
+            sep.clone(),
+            amount,
+            sep,
+        )
+            .prop_map(|(s0, name, s1, kind, s2, amount, s3)| {
+                let text = format!("{s1}{kind}{s2}{amount}{s3}");
+                [s0.as_bytes(), name, text.as_bytes()].concat()
+            })
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(2000))]
+
+        #[test]
+        fn parse_line_agrees_with_the_model_on_random_bytes(
+            line in prop::collection::vec(any::<u8>(), 0..40),
+        ) {
+            let (fast, slow) = (parse_line(&line), model(&line));
+            prop_assert!(same(&fast, &slow), "{:?}: {:?} vs model {:?}", line, fast, slow);
+        }
+
+        #[test]
+        fn parse_line_agrees_with_the_model_on_edge_pieces(line in piece_line()) {
+            let (fast, slow) = (parse_line(&line), model(&line));
+            prop_assert!(same(&fast, &slow), "{:?}: {:?} vs model {:?}", line, fast, slow);
+        }
+
+        #[test]
+        fn parse_line_agrees_with_the_model_on_near_transactions(line in shaped_line()) {
+            let (fast, slow) = (parse_line(&line), model(&line));
+            prop_assert!(same(&fast, &slow), "{:?}: {:?} vs model {:?}", line, fast, slow);
+        }
+
+        #[test]
+        fn parse_amount_agrees_with_the_model(
+            text in proptest::string::string_regex(r"\$?[0-9]{0,31}(\.[0-9]{0,31})?").unwrap(),
+        ) {
+            let fast = parse_amount(text.as_bytes()).map(|d| (d.mantissa(), d.scale()));
+            let slow = model_amount(text.as_bytes()).map(|d| (d.mantissa(), d.scale()));
+            prop_assert_eq!(fast, slow, "{:?}", text);
+        }
+    }
+
+    #[test]
+    fn the_model_knows_the_spec_examples() {
+        // The model itself, on SPEC's cases, so the agreement above means
+        // something.
+        assert_eq!(model(b" Marc\tcredit  $2 "), tx("Marc", Kind::Credit, "2"));
+        assert_eq!(model(b"a DEBIT 1234.56"), tx("a", Kind::Debit, "1234.56"));
+        assert_eq!(model(b" \t"), Line::Blank);
+        for bad in [
+            &b"a credit 2."[..],
+            b"a credit .5",
+            b"a credit $-0",
+            b"a credit 1e9",
+            b"a credit 1,000",
+            b"a credit 99999999999999999999999999999",
+            "a credit ２".as_bytes(),
+            b"a\rb credit 1",
+            b"a credit 1 x",
+        ] {
+            assert_eq!(model(bad), Line::Invalid, "{bad:?}");
+        }
     }
 }
