@@ -324,16 +324,19 @@ fn a_client_killed_at_the_end_of_the_shutdown_flush_gets_a_diagnostic(kind: Kind
     // Send, never reading, until the server holds more output for us than
     // the kernel could still take: then its shutdown flush cannot end.
     // Counted from the kernel's queues, not guessed from a quiet spell.
+    // 64 lines of 1 KiB a write, the size of our send buffer.
     let chunk = [b'x'; 1023]
         .iter()
         .chain(b"\n")
         .copied()
+        .cycle()
+        .take(64 * 1024)
         .collect::<Vec<u8>>();
     conn.stream.set_nonblocking(true).unwrap();
     let mut stream = &conn.stream;
     let mut sent = 0u64;
     let mut last_held_more = false;
-    let deadline = Instant::now() + 3 * TIMEOUT;
+    let deadline = Instant::now() + 6 * TIMEOUT;
     loop {
         // A batch, then a look: what the server has not read when the
         // signal comes is read and dropped by it; past 4 MiB of that it
