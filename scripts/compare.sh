@@ -18,7 +18,8 @@
 #        THREADS (1, or --threads N): loadgen's --threads, the same for every row of a series
 #        (1 is how the tables before issue 14 were measured; 2 so loadgen is not the bottleneck),
 #        GRPC_PY (target/grpc-venv/bin/python, created with grpcio if missing: the grpc-queue peer),
-#        SCALE_CLIENTS ("10 50 200 1000"), OUT (bench-results; bench-results/quick with QUICK=1), ANCHORS (../shared/anchors),
+#        SCALE_CLIENTS ("10 50 200 1000"), OUT (bench-results; bench-results/quick with QUICK=1), ANCHORS (no default;
+#        required with tokio or python in SERVERS: the peers' directory),
 #        WAIT_IDLE (1; 0 with QUICK): before each run wait up to 2 min for the machine to go idle,
 #        CASE_LIMIT (300 s per run).
 #
@@ -82,8 +83,21 @@ CONNECT_CLIENTS=${CONNECT_CLIENTS:-"100 1000 5000 10000 18000"}
 SRV_EXTRA=""   # server options for the current workload (ours only)
 if [ "$QUICK" = 1 ]; then OUT=${OUT:-$ROOT/bench-results/quick}; fi   # a smoke pass never overwrites a real table
 OUT=$(realpath -m "${OUT:-$ROOT/bench-results}")
-ANCHORS=$(realpath -m "${ANCHORS:-$ROOT/../shared/anchors}")
-[ -d "$ANCHORS" ] || ANCHORS=/work/shared/anchors
+# The peers (tokio, and the Python thread-per-client ledger/echo/presence) are not in this
+# repository: ANCHORS names their directory, the one holding ledger/ and echo-presence/. No
+# default: a path that exists on one machine only would fail later, and less clearly.
+ANCHORS=${ANCHORS:-}
+needs_anchors=0
+case " $SERVERS " in *" tokio "*) needs_anchors=1 ;; esac
+case " $SERVERS " in *" python "*)
+  case " $WORKLOADS " in *" ledger"* | *" echo-w"* | *" presence"*) needs_anchors=1 ;; esac ;;
+esac
+if [ "$needs_anchors" = 1 ]; then
+  [ -n "$ANCHORS" ] || { echo "error: ANCHORS is not set: the tokio and python peers need it (ANCHORS=DIR, the directory holding ledger/ and echo-presence/), or leave them out of SERVERS" >&2; exit 2; }
+  [ -d "$ANCHORS/ledger" ] && [ -d "$ANCHORS/echo-presence" ] ||
+    { echo "error: ANCHORS=$ANCHORS: no ledger/ and echo-presence/ there (the peers' directory)" >&2; exit 2; }
+  ANCHORS=$(realpath "$ANCHORS")
+fi
 CASE_LIMIT=${CASE_LIMIT:-300}
 if [ "$QUICK" = 1 ]; then WAIT_IDLE=${WAIT_IDLE:-0}; else WAIT_IDLE=${WAIT_IDLE:-1}; fi
 

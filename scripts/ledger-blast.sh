@@ -2,11 +2,12 @@
 # The ledger 10M workload driven by the anchors' blaster, several servers interleaved in one
 # series, so a before/after comparison of our server is a ratio to tokio taken in the same run.
 #
-#   scripts/ledger-blast.sh                                   # ours (this tree) vs tokio, RUNS=3
+#   ANCHORS=DIR scripts/ledger-blast.sh                       # ours (this tree) vs tokio, RUNS=3
 #   BEFORE=/path/to/old/nonblocking-server scripts/ledger-blast.sh   # adds the old binary as "before"
 #   EXTRA="--reactors 2" scripts/ledger-blast.sh              # options for our server
 #
-# Knobs: RUNS (3), REPEAT (20: 50 clients x 10,000 lines x 20 = 10M), ANCHORS (../shared/anchors),
+# Knobs: RUNS (3), REPEAT (20: 50 clients x 10,000 lines x 20 = 10M), ANCHORS (required: the
+#        anchors' directory, holding ledger/),
 #        BEFORE (an older nonblocking-server binary), EXTRA (extra options for ours), OUT (a dir).
 # Per run: a fresh server in a fresh directory, wait until it listens, blaster, SIGINT, wait, and
 # the log compared byte for byte with gen_ledger.py's expected log. Prints one line per run and a
@@ -15,8 +16,13 @@ set -uo pipefail
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 RUNS=${RUNS:-3}
 REPEAT=${REPEAT:-20}
-ANCHORS=$(realpath -m "${ANCHORS:-$ROOT/../shared/anchors}")
-[ -d "$ANCHORS" ] || ANCHORS=/work/shared/anchors
+# blaster, tokio-ledger and gen_ledger.py are not in this repository: ANCHORS names their
+# directory. No default: a path that exists on one machine only would fail later, less clearly.
+ANCHORS=${ANCHORS:-}
+[ -n "$ANCHORS" ] || { echo "error: ANCHORS is not set: give the anchors' directory (ANCHORS=DIR, holding ledger/blaster, ledger/tokio-ledger and ledger/gen_ledger.py)" >&2; exit 2; }
+[ -f "$ANCHORS/ledger/gen_ledger.py" ] ||
+  { echo "error: ANCHORS=$ANCHORS: no ledger/gen_ledger.py there (the anchors' directory)" >&2; exit 2; }
+ANCHORS=$(realpath "$ANCHORS")
 EXTRA=${EXTRA:-}
 OUT=${OUT:-$(mktemp -d /tmp/ledger-blast.XXXXXX)}
 AT=$ROOT/target/anchors

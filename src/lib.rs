@@ -25,12 +25,13 @@
 //! - [`grpc`]: `queue-grpc-server` and the gRPC code generated from `proto/queue.proto`.
 //!
 //! Servers (own sockets, threads, the clock):
-//! - [`reactor`]: the mio event loop; [`reactor::multi`]: N of them (`--reactors N`).
+//! - [`reactor`]: the mio event loop, which never knows whether it has siblings;
+//!   [`reactors`]: N of them (`--reactors N`).
 //! - [`threaded`]: one OS thread per connection, same handlers.
 //!
 //! Server core (no I/O; both servers drive it):
-//! - [`server`]: lifecycle (signals, drain, reports), a client's session, durability,
-//!   datagrams (UDP peers as clients, `--udp`).
+//! - [`server`]: lifecycle (signals, drain, reports), a client's session, the census,
+//!   the actions interpreter, durability, datagrams (UDP peers as clients, `--udp`).
 //! - [`framing`]: bytes to lines, `\r\n`, `--max-line`, the EOF tail.
 //! - [`outbuf`]: a connection's queued output, partial and vectored writes.
 //! - [`timers`]: the drift-free report ticker and accept back-off.
@@ -60,6 +61,7 @@ pub mod loadgen;
 
 // Servers
 pub mod reactor;
+pub mod reactors;
 pub mod threaded;
 
 // Server core

@@ -16,7 +16,7 @@
 //! - a **writer** per client (`client`), started when output is first
 //!   queued for it: takes the client's whole queue at once and writes it
 //!   with blocking vectored writes, so a slow client blocks only its writer.
-//! - with `--udp`, one **UDP thread** ([`udp`]) for the datagram socket: each
+//! - with `--udp`, one **UDP thread** (`udp`) for the datagram socket: each
 //!   datagram one handler call under the same lock, its peers counted with
 //!   the TCP clients, expired after `--udp-idle`.
 //!
@@ -35,9 +35,8 @@ use mio::Waker;
 use crate::config::ServerConfig;
 use crate::handlers::{ClientId, Finish, Framing, Handler, SlowPolicy};
 use crate::server::Setup;
+use crate::server::census::Census;
 use crate::server::durable::Durable;
-use crate::server::roster::Roster;
-use crate::status::Status;
 
 mod actions;
 mod client;
@@ -88,7 +87,7 @@ struct Server {
     /// The store failed: the supervisor resets every client and stops.
     fatal: Mutex<Option<io::Error>>,
     /// Client ids (the count is `table`'s length, printed under its lock).
-    roster: Roster,
+    census: Census,
     /// Every connected client (accepted, not yet closed): the SPEC count,
     /// and what shutdown walks. Status lines are printed under this lock so
     /// their counts come out in order.
@@ -102,7 +101,6 @@ struct Server {
     /// must wait until its output is out.
     open: AtomicUsize,
     config: ServerConfig,
-    status: Status,
     framing: Framing,
     slow_policy: SlowPolicy,
     /// fd 1 for the sink's bytes, unbuffered (a duplicate: dropping it
@@ -112,9 +110,6 @@ struct Server {
     cut_partial_lines: AtomicU64,
     /// Wakes the supervisor: the last client left, a store failed.
     waker: Waker,
-    /// UDP peers tracked ([`udp`]): counted with `table`, and changed only
-    /// under its lock so the counts in status lines come out in order.
-    udp_peers: AtomicUsize,
     /// The handler's [`Handler::datagram_is_line`].
     datagram_is_line: bool,
 }
@@ -138,10 +133,5 @@ struct Registered {
 impl Server {
     fn core(&self) -> MutexGuard<'_, Core> {
         lock(&self.core)
-    }
-
-    /// Every client, TCP and UDP, given the `table` lock.
-    fn count(&self, table: &HashMap<ClientId, Arc<Client>>) -> usize {
-        table.len() + self.udp_peers.load(std::sync::atomic::Ordering::SeqCst)
     }
 }

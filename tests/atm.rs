@@ -309,6 +309,8 @@ both!(
     tcp_replies_end_in_a_newline,
     client_binary_over_tcp,
     bad_accounts_file_stops_the_server,
+    two_pipelined_deposits_leave_one_line_per_account,
+    a_temporary_file_left_by_a_crash_is_removed_at_start,
 );
 
 fn start_atm(kind: Kind, accounts: &str) -> Server {
@@ -364,6 +366,56 @@ fn client_binary_over_tcp(kind: Kind) {
         stdout.contains("\nFrom Server: -7 dollar(s) are in your balance.\n"),
         "{stdout}"
     );
+}
+
+/// Issue 19 item 1: two changes persisted in one loop pass (one TCP write
+/// holding two deposits with their credentials) must leave the accounts
+/// file with one line per account, so the bank starts again.
+fn two_pipelined_deposits_leave_one_line_per_account(kind: Kind) {
+    let mut s = start_atm(kind, SEED_ACCOUNTS);
+    let path = s.dir.join("accounts.txt");
+    let mut c = s.connect_as(1);
+    c.send(b"d1\nucharles p02323\nd2\nucharles p02323\n");
+    for n in [1, 2] {
+        for line in [
+            &b"\n"[..],
+            b"\tPlease give the username and pin number.\n",
+            b"\n",
+        ] {
+            c.expect_line(line);
+        }
+        let total = if n == 1 { 1 } else { 3 };
+        c.expect_line(
+            format!("Deposited {n} dollar(s). Balance is now {total} dollar(s).\n").as_bytes(),
+        );
+    }
+    assert_eq!(std::fs::read_to_string(&path).unwrap(), "charles 02323 3\n");
+    s.stop(libc::SIGINT);
+    let mut again = Server::start(kind, &["-H", "atm", "--accounts", path.to_str().unwrap()]);
+    let mut c = again.connect_as(1);
+    c.send(b"b\nucharles p02323\n");
+    for _ in 0..3 {
+        c.line();
+    }
+    c.expect_line(b"3 dollar(s) are in your balance.\n");
+    again.stop(libc::SIGINT);
+}
+
+/// SPEC atm: "a temporary file a crash left behind is removed at the next
+/// start" (a SIGKILL between creating it and the rename).
+fn a_temporary_file_left_by_a_crash_is_removed_at_start(kind: Kind) {
+    let dir = TempDir::new(kind.name());
+    let path = dir.join("accounts.txt");
+    std::fs::write(&path, SEED_ACCOUNTS).unwrap();
+    let stale = dir.join(".accounts.txt.tmp.0123456789abcdef");
+    std::fs::write(&stale, "charles 02323 99\n").unwrap();
+    let unrelated = dir.join(".accounts.txt.tmp.notours");
+    std::fs::write(&unrelated, "keep").unwrap();
+    let mut s = Server::start(kind, &["-H", "atm", "--accounts", path.to_str().unwrap()]);
+    assert!(!stale.exists(), "the crash's temporary file is gone");
+    assert!(unrelated.exists(), "a name we never make is left alone");
+    assert_eq!(std::fs::read_to_string(&path).unwrap(), SEED_ACCOUNTS);
+    s.stop(libc::SIGINT);
 }
 
 /// The server with `args` (port 0 appended) in a fresh directory; its output.

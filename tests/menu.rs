@@ -1,11 +1,15 @@
 //! menu (SPEC "menu", seed 004's EasyTCPServer) on both servers, and
 //! `nonblocking-client menu` (SPEC's `menu` client row) against them,
-//! through pipes and through a pseudo-terminal.
+//! through pipes and through a pseudo-terminal; option 1 in every form real
+//! clients send it (`support/easy_menu_client.py` speaks like the seed's
+//! EasyTCPClient/EasyUDPClient), and our client against a strict server of
+//! the seed's shape.
 
 #[macro_use]
 mod common;
 
-use std::net::UdpSocket;
+use std::io::{BufRead, BufReader, Write};
+use std::net::{SocketAddr, TcpListener, UdpSocket};
 use std::path::Path;
 use std::process::{Command, Output};
 use std::thread;
@@ -14,6 +18,9 @@ use common::*;
 
 both!(
     every_option_exact_bytes,
+    option_1_in_two_messages_over_tcp,
+    option_1_forms_over_udp_per_peer,
+    seed_shaped_client_over_tcp_and_udp,
     requests_served_counts_across_clients,
     unknown_options_keep_the_connection,
     option_5_closes_without_a_reply,
@@ -66,6 +73,11 @@ fn run_time_counts_from_the_servers_start(kind: Kind) {
     s.stop(SIGINT);
 }
 
+/// A menu server that serves UDP on its port too.
+fn menu_server_udp(kind: Kind) -> Server {
+    Server::start(kind, &["-H", "menu", "--udp"])
+}
+
 /// Reads a `run time = HH:MM:SS` line and returns the seconds it shows.
 fn run_time_secs(c: &mut Conn) -> u64 {
     let line = c.line_string();
@@ -108,6 +120,129 @@ fn every_option_exact_bytes(kind: Kind) {
     c.send(b"5\n");
     c.expect_eof();
     s.wait_disconnected(1);
+    s.stop(SIGINT);
+}
+
+fn option_1_in_two_messages_over_tcp(kind: Kind) {
+    let mut s = menu_server(kind);
+    let mut c = s.connect_as(1);
+    // `1|TEXT`, kept exactly after the bar.
+    c.send(b"1|a|b  c\n");
+    c.expect_bytes(b"A|B  C\n");
+    // The seed's clients: `1`, then the sentence as its own line, in two
+    // writes or in one; nothing comes back for the `1` alone.
+    c.send(b"1\n");
+    c.send(b"hello there\n");
+    c.expect_bytes(b"HELLO THERE\n");
+    c.send(b"1\nsecond\n");
+    c.expect_bytes(b"SECOND\n");
+    // The sentence is whatever comes next, `5` and `1` included.
+    c.send(b"1\n5\n1\n1\n");
+    c.expect_bytes(b"5\n1\n");
+    // Each exchange was one request.
+    c.send(b"3\n");
+    c.expect_bytes(b"requests served = 6\n");
+
+    // A `1` still waiting at EOF is dropped: no reply, not counted.
+    let mut d = s.connect_as(2);
+    d.send(b"1\n");
+    d.shutdown_write();
+    d.expect_eof();
+    s.wait_disconnected(2);
+    c.send(b"3\n");
+    c.expect_bytes(b"requests served = 7\n");
+    s.stop(SIGINT);
+}
+
+/// Sends `datagram` from `socket` to `server` and expects exactly `reply`.
+fn udp_ask(socket: &UdpSocket, server: SocketAddr, datagram: &[u8], reply: &[u8]) {
+    socket.send_to(datagram, server).unwrap();
+    let mut buf = [0u8; 4096];
+    let n = socket
+        .recv(&mut buf)
+        .unwrap_or_else(|e| panic!("no reply to {}: {e}", show(datagram)));
+    assert_eq!(show(&buf[..n]), show(reply), "reply to {}", show(datagram));
+}
+
+fn udp_peer() -> UdpSocket {
+    let socket = UdpSocket::bind("127.0.0.1:0").unwrap();
+    socket.set_read_timeout(Some(TIMEOUT)).unwrap();
+    socket
+}
+
+fn option_1_forms_over_udp_per_peer(kind: Kind) {
+    let mut s = menu_server_udp(kind);
+    let (a, b) = (udp_peer(), udp_peer());
+    udp_ask(&a, s.addr, b"1 one\n", b"ONE");
+    udp_ask(&a, s.addr, b"1|two", b"TWO");
+    // `1` alone is not answered; the peer's next datagram is the sentence,
+    // whatever another peer sends in between, and whatever it holds.
+    a.send_to(b"1", s.addr).unwrap();
+    s.wait_connected(1);
+    udp_ask(&b, s.addr, b"3", b"requests served = 3");
+    udp_ask(&a, s.addr, b"three\r\n", b"THREE");
+    a.send_to(b"1", s.addr).unwrap();
+    udp_ask(&a, s.addr, b"5", b"5");
+    udp_ask(&b, s.addr, b"3", b"requests served = 6");
+    s.stop(SIGINT);
+
+    // A `1` waiting when its peer is forgotten (--udp-idle) is dropped:
+    // after the peer's disconnect line, its next datagram is an option.
+    let mut s = Server::start(kind, &["-H", "menu", "--udp", "--udp-idle", "1"]);
+    a.send_to(b"1", s.addr).unwrap();
+    s.wait_disconnected(1);
+    udp_ask(&a, s.addr, b"hello", b"error: unknown option");
+    udp_ask(&a, s.addr, b"3", b"requests served = 2");
+    s.stop(SIGINT);
+}
+
+/// Runs `python3 tests/support/SCRIPT ARGS...` to its end and returns its
+/// stdout; the test fails, showing both outputs, if it did not exit 0.
+fn python_support(script: &str, args: &[&str]) -> String {
+    let script = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/support")
+        .join(script);
+    let mut cmd = Command::new("python3");
+    cmd.arg(&script).args(args);
+    let out = run_with_input(cmd, b"");
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        out.status.success(),
+        "{} {args:?}: {:?}\n{stdout}\n{}",
+        script.display(),
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    stdout
+}
+
+/// `support/easy_menu_client.py TRANSPORT 127.0.0.1 PORT STEPS`: its stdout.
+fn easy_client(transport: &str, server: &Server, steps: &[&str]) -> String {
+    let port = server.port().to_string();
+    let mut args = vec![transport, "127.0.0.1", &port];
+    args.extend_from_slice(steps);
+    python_support("easy_menu_client.py", &args)
+}
+
+fn seed_shaped_client_over_tcp_and_udp(kind: Kind) {
+    let mut s = menu_server_udp(kind);
+    let steps = ["1=hello, World", "1=5", "9", "3", "5"];
+    // TCP first (client 1), then UDP (client 2): the count goes on. Over
+    // TCP the client reads after its `5` and sees the close; over UDP it
+    // just stops, and its `5` makes the server forget it.
+    for (id, transport, served, end) in [(1, "tcp", 4, "closed\n"), (2, "udp", 8, "")] {
+        assert_eq!(
+            easy_client(transport, &s, &steps),
+            format!(
+                "Reply from server: HELLO, WORLD\n\
+                 Reply from server: 5\n\
+                 Reply from server: error: unknown option\n\
+                 Reply from server: requests served = {served}\n{end}"
+            ),
+            "{transport}"
+        );
+        s.wait_disconnected(id);
+    }
     s.stop(SIGINT);
 }
 
@@ -305,20 +440,9 @@ fn client_through_pipes(kind: Kind) {
 /// Runs the client on a pseudo-terminal through `support/menu_pty.py`
 /// with `steps`; returns the screen, ending in `EXIT CODE`.
 fn on_terminal(addr: &str, steps: &[&str]) -> String {
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/support/menu_pty.py");
-    let mut cmd = Command::new("python3");
-    cmd.arg(script)
-        .args([env!("CARGO_BIN_EXE_nonblocking-client"), "menu", addr, "--"])
-        .args(steps);
-    let out = run_with_input(cmd, b"");
-    let screen = String::from_utf8_lossy(&out.stdout).into_owned();
-    assert!(
-        out.status.success(),
-        "{:?}\n{screen}\n{}",
-        out.status,
-        String::from_utf8_lossy(&out.stderr)
-    );
-    screen
+    let mut args = vec![env!("CARGO_BIN_EXE_nonblocking-client"), "menu", addr, "--"];
+    args.extend_from_slice(steps);
+    python_support("menu_pty.py", &args)
 }
 
 fn client_on_a_terminal_exits_on_5_and_ctrl_c(kind: Kind) {
@@ -387,47 +511,36 @@ fn client_on_a_terminal_exits_on_5_and_ctrl_c(kind: Kind) {
     s.stop(SIGINT);
 }
 
-// The client's UDP side, against a tiny responder here (the server's UDP side
-// is another issue's): one datagram per request, the reply one datagram,
-// resent when the reply does not come.
-#[test]
-fn client_over_udp_one_datagram_each_way_and_resends_a_lost_request() {
-    let responder = UdpSocket::bind("127.0.0.1:0").unwrap();
-    responder.set_read_timeout(Some(TIMEOUT)).unwrap();
-    let addr = responder.local_addr().unwrap().to_string();
-    let server = thread::spawn(move || {
-        let mut got = Vec::new();
-        let mut buf = [0u8; 2048];
-        let mut dropped = false;
-        loop {
-            let (n, from) = responder.recv_from(&mut buf).expect("a datagram");
-            let msg = buf[..n].to_vec();
-            got.push(String::from_utf8(msg.clone()).unwrap());
-            let reply: &[u8] = match &msg[..] {
-                // The first request is "lost": no reply, so the client resends.
-                b"1 hello" if !dropped => {
-                    dropped = true;
-                    continue;
-                }
-                b"1 hello" => b"HELLO",
-                b"3" => b"requests served = 2",
-                b"5" => break,
-                _ => b"error: unknown option",
-            };
-            responder.send_to(reply, from).unwrap();
+/// A strict server of the seed's shape answers one request: `1` makes the
+/// next message the sentence; `2` to `4` stand alone; it knows no `1 TEXT`.
+/// `waiting` says whether a `1` came before; `None` means "no reply".
+fn strict_reply(waiting: &mut bool, msg: &str) -> Option<String> {
+    if std::mem::take(waiting) {
+        return Some(msg.to_uppercase());
+    }
+    match msg {
+        "1" => {
+            *waiting = true;
+            None
         }
-        got
-    });
-    let out = run_client(&["menu", "--udp", &addr], b"1\nhello\n3\n5\n");
-    let stdout = String::from_utf8(out.stdout).unwrap();
+        "3" => Some("requests served = 2".to_string()),
+        "5" => None,
+        _ => Some("error: unknown option".to_string()),
+    }
+}
+
+/// Runs our client with `args` on the input `1`, `hello`, `3`, `5`
+/// against a [`strict_reply`] server, and checks what it printed.
+fn session_with_a_strict_server(args: &[&str]) {
+    let out = run_client(args, b"1\nhello\n3\n5\n");
+    let stdout = mask_rtt(&String::from_utf8(out.stdout).unwrap());
     assert!(
         out.status.success(),
         "{stdout}\n{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    let stdout = mask_rtt(&stdout);
     assert!(
-        stdout.contains("Reply from server: HELLO\nRTT = X ms\n"),
+        stdout.contains("Input sentence: hello\nReply from server: HELLO\nRTT = X ms\n"),
         "{stdout}"
     );
     assert!(
@@ -435,13 +548,79 @@ fn client_over_udp_one_datagram_each_way_and_resends_a_lost_request() {
         "{stdout}"
     );
     assert!(stdout.ends_with("Input option: 5\nBye bye~\n"), "{stdout}");
-    assert_eq!(server.join().unwrap(), ["1 hello", "1 hello", "3", "5"]);
+}
+
+// The client against a strict line server shaped like the seed's (and like
+// EasyTCPServer.java in the wild): it reads lines and takes the line after
+// a `1` as the sentence, so a `1 TEXT` would get an error here.
+#[test]
+fn client_over_tcp_against_a_strict_seed_shaped_server() {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap().to_string();
+    let server = thread::spawn(move || {
+        let (stream, _) = listener.accept().expect("a client");
+        stream.set_read_timeout(Some(TIMEOUT)).unwrap();
+        let mut writer = stream.try_clone().unwrap();
+        let mut got = Vec::new();
+        let mut waiting = false;
+        for line in BufReader::new(stream).lines() {
+            let line = line.expect("a line");
+            got.push(line.clone());
+            if line == "5" && !waiting {
+                break;
+            }
+            if let Some(reply) = strict_reply(&mut waiting, &line) {
+                writer.write_all(format!("{reply}\n").as_bytes()).unwrap();
+            }
+        }
+        got
+    });
+    session_with_a_strict_server(&["menu", &addr]);
+    assert_eq!(server.join().unwrap(), ["1", "hello", "3", "5"]);
+}
+
+// The client's UDP side against a strict datagram server of the seed's
+// shape: `1` and the sentence are two datagrams, the reply one datagram;
+// when the reply is lost, the client sends both again.
+#[test]
+fn client_over_udp_against_a_strict_seed_shaped_server_resends_a_lost_request() {
+    let responder = UdpSocket::bind("127.0.0.1:0").unwrap();
+    responder.set_read_timeout(Some(TIMEOUT)).unwrap();
+    let addr = responder.local_addr().unwrap().to_string();
+    let server = thread::spawn(move || {
+        let mut got = Vec::new();
+        let mut buf = [0u8; 2048];
+        let mut waiting = false;
+        let mut dropped = false;
+        loop {
+            let (n, from) = responder.recv_from(&mut buf).expect("a datagram");
+            let msg = String::from_utf8(buf[..n].to_vec()).unwrap();
+            got.push(msg.clone());
+            if msg == "5" && !waiting {
+                break;
+            }
+            let Some(reply) = strict_reply(&mut waiting, &msg) else {
+                continue;
+            };
+            // The first reply is "lost", so the client tries again.
+            if !std::mem::replace(&mut dropped, true) {
+                continue;
+            }
+            responder.send_to(reply.as_bytes(), from).unwrap();
+        }
+        got
+    });
+    session_with_a_strict_server(&["menu", "--udp", &addr]);
+    assert_eq!(
+        server.join().unwrap(),
+        ["1", "hello", "1", "hello", "3", "5"]
+    );
 }
 
 #[test]
 fn client_names_an_unreachable_server_and_exits_1() {
     let port = {
-        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let l = TcpListener::bind("127.0.0.1:0").unwrap();
         l.local_addr().unwrap().port()
     };
     let addr = format!("127.0.0.1:{port}");

@@ -403,7 +403,7 @@ fn handlers_without_datagrams_refuse_udp(kind: Kind) {
         let (status, _out, err) = run_to_end(kind, &["-H", handler, "--udp", "0"]);
         assert_eq!(status.code(), Some(2), "{handler}: {err}");
         assert!(
-            err.contains("--udp works with --handler echo, menu, atm or queue"),
+            err.contains("--udp works with --handler echo, queue, menu or atm"),
             "{handler}: {err}"
         );
     }

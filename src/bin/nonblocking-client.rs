@@ -9,7 +9,7 @@ use nonblocking::client;
 
 /// Clients for the nonblocking server's protocols.
 ///
-/// ADDR is HOST:PORT, [V6ADDR]:PORT, or a bare PORT (meaning 127.0.0.1).
+/// ADDR is `HOST:PORT`, `[V6ADDR]:PORT`, or a bare `PORT` (meaning 127.0.0.1).
 /// Exit status: 0 on success, 1 on a runtime error (unreachable server,
 /// missing file, an `error:` line from the server), 2 on a usage error.
 #[derive(Parser, Debug)]
@@ -27,7 +27,7 @@ enum Command {
     /// closes the sending side and waits until the server closes: exit 0
     /// means the server has every byte.
     Ledger {
-        /// Server address: HOST:PORT, [V6ADDR]:PORT, or PORT (127.0.0.1)
+        /// Server address: `HOST:PORT`, `[V6ADDR]:PORT`, or `PORT` (127.0.0.1)
         #[arg(value_name = "ADDR")]
         addr: Target,
         /// Transactions, one `NAME credit|debit AMOUNT` per line
@@ -38,7 +38,7 @@ enum Command {
     ///
     /// Runs until the server closes the connection or Ctrl+C closes it.
     Presence {
-        /// Server address: HOST:PORT, [V6ADDR]:PORT, or PORT (127.0.0.1)
+        /// Server address: `HOST:PORT`, `[V6ADDR]:PORT`, or `PORT` (127.0.0.1)
         #[arg(value_name = "ADDR")]
         addr: Target,
         /// Name to join as: 1 to 20 letters and digits
@@ -49,7 +49,7 @@ enum Command {
     ///
     /// Then closes the sending side and waits until the server closes.
     Send {
-        /// Server address: HOST:PORT, [V6ADDR]:PORT, or PORT (127.0.0.1)
+        /// Server address: `HOST:PORT`, `[V6ADDR]:PORT`, or `PORT` (127.0.0.1)
         #[arg(value_name = "ADDR")]
         addr: Target,
     },
@@ -57,7 +57,7 @@ enum Command {
     ///
     /// At the end of stdin, waits until the server has answered and closed.
     Chat {
-        /// Server address: HOST:PORT, [V6ADDR]:PORT, or PORT (127.0.0.1)
+        /// Server address: `HOST:PORT`, `[V6ADDR]:PORT`, or `PORT` (127.0.0.1)
         #[arg(value_name = "ADDR")]
         addr: Target,
     },
@@ -67,7 +67,7 @@ enum Command {
     /// Shows a `> ` prompt when stdin is a terminal. Ctrl+C or end of input
     /// ends it.
     Queue {
-        /// Server address: HOST:PORT, [V6ADDR]:PORT, or PORT (127.0.0.1)
+        /// Server address: `HOST:PORT`, `[V6ADDR]:PORT`, or `PORT` (127.0.0.1)
         #[arg(value_name = "ADDR")]
         addr: Target,
     },
@@ -78,7 +78,7 @@ enum Command {
     /// does not come within 2 s is asked again up to 3 times, then a
     /// one-line error and exit 1. End of input ends it.
     Atm {
-        /// Server address: HOST:PORT, [V6ADDR]:PORT, or PORT (127.0.0.1)
+        /// Server address: `HOST:PORT`, `[V6ADDR]:PORT`, or `PORT` (127.0.0.1)
         #[arg(value_name = "ADDR")]
         addr: Target,
         /// Speak TCP instead of UDP
@@ -90,7 +90,7 @@ enum Command {
     /// Prints `Reply from server: ...` and `RTT = ... ms` for each request.
     /// `5`, end of input or Ctrl+C prints `Bye bye~` and exits 0.
     Menu {
-        /// Server address: HOST:PORT, [V6ADDR]:PORT, or PORT (127.0.0.1)
+        /// Server address: `HOST:PORT`, `[V6ADDR]:PORT`, or `PORT` (127.0.0.1)
         #[arg(value_name = "ADDR")]
         addr: Target,
         /// Speak UDP: one datagram per request and per reply (resent after 2 s, 3 tries)
@@ -102,7 +102,7 @@ enum Command {
     /// Same commands and output as `queue`; a refused item (empty, with
     /// whitespace, over 65536 bytes) prints the server's `error:` reason.
     GrpcQueue {
-        /// Server address: HOST:PORT, [V6ADDR]:PORT, or PORT (127.0.0.1)
+        /// Server address: `HOST:PORT`, `[V6ADDR]:PORT`, or `PORT` (127.0.0.1)
         #[arg(value_name = "ADDR")]
         addr: Target,
     },

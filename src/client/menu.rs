@@ -2,6 +2,10 @@
 //! five-option menu, one request and one reply line per choice, with the
 //! round-trip time measured on a monotonic clock around the request.
 //!
+//! Option 1 goes out as the seed's clients send it: `1`, then the sentence
+//! as its own message (line or datagram), one reply for the two. That is
+//! what a server written to the seed expects; ours takes `1 TEXT` too.
+//!
 //! The protocol logic ([`menu_session`]) runs over plain readers, writers
 //! and a [`Transport`], so it is tested with in-memory buffers; [`run_menu`]
 //! does the set-up (socket, SIGINT).
@@ -39,9 +43,10 @@ pub const UDP_TRIES: u32 = 3;
 
 /// One request, one reply: the two ways of carrying them.
 pub trait Transport {
-    /// Sends `request` (no line end) and returns the reply line without its
+    /// Sends the messages of one request in order (no line ends; each its
+    /// own line or datagram) and returns the one reply line without its
     /// line end.
-    fn request(&mut self, request: &[u8]) -> Result<Vec<u8>, Fault>;
+    fn request(&mut self, request: &[&[u8]]) -> Result<Vec<u8>, Fault>;
     /// Sends `request` and expects no reply (option 5), best effort.
     fn tell(&mut self, request: &[u8]);
 }
@@ -63,11 +68,15 @@ impl TcpTransport<TcpStream> {
 }
 
 impl<R: Read> Transport for TcpTransport<R> {
-    fn request(&mut self, request: &[u8]) -> Result<Vec<u8>, Fault> {
-        let mut line = Vec::with_capacity(request.len() + 1);
-        line.extend_from_slice(request);
-        line.push(b'\n');
-        self.stream.write_all(&line).map_err(Fault::Send)?;
+    fn request(&mut self, request: &[&[u8]]) -> Result<Vec<u8>, Fault> {
+        // One write for all the lines: the same bytes as one write each,
+        // in one segment.
+        let mut lines = Vec::with_capacity(request.iter().map(|m| m.len() + 1).sum());
+        for message in request {
+            lines.extend_from_slice(message);
+            lines.push(b'\n');
+        }
+        self.stream.write_all(&lines).map_err(Fault::Send)?;
         let reply = read_reply(&mut self.replies)?;
         // A limit error is the server's refusal before it closes, not a
         // reply (option 1 answers in upper case, so none reads like one).
@@ -136,9 +145,14 @@ impl UdpTransport {
 }
 
 impl Transport for UdpTransport {
-    fn request(&mut self, request: &[u8]) -> Result<Vec<u8>, Fault> {
+    /// A try sends every message again: the seed's protocol has no request
+    /// ids, so a lost reply and a lost sentence look the same from here
+    /// (see PROTOCOL's menu client decisions).
+    fn request(&mut self, request: &[&[u8]]) -> Result<Vec<u8>, Fault> {
         for _ in 0..UDP_TRIES {
-            self.socket.send(request).map_err(Fault::Send)?;
+            for message in request {
+                self.socket.send(message).map_err(Fault::Send)?;
+            }
             match self.socket.recv(&mut self.buf) {
                 Ok(n) => return Ok(strip_line_end(&self.buf[..n]).to_vec()),
                 Err(e)
@@ -214,14 +228,19 @@ where
         let Some(option) = ask(&mut input, out, "Input option: ", echo)? else {
             return goodbye(out, server, true);
         };
-        let request: Vec<u8> = match option.trim_ascii() {
+        // The sentence is read before anything is sent, so input that ends
+        // at `Input sentence: ` leaves no `1` waiting at the server, and the
+        // goodbye `5` is taken as an option, not as the sentence.
+        let sentence;
+        let request: Vec<&[u8]> = match option.trim_ascii() {
             b"1" => {
-                let Some(sentence) = ask(&mut input, out, "Input sentence: ", echo)? else {
+                let Some(text) = ask(&mut input, out, "Input sentence: ", echo)? else {
                     return goodbye(out, server, true);
                 };
-                [&b"1 "[..], &sentence].concat()
+                sentence = text;
+                vec![b"1", &sentence]
             }
-            choice @ (b"2" | b"3" | b"4") => choice.to_vec(),
+            choice @ (b"2" | b"3" | b"4") => vec![choice],
             b"5" => return goodbye(out, server, false),
             _ => {
                 out.write_all(b"Invalid option\n").map_err(Fault::Output)?;
@@ -369,7 +388,8 @@ mod tests {
     /// records what it was sent.
     struct Fake {
         replies: Vec<&'static [u8]>,
-        got: Vec<Vec<u8>>,
+        /// Each request's messages, as text.
+        got: Vec<Vec<String>>,
         told: Vec<Vec<u8>>,
     }
 
@@ -384,8 +404,13 @@ mod tests {
     }
 
     impl Transport for Fake {
-        fn request(&mut self, request: &[u8]) -> Result<Vec<u8>, Fault> {
-            self.got.push(request.to_vec());
+        fn request(&mut self, request: &[&[u8]]) -> Result<Vec<u8>, Fault> {
+            self.got.push(
+                request
+                    .iter()
+                    .map(|m| String::from_utf8_lossy(m).into_owned())
+                    .collect(),
+            );
             self.replies.pop().map(<[u8]>::to_vec).ok_or(Fault::Closed)
         }
         fn tell(&mut self, request: &[u8]) {
@@ -436,10 +461,9 @@ mod tests {
                  {menu}\nInput option: 5\nBye bye~"
             )
         );
-        assert_eq!(
-            fake.got,
-            vec![b"1 hello there".to_vec(), b"2".to_vec(), b"3".to_vec()]
-        );
+        // Option 1 as the seed's clients send it: the option, then the
+        // sentence as its own message.
+        assert_eq!(fake.got, [vec!["1", "hello there"], vec!["2"], vec!["3"]]);
         assert_eq!(fake.told, vec![b"5".to_vec()]);
     }
 
@@ -456,7 +480,7 @@ mod tests {
         );
         // EOF at a prompt: the farewell on a fresh line.
         assert!(text.ends_with("Input option: \nBye bye~"), "{text}");
-        assert_eq!(fake.got, vec![b"4".to_vec()]);
+        assert_eq!(fake.got, [["4"]]);
     }
 
     #[test]
@@ -465,7 +489,9 @@ mod tests {
         let (result, text) = session(b"1\n", &mut fake, true);
         result.unwrap();
         assert!(text.ends_with("Input sentence: \nBye bye~"), "{text}");
+        // Nothing of option 1 went out, so the goodbye `5` is an option.
         assert!(fake.got.is_empty());
+        assert_eq!(fake.told, [b"5"]);
     }
 
     #[test]

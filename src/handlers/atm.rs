@@ -16,7 +16,7 @@
 //! `udpclient.py` compares against. The handler never knows which it is.
 //!
 //! Durability: a withdraw or deposit persists the whole new accounts file
-//! ([`Accounts::render_into`]) through [`Outbox::persist`] before its reply
+//! ([`Accounts::render_into`]) through [`Outbox::replace_snapshot`] before its reply
 //! is queued; the server syncs the store ([`SnapshotStore`]) before that
 //! reply leaves. So an acknowledged change is on disk, and a restart reads
 //! the file as it was after the last change: nothing applied twice.
@@ -29,7 +29,10 @@ use std::time::{Duration, Instant};
 
 use rust_decimal::Decimal;
 
-use super::{BuildError, Built, ClientId, Framing, Handler, Outbox, strip_terminator};
+use super::{
+    BuildError, Built, ClientId, FileRole, Handler, Outbox, OwnedFile, Registration, Traits,
+    strip_terminator,
+};
 use crate::config::ServerConfig;
 use crate::handlers::ledger::add_exact;
 use crate::store::snapshot::SnapshotStore;
@@ -276,7 +279,7 @@ impl Atm {
         self.accounts.render_into(&mut self.snapshot);
         // Persist first: the server sends nothing queued after this until
         // it is durable.
-        out.persist(&self.snapshot);
+        out.replace_snapshot(&self.snapshot);
         out.send_with(id, |buf| {
             buf.extend_from_slice(verb.as_bytes());
             push_money(buf, amount);
@@ -315,13 +318,20 @@ fn invalid(id: ClientId, op: Op, out: &mut Outbox) {
     });
 }
 
-impl Handler for Atm {
-    fn name(&self) -> &'static str {
-        "atm"
-    }
+/// What atm is like (see [`Traits`]).
+pub const TRAITS: Traits = Traits::interactive("atm");
 
-    fn framing(&self) -> Framing {
-        Framing::Lines { idle_flush: true }
+/// atm's entry in [`super::REGISTRY`].
+pub static REGISTRATION: Registration = Registration {
+    traits: &TRAITS,
+    help: "The seed's bank with a PIN: b, w<AMOUNT>, d<AMOUNT>, then u<NAME> p<PIN> (needs --accounts)",
+    files,
+    build,
+};
+
+impl Handler for Atm {
+    fn traits(&self) -> &'static Traits {
+        &TRAITS
     }
 
     fn on_connect(&mut self, id: ClientId, peer: SocketAddr, _out: &mut Outbox) {
@@ -404,10 +414,26 @@ pub fn from_config(config: &ServerConfig) -> Result<Atm, LoadError> {
 pub fn build(config: &ServerConfig) -> Result<Built, BuildError> {
     let atm = from_config(config).map_err(|e| BuildError::Io(e.to_string()))?;
     let path = config.accounts.clone().unwrap_or_default();
+    let store = SnapshotStore::open(path.clone())
+        .map_err(|e| BuildError::Io(format!("{}: {e}", path.display())))?;
     Ok(Built {
         handler: Box::new(atm),
-        store: Some(Box::new(SnapshotStore::new(path))),
+        store: Some(Box::new(store)),
+        notes: Vec::new(),
     })
+}
+
+/// The accounts file, rewritten at each change.
+fn files(config: &ServerConfig) -> Vec<OwnedFile<'_>> {
+    config
+        .accounts
+        .iter()
+        .map(|path| OwnedFile {
+            option: "--accounts",
+            path,
+            role: FileRole::Replaced,
+        })
+        .collect()
 }
 
 #[cfg(test)]

@@ -1,25 +1,35 @@
 //! menu (seed 004: the EasyTCPServer that HW3 inherits): one request per
 //! line (TCP) or datagram (UDP), one reply line each.
 //!
-//! | request  | reply                                             |
-//! |----------|---------------------------------------------------|
-//! | `1 TEXT` | TEXT in upper case (echo's `--upper` rules)       |
-//! | `2`      | `client IP = 127.0.0.1, port = 54321`             |
-//! | `3`      | `requests served = N` (all clients, errors too)   |
-//! | `4`      | `run time = HH:MM:SS` since the server started    |
-//! | `5`      | no reply; the connection is closed                |
-//! | other    | `error: unknown option` (the connection stays)    |
+//! | request            | reply                                           |
+//! |--------------------|-------------------------------------------------|
+//! | `1 TEXT`, `1\|TEXT` | TEXT in upper case (echo's `--upper` rules)     |
+//! | `1` alone          | none yet: the client's next message is TEXT     |
+//! | `2`                | `client IP = 127.0.0.1, port = 54321`           |
+//! | `3`                | `requests served = N` (all clients, errors too) |
+//! | `4`                | `run time = HH:MM:SS` since the server started  |
+//! | `5`                | no reply; the connection is closed              |
+//! | other              | `error: unknown option` (the connection stays)  |
+//!
+//! A bare `1` is how the seed's own clients send option 1 (the option, then
+//! the sentence as its own line or datagram), so the handler remembers, per
+//! client, that the next message is a sentence, whatever it holds (`5`
+//! included).
 //!
 //! Like every handler it reads no clock: the run time is the event's time
 //! (`Outbox::now`, set by the server) minus the start instant it was built
 //! with, so tests can put it at any distance from the start.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::net::SocketAddr;
 use std::time::Instant;
 
 use super::echo::push_upper;
-use super::{ClientId, Finish, Framing, Handler, Outbox, ServerStats, strip_terminator};
+use super::{
+    BuildError, Built, ClientId, Finish, Handler, Outbox, Registration, ServerStats, Traits,
+    no_files, strip_terminator,
+};
+use crate::config::ServerConfig;
 
 /// What the server prints at exit (SPEC: on SIGINT or SIGTERM).
 pub const FAREWELL: &str = "Bye bye~";
@@ -32,12 +42,17 @@ pub struct Menu {
     served: u64,
     /// Each connected client's address as the server saw it at connect.
     peers: HashMap<ClientId, SocketAddr>,
+    /// Clients that sent a bare `1`: their next message is the sentence.
+    /// At most one entry per connected client, removed with the client.
+    awaiting_sentence: HashSet<ClientId>,
 }
 
 /// One parsed request line (terminator already removed).
 #[derive(Debug, PartialEq, Eq)]
 enum Request<'a> {
     Upper(&'a [u8]),
+    /// A bare `1`: the sentence comes as the next message.
+    AskSentence,
     Address,
     Count,
     RunTime,
@@ -45,14 +60,18 @@ enum Request<'a> {
     Unknown,
 }
 
-/// `1` then one space then TEXT, kept exactly (further spaces are TEXT; a
-/// bare `1` is an empty TEXT). The other options stand alone, ASCII
-/// whitespace around them ignored (`nc` users type `2 ` too).
+/// `1` then one space or `|` then TEXT, kept exactly (further spaces are
+/// TEXT). The options stand alone otherwise, ASCII whitespace around them
+/// ignored (`nc` users type `2 ` too): `1 ` is a bare `1`, not an empty
+/// TEXT, since a person who typed it is waiting to give the sentence.
 fn parse(line: &[u8]) -> Request<'_> {
-    if line == b"1" {
-        return Request::Upper(b"");
+    if line.trim_ascii() == b"1" {
+        return Request::AskSentence;
     }
-    if let Some(text) = line.strip_prefix(b"1 ") {
+    if let Some(text) = line
+        .strip_prefix(b"1 ")
+        .or_else(|| line.strip_prefix(b"1|"))
+    {
         return Request::Upper(text);
     }
     match line.trim_ascii() {
@@ -72,7 +91,14 @@ impl Menu {
             started,
             served: 0,
             peers: HashMap::new(),
+            awaiting_sentence: HashSet::new(),
         }
+    }
+
+    /// Drops everything kept about `id`: no state outlives a client.
+    fn forget(&mut self, id: ClientId) {
+        self.peers.remove(&id);
+        self.awaiting_sentence.remove(&id);
     }
 }
 
@@ -92,13 +118,20 @@ pub fn format_peer(peer: SocketAddr) -> String {
     )
 }
 
-impl Handler for Menu {
-    fn name(&self) -> &'static str {
-        "menu"
-    }
+/// What menu is like (see [`Traits`]).
+pub const TRAITS: Traits = Traits::interactive("menu");
 
-    fn framing(&self) -> Framing {
-        Framing::Lines { idle_flush: true }
+/// menu's entry in [`super::REGISTRY`].
+pub static REGISTRATION: Registration = Registration {
+    traits: &TRAITS,
+    help: "Seed 004's menu: `1` then TEXT, `1 TEXT` or `1|TEXT` (upper case), 2 (your address), 3 (request count), 4 (run time), 5 (close)",
+    files: no_files,
+    build: build_menu,
+};
+
+impl Handler for Menu {
+    fn traits(&self) -> &'static Traits {
+        &TRAITS
     }
 
     fn on_connect(&mut self, id: ClientId, peer: SocketAddr, _out: &mut Outbox) {
@@ -106,12 +139,27 @@ impl Handler for Menu {
     }
 
     fn on_message(&mut self, id: ClientId, msg: &[u8], out: &mut Outbox) {
-        let request = parse(strip_terminator(msg));
-        if request == Request::Exit {
-            // Nothing is answered, so nothing is counted.
-            self.peers.remove(&id);
-            out.close(id);
-            return;
+        let line = strip_terminator(msg);
+        // The sentence after a bare `1` is never an option: the seed's
+        // clients send whatever was typed at `Input sentence: `.
+        let request = if self.awaiting_sentence.remove(&id) {
+            Request::Upper(line)
+        } else {
+            parse(line)
+        };
+        match request {
+            Request::Exit => {
+                // Nothing is answered, so nothing is counted.
+                self.forget(id);
+                out.close(id);
+                return;
+            }
+            Request::AskSentence => {
+                // Answered (and counted) when the sentence comes.
+                self.awaiting_sentence.insert(id);
+                return;
+            }
+            _ => {}
         }
         self.served += 1;
         let text = match request {
@@ -132,7 +180,7 @@ impl Handler for Menu {
                 let up = out.now().saturating_duration_since(self.started);
                 format!("run time = {}", format_run_time(up.as_secs()))
             }
-            Request::Exit => unreachable!("handled above"),
+            Request::Exit | Request::AskSentence => unreachable!("handled above"),
             Request::Unknown => "error: unknown option".to_string(),
         };
         out.send_with(id, |buf| {
@@ -141,24 +189,31 @@ impl Handler for Menu {
         });
     }
 
+    /// A `1` still waiting for its sentence (EOF, or a UDP peer forgotten
+    /// after `--udp-idle`) is dropped unanswered and uncounted.
     fn on_disconnect(&mut self, id: ClientId, _out: &mut Outbox) {
-        self.peers.remove(&id);
+        self.forget(id);
     }
 
     /// The server prints the farewell after closing every client, then
     /// exits 0.
     fn finish(&mut self, _stats: &ServerStats) -> Finish {
         Finish {
-            files: Vec::new(),
             status: vec![FAREWELL.to_string()],
+            ..Finish::default()
         }
     }
+}
+
+fn build_menu(_: &ServerConfig) -> Result<Built, BuildError> {
+    // The server's start: build runs once, just before the bind.
+    Ok(Built::plain(Menu::new(Instant::now())))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::handlers::{Effect, ShutdownPolicy, TEST_PEER};
+    use crate::handlers::{Effect, Framing, ShutdownPolicy, TEST_PEER};
     use std::time::Duration;
 
     fn menu() -> (Menu, Outbox, Instant) {
@@ -192,10 +247,72 @@ mod tests {
             ask(&mut m, &mut out, 1, b"1  two  spaces"),
             line(1, " TWO  SPACES")
         );
-        assert_eq!(ask(&mut m, &mut out, 1, b"1\n"), line(1, ""));
+        assert_eq!(ask(&mut m, &mut out, 1, b"1 \n"), vec![], "a bare 1");
+        assert_eq!(ask(&mut m, &mut out, 1, b"\n"), line(1, ""), "empty TEXT");
         assert_eq!(
             ask(&mut m, &mut out, 1, b"1 caf\xe9\n"),
             vec![Effect::Send(ClientId(1), b"CAF\xe9\n".to_vec())]
+        );
+    }
+
+    #[test]
+    fn option_1_with_a_bar_keeps_the_text_exactly() {
+        let (mut m, mut out, _) = menu();
+        assert_eq!(ask(&mut m, &mut out, 1, b"1|a|b c\n"), line(1, "A|B C"));
+        assert_eq!(ask(&mut m, &mut out, 1, b"1| x "), line(1, " X "));
+        assert_eq!(ask(&mut m, &mut out, 1, b"1|\r\n"), line(1, ""));
+    }
+
+    #[test]
+    fn a_bare_1_makes_the_next_message_the_sentence_whatever_it_holds() {
+        let (mut m, mut out, _) = menu();
+        m.on_connect(ClientId(1), TEST_PEER, &mut out);
+        for (sentence, reply) in [
+            (&b"hello there\n"[..], "HELLO THERE"),
+            (b"5\n", "5"),
+            (b"1\n", "1"),
+            (b"3", "3"),
+            (b"1 x\r\n", "1 X"),
+            (b"\n", ""),
+        ] {
+            assert_eq!(ask(&mut m, &mut out, 1, b"1\n"), vec![], "no reply yet");
+            assert_eq!(
+                ask(&mut m, &mut out, 1, sentence),
+                line(1, reply),
+                "{sentence:?}"
+            );
+        }
+        // Each exchange was one request; the state is gone after it.
+        assert_eq!(
+            ask(&mut m, &mut out, 1, b"3\n"),
+            line(1, "requests served = 7")
+        );
+        assert_eq!(
+            ask(&mut m, &mut out, 1, b"5"),
+            vec![Effect::Close(ClientId(1))]
+        );
+    }
+
+    #[test]
+    fn the_sentence_is_awaited_per_client() {
+        let (mut m, mut out, _) = menu();
+        m.on_connect(ClientId(1), TEST_PEER, &mut out);
+        m.on_connect(ClientId(2), TEST_PEER, &mut out);
+        assert_eq!(ask(&mut m, &mut out, 1, b"1"), vec![]);
+        // Client 2's options stay options while client 1 is mid-request.
+        assert_eq!(
+            ask(&mut m, &mut out, 2, b"3"),
+            line(2, "requests served = 1")
+        );
+        assert_eq!(ask(&mut m, &mut out, 1, b"abc"), line(1, "ABC"));
+        // A client that leaves mid-request leaves nothing behind, and the
+        // unanswered `1` is not counted.
+        assert_eq!(ask(&mut m, &mut out, 2, b"1\n"), vec![]);
+        m.on_disconnect(ClientId(2), &mut out);
+        assert!(m.awaiting_sentence.is_empty());
+        assert_eq!(
+            ask(&mut m, &mut out, 1, b"3"),
+            line(1, "requests served = 3")
         );
     }
 
@@ -309,16 +426,18 @@ mod tests {
             ask(&mut m, &mut out, 1, b"5"),
             vec![Effect::Close(ClientId(1))]
         );
+        ask(&mut m, &mut out, 2, b"1");
         m.on_disconnect(ClientId(2), &mut out);
         assert!(m.peers.is_empty(), "no state outlives a connection");
+        assert!(m.awaiting_sentence.is_empty());
     }
 
     #[test]
     fn shape_and_farewell() {
         let (mut m, _, _) = menu();
-        assert_eq!(m.name(), "menu");
-        assert_eq!(m.framing(), Framing::Lines { idle_flush: true });
-        assert_eq!(m.shutdown_policy(), ShutdownPolicy::CloseNow);
+        assert_eq!(m.traits().name, "menu");
+        assert_eq!(m.traits().framing, Framing::Lines { idle_flush: true });
+        assert_eq!(m.traits().shutdown, ShutdownPolicy::CloseNow);
         let finish = m.finish(&ServerStats::default());
         assert_eq!(finish.status, vec!["Bye bye~".to_string()]);
         assert!(finish.files.is_empty());

@@ -32,7 +32,7 @@ use super::{ConnectMode, Mode, Options, RunError, Source, VerifyLog, lines, pars
       Example: loadgen --handler ledger --clients 50 --lines 10000 --repeat 20 --verify-log log.txt --stop-pid $PID 7722"
 )]
 pub struct Args {
-    /// Server address: HOST:PORT, [V6ADDR]:PORT, or a bare PORT (127.0.0.1)
+    /// Server address: `HOST:PORT`, `[V6ADDR]:PORT`, or a bare `PORT` (127.0.0.1)
     #[arg(value_name = "ADDR", value_parser = parse_addr)]
     pub addr: std::net::SocketAddr,
 

@@ -119,7 +119,7 @@ pub struct Connected {
 /// stream and the number of retries.
 ///
 /// # Errors
-/// The last error after [`MAX_ATTEMPTS`] attempts.
+/// The last error after `MAX_ATTEMPTS` attempts.
 pub fn connect_one(
     addr: SocketAddr,
     index: usize,

@@ -137,10 +137,7 @@ impl Reactor {
             // Deregister before the stream is dropped (closed).
             let _ = self.poll.registry().deregister(&mut conn.stream);
             self.keys.remove(&conn.id);
-            match self.multi.as_deref() {
-                Some(worker) => worker.leave(conn.id),
-                None => self.status.disconnected(conn.id, self.roster.leave()),
-            }
+            self.member.leave(conn.id);
         }
     }
 

@@ -212,18 +212,16 @@ impl Gates {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::handlers::{Effect, TEST_PEER};
+    use crate::handlers::{Effect, TEST_PEER, Traits};
     use std::time::Duration;
 
     /// Answers `ok` to every message, closes the client on `bye`.
     struct Answer;
 
     impl Handler for Answer {
-        fn name(&self) -> &'static str {
-            "answer"
-        }
-        fn framing(&self) -> Framing {
-            Framing::Lines { idle_flush: true }
+        fn traits(&self) -> &'static Traits {
+            const TRAITS: Traits = Traits::interactive("answer");
+            &TRAITS
         }
         fn on_message(&mut self, id: ClientId, msg: &[u8], out: &mut Outbox) {
             if msg.starts_with(b"bye") {

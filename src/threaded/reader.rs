@@ -239,7 +239,7 @@ impl Server {
         {
             let mut table = lock(&self.table);
             let gone = table.remove(&id);
-            self.status.disconnected(id, self.count(&table));
+            self.census.leave(id);
             if let Some(client) = gone {
                 lock(&self.flushing).insert(id, client);
             }

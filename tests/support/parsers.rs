@@ -21,7 +21,7 @@ use nonblocking::handlers::menu::{self, Menu};
 use nonblocking::handlers::{ClientId, Effect, Handler, Outbox, TEST_PEER};
 use nonblocking::journal::{HEADER, Journal, MAX_RECORD_BYTES};
 use nonblocking::server::datagram::{
-    self, Admit, Flushed, MAX_QUEUED_BYTES, Peers, QUEUED_OVERHEAD_BYTES, Replies,
+    self, Admit, Drained, MAX_QUEUED_BYTES, Peers, QUEUED_OVERHEAD_BYTES, Replies,
 };
 
 use crate::harness::{Bytes, Clients, as_line};
@@ -223,7 +223,9 @@ pub fn ops_from_bytes(input: &[u8], vocab: &[&[u8]]) -> Vec<Op> {
     ops
 }
 
-pub const MENU_VOCAB: &[&[u8]] = &[b"1 ", b"1", b"2", b"3", b"4", b"5", b" 3 \r\n", b"\t4\t"];
+pub const MENU_VOCAB: &[&[u8]] = &[
+    b"1 ", b"1|", b"1", b"2", b"3", b"4", b"5", b" 3 \r\n", b"\t4\t",
+];
 
 /// The menu, against a model: `5` (ASCII blanks around it ignored) closes
 /// the client and answers nothing; every other request gets exactly one
@@ -237,6 +239,8 @@ pub fn check_menu(ops: &[Op]) {
     let mut out = Outbox::new();
     let mut live = Clients::default();
     let mut served = 0u64;
+    // Clients that sent a bare `1`: their next line is the sentence.
+    let mut awaiting = std::collections::HashSet::new();
     for op in ops {
         out.set_now(now);
         match op {
@@ -251,7 +255,18 @@ pub fn check_menu(ops: &[Op]) {
                 menu.on_message(id, msg, &mut out);
                 let body = strip(msg);
                 let effects = out.take();
-                if upper_text(body).is_none() && body.trim_ascii() == b"5" {
+                // After a bare `1`, the next line is the sentence, whatever
+                // it holds.
+                let upper = if awaiting.remove(&id) {
+                    Some(body)
+                } else if body.trim_ascii() == b"1" {
+                    assert!(effects.is_empty(), "{msg:?} -> {effects:?}");
+                    awaiting.insert(id);
+                    continue;
+                } else {
+                    upper_text(body)
+                };
+                if upper.is_none() && body.trim_ascii() == b"5" {
                     assert!(
                         matches!(effects[..], [Effect::Close(c)] if c == id),
                         "{msg:?} -> {effects:?}"
@@ -266,7 +281,7 @@ pub fn check_menu(ops: &[Op]) {
                     panic!("{msg:?} -> {effects:?}: one reply expected");
                 };
                 assert_eq!(*to, id, "a reply to another client");
-                let want: Vec<u8> = if let Some(text) = upper_text(body) {
+                let want: Vec<u8> = if let Some(text) = upper {
                     // Echo's --upper: Unicode upper case for UTF-8 text,
                     // ASCII letters only otherwise.
                     let mut v = match std::str::from_utf8(text) {
@@ -299,6 +314,7 @@ pub fn check_menu(ops: &[Op]) {
                 };
                 menu.on_disconnect(id, &mut out);
                 live.remove(id);
+                awaiting.remove(&id);
                 assert!(out.take().is_empty(), "the menu spoke at a disconnect");
             }
             Op::Wait { secs } => now += Duration::from_secs(*secs),
@@ -306,12 +322,10 @@ pub fn check_menu(ops: &[Op]) {
     }
 }
 
-/// The TEXT of `1 TEXT` (a bare `1` is an empty one).
+/// The TEXT of `1 TEXT` or `1|TEXT`.
 fn upper_text(body: &[u8]) -> Option<&[u8]> {
-    if body == b"1" {
-        return Some(b"");
-    }
     body.strip_prefix(b"1 ")
+        .or_else(|| body.strip_prefix(b"1|"))
 }
 
 fn strip(msg: &[u8]) -> &[u8] {
@@ -374,7 +388,8 @@ pub fn check_atm(ops: &[Op]) {
                 let mut replies = Vec::new();
                 for effect in &effects {
                     match effect {
-                        Effect::Persist(bytes) => {
+                        // The whole accounts file, replacing the last.
+                        Effect::Snapshot(bytes) => {
                             assert!(replies.is_empty(), "persisted after the reply");
                             assert!(persisted.is_none(), "persisted twice for one message");
                             persisted = Some(bytes.clone());
@@ -657,9 +672,9 @@ pub fn check_datagrams(idle_millis: u64, max_peers: usize, ops: &[DatagramOp]) {
                 assert_eq!(
                     flushed,
                     if queued.is_empty() {
-                        Flushed::Empty
+                        Drained::Empty
                     } else {
-                        Flushed::Blocked
+                        Drained::Blocked
                     }
                 );
                 assert_eq!(replies.is_empty(), queued.is_empty());

@@ -43,7 +43,7 @@ impl Bank {
         let effects = self.at(secs, id, msg);
         let sends: Vec<_> = effects
             .iter()
-            .filter(|e| !matches!(e, Effect::Persist(_) | Effect::Diagnostic(_)))
+            .filter(|e| !matches!(e, Effect::Snapshot(_) | Effect::Diagnostic(_)))
             .collect();
         match &sends[..] {
             [Effect::Send(to, bytes)] if *to == id => String::from_utf8(bytes.clone()).unwrap(),
@@ -76,7 +76,7 @@ fn the_seed_udpclient_flow() {
     assert_eq!(
         bank.at(3.0, A, "ucharles p02323"),
         vec![
-            Effect::Persist(b"charles 02323 -23\n".to_vec()),
+            Effect::Snapshot(b"charles 02323 -23\n".to_vec()),
             send(A, "Withdrew 23 dollar(s). Balance is now -23 dollar(s).\n"),
         ]
     );
@@ -84,7 +84,7 @@ fn the_seed_udpclient_flow() {
     assert_eq!(
         bank.at(5.0, A, "ucharles p02323"),
         vec![
-            Effect::Persist(b"charles 02323 0\n".to_vec()),
+            Effect::Snapshot(b"charles 02323 0\n".to_vec()),
             send(A, "Deposited 23 dollar(s). Balance is now 0 dollar(s).\n"),
         ]
     );
@@ -223,7 +223,7 @@ fn a_change_is_persisted_before_its_reply() {
     assert_eq!(
         effects,
         vec![
-            Effect::Persist(b"ada 1234 15\nbob 5678 -1.50\n".to_vec()),
+            Effect::Snapshot(b"ada 1234 15\nbob 5678 -1.50\n".to_vec()),
             send(A, "Deposited 5 dollar(s). Balance is now 15 dollar(s).\n"),
         ]
     );
@@ -242,7 +242,7 @@ fn an_overflowing_change_is_refused_and_changes_nothing() {
         bank.reply(0.0, A, &format!("d{nines}"));
         let effects = bank.at(0.0, A, "uada p1234");
         assert!(
-            matches!(&effects[..], [Effect::Persist(_), Effect::Send(..)]),
+            matches!(&effects[..], [Effect::Snapshot(_), Effect::Send(..)]),
             "{effects:?}"
         );
     }

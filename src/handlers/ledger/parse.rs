@@ -20,7 +20,7 @@ pub enum Kind {
 /// One parsed transaction, borrowing its name from the line.
 #[derive(Copy, Clone, Debug, PartialEq, Eq)]
 pub struct Tx<'a> {
-    /// Valid UTF-8 with no whitespace (see [`parse_name`]), kept as bytes:
+    /// Valid UTF-8 with no whitespace (see `parse_name`), kept as bytes:
     /// accounts are keyed and sorted by these bytes, so the hot path never
     /// needs a `&str` (an ASCII name is not validated twice).
     pub name: &'a [u8],
@@ -59,7 +59,7 @@ fn skip_seps(line: &[u8], mut i: usize) -> usize {
 
 /// Classifies one line given without its terminator. Pure and
 /// allocation-free: one pass over the bytes, each looked at once (a name
-/// with non-ASCII or control bytes is checked again, see [`valid_name`]).
+/// with non-ASCII or control bytes is checked again, see `valid_name`).
 // Inlined: the handler then reads the result from registers, and the
 // `Decimal` built here is taken apart again by `apply` at no cost.
 #[inline(always)]

@@ -12,21 +12,18 @@ use std::sync::mpsc::Sender;
 use std::time::{Duration, Instant};
 
 use mio::net::{TcpListener, TcpStream};
-use mio::{Events, Interest, Poll, Token, Waker};
+use mio::{Events, Poll, Waker};
 
 use super::Msg;
-use super::census::Census;
 use crate::config::ServerConfig;
-use crate::handlers::ShutdownPolicy;
+use crate::handlers::Traits;
+use crate::server::census::Census;
 use crate::server::lifecycle::{Command, Lifecycle, Phase};
 use crate::signals::ShutdownSignals;
 use crate::status::{self, Status};
 use crate::timers::Accepted;
 
-const LISTENER: Token = Token(0);
-const SIGNALS: Token = Token(1);
-/// A loop finished.
-const WAKE: Token = Token(2);
+use crate::net::tokens::{LISTENER, SIGNALS, WAKE};
 
 /// After shutdown began, the shortest poll timeout: the lifecycle's
 /// deadlines stay in the past once its own phases are over, and the
@@ -40,7 +37,7 @@ pub struct Link {
 }
 
 /// See the module doc.
-pub struct Supervisor {
+pub struct Acceptor {
     poll: Poll,
     /// `None` once shutdown began.
     listener: Option<TcpListener>,
@@ -60,33 +57,43 @@ pub struct Supervisor {
     max_clients: usize,
 }
 
-impl Supervisor {
+/// What the acceptor is given.
+pub struct AcceptorSetup {
+    pub listener: std::net::TcpListener,
+    /// The handler's (its name for the first line, its shutdown policy).
+    pub traits: &'static Traits,
+    pub status: Status,
+    pub signals: ShutdownSignals,
+    pub census: Arc<Census>,
+    /// One per loop, by index.
+    pub links: Vec<Link>,
+    /// Loops still running: the acceptor exits once it is 0.
+    pub alive: Arc<AtomicUsize>,
+}
+
+impl Acceptor {
     /// Registers the listener and the signals, then prints the
     /// `Listening on` line. Returns the waker a finishing loop calls.
-    pub fn new(
-        listener: std::net::TcpListener,
-        config: &ServerConfig,
-        (name, policy): (&str, ShutdownPolicy),
-        status: Status,
-        census: Arc<Census>,
-        (links, alive): (Vec<Link>, Arc<AtomicUsize>),
-    ) -> io::Result<(Self, Arc<Waker>)> {
-        let poll = Poll::new()?;
-        listener.set_nonblocking(true)?;
-        let mut listener = TcpListener::from_std(listener);
-        poll.registry()
-            .register(&mut listener, LISTENER, Interest::READABLE)?;
-        let mut signals = ShutdownSignals::new()?;
-        signals.register(poll.registry(), SIGNALS)?;
+    pub fn new(setup: AcceptorSetup, config: &ServerConfig) -> io::Result<(Self, Arc<Waker>)> {
+        let AcceptorSetup {
+            listener,
+            traits,
+            status,
+            mut signals,
+            census,
+            links,
+            alive,
+        } = setup;
+        let (poll, listener) = crate::net::poll_with_listener(listener, &mut signals)?;
         let waker = Arc::new(Waker::new(poll.registry(), WAKE)?);
-        // With --udp, the socket itself is served by loop 0 (`multi::run`).
-        status.listening(listener.local_addr()?, name, config.udp);
+        // With --udp, the socket itself is served by loop 0 (`reactors::run`).
+        status.listening(listener.local_addr()?, traits.name, config.udp);
         let batches = links.iter().map(|_| Vec::new()).collect();
-        let supervisor = Supervisor {
+        let acceptor = Acceptor {
             poll,
             listener: Some(listener),
             signals,
-            life: Lifecycle::new(Instant::now(), config, policy),
+            life: Lifecycle::new(Instant::now(), config, traits.shutdown),
             census,
             links,
             batches,
@@ -94,7 +101,7 @@ impl Supervisor {
             alive,
             max_clients: config.max_clients,
         };
-        Ok((supervisor, waker))
+        Ok((acceptor, waker))
     }
 
     /// Until every loop has finished.
