@@ -23,6 +23,7 @@ use nonblocking::journal::{HEADER, Journal, MAX_RECORD_BYTES};
 use nonblocking::server::datagram::{
     self, Admit, Drained, MAX_QUEUED_BYTES, Peers, QUEUED_OVERHEAD_BYTES, Replies,
 };
+use nonblocking::store::accounts_log;
 
 use crate::harness::{Bytes, Clients, as_line};
 
@@ -352,8 +353,9 @@ pub const ATM_VOCAB: &[&[u8]] = &[
 
 /// The atm, whatever it is sent, on a fake clock: every message gets
 /// exactly one reply, to its sender, ending in `\n` and one of the seed's
-/// texts; a change is persisted before its reply, as a whole accounts file
-/// that parses to the atm's accounts; a PIN never shows in a diagnostic;
+/// texts; a change is persisted before its reply, as change-log records
+/// that, replayed onto the file, give the atm's accounts, and render to a
+/// file that parses back; a PIN never shows in a diagnostic;
 /// money is neither made nor lost (the sum of balances moves by exactly the
 /// amounts withdrawn and deposited).
 pub fn check_atm(ops: &[Op]) {
@@ -367,6 +369,8 @@ pub fn check_atm(ops: &[Op]) {
             .expect("the test accounts are not empty")
     };
     let mut bank = Atm::new(accounts.clone());
+    // The accounts file as a restart would read it: the file plus the log.
+    let mut saved = accounts.clone();
     let mut sum = total(&accounts);
     let mut out = Outbox::new();
     let mut live = Clients::default();
@@ -388,8 +392,8 @@ pub fn check_atm(ops: &[Op]) {
                 let mut replies = Vec::new();
                 for effect in &effects {
                     match effect {
-                        // The whole accounts file, replacing the last.
-                        Effect::Snapshot(bytes) => {
+                        // Change-log records (`NAME BALANCE`), appended.
+                        Effect::Persist(bytes) => {
                             assert!(replies.is_empty(), "persisted after the reply");
                             assert!(persisted.is_none(), "persisted twice for one message");
                             persisted = Some(bytes.clone());
@@ -428,9 +432,12 @@ pub fn check_atm(ops: &[Op]) {
                     moved,
                     "{msg:?} -> {text:?}: persisted iff money moved"
                 );
-                if let Some(file) = persisted {
-                    let saved = Accounts::parse(&file).expect("the persisted file parses");
+                if let Some(records) = persisted {
+                    accounts_log::replay(&mut saved, &records).expect("the records replay");
                     assert_eq!(&saved, bank.accounts(), "persisted another state");
+                    let file = saved.render();
+                    let reread = Accounts::parse(&file).expect("the file the log makes parses");
+                    assert_eq!(&reread, &saved, "the file does not read back");
                     let new_sum = total(&saved);
                     let amount = text
                         .split_whitespace()
