@@ -219,7 +219,10 @@ impl Server {
             }
             End::Closed | End::Kill => r.session.discard(),
         }
-        // Tell the handler (once) and forget the id, in one lock hold.
+        // Tell the handler (once), forget the id and print the status line,
+        // in one lock hold: the line then comes out in the order the handler
+        // saw clients leave (presence's broadcasts follow that order), not in
+        // whatever order the threads reach the code below.
         {
             let mut core = self.core();
             if let Some(reg) = core.registry.get_mut(&id)
@@ -232,6 +235,7 @@ impl Server {
                 self.apply(&mut core, &r.out, Some(id));
             }
             core.registry.remove(&id);
+            self.census.leave(id);
         }
         self.carry_out_unlocked(&r.out);
         r.out.clear();
@@ -239,13 +243,12 @@ impl Server {
         // is safe. If the store failed it gets a reset instead.
         let durable = self.sync_before_fin();
 
-        // The status line goes out now, in the order clients leave, not
-        // after the flush and linger below: those take different times per
-        // client, and the counts would come out of order.
+        // The table forgets it now (its status line is out already), not
+        // after the flush and linger below, which take different times per
+        // client.
         {
             let mut table = lock(&self.table);
             let gone = table.remove(&id);
-            self.census.leave(id);
             if let Some(client) = gone {
                 lock(&self.flushing).insert(id, client);
             }
