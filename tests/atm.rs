@@ -12,7 +12,8 @@ use std::io::{self, BufRead};
 use std::net::{SocketAddr, UdpSocket};
 use std::process::{Command, Output};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc::{self, Receiver};
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
@@ -28,35 +29,46 @@ const CHALLENGE_SHOWN: &str = "\nFrom Server: \n\tPlease give the username and p
 /// A UDP bank on 127.0.0.1: each datagram goes to a real [`Atm`] (one
 /// client id per source address), each reply goes back as one datagram
 /// without the `\n` of its TCP form, as SPEC "Datagrams" says the server
-/// does. It ignores the first `drop_first` datagrams, or all when `silent`.
+/// does. It ignores the first `drop_first` datagrams, or all when `silent`,
+/// and keeps every datagram it got, in order, for [`Responder::settle`].
 struct Responder {
     addr: SocketAddr,
-    seen: Arc<AtomicU64>,
+    /// The datagrams got before each [`SENTINEL`], sent on at its arrival.
+    settled: Receiver<Vec<Vec<u8>>>,
     stop: Arc<AtomicBool>,
     thread: Option<JoinHandle<()>>,
 }
 
+/// Not a datagram any client sends: marks "everything before me is in".
+const SENTINEL: &[u8] = b"\0settle\0";
+
 impl Responder {
-    fn start(accounts: &str, drop_first: u64, silent: bool) -> Responder {
+    fn start(accounts: &str, drop_first: usize, silent: bool) -> Responder {
         let socket = UdpSocket::bind("127.0.0.1:0").unwrap();
+        // Only how often the thread looks at `stop`; nothing waits on it.
         socket
             .set_read_timeout(Some(Duration::from_millis(20)))
             .unwrap();
         let addr = socket.local_addr().unwrap();
-        let seen = Arc::new(AtomicU64::new(0));
         let stop = Arc::new(AtomicBool::new(false));
+        let (settled_tx, settled) = mpsc::channel();
         let mut atm = Atm::new(Accounts::parse(accounts.as_bytes()).unwrap());
-        let (seen2, stop2) = (Arc::clone(&seen), Arc::clone(&stop));
+        let stop2 = Arc::clone(&stop);
         let thread = thread::spawn(move || {
             let mut out = Outbox::new();
             let mut ids: HashMap<SocketAddr, ClientId> = HashMap::new();
+            let mut seen: Vec<Vec<u8>> = Vec::new();
             let mut buf = vec![0u8; 65536];
             while !stop2.load(Ordering::SeqCst) {
                 let Ok((n, peer)) = socket.recv_from(&mut buf) else {
                     continue;
                 };
-                let count = seen2.fetch_add(1, Ordering::SeqCst) + 1;
-                if silent || count <= drop_first {
+                if &buf[..n] == SENTINEL {
+                    let _ = settled_tx.send(seen.clone());
+                    continue;
+                }
+                seen.push(buf[..n].to_vec());
+                if silent || seen.len() <= drop_first {
                     continue;
                 }
                 let next = ClientId(ids.len() as u64 + 1);
@@ -73,21 +85,24 @@ impl Responder {
         });
         Responder {
             addr,
-            seen,
+            settled,
             stop,
             thread: Some(thread),
         }
     }
 
-    /// Waits (bounded) until `n` datagrams have arrived; the count then.
-    fn wait_seen(&self, n: u64) -> u64 {
-        let deadline = Instant::now() + TIMEOUT;
-        while self.seen.load(Ordering::SeqCst) < n && Instant::now() < deadline {
-            thread::sleep(Duration::from_millis(5));
-        }
-        // A little longer, so one datagram too many would be counted.
-        thread::sleep(Duration::from_millis(50));
-        self.seen.load(Ordering::SeqCst)
+    /// Every datagram the bank has got, once every datagram already sent
+    /// to it is in: a later datagram proves it, not a pause. On loopback a
+    /// datagram is in the receiver's queue when `send` returns, and one
+    /// socket's queue is read in order, so the sentinel, sent after the
+    /// client's last send returned (or after the client exited), comes
+    /// after all of them.
+    fn settle(&self) -> Vec<Vec<u8>> {
+        let probe = UdpSocket::bind("127.0.0.1:0").unwrap();
+        probe.send_to(SENTINEL, self.addr).unwrap();
+        self.settled
+            .recv_timeout(TIMEOUT)
+            .expect("the bank never got the sentinel")
     }
 }
 
@@ -158,7 +173,7 @@ fn client_session_follows_the_seed_flow_over_udp() {
         "every PIN is read through the hidden reader"
     );
     // b, creds, w23, creds, d23.5, creds: the illegal choice sends nothing.
-    assert_eq!(bank.wait_seen(6), 6);
+    assert_eq!(bank.settle().len(), 6, "one datagram per request, no retry");
 }
 
 #[test]
@@ -182,10 +197,15 @@ fn a_lost_datagram_is_asked_again() {
     let (out, result, _) = run_session("1\ncharles\n02323\n", &mut link);
     result.unwrap();
     assert_eq!(out, round(None, "0 dollar(s) are in your balance.") + MENU);
-    assert_eq!(
-        bank.wait_seen(3),
-        3,
-        "b (dropped), b again, the credentials"
+    // The dropped `b` is sent again after the 300 ms timeout; a slow
+    // machine may make more tries of it, never of the credentials once
+    // answered. So: two `b`s or more, then the credentials, last.
+    let got = bank.settle();
+    let (creds, tries) = got.split_last().expect("datagrams");
+    assert_eq!(creds, b"ucharles p02323", "{got:?}");
+    assert!(
+        tries.len() >= 2 && tries.iter().all(|d| d == b"b"),
+        "b (dropped), b again, the credentials: {got:?}"
     );
 }
 
@@ -199,7 +219,11 @@ fn no_reply_after_the_last_try_is_an_error() {
         other => panic!("expected NoReply after 4 tries, got {other:?}"),
     }
     assert_eq!(out, MENU, "nothing printed for a reply that never came");
-    assert_eq!(bank.wait_seen(4), 4, "one send and three retries");
+    assert_eq!(
+        bank.settle(),
+        vec![b"b".to_vec(); 4],
+        "one send and three retries"
+    );
 }
 
 fn client_bin() -> Command {
@@ -243,7 +267,11 @@ fn the_client_binary_gives_up_with_one_line_and_exit_1() {
     assert!(stderr.starts_with("error: "), "{stderr}");
     assert!(stderr.contains(&bank.addr.to_string()), "{stderr}");
     assert!(stderr.contains("no reply after 4 tries"), "{stderr}");
-    assert_eq!(bank.wait_seen(4), 4);
+    assert_eq!(
+        bank.settle(),
+        vec![b"b".to_vec(); 4],
+        "one send and three retries"
+    );
 }
 
 #[test]
