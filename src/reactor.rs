@@ -320,7 +320,7 @@ impl Reactor {
                 break;
             }
         }
-        self.durable.sync_before_output()?;
+        self.durable.finish()?;
         Ok(self.handler.finish(&self.stats))
     }
 

@@ -149,13 +149,19 @@ impl Store for SharedStore {
     fn sync(&mut self) -> io::Result<()> {
         self.0.lock().unwrap_or_else(PoisonError::into_inner).sync()
     }
+    // `finish` stays the default: each loop ends its own `Durable`, but the
+    // one store behind them is finished once, by `Plan::finish`.
 }
 
 /// How the handler's state is split over the loops, and how it is put
 /// back together at the end: the handler says which ([`Sharing`]).
 enum Plan {
-    /// A handler per loop, merged at the end.
-    PerLoop(Box<dyn FnOnce() -> Finish + Send>),
+    /// A handler per loop, merged at the end, and the one store the
+    /// loops share, finished once after every loop has synced.
+    PerLoop(
+        Box<dyn FnOnce() -> Finish + Send>,
+        Option<Arc<Mutex<Box<dyn Store>>>>,
+    ),
     /// One handler behind a lock.
     Shared(Arc<Hub>),
 }
@@ -185,7 +191,7 @@ impl Plan {
                     (h, s)
                 })
                 .collect();
-            return (Plan::PerLoop(merge), loops);
+            return (Plan::PerLoop(merge, store), loops);
         }
         let hub = Arc::new(Hub::new(handler, Durable::new(store), wakers.to_vec()));
         let loops = (0..n)
@@ -200,7 +206,15 @@ impl Plan {
     /// Once every loop has finished: one handler's files and lines.
     fn finish(self) -> io::Result<Finish> {
         match self {
-            Plan::PerLoop(merge) => Ok(merge()),
+            Plan::PerLoop(merge, store) => {
+                if let Some(store) = store {
+                    let mut store = store.lock().unwrap_or_else(PoisonError::into_inner);
+                    store
+                        .finish()
+                        .map_err(|e| io::Error::new(e.kind(), format!("store: {e}")))?;
+                }
+                Ok(merge())
+            }
             Plan::Shared(hub) => hub.finish(),
         }
     }

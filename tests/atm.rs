@@ -316,6 +316,8 @@ both!(
     acknowledged_deposits_survive_sigkill_at_random_exactly_once,
     a_torn_change_log_tail_is_ignored_at_start,
     the_change_log_is_folded_into_the_accounts_file,
+    a_clean_exit_folds_the_change_log_into_the_accounts_file,
+    a_fold_that_fails_at_exit_is_exit_1_and_keeps_the_log,
 );
 
 fn start_atm(kind: Kind, accounts: &str) -> Server {
@@ -397,7 +399,7 @@ fn two_pipelined_deposits_leave_one_line_per_account(kind: Kind) {
     assert_eq!(balance_on_disk(&path, "charles"), "3");
     s.stop(libc::SIGINT);
     let mut again = Server::start(kind, &["-H", "atm", "--accounts", path.to_str().unwrap()]);
-    // The start folded the change log into the accounts file.
+    // The clean exit folded the change log into the accounts file.
     assert_eq!(std::fs::read_to_string(&path).unwrap(), "charles 02323 3\n");
     assert!(!accounts_log::log_path(&path).exists());
     let mut c = again.connect_as(1);
@@ -646,6 +648,55 @@ fn the_change_log_is_folded_into_the_accounts_file(kind: Kind) {
     let folded = std::fs::read_to_string(&path).unwrap();
     assert_ne!(folded, "charles 02323 0\nada 1234 100\n", "never folded");
     s.stop(libc::SIGINT);
+}
+
+/// After Ctrl+C the accounts file alone is the truth: a user who reads it
+/// sees every acknowledged balance, and no change log is left beside it.
+fn a_clean_exit_folds_the_change_log_into_the_accounts_file(kind: Kind) {
+    let mut s = start_atm(kind, "charles 02323 0\nada 1234 100\n");
+    let path = s.dir.join("accounts.txt");
+    let mut c = s.connect_as(1);
+    assert_eq!(
+        charles_asks(&mut c, "d5"),
+        "Deposited 5 dollar(s). Balance is now 5 dollar(s).\n"
+    );
+    // The deposit is in the log, not yet in the file (the precondition
+    // for the exit to have something to fold).
+    assert!(accounts_log::log_path(&path).exists());
+    s.stop(libc::SIGINT);
+    assert_eq!(
+        std::fs::read_to_string(&path).unwrap(),
+        "charles 02323 5\nada 1234 100\n"
+    );
+    assert!(!accounts_log::log_path(&path).exists());
+}
+
+/// A fold that cannot be done at exit loses nothing: one diagnostic, exit
+/// 1, and the log stays for the next start to replay.
+fn a_fold_that_fails_at_exit_is_exit_1_and_keeps_the_log(kind: Kind) {
+    let mut s = start_atm(kind, "charles 02323 0\n");
+    let path = s.dir.join("accounts.txt");
+    let log = accounts_log::log_path(&path);
+    let mut c = s.connect_as(1);
+    assert_eq!(
+        charles_asks(&mut c, "d5"),
+        "Deposited 5 dollar(s). Balance is now 5 dollar(s).\n"
+    );
+    // A directory where the accounts file was: it can be neither read nor
+    // renamed over, so the fold fails (even for root).
+    std::fs::remove_file(&path).unwrap();
+    std::fs::create_dir(&path).unwrap();
+    s.signal(libc::SIGINT);
+    let status = s.wait_exit();
+    assert_eq!(status.code(), Some(1), "{}", s.transcript());
+    let errors: Vec<_> = s
+        .stderr_lines()
+        .iter()
+        .filter(|l| l.contains("error"))
+        .collect();
+    assert_eq!(errors.len(), 1, "{}", s.transcript());
+    assert!(errors[0].contains("accounts.txt"), "{}", s.transcript());
+    assert_eq!(std::fs::read_to_string(&log).unwrap(), "charles 5\n");
 }
 
 /// The server with `args` (port 0 appended) in a fresh directory; its output.

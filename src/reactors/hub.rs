@@ -135,14 +135,14 @@ impl Hub {
             .map(|why| io::Error::other(why.clone()))
     }
 
-    /// Once every loop has finished: the last sync and the handler's
-    /// files and lines.
+    /// Once every loop has finished: the last sync, the store's finish,
+    /// and the handler's files and lines.
     ///
     /// # Errors
     /// The store failed.
     pub fn finish(&self) -> io::Result<Finish> {
         let mut core = self.lock();
-        core.durable.sync_before_output()?;
+        core.durable.finish()?;
         let stats = core.stats;
         Ok(core.handler.finish(&stats))
     }

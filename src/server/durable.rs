@@ -129,6 +129,20 @@ impl Durable {
         let result = store.sync();
         self.note(result)
     }
+
+    /// At a clean exit: the last sync, then [`Store::finish`]. A failed
+    /// store is not finished (the sync reports its failure instead).
+    ///
+    /// # Errors
+    /// The store failed, now or earlier.
+    pub fn finish(&mut self) -> io::Result<()> {
+        self.sync_before_output()?;
+        let Some(store) = &mut self.store else {
+            return Ok(());
+        };
+        let result = store.finish();
+        self.note(result)
+    }
 }
 
 fn failed() -> io::Error {
@@ -152,6 +166,10 @@ mod tests {
         }
         fn sync(&mut self) -> io::Result<()> {
             self.0.lock().unwrap().push("sync".to_string());
+            Ok(())
+        }
+        fn finish(&mut self) -> io::Result<()> {
+            self.0.lock().unwrap().push("finish".to_string());
             Ok(())
         }
     }
@@ -203,6 +221,15 @@ mod tests {
     }
 
     #[test]
+    fn finish_syncs_what_is_owed_then_finishes_the_store() {
+        let spy = Spy::default();
+        let mut d = Durable::new(Some(Box::new(spy.clone())));
+        d.persist(Record::Append, b"a\n").unwrap();
+        d.finish().unwrap();
+        assert_eq!(*spy.0.lock().unwrap(), vec!["put a\n", "sync", "finish"]);
+    }
+
+    #[test]
     fn without_a_store_nothing_is_owed() {
         let mut d = Durable::new(None);
         d.persist(Record::Append, b"a\n").unwrap();
@@ -219,5 +246,7 @@ mod tests {
         // Once failed, always failed: no later sync may look like success.
         assert!(d.sync_before_output().is_err());
         assert!(d.persist(Record::Append, b"b\n").is_err());
+        // A failed store is never finished: finishing reports the failure.
+        assert!(d.finish().is_err());
     }
 }

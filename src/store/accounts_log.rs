@@ -16,7 +16,9 @@
 //!   to the same accounts. It runs at start when a log exists, and after a
 //!   sync when the log has grown past the snapshot's size, so the log costs
 //!   at most the snapshot's size on disk and compaction's work is spread
-//!   over at least as many bytes of changes.
+//!   over at least as many bytes of changes. It runs too at a clean exit
+//!   ([`Store::finish`]), so after the server stops the accounts file alone
+//!   holds every balance; if that fails, the log stays for the next start.
 //! - A torn last record (no `\n`: the process died mid-write) was never
 //!   synced, so never acknowledged: it is ignored, and the compaction at
 //!   start drops it. Any other bad record stops the start, naming the log
@@ -328,6 +330,25 @@ impl Store for AccountsLogStore {
         }
         Ok(())
     }
+
+    /// Folds the log into the accounts file, if there is one. On failure
+    /// the log is left as it is: the next start replays it.
+    fn finish(&mut self) -> io::Result<()> {
+        if self.log.is_none() {
+            return Ok(());
+        }
+        self.compact().map_err(|e| {
+            io::Error::new(
+                e.kind(),
+                format!(
+                    "cannot fold the change log {} into {}: {}; it is kept for the next start",
+                    self.log_path.display(),
+                    self.path.display(),
+                    crate::net::os_reason(&e)
+                ),
+            )
+        })
+    }
 }
 
 #[cfg(test)]
@@ -422,6 +443,36 @@ mod tests {
         store.put(b"bob 1\n").unwrap();
         store.sync().unwrap();
         assert_eq!(fs::read(&log).unwrap(), b"bob 1\n");
+        fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn finish_folds_the_log_and_a_failed_fold_keeps_it() {
+        let dir = temp_dir("finish");
+        let path = dir.join("accounts.txt");
+        let log = log_path(&path);
+        fs::write(&path, "ada 1234 0\nbob 5678 2\n").unwrap();
+        let (_, mut store, _) = AccountsLogStore::open(&path).unwrap();
+        store.finish().unwrap();
+        assert_eq!(
+            fs::read(&path).unwrap(),
+            b"ada 1234 0\nbob 5678 2\n",
+            "no log: the file is left as the user wrote it"
+        );
+        store.put(b"ada 10\n").unwrap();
+        store.sync().unwrap();
+        store.finish().unwrap();
+        assert!(!log.exists());
+        assert_eq!(fs::read(&path).unwrap(), b"ada 1234 10\nbob 5678 2\n");
+        // A directory where the file was: the fold fails, the log stays.
+        let (_, mut store, _) = AccountsLogStore::open(&path).unwrap();
+        store.put(b"bob 3\n").unwrap();
+        store.sync().unwrap();
+        fs::remove_file(&path).unwrap();
+        fs::create_dir(&path).unwrap();
+        let err = store.finish().unwrap_err().to_string();
+        assert!(err.contains("accounts.txt.log"), "{err}");
+        assert_eq!(fs::read(&log).unwrap(), b"bob 3\n");
         fs::remove_dir_all(&dir).unwrap();
     }
 

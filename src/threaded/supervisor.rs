@@ -171,9 +171,12 @@ impl Supervisor {
         let stats = ServerStats {
             cut_partial_lines: cut,
         };
-        if !self.server.sync_before_fin() {
-            let e = lock(&self.server.fatal).take();
-            return Err(e.unwrap_or_else(|| io::Error::other("store failed")));
+        // The durable lock is released before `fatal` is taken.
+        let finished = lock(&self.server.durable).finish();
+        if let Err(e) = finished {
+            // A failure a handler call already reported is the first cause.
+            let first = lock(&self.server.fatal).take();
+            return Err(first.unwrap_or(e));
         }
         Ok(self.server.core().handler.finish(&stats))
     }
