@@ -2,28 +2,32 @@
 //! load, over gRPC (`queue-grpc-server`) or over lines (`--handler queue`
 //! on either line server), with the same driver so the two compare fairly.
 //!
-//! Each client has its own connection (an HTTP/2 channel, or a TCP stream)
-//! and does `--lines` steps of a `put` of a unique item then a `pop`. Every
-//! answer is checked: each `put` must answer true (so the server's SIZE must
-//! be at least `--clients`: each client has at most one item queued), each
-//! `pop` must return an item, and at the end the items popped must be
-//! exactly the items put. The queue must be empty at the start.
+//! Each client has its own connection (an HTTP/2 connection, or a TCP
+//! stream) and does `--lines` steps of a `put` of a unique item then a
+//! `pop`. Every answer is checked: each `put` must answer true (so the
+//! server's SIZE must be at least `--clients`: each client has at most one
+//! item queued), each `pop` must return an item, and at the end the items
+//! popped must be exactly the items put. The queue must be empty at the
+//! start.
 //!
-//! The clients run as tasks on one current-thread tokio runtime (one core,
-//! like the other modes). [`Report::lines`] counts calls: a step is two.
+//! The clients are spread over `--threads` threads, each with its own
+//! current-thread tokio runtime (no work stealing, no cross-thread wakeups),
+//! so the load generator costs less CPU per call than the server it
+//! measures. The gRPC client talks HTTP/2 through hyper directly
+//! ([`GrpcConn`]): a call is one request on the connection, with no queue
+//! and worker task in between as in tonic's `Channel`.
+//! [`Report::lines`] counts calls: a step is two.
 
 use std::collections::HashSet;
 use std::future::Future;
 use std::io;
 use std::net::SocketAddr;
+use std::sync::{Arc, Barrier};
+use std::thread;
 use std::time::{Duration, Instant};
-
-use tonic::transport::Channel;
 
 use super::stats::Latencies;
 use super::{Options, Report, RunError, diag_limited};
-use crate::grpc::pb::queue_client::QueueClient;
-use crate::grpc::pb::{Empty, PutRequest};
 
 /// One client's connection to a queue server, whichever protocol.
 pub trait QueueConn: Sized {
@@ -37,30 +41,101 @@ pub trait QueueConn: Sized {
     fn size(&mut self) -> impl Future<Output = Result<u64, String>>;
 }
 
-/// The gRPC connection: one channel per client.
-pub struct GrpcConn(QueueClient<Channel>);
-
-impl QueueConn for GrpcConn {
-    async fn open(addr: SocketAddr) -> io::Result<Self> {
-        Ok(GrpcConn(QueueClient::new(
-            crate::grpc::connect(addr).await?,
+/// `--handler grpc-queue`.
+///
+/// # Errors
+/// As [`run_queue`]; a build without the `grpc` feature says so (usage).
+pub fn run_grpc_queue(opts: &Options) -> Result<Report, RunError> {
+    #[cfg(feature = "grpc")]
+    return run_queue::<GrpcConn>(opts);
+    #[cfg(not(feature = "grpc"))]
+    {
+        let _ = opts;
+        Err(RunError::Usage(format!(
+            "--handler grpc-queue: {}",
+            crate::GRPC_NOT_BUILT
         )))
     }
+}
 
-    async fn put(&mut self, item: String) -> Result<bool, String> {
-        let reply = self.0.put(PutRequest { item }).await;
-        reply.map(|r| r.get_ref().ok).map_err(|s| s.to_string())
+#[cfg(feature = "grpc")]
+pub use grpc_conn::GrpcConn;
+
+/// The gRPC connection: tonic's generated client over one hyper HTTP/2
+/// connection of our own.
+#[cfg(feature = "grpc")]
+mod grpc_conn {
+    use std::future::Future;
+    use std::io;
+    use std::net::SocketAddr;
+    use std::pin::Pin;
+    use std::task::{Context, Poll};
+
+    use hyper::client::conn::http2::SendRequest;
+    use hyper_util::rt::{TokioExecutor, TokioIo};
+    use tonic::body::Body;
+
+    use super::QueueConn;
+    use crate::grpc::pb::queue_client::QueueClient;
+    use crate::grpc::pb::{Empty, PutRequest};
+
+    /// hyper's HTTP/2 request handle as the tower service tonic's client
+    /// calls: each call is one stream on the one connection.
+    #[derive(Clone)]
+    pub struct H2Service(SendRequest<Body>);
+
+    type ResponseFuture =
+        Pin<Box<dyn Future<Output = hyper::Result<http::Response<hyper::body::Incoming>>> + Send>>;
+
+    impl tower_service::Service<http::Request<Body>> for H2Service {
+        type Response = http::Response<hyper::body::Incoming>;
+        type Error = hyper::Error;
+        type Future = ResponseFuture;
+
+        fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<hyper::Result<()>> {
+            self.0.poll_ready(cx)
+        }
+
+        fn call(&mut self, request: http::Request<Body>) -> ResponseFuture {
+            Box::pin(self.0.send_request(request))
+        }
     }
 
-    async fn pop(&mut self) -> Result<Option<String>, String> {
-        let reply = self.0.pop(Empty {}).await.map_err(|s| s.to_string())?;
-        let reply = reply.into_inner();
-        Ok((!reply.empty).then_some(reply.item))
-    }
+    /// One client's HTTP/2 connection.
+    pub struct GrpcConn(QueueClient<H2Service>);
 
-    async fn size(&mut self) -> Result<u64, String> {
-        let reply = self.0.size(Empty {}).await.map_err(|s| s.to_string())?;
-        Ok(u64::from(reply.get_ref().size))
+    impl QueueConn for GrpcConn {
+        async fn open(addr: SocketAddr) -> io::Result<Self> {
+            let stream = tokio::net::TcpStream::connect(addr).await?;
+            stream.set_nodelay(true)?;
+            let (send, connection) = hyper::client::conn::http2::Builder::new(TokioExecutor::new())
+                .handshake(TokioIo::new(stream))
+                .await
+                .map_err(|e| crate::grpc::io_cause(&e))?;
+            // The connection's reader and writer: a task on this thread's
+            // runtime, ended when the client drops its handle.
+            tokio::spawn(connection);
+            let origin = crate::grpc::endpoint_uri(addr)
+                .parse()
+                .map_err(io::Error::other)?;
+            Ok(GrpcConn(QueueClient::with_origin(H2Service(send), origin)))
+        }
+
+        async fn put(&mut self, item: String) -> Result<bool, String> {
+            let reply = self.0.put(PutRequest { item }).await;
+            reply.map(|r| r.get_ref().ok).map_err(|s| s.to_string())
+        }
+
+        async fn pop(&mut self) -> Result<Option<String>, String> {
+            let reply = self.0.pop(Empty {}).await.map_err(|s| s.to_string())?;
+            let reply = reply.into_inner();
+            Ok((!reply.empty).then_some(reply.item))
+        }
+
+        async fn size(&mut self) -> Result<u64, String> {
+            let reply = self.0.size(Empty {}).await.map_err(|s| s.to_string())?;
+            Ok(u64::from(reply.get_ref().size))
+        }
     }
 }
 
@@ -116,52 +191,131 @@ async fn client<C: QueueConn>(mut conn: C, id: usize, steps: u64) -> ClientResul
     r
 }
 
-/// Runs `opts.clients` clients of connection type `C` and reports.
-///
-/// # Errors
-/// [`RunError::Io`] when the first connection fails or the runtime cannot
-/// start; [`RunError::Usage`] when the queue is not empty at the start.
-pub fn run_queue<C: QueueConn + 'static>(opts: &Options) -> Result<Report, RunError> {
-    let runtime = crate::grpc::runtime()?;
-    let local = tokio::task::LocalSet::new();
-    let deadline = opts.timeout;
-    let work = local.run_until(drive::<C>(opts));
-    match runtime.block_on(async { tokio::time::timeout(deadline, work).await }) {
-        Ok(result) => result,
-        Err(_) => Err(RunError::Io(io::Error::new(
-            io::ErrorKind::TimedOut,
-            format!("the run did not finish within {deadline:?} (--timeout)"),
-        ))),
-    }
+/// A current-thread runtime: one per load thread.
+fn thread_runtime() -> io::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_io()
+        .enable_time()
+        .build()
 }
 
-async fn drive<C: QueueConn + 'static>(opts: &Options) -> Result<Report, RunError> {
+/// The error for a run past `--timeout`.
+fn timed_out(timeout: Duration) -> RunError {
+    RunError::Io(io::Error::new(
+        io::ErrorKind::TimedOut,
+        format!("the run did not finish within {timeout:?} (--timeout)"),
+    ))
+}
+
+/// Runs `opts.clients` clients of connection type `C` over `opts.threads`
+/// threads and reports.
+///
+/// # Errors
+/// [`RunError::Io`] when a connection fails, a runtime cannot start or the
+/// run outlasts `--timeout`; [`RunError::Usage`] when the queue is not
+/// empty at the start.
+pub fn run_queue<C: QueueConn + 'static>(opts: &Options) -> Result<Report, RunError> {
+    let deadline = tokio::time::Instant::now() + opts.timeout;
     let mut report = Report::new(opts);
-    let connect_start = Instant::now();
-    let mut conns = Vec::with_capacity(opts.clients);
-    for _ in 0..opts.clients {
-        conns.push(C::open(opts.addr).await?);
-    }
-    report.connect = connect_start.elapsed();
-    let queued = conns[0].size().await.map_err(io::Error::other)?;
+    let queued = thread_runtime()?.block_on(async {
+        let Ok(conn) = tokio::time::timeout_at(deadline, C::open(opts.addr)).await else {
+            return Err(timed_out(opts.timeout));
+        };
+        Ok(conn?.size().await.map_err(io::Error::other)?)
+    })?;
     if queued != 0 {
         return Err(RunError::Usage(format!(
             "the server's queue holds {queued} items; start from an empty queue"
         )));
     }
 
-    let start = Instant::now();
-    let tasks: Vec<_> = conns
-        .into_iter()
-        .enumerate()
-        .map(|(id, conn)| tokio::task::spawn_local(client(conn, id + 1, opts.lines)))
+    // Every thread connects its clients, then all start together.
+    let threads = opts.threads.clamp(1, opts.clients);
+    let connected = Arc::new(Barrier::new(threads + 1));
+    let connect_start = Instant::now();
+    let workers: Vec<_> = (0..threads)
+        .map(|t| {
+            let ids: Vec<usize> = (t..opts.clients).step_by(threads).collect();
+            let (addr, steps, timeout) = (opts.addr, opts.lines, opts.timeout);
+            let connected = Arc::clone(&connected);
+            thread::spawn(move || {
+                load_thread::<C>(addr, &ids, steps, deadline, timeout, &connected)
+            })
+        })
         .collect();
-    let mut results = Vec::with_capacity(tasks.len());
-    for task in tasks {
-        results.push(task.await.map_err(io::Error::other)?);
+    connected.wait();
+    report.connect = connect_start.elapsed();
+    let start = Instant::now();
+    let mut results = Vec::with_capacity(opts.clients);
+    let mut failure = None;
+    for worker in workers {
+        match worker.join() {
+            Ok(Ok(done)) => results.extend(done),
+            Ok(Err(e)) => failure = failure.or(Some(e)),
+            Err(_) => {
+                failure = failure.or(Some(RunError::Io(io::Error::other(
+                    "a load thread panicked",
+                ))))
+            }
+        }
     }
     report.wall = start.elapsed();
+    if let Some(e) = failure {
+        return Err(e);
+    }
+    check(&mut report, results);
+    Ok(report)
+}
 
+/// One load thread: connects the clients `ids`, waits at `connected` for
+/// every thread, then runs them as tasks on its own runtime.
+fn load_thread<C: QueueConn + 'static>(
+    addr: SocketAddr,
+    ids: &[usize],
+    steps: u64,
+    deadline: tokio::time::Instant,
+    timeout: Duration,
+    connected: &Barrier,
+) -> Result<Vec<ClientResult>, RunError> {
+    let runtime = thread_runtime();
+    let local = tokio::task::LocalSet::new();
+    let conns = runtime
+        .as_ref()
+        .map_err(|e| io::Error::new(e.kind(), e.to_string()))
+        .and_then(|rt| {
+            rt.block_on(local.run_until(async {
+                let mut conns = Vec::with_capacity(ids.len());
+                for _ in ids {
+                    let conn = tokio::time::timeout_at(deadline, C::open(addr)).await;
+                    conns.push(conn.map_err(|_| io::Error::from(io::ErrorKind::TimedOut))??);
+                }
+                Ok(conns)
+            }))
+        });
+    // Reached whatever happened, so no thread waits for ever.
+    connected.wait();
+    let (runtime, conns) = (runtime?, conns?);
+    let work = local.run_until(async {
+        let tasks: Vec<_> = conns
+            .into_iter()
+            .zip(ids)
+            .map(|(conn, &id)| tokio::task::spawn_local(client(conn, id + 1, steps)))
+            .collect();
+        let mut results = Vec::with_capacity(tasks.len());
+        for task in tasks {
+            results.push(task.await.map_err(io::Error::other)?);
+        }
+        Ok::<_, RunError>(results)
+    });
+    runtime
+        .block_on(async { tokio::time::timeout_at(deadline, work).await })
+        .map_err(|_| timed_out(timeout))?
+}
+
+/// Adds the clients' calls, latencies and errors to `report`, and checks
+/// that every item popped was put, and (when every client finished) every
+/// item put was popped, each once.
+fn check(report: &mut Report, results: Vec<ClientResult>) {
     let mut latencies = Latencies::with_capacity(results.iter().map(|r| r.latencies.len()).sum());
     let mut put = HashSet::new();
     let mut popped = Vec::new();
@@ -178,8 +332,6 @@ async fn drive<C: QueueConn + 'static>(opts: &Options) -> Result<Report, RunErro
         put.extend(r.put);
         popped.extend(r.popped);
     }
-    // Every item popped was put, and (when every client finished) every
-    // item put was popped, each once.
     let mut seen = HashSet::with_capacity(popped.len());
     for item in popped {
         if !put.contains(&item) || !seen.insert(item.clone()) {
@@ -197,5 +349,4 @@ async fn drive<C: QueueConn + 'static>(opts: &Options) -> Result<Report, RunErro
         });
     }
     report.latency = latencies.summarize();
-    Ok(report)
 }

@@ -203,7 +203,7 @@ pub fn run(opts: &Options) -> Result<Report, RunError> {
         Mode::Echo => echo::run(opts),
         Mode::Presence => presence::run(opts),
         Mode::Queue => grpc::run_queue::<queue::LineConn>(opts),
-        Mode::GrpcQueue => grpc::run_queue::<grpc::GrpcConn>(opts),
+        Mode::GrpcQueue => grpc::run_grpc_queue(opts),
     }
 }
 
