@@ -4,11 +4,15 @@
 //!   `proto/queue.proto` (the wire contract; `build.rs`).
 //! - [`server`]: `queue-grpc-server`, tonic on a current-thread tokio
 //!   runtime around the same [`crate::queue::BoundedQueue`] the line
-//!   `queue` handler uses.
+//!   `queue` handler uses; [`incoming`] (its connections: `--max-clients`,
+//!   descriptor exhaustion, the idle timeout) and [`budget`] (replies a
+//!   connection may hold) keep its memory bounded.
 //!
 //! The clients (`nonblocking-client grpc-queue`, `loadgen --handler
 //! grpc-queue`) use [`pb::queue_client::QueueClient`] and [`runtime`].
 
+mod budget;
+mod incoming;
 pub mod server;
 
 /// Generated from `proto/queue.proto` (package `queue`).
