@@ -110,7 +110,9 @@ ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
 PY=$(python3 -c 'import sys; print(sys.executable)')   # not a pyenv shim: its CPU is the server's
 
 echo "# building (release)" >&2
-cargo build --release --quiet --bins || exit 1
+FEATURES=()   # queue-grpc-server and loadgen's grpc-queue are the cargo feature grpc
+case " $SERVERS $WORKLOADS " in *" grpc "*|*" grpc-queue "*) FEATURES=(--features grpc) ;; esac
+cargo build --release --quiet --bins "${FEATURES[@]}" || exit 1
 B=$ROOT/target/release
 LOADGEN=$B/loadgen
 AT=$ROOT/target/anchors           # peers build here; shared/anchors stays untouched

@@ -22,7 +22,9 @@ mkdir -p "$COLD_DIR"
 now() { date +%s.%N; }
 since() { awk -v a="$1" -v b="$(now)" 'BEGIN { printf "%.1f", b - a }'; }
 
-echo "# $PWD $(git rev-parse --short HEAD 2>/dev/null)$(git diff --quiet 2>/dev/null || echo ' (with changes)'), $(nproc) cores"
+rev=$(git rev-parse --short HEAD 2>/dev/null || echo "not a git tree")
+git diff --quiet HEAD 2>/dev/null || rev="$rev (with changes)"
+echo "# $PWD at $rev, $(nproc) cores"
 # CPU seconds (user + sys) of every process a command ran: steadier than
 # wall-clock on a shared machine.
 TIME_FMT="cpu %U s user + %S s sys"
@@ -44,9 +46,9 @@ until grep -q '^Listening' "$out"; do
     sleep 0.1
 done
 echo "cold: cargo run --release --bin nonblocking-server -- 0 until Listening: $(since "$start") s"
-# cargo waits for the server it started; stop that server (cargo's child) by its id.
-# (/usr/bin/time runs cargo, which runs the server.)
-server_pid=$(pgrep -P "$(pgrep -P "$cargo_pid")" || true)
+# /usr/bin/time runs cargo, and cargo run execs the server (Unix): stop
+# that process, time's child, by its id.
+server_pid=$(pgrep -P "$cargo_pid" || true)
 [ -n "$server_pid" ] && kill -INT "$server_pid"
 wait "$cargo_pid" || true
 echo "  $(cat "$COLD_DIR/run.cpu")"
