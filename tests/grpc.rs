@@ -490,6 +490,27 @@ fn loadgen_grpc_queue_checks_every_answer() {
     // The queue is left empty.
     let (rt, mut c) = s.client();
     assert_eq!(rt.block_on(c.size(Empty {})).unwrap().get_ref().size, 0);
+    // Four calls in flight per client, on its one connection.
+    let out = loadgen(&[
+        "-H",
+        "grpc-queue",
+        "-c",
+        "2",
+        "-w",
+        "4",
+        "-l",
+        "25",
+        "--json",
+        &addr,
+    ]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{out:?}");
+    assert!(
+        stdout.contains("\"lines\":100,"),
+        "2 clients x 25 x 2 calls: {stdout}"
+    );
+    assert!(stdout.contains("\"errors\":0,"), "{stdout}");
+    assert_eq!(rt.block_on(c.size(Empty {})).unwrap().get_ref().size, 0);
     // More clients than the queue holds: a put answers false, which is an
     // error the run reports (exit 1).
     let out = loadgen(&["-H", "grpc-queue", "-c", "9", "-l", "25", &addr]);

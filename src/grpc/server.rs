@@ -188,7 +188,7 @@ pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
 pub const MAX_STREAMS_PER_CONNECTION: u32 = 256;
 
 /// Calls of one connection running or holding an unsent reply (each at
-/// most a 64 KiB item): see [`super::budget`]. The other open streams wait
+/// most a 64 KiB item): see `grpc::budget`. The other open streams wait
 /// with their headers only.
 pub const REPLIES_PER_CONNECTION: usize = 8;
 

@@ -4,11 +4,12 @@
 //!
 //! Each client has its own connection (an HTTP/2 connection, or a TCP
 //! stream) and does `--lines` steps of a `put` of a unique item then a
-//! `pop`. Every answer is checked: each `put` must answer true (so the
-//! server's SIZE must be at least `--clients`: each client has at most one
-//! item queued), each `pop` must return an item, and at the end the items
-//! popped must be exactly the items put. The queue must be empty at the
-//! start.
+//! `pop`; over gRPC, `--window W` runs them as W chains at once, W calls in
+//! flight on the one connection. Every answer is checked: each `put` must
+//! answer true (so the server's SIZE must be at least `--clients` x
+//! `--window`: each chain has at most one item queued), each `pop` must
+//! return an item, and at the end the items popped must be exactly the
+//! items put. The queue must be empty at the start.
 //!
 //! The clients are spread over `--threads` threads, each with its own
 //! current-thread tokio runtime (no work stealing, no cross-thread wakeups),
@@ -39,6 +40,11 @@ pub trait QueueConn: Sized {
     fn pop(&mut self) -> impl Future<Output = Result<Option<String>, String>>;
     /// `size`.
     fn size(&mut self) -> impl Future<Output = Result<u64, String>>;
+    /// Another handle on the same connection, for one more call in flight
+    /// at once (`--window`); `None` when the protocol has one at a time.
+    fn fork(&self) -> Option<Self> {
+        None
+    }
 }
 
 /// `--handler grpc-queue`.
@@ -121,6 +127,12 @@ mod grpc_conn {
             Ok(GrpcConn(QueueClient::with_origin(H2Service(send), origin)))
         }
 
+        /// HTTP/2 multiplexes: each handle's calls are streams of the one
+        /// connection, and hyper writes the frames of all of them together.
+        fn fork(&self) -> Option<Self> {
+            Some(GrpcConn(self.0.clone()))
+        }
+
         async fn put(&mut self, item: String) -> Result<bool, String> {
             let reply = self.0.put(PutRequest { item }).await;
             reply.map(|r| r.get_ref().ok).map_err(|s| s.to_string())
@@ -149,19 +161,59 @@ struct ClientResult {
     error: Option<String>,
 }
 
-/// One client: `steps` × (`put` a unique item, `pop`), each answer checked.
-async fn client<C: QueueConn>(mut conn: C, id: usize, steps: u64) -> ClientResult {
+/// One client: `steps` × (`put` a unique item, `pop`), each answer
+/// checked, in `window` chains at once over its one connection (chain `k`
+/// does steps `k`, `k + window`, ...); `window` is 1 where the connection
+/// cannot fork.
+async fn client<C: QueueConn + 'static>(
+    conn: C,
+    id: usize,
+    steps: u64,
+    window: u64,
+) -> ClientResult {
+    let forks: Vec<C> = (1..window).map_while(|_| conn.fork()).collect();
+    let stride = 1 + forks.len() as u64;
+    let chains: Vec<_> = std::iter::once(conn)
+        .chain(forks)
+        .zip(0..)
+        .map(|(conn, first)| tokio::task::spawn_local(chain(conn, id, first, stride, steps)))
+        .collect();
     let mut r = ClientResult::default();
-    let steps_usize = usize::try_from(steps).unwrap_or(0);
-    r.latencies.reserve(steps_usize.saturating_mul(2));
-    for step in 0..steps {
+    for done in chains {
+        let done = done.await.unwrap_or_else(|e| ClientResult {
+            error: Some(format!("client {id}: {e}")),
+            ..ClientResult::default()
+        });
+        r.calls += done.calls;
+        r.put.extend(done.put);
+        r.popped.extend(done.popped);
+        r.latencies.extend(done.latencies);
+        r.error = r.error.or(done.error);
+    }
+    r
+}
+
+/// One chain of client `id`: steps `first`, `first + stride`, ... below
+/// `steps`, each a `put` then a `pop`; stops at the first failure.
+async fn chain<C: QueueConn>(
+    mut conn: C,
+    id: usize,
+    first: u64,
+    stride: u64,
+    steps: u64,
+) -> ClientResult {
+    let mut r = ClientResult::default();
+    let mine = usize::try_from(steps.saturating_sub(first).div_ceil(stride)).unwrap_or(0);
+    r.latencies.reserve(mine.saturating_mul(2));
+    for step in (first..steps).step_by(usize::try_from(stride).unwrap_or(1)) {
         let item = format!("lg{id}-{step}");
         let start = Instant::now();
         match conn.put(item.clone()).await {
             Ok(true) => {}
             Ok(false) => {
                 r.error = Some(format!(
-                    "client {id}: put answered false (queue full: start the server with SIZE >= --clients)"
+                    "client {id}: put answered false (queue full: start the server with \
+                     SIZE >= --clients x --window)"
                 ));
                 return r;
             }
@@ -237,9 +289,10 @@ pub fn run_queue<C: QueueConn + 'static>(opts: &Options) -> Result<Report, RunEr
         .map(|t| {
             let ids: Vec<usize> = (t..opts.clients).step_by(threads).collect();
             let (addr, steps, timeout) = (opts.addr, opts.lines, opts.timeout);
+            let window = opts.window;
             let connected = Arc::clone(&connected);
             thread::spawn(move || {
-                load_thread::<C>(addr, &ids, steps, deadline, timeout, &connected)
+                load_thread::<C>(addr, &ids, steps, window, deadline, timeout, &connected)
             })
         })
         .collect();
@@ -273,6 +326,7 @@ fn load_thread<C: QueueConn + 'static>(
     addr: SocketAddr,
     ids: &[usize],
     steps: u64,
+    window: u64,
     deadline: tokio::time::Instant,
     timeout: Duration,
     connected: &Barrier,
@@ -299,7 +353,7 @@ fn load_thread<C: QueueConn + 'static>(
         let tasks: Vec<_> = conns
             .into_iter()
             .zip(ids)
-            .map(|(conn, &id)| tokio::task::spawn_local(client(conn, id + 1, steps)))
+            .map(|(conn, &id)| tokio::task::spawn_local(client(conn, id + 1, steps, window)))
             .collect();
         let mut results = Vec::with_capacity(tasks.len());
         for task in tasks {
