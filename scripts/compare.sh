@@ -18,6 +18,7 @@
 #        THREADS (1, or --threads N): loadgen's --threads, the same for every row of a series
 #        (1 is how the tables before issue 14 were measured; 2 so loadgen is not the bottleneck),
 #        GRPC_PY (target/grpc-venv/bin/python, created with grpcio if missing: the grpc-queue peer),
+#        GRPC_WINDOW (16): grpc-queue's calls in flight per client over gRPC,
 #        SCALE_CLIENTS ("10 50 200 1000"), OUT (bench-results; bench-results/quick with QUICK=1), ANCHORS (../shared/anchors),
 #        WAIT_IDLE (1; 0 with QUICK): before each run wait up to 2 min for the machine to go idle,
 #        CASE_LIMIT (300 s per run).
@@ -36,8 +37,9 @@
 #   grpc-queue     seed 001's queue, put then pop per step, 1 client x 10,000 steps and 50 clients
 #                  x 2,000 steps (lines = calls, two per step): `grpc` = queue-grpc-server, `python`
 #                  = scripts/peers/grpc_queue_server.py (grpcio, thread pool), both loadgen
-#                  --handler grpc-queue; `nonblocking`/`threaded` = the line `--handler queue` on
-#                  the same workload (loadgen --handler queue). Queue size 64 everywhere.
+#                  --handler grpc-queue --window $GRPC_WINDOW (16 calls in flight on each client's
+#                  one HTTP/2 connection); `nonblocking`/`threaded` = the line `--handler queue` on
+#                  the same workload (loadgen --handler queue, one call at a time). Queue size 1024.
 #   connect-scale  seed 004's question (issue 14): at each of CONNECT_CLIENTS, every client connects
 #                  at once (--connect-burst) and does one echo round trip; time = loadgen's connect_s
 #                  + wall_s (first connect to last reply, less the start barrier), and the server's
@@ -95,7 +97,8 @@ else
   LEDGER_LINES=10000; LEDGER_REPEAT=20; ECHO_LINES=10000; ECHO64_LINES=10000; PRESENCE_N=1000; SCALE_TOTAL=1000000
   UDP_LINES=10000; GRPC_STEPS_1=10000; GRPC_STEPS_50=2000
 fi
-QUEUE_SIZE=64   # >= the most clients of the grpc-queue workload: each has one item queued at most
+GRPC_WINDOW=${GRPC_WINDOW:-16}   # grpc-queue over gRPC: calls in flight per client (loadgen --window)
+QUEUE_SIZE=1024  # >= clients x GRPC_WINDOW of the grpc-queue workload: each chain has one item queued at most
 
 mkdir -p "$OUT"
 WORK=$(mktemp -d /tmp/compare.XXXXXX)
@@ -233,6 +236,7 @@ run_one() {
   local extra=() lh=$h
   [ "$h" = ledger ] && extra=(--expect-log "$rd/expected.txt")
   [ "$h" = udp-echo ] && { lh=echo; extra=(--udp); }
+  [ "$(loadgen_handler "$srv" "$h")" = grpc-queue ] && extra=(--window "$GRPC_WINDOW")
   /usr/bin/time -f '%U %S' -o "$rd/loadgen.time" timeout $((CASE_LIMIT + 30)) \
     "$LOADGEN" --json --timeout "$CASE_LIMIT" --threads "$THREADS" --handler "$(loadgen_handler "$srv" "$lh")" \
     --clients "$clients" "${extra[@]}" "$@" \
