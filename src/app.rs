@@ -55,6 +55,7 @@ pub fn server_main(model: Model) -> ExitCode {
             return ExitCode::from(1);
         }
     };
+    let config = crate::limits::fit_descriptors(config, model == Model::Threaded);
     let status = Status::new(handler.status_on_stderr());
     let setup = Setup {
         config,

@@ -130,6 +130,10 @@ pub struct ServerArgs {
     /// With --udp: a peer silent this long is forgotten (its disconnect line is printed)
     #[arg(long, default_value = "60", value_parser = parse_udp_idle, allow_negative_numbers = true, value_name = "SECS")]
     pub udp_idle: Duration,
+    /// With --udp: UDP peers tracked at once, apart from --max-clients; a new peer beyond it
+    /// gets `error: too many clients` and is not tracked
+    #[arg(long, default_value_t = 1024, value_parser = number_in(1, 1_000_000), allow_negative_numbers = true, value_name = "N")]
+    pub max_udp_peers: u64,
     /// nonblocking-server only: N event loops, one thread each; 0 = one per CPU core
     #[arg(long, default_value_t = 1, value_parser = number_in(0, MAX_REACTORS), allow_negative_numbers = true, value_name = "N")]
     pub reactors: u64,
@@ -255,6 +259,9 @@ pub struct ServerConfig {
     pub udp: bool,
     /// `--udp-idle`: how long a silent UDP peer stays a client.
     pub udp_idle: Duration,
+    /// `--max-udp-peers`: a datagram burst from many ports never takes
+    /// the places TCP clients need (`--max-clients` counts TCP only).
+    pub max_udp_peers: usize,
     /// `--reactors`, resolved: the number of event loops (1 or more; `0`
     /// on the command line becomes the number of CPU cores).
     pub reactors: usize,
@@ -356,6 +363,7 @@ impl From<ServerArgs> for ServerConfig {
             max_messages: args.max_messages,
             udp: args.udp,
             udp_idle: args.udp_idle,
+            max_udp_peers: clamp(args.max_udp_peers),
             reactors: match args.reactors {
                 0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
                 n => clamp(n),
@@ -567,6 +575,9 @@ mod tests {
         assert_eq!(c.udp_idle, Duration::from_millis(1500));
         assert_eq!(c.validate(), Ok(()));
         assert_eq!(config(&["s", "1"]).udp_idle, Duration::from_secs(60));
+        assert_eq!(config(&["s", "1"]).max_udp_peers, 1024);
+        assert_eq!(config(&["s", "--max-udp-peers", "7", "1"]).max_udp_peers, 7);
+        assert!(ServerArgs::try_parse_from(["s", "--max-udp-peers", "0", "1"]).is_err());
         assert!(ServerArgs::try_parse_from(["s", "--udp-idle", "0", "1"]).is_err());
         for ok in ["echo", "menu", "queue"] {
             assert_eq!(config(&["s", "-H", ok, "--udp", "1"]).validate(), Ok(()));

@@ -49,6 +49,7 @@
 //! - [`cli`], [`config`]: argument parsing, the server command line and SPEC defaults.
 //! - [`status`]: the exact text of every status and diagnostic line.
 //! - [`net`]: socket set-up.
+//! - [`limits`]: descriptors against `RLIMIT_NOFILE`; `--max-clients` lowered to fit.
 //! - [`signals`]: the shutdown signals, counted one by one.
 //! - [`addr`]: the clients' `ADDR` (`HOST:PORT`, `[V6ADDR]:PORT`, bare `PORT`).
 
@@ -88,6 +89,7 @@ pub mod store;
 pub mod addr;
 pub mod cli;
 pub mod config;
+pub mod limits;
 pub mod net;
 pub mod signals;
 pub mod status;

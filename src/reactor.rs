@@ -383,7 +383,10 @@ impl Reactor {
 
     fn add_client(&mut self, mut stream: TcpStream, peer: SocketAddr) {
         // With N loops the limit is on the total, checked in `admit` below.
-        if self.multi.is_none() && self.roster.count() >= self.config.max_clients {
+        // UDP peers count in the roster but take no `--max-clients` place.
+        if self.multi.is_none()
+            && self.roster.count() - self.udp_peer_count() >= self.config.max_clients
+        {
             status::refuse_too_many_clients(&stream, self.config.max_clients);
             return;
         }
@@ -403,7 +406,7 @@ impl Reactor {
             // `on_connect`, in one step across all loops.
             Some(worker) => {
                 let max = self.config.max_clients;
-                match worker.admit(peer, max, &mut *self.handler, &mut self.outbox) {
+                match worker.admit(peer, Some(max), &mut *self.handler, &mut self.outbox) {
                     Some(id) => (id, None),
                     None => {
                         let _ = self.poll.registry().deregister(&mut stream);

@@ -104,17 +104,17 @@ pub fn too_many_clients(max_clients: usize) {
     ));
 }
 
-/// What a new UDP peer past `--max-clients` gets (SPEC "Datagrams"): the
+/// What a new UDP peer past `--max-udp-peers` gets (SPEC "Datagrams"): the
 /// TCP refusal without its line end.
 pub const UDP_TOO_MANY_CLIENTS: &[u8] = b"error: too many clients";
 /// What a datagram over `--max-line` gets; the peer stays.
 pub const UDP_LINE_TOO_LONG: &[u8] = b"error: line too long";
 
-/// The diagnostic for datagrams from new peers refused at `--max-clients`
+/// The diagnostic for datagrams from new peers refused at `--max-udp-peers`
 /// (throttled: `more` were refused since the last one).
-pub fn udp_refused(from: SocketAddr, max_clients: usize, more: u64) {
+pub fn udp_refused(from: SocketAddr, max_udp_peers: usize, more: u64) {
     diag(format_args!(
-        "refused a UDP peer {from}: too many clients (--max-clients {max_clients}){}",
+        "refused a UDP peer {from}: too many clients (--max-udp-peers {max_udp_peers}){}",
         Also(more)
     ));
 }

@@ -383,7 +383,7 @@ both!(
     the_seed_udpclient_py_against_the_server,
     the_client_binary_against_the_server_over_udp,
     an_acknowledged_deposit_survives_sigkill_exactly_once,
-    five_wrong_pins_over_udp_lock_the_account,
+    lockout_is_per_name_and_address_over_udp_and_tcp,
 );
 
 /// The atm with `--udp` on `path` (which outlives the server).
@@ -548,25 +548,95 @@ fn an_acknowledged_deposit_survives_sigkill_exactly_once(kind: Kind) {
     t.ask("ucharles p02323", "15 dollar(s) are in your balance.");
 }
 
-fn five_wrong_pins_over_udp_lock_the_account(kind: Kind) {
-    let dir = TempDir::new("atm-udp");
+/// A TCP client of the real server from `source` (any 127.0.0.0/8
+/// address is the loopback's own), its id awaited.
+fn connect_from(s: &mut Server, source: [u8; 4], id: u64) -> Conn {
+    let socket = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
+    socket.bind(&SocketAddr::from((source, 0)).into()).unwrap();
+    socket.connect(&s.addr.into()).unwrap();
+    let conn = Conn::from_stream(socket.into());
+    s.wait_connected(id);
+    conn
+}
+
+/// Over TCP: `b`, its challenge, then `creds`; the reply line.
+fn tcp_try(c: &mut Conn, creds: &str) -> String {
+    c.send(b"b\n");
+    c.expect_line(b"\n");
+    c.expect_line(b"\tPlease give the username and pin number.\n");
+    c.expect_line(b"\n");
+    c.send(format!("{creds}\n").as_bytes());
+    let line = c.line_string();
+    line.strip_suffix('\n').unwrap_or(&line).to_string()
+}
+
+const INVALID_BALANCE: &str = "Invalid credentials. Please try the balance command again.";
+const LOCKED: &str = "Account locked. Try again later.";
+
+/// SPEC "atm": lockout per NAME and source address, over both transports.
+fn lockout_is_per_name_and_address_over_udp_and_tcp(kind: Kind) {
+    let dir = TempDir::new("atm-lockout");
     let path = dir.join("accounts.txt");
     std::fs::write(&path, "ada 98765 5\n").unwrap();
     let mut s = start_atm_udp(kind, &path);
-    let t = Teller::new(s.addr);
+    let addr = s.addr;
+    let teller = |source: [u8; 4]| {
+        let socket = UdpSocket::bind(SocketAddr::from((source, 0))).unwrap();
+        socket.connect(addr).unwrap();
+        socket.set_read_timeout(Some(TIMEOUT)).unwrap();
+        Teller { socket }
+    };
+    // An attacker at 127.0.0.1 over UDP: five wrong PINs for ada.
+    let attacker = teller([127, 0, 0, 1]);
     for _ in 0..5 {
-        t.ask("b", CHALLENGE_DATAGRAM);
-        t.ask(
-            "uada p11111",
-            "Invalid credentials. Please try the balance command again.",
-        );
+        attacker.ask("b", CHALLENGE_DATAGRAM);
+        attacker.ask("uada p11111", INVALID_BALANCE);
     }
     s.wait_stderr("the lockout diagnostic", |l| {
-        l.contains("account ada locked")
+        l.contains("account ada locked for 127.0.0.1")
     });
-    // Locked: even the right PIN.
-    t.ask("b", CHALLENGE_DATAGRAM);
-    t.ask("uada p98765", "Account locked. Try again later.");
+    // Locked for that address: even the right PIN, over either transport.
+    attacker.ask("b", CHALLENGE_DATAGRAM);
+    attacker.ask("uada p98765", LOCKED);
+    let mut attacker_tcp = connect_from(&mut s, [127, 0, 0, 1], 2);
+    assert_eq!(tcp_try(&mut attacker_tcp, "uada p98765"), LOCKED);
+    // The owner at another address is not affected, over either transport.
+    let owner = teller([127, 0, 0, 2]);
+    owner.ask("b", CHALLENGE_DATAGRAM);
+    owner.ask("uada p98765", "5 dollar(s) are in your balance.");
+    let mut owner_tcp = connect_from(&mut s, [127, 0, 0, 2], 4);
+    assert_eq!(
+        tcp_try(&mut owner_tcp, "uada p98765"),
+        "5 dollar(s) are in your balance."
+    );
+    // An unknown NAME gets exactly the same replies.
+    let prober = teller([127, 0, 0, 3]);
+    for _ in 0..5 {
+        prober.ask("b", CHALLENGE_DATAGRAM);
+        prober.ask("unobody p11111", INVALID_BALANCE);
+    }
+    prober.ask("b", CHALLENGE_DATAGRAM);
+    prober.ask("unobody p98765", LOCKED);
+    s.wait_stderr("the unknown NAME's diagnostic", |l| {
+        l.contains("unknown NAME nobody locked for 127.0.0.3")
+    });
+    // One address, many NAMEs over TCP: the 20th wrong credential in a
+    // minute still gets Invalid credentials, then every NAME is locked.
+    let mut sprayer = connect_from(&mut s, [127, 0, 0, 4], 6);
+    for i in 0..20 {
+        assert_eq!(
+            tcp_try(&mut sprayer, &format!("uname{i} p1234")),
+            INVALID_BALANCE
+        );
+    }
+    assert_eq!(tcp_try(&mut sprayer, "uada p98765"), LOCKED);
+    s.wait_stderr("the address lock diagnostic", |l| {
+        l.contains("every NAME locked for 127.0.0.4")
+    });
+    assert_eq!(
+        tcp_try(&mut owner_tcp, "uada p98765"),
+        "5 dollar(s) are in your balance."
+    );
     s.stop(SIGINT);
     assert!(
         !s.stderr_lines().iter().any(|l| l.contains("98765"))

@@ -558,19 +558,10 @@ fn start_logged(
     fd_limit: Option<u32>,
 ) -> (Child, SocketAddr, std::path::PathBuf) {
     let err_path = tmp.join("stderr.txt");
-    let mut command = match fd_limit {
-        // The shell lowers its own limit, then becomes the server.
-        Some(fds) => {
-            let mut sh = Command::new("/bin/sh");
-            sh.args([
-                "-c",
-                &format!("ulimit -n {fds} && exec \"$0\" \"$@\""),
-                SERVER,
-            ]);
-            sh
-        }
-        None => Command::new(SERVER),
-    };
+    let mut command = Command::new(SERVER);
+    if let Some(fds) = fd_limit {
+        common::limit_nofile(&mut command, fds.into());
+    }
     let mut child = command
         .args(args)
         .stdin(Stdio::null())

@@ -1,6 +1,7 @@
 //! `--udp` (SPEC "Datagrams"): each datagram one message, each reply one
 //! datagram, a UDP peer a client (ids, status lines, every count,
-//! `--max-clients`, `--udp-idle`), on both servers. The atm over UDP is in
+//! `--max-udp-peers` apart from `--max-clients`, `--udp-idle`, the reply
+//! cap), on every server. The atm over UDP is in
 //! `tests/atm.rs`.
 
 #[macro_use]
@@ -66,7 +67,8 @@ both!(
     queue_over_udp_is_the_same_queue,
     menu_over_udp_and_option_5_forgets_the_peer,
     menu_client_over_udp,
-    a_flood_from_200_ports_against_max_clients_50,
+    peers_beyond_max_udp_peers_are_refused_and_never_lock_tcp_out,
+    no_reply_datagram_amplifies_its_request,
     shutdown_forgets_every_peer_with_its_line,
     handlers_without_datagrams_refuse_udp,
     a_udp_port_taken_is_exit_1_naming_it,
@@ -207,24 +209,36 @@ fn menu_client_over_udp(kind: Kind) {
     s.stop(SIGINT);
 }
 
-fn a_flood_from_200_ports_against_max_clients_50(kind: Kind) {
+/// SPEC "Datagrams": UDP peers have their own limit, `--max-udp-peers`,
+/// and take no `--max-clients` place (issue 19: 300 datagrams from 300
+/// ports used to fill `--max-clients 200` and lock TCP clients out).
+fn peers_beyond_max_udp_peers_are_refused_and_never_lock_tcp_out(kind: Kind) {
     // --udp-idle well above the time the flood takes on a loaded machine,
-    // so "exactly 50" cannot be blurred by an early expiry.
+    // so "exactly 250" cannot be blurred by an early expiry.
     let mut s = start(
         kind,
-        &["-H", "echo", "--max-clients", "50", "--udp-idle", "3"],
+        &[
+            "-H",
+            "echo",
+            "--max-clients",
+            "200",
+            "--max-udp-peers",
+            "250",
+            "--udp-idle",
+            "30",
+        ],
     );
-    let peers: Vec<Peer> = (0..200).map(|_| Peer::new(s.addr)).collect();
-    for (i, p) in peers[..50].iter().enumerate() {
+    let peers: Vec<Peer> = (0..300).map(|_| Peer::new(s.addr)).collect();
+    for (i, p) in peers[..250].iter().enumerate() {
         p.ask(format!("hi {i}").as_bytes(), format!("hi {i}").as_bytes());
     }
-    s.wait_status_eq("Client 50 connected. Number of connected clients = 50");
-    // Every sender at once; the 150 new ones are refused, the 50 served.
+    s.wait_status_eq("Client 250 connected. Number of connected clients = 250");
+    // Every sender at once: the 50 new ones are refused, the 250 served.
     for (i, p) in peers.iter().enumerate() {
         p.send(format!("again {i}").as_bytes());
     }
     for (i, p) in peers.iter().enumerate() {
-        let expected = if i < 50 {
+        let expected = if i < 250 {
             format!("again {i}").into_bytes()
         } else {
             b"error: too many clients".to_vec()
@@ -232,28 +246,72 @@ fn a_flood_from_200_ports_against_max_clients_50(kind: Kind) {
         assert_eq!(show(&p.recv()), show(&expected), "peer {i}");
     }
     s.wait_stderr("the refusal diagnostic", |l| {
-        l.contains("too many clients (--max-clients 50)")
+        l.contains("too many clients (--max-udp-peers 250)")
     });
-    // All 50 are forgotten; the count goes back to 0.
-    s.wait_status("the count back to 0", |l| {
-        l.ends_with(" disconnected. Number of connected clients = 0")
-    });
-    for id in 1..=50 {
-        let prefix = format!("Client {id} disconnected. ");
-        assert!(
-            s.seen_status(|l| l.starts_with(&prefix)),
-            "client {id}\n{}",
-            s.transcript()
-        );
-    }
-    // The refused peers got no id: the next client is 51.
-    let _tcp = s.connect_as(51);
+    // 250 peers, more than --max-clients: a TCP client is still served,
+    // and counted with them. The refused peers got no id.
+    let mut tcp = s.connect_as(251);
+    assert_eq!(
+        s.last_status(),
+        "Client 251 connected. Number of connected clients = 251"
+    );
+    tcp.send(b"tcp\n");
+    tcp.expect_line(b"tcp\n");
+    // Still full for new peers.
+    Peer::new(s.addr).ask(b"late", b"error: too many clients");
     s.stop(SIGINT);
     assert!(
-        !s.seen_status(|l| l.contains("= 51")),
-        "never more than 50 at once\n{}",
+        !s.seen_status(|l| l.contains("= 252")),
+        "never more than 250 peers and 1 TCP client\n{}",
         s.transcript()
     );
+    assert!(
+        !s.stderr_lines().iter().any(|l| l.contains("--max-clients")),
+        "no TCP refusal\n{}",
+        s.transcript()
+    );
+}
+
+/// SPEC "Datagrams": no reply datagram is larger than the larger of 512
+/// bytes and three times the datagram it answers (issue 19: a 4-byte
+/// `peek` used to be answered with a 65,000-byte item).
+fn no_reply_datagram_amplifies_its_request(kind: Kind) {
+    const TOO_LARGE: &[u8] = b"error: reply too large for a datagram, use TCP";
+    let mut s = start(kind, &["-H", "queue"]);
+    let p = Peer::new(s.addr);
+    p.ask(b"size", b"0");
+    let mut tcp = s.connect_as(2);
+    let mut put = |item: &[u8]| {
+        tcp.send(b"put ");
+        tcp.send(item);
+        tcp.send(b"\n");
+        tcp.expect_line(b"True\n");
+    };
+    // 512 bytes go out whatever the request.
+    let at_cap = vec![b'a'; 512];
+    put(&at_cap);
+    p.ask(b"peek", &at_cap);
+    p.ask(b"pop", &at_cap);
+    // 513 bytes to a 4-byte request: refused; the item stays queued.
+    let over = vec![b'b'; 513];
+    put(&over);
+    p.ask(b"peek", TOO_LARGE);
+    // The issue's case: a 65,000-byte item.
+    let huge = vec![b'c'; 65_000];
+    put(&huge);
+    p.ask(b"peek\n", TOO_LARGE);
+    // A pop that could not carry its item leaves it queued: nothing lost.
+    p.ask(b"pop", TOO_LARGE);
+    p.ask(b"size", b"2");
+    // Over TCP nothing is capped.
+    tcp.send(b"pop\npop\n");
+    let mut expected = over.clone();
+    expected.push(b'\n');
+    tcp.expect_line(&expected);
+    let mut expected = huge.clone();
+    expected.push(b'\n');
+    tcp.expect_line(&expected);
+    s.stop(SIGINT);
 }
 
 fn shutdown_forgets_every_peer_with_its_line(kind: Kind) {

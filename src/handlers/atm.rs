@@ -2,8 +2,11 @@
 //!
 //! A request (`b`, `w<AMOUNT>`, `d<AMOUNT>`) gets the seed's challenge and
 //! waits, for that client only, up to [`REQUEST_TIMEOUT`]; `u<NAME> p<PIN>`
-//! answers it. Five wrong PINs in a row lock an account for [`LOCKOUT`].
-//! Time is only ever `out.now()`, so tests drive the clocks.
+//! answers it. Wrong credentials lock a NAME for the address they came
+//! from ([`lockout`]: per NAME and address, and per address across all
+//! NAMEs), so an attacker locks out only itself, and an unknown NAME is
+//! treated exactly like an account. Time is only ever `out.now()`, so tests
+//! drive the clocks.
 //!
 //! Transport: every reply is emitted in its TCP form, the seed's text plus
 //! one `\n` (so the challenge ends in two). A UDP transport strips that one
@@ -20,6 +23,7 @@
 
 use std::collections::HashMap;
 use std::fmt;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
@@ -31,8 +35,10 @@ use crate::handlers::ledger::add_exact;
 use crate::store::snapshot::SnapshotStore;
 
 pub mod accounts;
+pub mod lockout;
 
 pub use accounts::{Account, Accounts, ParseError, Pin, money, push_money};
+use lockout::Lockout;
 
 /// The seed's challenge, exactly (its `udpclient.py` compares with `==`).
 pub const CHALLENGE: &[u8] = b"\n\tPlease give the username and pin number.\n";
@@ -41,10 +47,10 @@ pub const LOCKED: &[u8] = b"Account locked. Try again later.";
 
 /// How long a request waits for its credentials (SPEC: up to 30 s).
 pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
-/// Wrong PINs in a row that lock an account.
-pub const MAX_WRONG_PINS: u32 = 5;
-/// How long a locked account stays locked.
-pub const LOCKOUT: Duration = Duration::from_secs(60);
+/// Wrong PINs in a row for one NAME from one address that lock it there.
+pub const MAX_WRONG_PINS: u32 = lockout::MAX_WRONG_IN_A_ROW;
+/// How long a lock lasts.
+pub const LOCKOUT: Duration = lockout::LOCK_TIME;
 
 /// What a request asks for, once credentials come.
 #[derive(Copy, Clone, Debug, PartialEq, Eq)]
@@ -138,19 +144,15 @@ struct Waiting {
     since: Instant,
 }
 
-/// Wrong-PIN bookkeeping for one account.
-#[derive(Copy, Clone, Debug, Default)]
-struct Guard {
-    /// Wrong PINs in a row since the last right one (or the last lock).
-    wrong: u32,
-    locked_until: Option<Instant>,
-}
-
 /// The atm handler. Its `Debug` shows no PIN ([`Pin`]'s is redacted).
 #[derive(Debug)]
 pub struct Atm {
     accounts: Accounts,
-    guards: Vec<Guard>,
+    /// Who may try a PIN now (bounded tables, see [`lockout`]).
+    lockout: Lockout,
+    /// Each connected client's IP address, which the lockout counts by
+    /// (removed at disconnect).
+    addresses: HashMap<ClientId, IpAddr>,
     /// At most one per connected client (removed at disconnect).
     waiting: HashMap<ClientId, Waiting>,
     /// Reused for every persisted snapshot.
@@ -166,8 +168,9 @@ fn decoy_pin() -> Pin {
 impl Atm {
     pub fn new(accounts: Accounts) -> Atm {
         Atm {
-            guards: vec![Guard::default(); accounts.len()],
             accounts,
+            lockout: Lockout::new(),
+            addresses: HashMap::new(),
             waiting: HashMap::new(),
             snapshot: Vec::new(),
         }
@@ -201,34 +204,53 @@ impl Atm {
 
     fn answer(&mut self, id: ClientId, op: Op, name: &[u8], pin: &[u8], out: &mut Outbox) {
         let now = out.now();
-        let Some(index) = self.accounts.find(name) else {
-            // Same work as a wrong PIN; counts for no account.
-            let _ = decoy_pin().matches(pin);
-            return invalid(id, op, out);
-        };
-        let guard = &mut self.guards[index];
-        if let Some(until) = guard.locked_until {
-            if now < until {
-                return reply(out, id, LOCKED);
-            }
-            *guard = Guard::default();
+        // A client with no on_connect (a hand-driven handler) counts as one
+        // address of its own kind.
+        let addr = self
+            .addresses
+            .get(&id)
+            .copied()
+            .unwrap_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED));
+        if self.lockout.is_locked(name, addr, now) {
+            // No PIN is looked at, known NAME or not.
+            return reply(out, id, LOCKED);
         }
-        if !self.accounts.get(index).pin.matches(pin) {
-            guard.wrong += 1;
-            if guard.wrong >= MAX_WRONG_PINS {
-                *guard = Guard {
-                    wrong: 0,
-                    locked_until: Some(now + LOCKOUT),
+        // An unknown NAME costs the same work as a wrong PIN and counts
+        // exactly like one.
+        let found = self.accounts.find(name);
+        let right = match found {
+            Some(index) => self.accounts.get(index).pin.matches(pin),
+            None => {
+                let _ = decoy_pin().matches(pin);
+                false
+            }
+        };
+        let Some(index) = found.filter(|_| right) else {
+            let failure = self.lockout.failed(name, addr, now);
+            let shown = shown_name(name);
+            if failure.name_locked {
+                // Only stderr may tell an account from an unknown NAME.
+                let what = if found.is_some() {
+                    "account"
+                } else {
+                    "unknown NAME"
                 };
                 out.diagnostic(format!(
-                    "atm: account {} locked for {} s after {MAX_WRONG_PINS} wrong PINs in a row",
-                    self.accounts.get(index).name,
+                    "atm: {what} {shown} locked for {addr} for {} s after {MAX_WRONG_PINS} wrong credentials in a row",
                     LOCKOUT.as_secs()
                 ));
             }
+            if failure.address_locked {
+                out.diagnostic(format!(
+                    "atm: every NAME locked for {addr} for {} s after {} wrong credentials within {} s (the last for {shown})",
+                    LOCKOUT.as_secs(),
+                    lockout::MAX_WRONG_PER_WINDOW,
+                    lockout::WINDOW.as_secs()
+                ));
+            }
             return invalid(id, op, out);
-        }
-        guard.wrong = 0;
+        };
+        self.lockout.succeeded(name, addr);
         let balance = self.accounts.get(index).balance;
         let (verb, amount, change) = match op {
             Op::Balance => {
@@ -265,6 +287,18 @@ impl Atm {
     }
 }
 
+/// A NAME as a diagnostic shows it: any bytes a client sent, escaped and
+/// cut to a sane length (a NAME that exists is 1 to 20 of `[A-Za-z0-9]`).
+fn shown_name(name: &[u8]) -> String {
+    const MAX_SHOWN: usize = 40;
+    let cut = &name[..name.len().min(MAX_SHOWN)];
+    let mut shown: String = String::from_utf8_lossy(cut).escape_debug().collect();
+    if name.len() > MAX_SHOWN {
+        shown.push_str("...");
+    }
+    shown
+}
+
 /// The reply in its TCP form: `text` and one `\n` (see the module doc).
 fn reply(out: &mut Outbox, id: ClientId, text: &[u8]) {
     out.send_with(id, |buf| {
@@ -290,6 +324,10 @@ impl Handler for Atm {
         Framing::Lines { idle_flush: true }
     }
 
+    fn on_connect(&mut self, id: ClientId, peer: SocketAddr, _out: &mut Outbox) {
+        self.addresses.insert(id, peer.ip());
+    }
+
     fn on_message(&mut self, id: ClientId, msg: &[u8], out: &mut Outbox) {
         let now = out.now();
         match parse_request(msg) {
@@ -312,6 +350,7 @@ impl Handler for Atm {
 
     fn on_disconnect(&mut self, id: ClientId, _out: &mut Outbox) {
         self.waiting.remove(&id);
+        self.addresses.remove(&id);
     }
 }
 

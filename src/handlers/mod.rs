@@ -126,7 +126,18 @@ pub struct Outbox {
     /// The time of the event being handled, set by the server: handlers
     /// never read a clock (quinn-proto's rule), so tests can give any time.
     now: Instant,
+    /// The longest reply the client can take (not counting a TCP line's
+    /// `\n`), if its transport limits it: a UDP reply datagram (SPEC
+    /// "Datagrams"). Set by the server for the message being handled; a
+    /// handler that would consume state to make a longer reply (the
+    /// queue's `pop`) answers [`REPLY_TOO_LARGE`] instead, so nothing is
+    /// lost.
+    reply_limit: Option<usize>,
 }
+
+/// The answer to a request whose reply would pass [`Outbox::reply_limit`]
+/// (a UDP transport also puts it in place of any longer reply datagram).
+pub const REPLY_TOO_LARGE: &[u8] = b"error: reply too large for a datagram, use TCP";
 
 impl Default for Outbox {
     fn default() -> Self {
@@ -143,6 +154,7 @@ impl Outbox {
             actions: Vec::new(),
             arena: Vec::new(),
             now: Instant::now(),
+            reply_limit: None,
         }
     }
 
@@ -155,6 +167,16 @@ impl Outbox {
     /// `Instant` after every poll (or before every locked call).
     pub fn set_now(&mut self, now: Instant) {
         self.now = now;
+    }
+
+    /// See the field's doc.
+    pub fn reply_limit(&self) -> Option<usize> {
+        self.reply_limit
+    }
+
+    /// Sets the limit for the message about to be handled (`None` after).
+    pub fn set_reply_limit(&mut self, limit: Option<usize>) {
+        self.reply_limit = limit;
     }
 
     /// Queues `bytes` for client `to`.

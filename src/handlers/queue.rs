@@ -11,7 +11,7 @@
 
 use std::io::Write;
 
-use super::{ClientId, Framing, Handler, Outbox, strip_terminator};
+use super::{ClientId, Framing, Handler, Outbox, REPLY_TOO_LARGE, strip_terminator};
 use crate::queue::BoundedQueue;
 
 pub const USAGE_PUT: &str = "error: usage: put ITEM";
@@ -116,8 +116,16 @@ impl Handler for Queue {
                 Some(item) => send_line(out, id, item),
                 None => out.send(id, b"None\n"),
             },
-            Command::Pop => match self.queue.pop() {
-                Some(item) => send_line(out, id, &item),
+            // An item the reply could not carry (a UDP datagram) stays.
+            Command::Pop => match self.queue.peek() {
+                Some(item) if out.reply_limit().is_some_and(|max| item.len() > max) => {
+                    send_line(out, id, REPLY_TOO_LARGE);
+                }
+                Some(_) => {
+                    if let Some(item) = self.queue.pop() {
+                        send_line(out, id, &item);
+                    }
+                }
                 None => out.send(id, b"None\n"),
             },
             Command::Size => {
@@ -191,6 +199,21 @@ mod tests {
                 "{line:?}"
             );
         }
+    }
+
+    #[test]
+    fn a_pop_whose_reply_could_not_be_carried_leaves_the_item() {
+        let mut q = Queue::new(10);
+        let mut out = Outbox::new();
+        assert_eq!(ask(&mut q, &mut out, A, b"put 12345\n"), b"True\n");
+        out.set_reply_limit(Some(4));
+        let mut too_large = REPLY_TOO_LARGE.to_vec();
+        too_large.push(b'\n');
+        assert_eq!(ask(&mut q, &mut out, A, b"pop"), too_large);
+        assert_eq!(ask(&mut q, &mut out, A, b"size"), b"1\n");
+        out.set_reply_limit(Some(5));
+        assert_eq!(ask(&mut q, &mut out, A, b"pop"), b"12345\n");
+        assert_eq!(ask(&mut q, &mut out, A, b"pop"), b"None\n");
     }
 
     #[test]

@@ -79,12 +79,13 @@ pub struct Worker {
 
 impl Worker {
     /// A new client on this loop: its id and status line, and the
-    /// handler's `on_connect` (its actions left in `out`). `None`: over
-    /// `--max-clients` in total.
+    /// handler's `on_connect` (its actions left in `out`). `max`: the
+    /// `--max-clients` of a TCP client, `None` for a UDP peer (limited by
+    /// `--max-udp-peers` where the socket is). `None` back: over `max`.
     pub(super) fn admit(
         &mut self,
         peer: SocketAddr,
-        max: usize,
+        max: Option<usize>,
         handler: &mut dyn Handler,
         out: &mut Outbox,
     ) -> Option<ClientId> {
@@ -105,6 +106,14 @@ impl Worker {
         }
         self.census.leave(id);
     }
+
+    /// A UDP peer was forgotten by this loop.
+    pub(super) fn leave_udp_peer(&self, id: ClientId) {
+        if let Some(hub) = &self.hub {
+            hub.forget(id);
+        }
+        self.census.leave_udp_peer(id);
+    }
 }
 
 impl Reactor {
@@ -115,11 +124,14 @@ impl Reactor {
             return;
         };
         let messages: Vec<Msg> = worker.rx.try_iter().collect();
-        let (index, hub) = (worker.index, worker.hub.clone());
+        let (index, hub, census) = (worker.index, worker.hub.clone(), worker.census.clone());
         for message in messages {
             match message {
                 Msg::Clients(clients) => {
                     for (stream, peer) in clients {
+                        // Settled first: counted twice for a moment, a
+                        // client would be refused a place it has.
+                        census.settled(1);
                         self.add_client(stream, peer);
                     }
                 }

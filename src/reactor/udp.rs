@@ -47,6 +47,9 @@ pub(super) struct Udp {
     more: bool,
     /// The socket said `WouldBlock` to a reply: WRITABLE is registered.
     blocked: bool,
+    /// The size of the datagram being handled (0 between datagrams): a
+    /// reply is capped at [`datagram::reply_cap`] of it.
+    answering: usize,
     /// Shutdown closed it: no more reads; queued replies still go out.
     closed: bool,
     refused: Throttle,
@@ -82,12 +85,13 @@ impl Udp {
         registry.register(&mut socket, UDP, Interest::READABLE)?;
         Ok(Udp {
             socket,
-            peers: Peers::new(config.udp_idle),
+            peers: Peers::new(config.udp_idle, config.max_udp_peers),
             replies: Replies::new(),
             buf: vec![0; datagram::recv_buffer_len(config.max_line_bytes)],
             is_line,
             more: false,
             blocked: false,
+            answering: 0,
             closed: false,
             refused: Throttle::default(),
             too_long: Throttle::default(),
@@ -118,12 +122,18 @@ impl Udp {
             return false;
         };
         self.replies
-            .push(to, datagram::reply(payload, self.is_line));
+            .push(to, datagram::reply(payload, self.is_line, self.answering));
         true
     }
 }
 
 impl Reactor {
+    /// UDP peers tracked: they count in every client count but take no
+    /// `--max-clients` place.
+    pub(super) fn udp_peer_count(&self) -> usize {
+        self.udp.as_ref().map_or(0, |u| u.peers.len())
+    }
+
     /// Whether the loop must not exit yet: replies are still queued.
     pub(super) fn udp_owes_output(&self) -> bool {
         self.udp.as_ref().is_some_and(Udp::has_output)
@@ -139,7 +149,13 @@ impl Reactor {
                 return;
             }
             match udp.socket.recv_from(&mut udp.buf) {
-                Ok((n, from)) => self.handle_datagram(n, from),
+                Ok((n, from)) => {
+                    udp.answering = n;
+                    self.handle_datagram(n, from);
+                    if let Some(udp) = self.udp.as_mut() {
+                        udp.answering = 0;
+                    }
+                }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
                     udp.more = false;
                     return;
@@ -175,45 +191,39 @@ impl Reactor {
     /// One datagram, `buf[..n]`, from `from`.
     fn handle_datagram(&mut self, n: usize, from: SocketAddr) {
         let now = self.outbox.now();
-        let known = self
-            .udp
-            .as_ref()
-            .is_some_and(|u| u.peers.addr_is_known(from));
-        if self.multi.is_some() && !known {
+        let (max_peers, max_line) = (self.config.max_udp_peers, self.config.max_line_bytes);
+        let Some(udp) = self.udp.as_mut() else {
+            return;
+        };
+        let known = udp.peers.addr_is_known(from);
+        if !known && udp.peers.is_full() {
+            // `--max-udp-peers`, apart from `--max-clients`.
+            udp.replies.push(from, status::UDP_TOO_MANY_CLIENTS);
+            if let Some(more) = udp.refused.hit(now) {
+                status::udp_refused(from, max_peers, more);
+            }
+            return;
+        }
+        if !known && let Some(worker) = self.multi.as_deref_mut() {
             // One of N loops: a new peer is admitted through the census
             // (its id, its line and, for shared state, the handler's
-            // `on_connect`, in one step across all loops).
-            let max = self.config.max_clients;
-            let admitted = match self.multi.as_deref_mut() {
-                Some(worker) => worker.admit(from, max, &mut *self.handler, &mut self.outbox),
-                None => None,
-            };
-            let Some(udp) = self.udp.as_mut() else {
+            // `on_connect`, in one step across all loops); `None`: it
+            // takes no `--max-clients` place.
+            let Some(id) = worker.admit(from, None, &mut *self.handler, &mut self.outbox) else {
                 return;
             };
-            match admitted {
-                Some(id) => {
-                    udp.peers.admit(from, now, true, || id);
-                    self.apply_actions();
-                }
-                None => {
-                    udp.replies.push(from, status::UDP_TOO_MANY_CLIENTS);
-                    if let Some(more) = udp.refused.hit(now) {
-                        status::udp_refused(from, max, more);
-                    }
-                    return;
-                }
+            if let Some(udp) = self.udp.as_mut() {
+                udp.peers.admit(from, now, || id);
             }
+            self.apply_actions();
         }
         // The roster counts clients of both kinds: TCP and UDP peers.
-        let room = self.roster.count() < self.config.max_clients;
-        let (max_clients, max_line) = (self.config.max_clients, self.config.max_line_bytes);
         let Some(udp) = self.udp.as_mut() else {
             return;
         };
         let roster = &self.roster;
         let mut clients = 0;
-        let id = match udp.peers.admit(from, now, room, || {
+        let id = match udp.peers.admit(from, now, || {
             let (id, count) = roster.join();
             clients = count;
             id
@@ -225,13 +235,8 @@ impl Reactor {
                 self.apply_actions();
                 id
             }
-            Admit::Refused => {
-                udp.replies.push(from, status::UDP_TOO_MANY_CLIENTS);
-                if let Some(more) = udp.refused.hit(now) {
-                    status::udp_refused(from, max_clients, more);
-                }
-                return;
-            }
+            // Checked above.
+            Admit::Refused => return,
         };
         let Some(udp) = self.udp.as_mut() else {
             return;
@@ -246,7 +251,10 @@ impl Reactor {
             return;
         }
         let msg = datagram::message(datagram, udp.is_line);
+        self.outbox
+            .set_reply_limit(Some(datagram::reply_cap(udp.answering)));
         self.handler.on_message(id, msg, &mut self.outbox);
+        self.outbox.set_reply_limit(None);
         self.apply_actions();
     }
 
@@ -268,7 +276,7 @@ impl Reactor {
     /// place in the census).
     fn udp_left(&mut self, id: ClientId) {
         match self.multi.as_deref() {
-            Some(worker) => worker.leave(id),
+            Some(worker) => worker.leave_udp_peer(id),
             None => self.status.disconnected(id, self.roster.leave()),
         }
     }

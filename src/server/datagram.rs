@@ -4,7 +4,9 @@
 //! bounded queue of replies the socket could not take yet.
 //!
 //! A UDP peer (address and port) is a client: an id at its first datagram,
-//! a place in every count and against `--max-clients`, forgotten after
+//! a place in every count (but not against `--max-clients`: peers have
+//! their own limit, `--max-udp-peers`, so a burst of datagrams from many
+//! ports never locks TCP clients out), forgotten after
 //! `--udp-idle` seconds without a datagram. [`Peers`] keeps one expiry entry
 //! per peer in a heap, refreshed lazily: a datagram only stamps the peer's
 //! last-seen time, and an entry that comes due for a peer seen since is put
@@ -13,8 +15,14 @@
 //! table.
 //!
 //! Memory is bounded whatever addresses datagrams claim to come from (a
-//! spoofing flood): the table holds at most `--max-clients` peers, its heap
-//! at most about twice that, and [`Replies`] at most [`MAX_QUEUED_BYTES`].
+//! spoofing flood): the table holds at most `--max-udp-peers` peers, its
+//! heap at most about twice that, and [`Replies`] at most
+//! [`MAX_QUEUED_BYTES`].
+//!
+//! No amplifier: a reply datagram is at most [`reply_cap`] of the datagram
+//! it answers (a forged source address must not turn a 4-byte `peek` into
+//! a 65,000-byte datagram at someone else); a longer one is replaced by
+//! [`REPLY_TOO_LARGE`].
 
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashMap, VecDeque};
@@ -22,6 +30,7 @@ use std::io;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
+pub use crate::handlers::REPLY_TOO_LARGE;
 use crate::handlers::{ClientId, strip_terminator};
 
 /// The largest datagram payload there is (IPv6's is 65,527 bytes, IPv4's
@@ -63,12 +72,31 @@ pub fn message(datagram: &[u8], is_line: bool) -> &[u8] {
     }
 }
 
-/// The datagram for one reply: without the `\n` a TCP reply line ends with
-/// when the handler's datagrams are lines, the bytes as given otherwise.
-pub fn reply(payload: &[u8], is_line: bool) -> &[u8] {
-    match payload {
+/// Reply datagrams up to this size are sent whatever the request's size.
+pub const MIN_REPLY_CAP: usize = 512;
+/// How many times the datagram it answers a reply may be (SPEC).
+pub const REPLY_FACTOR: usize = 3;
+
+/// The largest reply datagram to a datagram of `request_len` bytes: the
+/// larger of [`MIN_REPLY_CAP`] and [`REPLY_FACTOR`] times the request.
+pub fn reply_cap(request_len: usize) -> usize {
+    request_len.saturating_mul(REPLY_FACTOR).max(MIN_REPLY_CAP)
+}
+
+/// The datagram for one reply to a datagram of `request_len` bytes
+/// (0 for a reply that answers none: the cap is then [`MIN_REPLY_CAP`]):
+/// without the `\n` a TCP reply line ends with when the handler's
+/// datagrams are lines, the bytes as given otherwise; [`REPLY_TOO_LARGE`]
+/// if that is over [`reply_cap`].
+pub fn reply(payload: &[u8], is_line: bool, request_len: usize) -> &[u8] {
+    let datagram = match payload {
         [rest @ .., b'\n'] if is_line => rest,
         _ => payload,
+    };
+    if datagram.len() > reply_cap(request_len) {
+        REPLY_TOO_LARGE
+    } else {
+        datagram
     }
 }
 
@@ -80,7 +108,7 @@ pub enum Admit {
     /// A new peer, tracked from now on: print its connected line and tell
     /// the handler.
     New(ClientId),
-    /// A new peer with no room (`--max-clients`): answer
+    /// A new peer with no room (`--max-udp-peers`): answer
     /// `error: too many clients`, do not track it.
     Refused,
 }
@@ -96,6 +124,8 @@ struct Peer {
 pub struct Peers {
     /// `--udp-idle`.
     idle: Duration,
+    /// `--max-udp-peers`.
+    max_peers: usize,
     by_addr: HashMap<SocketAddr, Peer>,
     /// Routes the handler's replies (which name clients) to addresses.
     by_id: HashMap<ClientId, SocketAddr>,
@@ -106,9 +136,10 @@ pub struct Peers {
 }
 
 impl Peers {
-    pub fn new(idle: Duration) -> Self {
+    pub fn new(idle: Duration, max_peers: usize) -> Self {
         Peers {
             idle,
+            max_peers,
             by_addr: HashMap::new(),
             by_id: HashMap::new(),
             expiry: BinaryHeap::new(),
@@ -124,21 +155,24 @@ impl Peers {
         self.by_addr.is_empty()
     }
 
-    /// A datagram came from `addr` at `now`. `room`: whether one more
-    /// client fits under `--max-clients` (the caller counts its TCP clients
-    /// too); `new_id` is called only for a peer that is taken.
+    /// Whether a new peer would be refused (`--max-udp-peers` reached).
+    pub fn is_full(&self) -> bool {
+        self.by_addr.len() >= self.max_peers
+    }
+
+    /// A datagram came from `addr` at `now`. `new_id` is called only for a
+    /// new peer that is taken (under `--max-udp-peers`).
     pub fn admit(
         &mut self,
         addr: SocketAddr,
         now: Instant,
-        room: bool,
         new_id: impl FnOnce() -> ClientId,
     ) -> Admit {
         if let Some(peer) = self.by_addr.get_mut(&addr) {
             peer.last_seen = now;
             return Admit::Known(peer.id);
         }
-        if !room {
+        if self.is_full() {
             return Admit::Refused;
         }
         let id = new_id();
@@ -357,19 +391,16 @@ mod tests {
     #[test]
     fn a_peer_is_a_client_until_it_is_silent_for_the_idle_time() {
         let t0 = Instant::now();
-        let mut peers = Peers::new(10 * S);
+        let mut peers = Peers::new(10 * S, 100);
         let mut next = ids();
+        assert_eq!(peers.admit(addr(1), t0, &mut next), Admit::New(ClientId(1)));
         assert_eq!(
-            peers.admit(addr(1), t0, true, &mut next),
-            Admit::New(ClientId(1))
-        );
-        assert_eq!(
-            peers.admit(addr(2), t0 + S, true, &mut next),
+            peers.admit(addr(2), t0 + S, &mut next),
             Admit::New(ClientId(2))
         );
         // Peer 1 speaks again: its deadline moves, lazily.
         assert_eq!(
-            peers.admit(addr(1), t0 + 5 * S, true, &mut next),
+            peers.admit(addr(1), t0 + 5 * S, &mut next),
             Admit::Known(ClientId(1))
         );
         assert_eq!(peers.addr(ClientId(2)), Some(addr(2)));
@@ -384,7 +415,7 @@ mod tests {
         assert_eq!(peers.poll_timeout(), None);
         // Back after being forgotten: a new client with a new id.
         assert_eq!(
-            peers.admit(addr(1), t0 + 16 * S, true, &mut next),
+            peers.admit(addr(1), t0 + 16 * S, &mut next),
             Admit::New(ClientId(3))
         );
     }
@@ -393,14 +424,14 @@ mod tests {
     fn peers_due_in_one_late_wakeup_expire_in_the_order_they_fell_silent() {
         let t0 = Instant::now();
         let ms = Duration::from_millis(1);
-        let mut peers = Peers::new(10 * S);
+        let mut peers = Peers::new(10 * S, 100);
         let mut next = ids();
         for port in 1..=3 {
-            peers.admit(addr(port), t0 + ms * u32::from(port), true, &mut next);
+            peers.admit(addr(port), t0 + ms * u32::from(port), &mut next);
         }
         // 1 and 2 speak again after 3's first datagram.
-        peers.admit(addr(1), t0 + 5 * ms, true, &mut next);
-        peers.admit(addr(2), t0 + 6 * ms, true, &mut next);
+        peers.admit(addr(1), t0 + 5 * ms, &mut next);
+        peers.admit(addr(2), t0 + 6 * ms, &mut next);
         let late = t0 + 11 * S;
         let order: Vec<u64> = std::iter::from_fn(|| peers.poll_expired(late))
             .map(|id| id.0)
@@ -409,29 +440,31 @@ mod tests {
     }
 
     #[test]
-    fn no_room_refuses_new_peers_only() {
+    fn max_udp_peers_refuses_new_peers_only() {
         let t0 = Instant::now();
-        let mut peers = Peers::new(S);
+        let mut peers = Peers::new(S, 2);
         let mut next = ids();
-        peers.admit(addr(1), t0, true, &mut next);
+        peers.admit(addr(1), t0, &mut next);
+        peers.admit(addr(2), t0, &mut next);
+        assert!(peers.is_full());
         assert_eq!(
-            peers.admit(addr(1), t0, false, &mut next),
+            peers.admit(addr(1), t0, || unreachable!()),
             Admit::Known(ClientId(1))
         );
-        assert_eq!(
-            peers.admit(addr(2), t0, false, || unreachable!()),
-            Admit::Refused
-        );
-        assert_eq!(peers.len(), 1);
+        assert_eq!(peers.admit(addr(3), t0, || unreachable!()), Admit::Refused);
+        assert_eq!(peers.len(), 2);
+        // A place freed is a place again.
+        assert!(peers.forget(ClientId(2)));
+        assert_eq!(peers.admit(addr(3), t0, &mut next), Admit::New(ClientId(3)));
     }
 
     #[test]
     fn forgotten_peers_leave_no_live_entry_and_the_heap_stays_bounded() {
         let t0 = Instant::now();
-        let mut peers = Peers::new(60 * S);
+        let mut peers = Peers::new(60 * S, 100);
         let mut next = ids();
         for port in 0..10_000u16 {
-            let Admit::New(id) = peers.admit(addr(port), t0, true, &mut next) else {
+            let Admit::New(id) = peers.admit(addr(port), t0, &mut next) else {
                 panic!("new peer");
             };
             assert!(peers.forget(id));
@@ -445,10 +478,10 @@ mod tests {
     #[test]
     fn drain_forgets_everyone_in_id_order() {
         let t0 = Instant::now();
-        let mut peers = Peers::new(S);
+        let mut peers = Peers::new(S, 100);
         let mut next = ids();
         for port in [9, 3, 7] {
-            peers.admit(addr(port), t0, true, &mut next);
+            peers.admit(addr(port), t0, &mut next);
         }
         assert_eq!(peers.drain(), vec![ClientId(1), ClientId(2), ClientId(3)]);
         assert!(peers.is_empty() && peers.poll_timeout().is_none());
@@ -461,11 +494,31 @@ mod tests {
         assert_eq!(message(b"b", true), b"b");
         assert_eq!(message(b"hi\r\n", false), b"hi\r\n");
         assert_eq!(
-            reply(b"\n\tPlease give the username and pin number.\n\n", true),
+            reply(b"\n\tPlease give the username and pin number.\n\n", true, 1),
             b"\n\tPlease give the username and pin number.\n"
         );
-        assert_eq!(reply(b"True\n", true), b"True");
-        assert_eq!(reply(b"hi\n", false), b"hi\n");
+        assert_eq!(reply(b"True\n", true, 4), b"True");
+        assert_eq!(reply(b"hi\n", false, 3), b"hi\n");
+    }
+
+    #[test]
+    fn no_reply_is_over_512_bytes_or_three_times_its_request() {
+        assert_eq!(reply_cap(0), 512);
+        assert_eq!(reply_cap(170), 512);
+        assert_eq!(reply_cap(171), 513);
+        assert_eq!(reply_cap(usize::MAX), usize::MAX);
+        let item = vec![b'x'; 65_000];
+        // A 4-byte `peek` answered with a 65,000-byte item: refused.
+        assert_eq!(reply(&item, true, 4), REPLY_TOO_LARGE);
+        // 512 bytes whatever the request; the line's `\n` is not counted.
+        let mut line = vec![b'x'; 512];
+        line.push(b'\n');
+        assert_eq!(reply(&line, true, 1), &line[..512]);
+        assert_eq!(reply(&line, false, 1), REPLY_TOO_LARGE);
+        // Three times the request, exactly.
+        assert_eq!(reply(&item[..3000], false, 1000), &item[..3000]);
+        assert_eq!(reply(&item[..3001], false, 1000), REPLY_TOO_LARGE);
+        assert!(REPLY_TOO_LARGE.len() <= MIN_REPLY_CAP);
     }
 
     #[test]

@@ -275,7 +275,8 @@ impl Supervisor {
 
     fn add_client(&mut self, stream: TcpStream, peer: SocketAddr) {
         let server = &self.server;
-        if self.clients() >= server.config.max_clients {
+        // TCP clients only: UDP peers have `--max-udp-peers`.
+        if lock(&server.table).len() >= server.config.max_clients {
             status::refuse_too_many_clients(&stream, server.config.max_clients);
             return;
         }

@@ -68,12 +68,13 @@ impl UdpThread {
         let mut worker = Worker {
             server: Arc::clone(server),
             buf: vec![0; datagram::recv_buffer_len(server.config.max_line_bytes)],
-            peers: Peers::new(server.config.udp_idle),
+            peers: Peers::new(server.config.udp_idle, server.config.max_udp_peers),
             replies: Replies::new(),
             socket,
             poll,
             state: Arc::clone(&state),
             blocked: false,
+            answering: 0,
             is_line: server.datagram_is_line,
             out: Outbox::new(),
             closes: Vec::new(),
@@ -127,6 +128,9 @@ struct Worker {
     buf: Vec<u8>,
     /// WRITABLE is registered: the socket refused a reply.
     blocked: bool,
+    /// The size of the datagram being handled (0 between datagrams): a
+    /// reply is capped at [`datagram::reply_cap`] of it.
+    answering: usize,
     is_line: bool,
     out: Outbox,
     /// Peers the handler closed in the current call.
@@ -170,7 +174,11 @@ impl Worker {
     fn read(&mut self, budget: usize) -> bool {
         for _ in 0..budget {
             match self.socket.recv_from(&mut self.buf) {
-                Ok((n, from)) => self.handle_datagram(n, from),
+                Ok((n, from)) => {
+                    self.answering = n;
+                    self.handle_datagram(n, from);
+                    self.answering = 0;
+                }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return false,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                 // Concerns one earlier send, not the socket (see the reactor).
@@ -187,16 +195,15 @@ impl Worker {
     fn handle_datagram(&mut self, n: usize, from: SocketAddr) {
         let now = Instant::now();
         let server = Arc::clone(&self.server);
-        // The table lock only for a sender not yet known (room is counted
-        // over TCP and UDP clients alike).
-        let admit = if self.peers.addr_is_known(from) {
+        // The table lock only for a sender not yet known (room is
+        // `--max-udp-peers`, apart from the TCP clients' `--max-clients`).
+        let admit = if self.peers.addr_is_known(from) || self.peers.is_full() {
             self.peers
-                .admit(from, now, true, || unreachable!("a known peer"))
+                .admit(from, now, || unreachable!("a known peer, or no room"))
         } else {
             let table = lock(&server.table);
-            let room = server.count(&table) < server.config.max_clients;
             let roster = &server.roster;
-            let admit = self.peers.admit(from, now, room, || roster.next_id());
+            let admit = self.peers.admit(from, now, || roster.next_id());
             if let Admit::New(id) = admit {
                 let peers = server.udp_peers.fetch_add(1, Ordering::SeqCst) + 1;
                 server.status.connected(id, table.len() + peers);
@@ -212,7 +219,7 @@ impl Worker {
             Admit::Refused => {
                 self.replies.push(from, status::UDP_TOO_MANY_CLIENTS);
                 if let Some(more) = self.refused.hit(now) {
-                    status::udp_refused(from, server.config.max_clients, more);
+                    status::udp_refused(from, server.config.max_udp_peers, more);
                 }
                 return;
             }
@@ -243,15 +250,19 @@ impl Worker {
             out,
             closes,
             is_line,
+            answering,
             ..
         } = self;
+        // Every reply here is a datagram (see `Outbox::reply_limit`).
+        out.set_reply_limit(Some(datagram::reply_cap(*answering)));
         server.with_handler(None, out, |handler, out| {
             f(handler, out);
             for action in out.actions() {
                 match action {
                     Action::Send { to, payload } => {
                         if let Some(addr) = peers.addr(*to) {
-                            replies.push(addr, datagram::reply(out.bytes(payload), *is_line));
+                            let bytes = out.bytes(payload);
+                            replies.push(addr, datagram::reply(bytes, *is_line, *answering));
                         }
                     }
                     Action::Close(id) => closes.push(*id),

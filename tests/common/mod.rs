@@ -282,6 +282,16 @@ impl Server {
         &self.err
     }
 
+    /// Asserts that no stderr line seen so far contains `text`.
+    #[allow(dead_code)]
+    pub fn assert_no_stderr(&self, text: &str) {
+        assert!(
+            !self.err.iter().any(|l| l.contains(text)),
+            "a diagnostic says {text:?}\n{}",
+            self.transcript()
+        );
+    }
+
     /// Where the sink's stdout goes.
     pub fn stdout_path(&self) -> PathBuf {
         self.dir.join("stdout.bin")
@@ -862,6 +872,26 @@ pub fn shared_data(rel: &str) -> Option<PathBuf> {
     } else {
         eprintln!("skipped: {} not found", path.display());
         None
+    }
+}
+
+/// Makes `cmd`'s process start with RLIMIT_NOFILE `limit`, soft and hard
+/// (the servers raise their soft limit to the hard one).
+#[allow(dead_code)]
+pub fn limit_nofile(cmd: &mut Command, limit: libc::rlim_t) {
+    use std::os::unix::process::CommandExt;
+    // SAFETY: only async-signal-safe setrlimit between fork and exec.
+    unsafe {
+        cmd.pre_exec(move || {
+            let lim = libc::rlimit {
+                rlim_cur: limit,
+                rlim_max: limit,
+            };
+            if libc::setrlimit(libc::RLIMIT_NOFILE, &lim) != 0 {
+                return Err(io::Error::last_os_error());
+            }
+            Ok(())
+        });
     }
 }
 

@@ -389,22 +389,98 @@ fn a_right_pin_resets_the_count() {
     assert_eq!(try_pin(&mut bank, 0.0, "ucharles p02323").0, RIGHT);
 }
 
+/// A client `id` connected from 10.0.0.`host`.
+fn connect(bank: &mut Bank, id: u64, host: u8) {
+    let peer = SocketAddr::from(([10, 0, 0, host], 5000 + id as u16));
+    bank.atm.on_connect(ClientId(id), peer, &mut bank.out);
+    assert!(bank.out.take().is_empty());
+}
+
+/// `creds` for a fresh balance request from client `id`; the reply.
+fn try_as(bank: &mut Bank, secs: f64, id: u64, creds: &str) -> String {
+    bank.reply(secs, ClientId(id), "b");
+    bank.reply(secs, ClientId(id), creds)
+}
+
 #[test]
-fn wrong_pins_count_across_clients_and_unknown_names_count_for_none() {
+fn wrong_pins_count_per_address_across_its_clients_and_not_elsewhere() {
     let mut bank = Bank::seed();
-    for i in 0..20 {
-        assert_eq!(
-            try_pin(&mut bank, 0.0, &format!("unobody{i} p02323")).0,
-            INVALID
-        );
+    connect(&mut bank, 1, 1);
+    connect(&mut bank, 2, 1);
+    connect(&mut bank, 3, 2);
+    for _ in 0..4 {
+        assert_eq!(try_as(&mut bank, 0.0, 1, "ucharles p0"), INVALID);
     }
-    for id in 1..=4 {
-        bank.reply(0.0, ClientId(id), "b");
-        assert_eq!(bank.reply(0.0, ClientId(id), "ucharles p0"), INVALID);
+    // The fifth from the same address, another connection: still counted.
+    assert_eq!(try_as(&mut bank, 0.0, 2, "ucharles p0"), INVALID);
+    assert_eq!(try_as(&mut bank, 1.0, 1, "ucharles p02323"), LOCKED_TCP);
+    assert_eq!(try_as(&mut bank, 1.0, 2, "ucharles p02323"), LOCKED_TCP);
+    // The owner at another address is not affected.
+    assert_eq!(try_as(&mut bank, 1.0, 3, "ucharles p02323"), RIGHT);
+}
+
+#[test]
+fn an_unknown_name_gets_exactly_the_replies_an_account_gets() {
+    let mut bank = Bank::seed();
+    connect(&mut bank, 1, 1);
+    connect(&mut bank, 2, 2);
+    let mut replies = |id: u64, name: &str| -> (Vec<String>, usize) {
+        let mut seen = Vec::new();
+        let mut diagnostics = 0;
+        for (i, secs) in [0.0, 0.0, 0.0, 0.0, 0.0, 1.0, 59.9, 60.0]
+            .iter()
+            .enumerate()
+        {
+            bank.reply(*secs, ClientId(id), "b");
+            let pin = if i == 6 { "02323" } else { "1111" };
+            let effects = bank.at(*secs, ClientId(id), &format!("u{name} p{pin}"));
+            for e in effects {
+                match e {
+                    Effect::Send(_, bytes) => seen.push(String::from_utf8(bytes).unwrap()),
+                    Effect::Diagnostic(line) => {
+                        assert!(line.contains(name) && line.contains("10.0.0."), "{line}");
+                        diagnostics += 1;
+                    }
+                    other => panic!("{other:?}"),
+                }
+            }
+        }
+        (seen, diagnostics)
+    };
+    let known = replies(1, "charles");
+    let unknown = replies(2, "nobody");
+    assert_eq!(known, unknown);
+    let mut expected = vec![INVALID.to_string(); 5];
+    expected.extend([LOCKED_TCP.into(), LOCKED_TCP.into(), INVALID.into()]);
+    assert_eq!(known, (expected, 1));
+}
+
+#[test]
+fn twenty_wrong_credentials_a_minute_lock_every_name_for_the_address() {
+    let mut bank = Bank::new("charles 02323 0\nada 98765 0\n");
+    connect(&mut bank, 1, 1);
+    connect(&mut bank, 2, 2);
+    // 19 wrong on 19 NAMEs (one each: no NAME reaches five).
+    for i in 0..19 {
+        assert_eq!(try_as(&mut bank, 1.0, 1, &format!("un{i} p0")), INVALID);
     }
-    bank.reply(0.0, B, "b");
-    bank.reply(0.0, B, "ucharles p0");
-    assert_eq!(try_pin(&mut bank, 1.0, "ucharles p02323").0, LOCKED_TCP);
+    // The 20th still gets Invalid credentials, with a diagnostic.
+    bank.reply(2.0, A, "b");
+    let effects = bank.at(2.0, A, "uada p0");
+    assert!(
+        effects
+            .iter()
+            .any(|e| matches!(e, Effect::Diagnostic(l) if l.contains("every NAME"))),
+        "{effects:?}"
+    );
+    assert!(effects.contains(&send(A, INVALID)), "{effects:?}");
+    // Then every NAME is locked for that address, right PIN or not.
+    assert_eq!(try_as(&mut bank, 3.0, 1, "ucharles p02323"), LOCKED_TCP);
+    assert_eq!(try_as(&mut bank, 61.9, 1, "unew p0"), LOCKED_TCP);
+    // Not for another address.
+    assert_eq!(try_as(&mut bank, 3.0, 2, "ucharles p02323"), RIGHT);
+    // Over after 60 s.
+    assert_eq!(try_as(&mut bank, 62.0, 1, "ucharles p02323"), RIGHT);
 }
 
 #[test]

@@ -7,6 +7,7 @@
 //! every line is whole. It is taken once per connect and disconnect, never
 //! per message.
 
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
@@ -16,13 +17,20 @@ use crate::status::Status;
 /// See the module doc.
 pub struct Census {
     state: Mutex<State>,
+    /// Connections the acceptor handed to a loop that the loop has not
+    /// admitted or refused yet: they hold descriptors too, so the acceptor
+    /// counts them against `--max-clients` (see [`Census::tcp_in_use`]).
+    handed_out: AtomicUsize,
     status: Status,
 }
 
 struct State {
     /// Connections admitted and not yet removed (closing ones included,
-    /// as with one loop: the count is what the slabs hold).
+    /// as with one loop: the count is what the slabs hold), and UDP peers.
     clients: usize,
+    /// The UDP peers among `clients`: counted in every line, but they take
+    /// no `--max-clients` place (they have `--max-udp-peers`).
+    udp_peers: usize,
     /// The id the next client gets.
     next_id: u64,
 }
@@ -32,8 +40,10 @@ impl Census {
         Census {
             state: Mutex::new(State {
                 clients: 0,
+                udp_peers: 0,
                 next_id: 1,
             }),
+            handed_out: AtomicUsize::new(0),
             status,
         }
     }
@@ -42,12 +52,15 @@ impl Census {
         self.state.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    /// A new client, if the total is below `max` (`--max-clients`): its
-    /// id, and its `Client N connected` line printed.
-    pub fn admit(&self, max: usize) -> Option<ClientId> {
+    /// A new client, if the TCP clients are below `max` (`--max-clients`;
+    /// `None`: a UDP peer, which takes no place): its id, and its
+    /// `Client N connected` line printed.
+    pub fn admit(&self, max: Option<usize>) -> Option<ClientId> {
         let mut state = self.lock();
-        if state.clients >= max {
-            return None;
+        match max {
+            Some(max) if state.clients - state.udp_peers >= max => return None,
+            Some(_) => {}
+            None => state.udp_peers += 1,
         }
         let id = ClientId(state.next_id);
         state.next_id += 1;
@@ -61,6 +74,35 @@ impl Census {
         let mut state = self.lock();
         state.clients = state.clients.saturating_sub(1);
         self.status.disconnected(id, state.clients);
+    }
+
+    /// A UDP peer was forgotten: its `Client N disconnected` line.
+    pub fn leave_udp_peer(&self, id: ClientId) {
+        let mut state = self.lock();
+        state.udp_peers = state.udp_peers.saturating_sub(1);
+        state.clients = state.clients.saturating_sub(1);
+        self.status.disconnected(id, state.clients);
+    }
+
+    /// TCP connections holding a descriptor now: the clients (the total
+    /// less the UDP peers) and those handed to a loop not yet settled. A
+    /// loop settles a connection just before admitting it, so for a moment
+    /// one per loop may count for nothing: the acceptor may then take one
+    /// more per loop, which the loop's exact check refuses (the descriptor
+    /// reserve has a place per loop for it).
+    pub fn tcp_in_use(&self) -> usize {
+        let state = self.lock();
+        state.clients - state.udp_peers + self.handed_out.load(Ordering::SeqCst)
+    }
+
+    /// The acceptor handed `n` connections to a loop.
+    pub fn handed_out(&self, n: usize) {
+        self.handed_out.fetch_add(n, Ordering::SeqCst);
+    }
+
+    /// A loop admitted or refused `n` of them (or they were dropped).
+    pub fn settled(&self, n: usize) {
+        self.handed_out.fetch_sub(n, Ordering::SeqCst);
     }
 
     /// The total now.
@@ -93,7 +135,11 @@ mod tests {
         let threads: Vec<_> = (0..4)
             .map(|_| {
                 let c = census.clone();
-                std::thread::spawn(move || (0..50).filter_map(|_| c.admit(150)).collect::<Vec<_>>())
+                std::thread::spawn(move || {
+                    (0..50)
+                        .filter_map(|_| c.admit(Some(150)))
+                        .collect::<Vec<_>>()
+                })
             })
             .collect();
         let mut ids: Vec<u64> = threads
@@ -105,6 +151,25 @@ mod tests {
         assert_eq!(ids, (1..=150).collect::<Vec<_>>());
         assert_eq!(census.count(), 150);
         census.leave(ClientId(3));
-        assert_eq!(census.admit(150), Some(ClientId(151)), "ids never reused");
+        assert_eq!(
+            census.admit(Some(150)),
+            Some(ClientId(151)),
+            "ids never reused"
+        );
+    }
+
+    #[test]
+    fn udp_peers_count_in_the_total_but_take_no_max_clients_place() {
+        let census = Census::new(Status::new(true));
+        assert_eq!(census.admit(Some(1)), Some(ClientId(1)));
+        assert_eq!(census.admit(Some(1)), None, "one TCP place");
+        assert_eq!(census.admit(None), Some(ClientId(2)));
+        assert_eq!(census.admit(None), Some(ClientId(3)));
+        assert_eq!(census.count(), 3);
+        census.leave(ClientId(1));
+        assert_eq!(census.admit(Some(1)), Some(ClientId(4)), "peers took none");
+        census.leave_udp_peer(ClientId(2));
+        assert_eq!(census.count(), 2);
+        assert_eq!(census.admit(Some(1)), None);
     }
 }

@@ -96,13 +96,14 @@ impl Hub {
     /// Admits a client on loop `me`: its id and status line (the census),
     /// its owner, and the handler's `on_connect`, all in one hold of the
     /// lock, so the handler hears of clients in id order (the sink serves
-    /// them in the order they connected). `None`: over `max`.
+    /// them in the order they connected). `None`: over `max` (see
+    /// [`Census::admit`]).
     pub fn connect(
         &self,
         me: usize,
         peer: SocketAddr,
         census: &Census,
-        max: usize,
+        max: Option<usize>,
         out: &mut Outbox,
     ) -> Option<ClientId> {
         let mut wake = Vec::new();
@@ -172,6 +173,7 @@ impl Core {
     ) {
         self.drain_mailbox(me, out);
         tmp.set_now(out.now());
+        tmp.set_reply_limit(out.reply_limit());
         f(&mut *self.handler, tmp);
         if self.persist(tmp) {
             self.route(me, tmp, out, wake);
@@ -396,8 +398,12 @@ mod tests {
         ));
         let census = Census::new(Status::new(true));
         let (mut out0, mut out1) = (Outbox::new(), Outbox::new());
-        let a = hub.connect(0, TEST_PEER, &census, 10, &mut out0).unwrap();
-        let b = hub.connect(1, TEST_PEER, &census, 10, &mut out1).unwrap();
+        let a = hub
+            .connect(0, TEST_PEER, &census, Some(10), &mut out0)
+            .unwrap();
+        let b = hub
+            .connect(1, TEST_PEER, &census, Some(10), &mut out1)
+            .unwrap();
         assert_eq!((a, b), (ClientId(1), ClientId(2)));
         let (mut loop0, mut loop1) = (HubProxy::new(hub.clone(), 0), HubProxy::new(hub.clone(), 1));
         // a (loop 0) joins: its list is local to loop 0.
@@ -413,7 +419,9 @@ mod tests {
         // Whatever loop 0 does next, the mailbox comes first, in order,
         // then that call's own actions.
         loop0.on_message(a, b"ignored\n", &mut out0);
-        let c = hub.connect(0, TEST_PEER, &census, 10, &mut out0).unwrap();
+        let c = hub
+            .connect(0, TEST_PEER, &census, Some(10), &mut out0)
+            .unwrap();
         loop0.on_message(c, b"cat\n", &mut out0);
         assert_eq!(
             out0.take(),

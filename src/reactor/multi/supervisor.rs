@@ -56,6 +56,8 @@ pub struct Supervisor {
     next: usize,
     /// Loops still running.
     alive: Arc<AtomicUsize>,
+    /// `--max-clients` (as fitted to the descriptor limit).
+    max_clients: usize,
 }
 
 impl Supervisor {
@@ -90,6 +92,7 @@ impl Supervisor {
             batches,
             next: 0,
             alive,
+            max_clients: config.max_clients,
         };
         Ok((supervisor, waker))
     }
@@ -201,6 +204,14 @@ impl Supervisor {
             let result = listener.accept();
             match self.life.accept_backoff().on_accept(result, Instant::now()) {
                 Accepted::Client(client) => {
+                    // Past --max-clients the refusal is made here: accepted
+                    // connections waiting for a loop would otherwise hold
+                    // the descriptors the server's own file writes need.
+                    let waiting: usize = self.batches.iter().map(Vec::len).sum();
+                    if self.census.tcp_in_use() + waiting >= self.max_clients {
+                        status::refuse_too_many_clients(&client.0, self.max_clients);
+                        continue;
+                    }
                     self.batches[self.next].push(client);
                     self.next = (self.next + 1) % self.batches.len();
                 }
@@ -217,8 +228,12 @@ impl Supervisor {
                 continue;
             }
             let clients = std::mem::take(batch);
+            let n = clients.len();
+            self.census.handed_out(n);
             if link.tx.send(Msg::Clients(clients)).is_ok() {
                 let _ = link.waker.wake();
+            } else {
+                self.census.settled(n);
             }
         }
     }
