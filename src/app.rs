@@ -7,8 +7,9 @@ use std::process::ExitCode;
 use crate::config::{ServerArgs, ServerConfig};
 use crate::handlers::{BuildError, Built};
 use crate::server::Setup;
+use crate::signals::ShutdownSignals;
 use crate::status::{self, Status};
-use crate::{fsutil, handlers, net, reactor, threaded};
+use crate::{fsutil, handlers, net, reactor, reactors, threaded};
 
 /// Which server runs the handlers.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -24,6 +25,15 @@ pub enum Model {
 /// Exit status: 0 after a clean shutdown, 1 when the address cannot be
 /// bound or the log cannot be written, 2 on a usage error (clap).
 pub fn server_main(model: Model) -> ExitCode {
+    // First: a signal during start-up must not kill the process by the
+    // signal's default action (SPEC: it stops the server cleanly).
+    let mut signals = match ShutdownSignals::new() {
+        Ok(signals) => signals,
+        Err(e) => {
+            status::diag(format_args!("error: cannot catch signals: {e}"));
+            return ExitCode::from(1);
+        }
+    };
     let args: ServerArgs = crate::cli::parse_or_exit();
     let config = ServerConfig::from(args);
     if let Err(message) = config.validate() {
@@ -36,8 +46,15 @@ pub fn server_main(model: Model) -> ExitCode {
         status::diag(format_args!("error: {message}"));
         return ExitCode::from(1);
     }
+    if stopped_during_start_up(&mut signals) {
+        return ExitCode::SUCCESS;
+    }
     // Before the bind: a bad journal or accounts file never listens.
-    let Built { handler, store } = match handlers::build(&config) {
+    let Built {
+        handler,
+        store,
+        notes,
+    } = match handlers::build(&config) {
         Ok(built) => built,
         Err(BuildError::Usage(why)) => crate::cli::usage_exit::<ServerArgs>(&why),
         Err(BuildError::Io(why)) => {
@@ -45,6 +62,14 @@ pub fn server_main(model: Model) -> ExitCode {
             return ExitCode::from(1);
         }
     };
+    for note in &notes {
+        status::diag(format_args!("{note}"));
+    }
+    // The replay (a long journal) may have taken a while: a signal that
+    // came meanwhile stops the server before it listens.
+    if stopped_during_start_up(&mut signals) {
+        return ExitCode::SUCCESS;
+    }
     let (listener, udp) = match net::bind_server(config.addr, config.udp, config.backlog) {
         Ok(bound) => bound,
         Err((addr, e)) => {
@@ -56,23 +81,16 @@ pub fn server_main(model: Model) -> ExitCode {
         }
     };
     let config = crate::limits::fit_descriptors(config, model == Model::Threaded);
-    let status = Status::new(handler.status_on_stderr());
+    let status = Status::new(handler.traits().status_on_stderr);
     let setup = Setup {
         config,
         handler,
         store,
         status,
+        signals,
     };
     let result = match model {
-        Model::Reactor if setup.config.reactors > 1 => {
-            let Setup {
-                config,
-                handler,
-                store,
-                status,
-            } = setup;
-            reactor::multi::run(listener, udp, config, Built { handler, store }, status)
-        }
+        Model::Reactor if setup.config.reactors > 1 => reactors::run(listener, udp, setup),
         Model::Reactor => reactor::run(listener, udp, setup),
         Model::Threaded => threaded::run(listener, udp, setup),
     };
@@ -94,8 +112,21 @@ pub fn server_main(model: Model) -> ExitCode {
             code = ExitCode::from(1);
         }
     }
+    for line in &finish.diagnostics {
+        status::diag(format_args!("{line}"));
+    }
     for line in &finish.status {
         status.line(format_args!("{line}"));
     }
     code
+}
+
+/// Whether a shutdown signal arrived during start-up: then the server
+/// stops before serving (exit 0), leaving every file as it was.
+fn stopped_during_start_up(signals: &mut ShutdownSignals) -> bool {
+    if signals.take() == 0 {
+        return false;
+    }
+    status::diag(format_args!("stopped by a signal during start-up"));
+    true
 }

@@ -6,50 +6,13 @@ use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use clap::{Parser, ValueEnum};
+use crate::handlers::{Datagrams, FileRole};
 
-/// Which protocol a server speaks (`--handler`).
-#[derive(Copy, Clone, Debug, PartialEq, Eq, ValueEnum)]
-pub enum HandlerKind {
-    /// Bank transactions `NAME credit|debit AMOUNT`; sorted balances to --log at shutdown
-    Ledger,
-    /// Every message back as received (--upper: in upper case)
-    Echo,
-    /// First message is a name; everyone gets the sorted list of names on each join/leave
-    Presence,
-    /// Every byte to stdout, one client's whole stream at a time
-    Sink,
-    /// One shared bounded FIFO: put ITEM, peek, pop, size
-    Queue,
-    /// The seed's bank with a PIN: `b`, `w<AMOUNT>`, `d<AMOUNT>`, then `u<NAME> p<PIN>` (needs --accounts)
-    Atm,
-    /// Seed 004's menu: `1` then TEXT, `1 TEXT` or `1|TEXT` (upper case), 2 (your address), 3 (request count), 4 (run time), 5 (close)
-    Menu,
-}
+use clap::Parser;
 
-impl HandlerKind {
-    pub fn name(self) -> &'static str {
-        match self {
-            HandlerKind::Ledger => "ledger",
-            HandlerKind::Echo => "echo",
-            HandlerKind::Presence => "presence",
-            HandlerKind::Sink => "sink",
-            HandlerKind::Queue => "queue",
-            HandlerKind::Atm => "atm",
-            HandlerKind::Menu => "menu",
-        }
-    }
-
-    /// Whether `--udp` may serve it (SPEC "Datagrams"): request/reply
-    /// handlers. A broadcast (presence), a stream (sink) or a log of a
-    /// connection's lines (ledger) has no meaning per datagram.
-    pub fn serves_udp(self) -> bool {
-        matches!(
-            self,
-            HandlerKind::Echo | HandlerKind::Menu | HandlerKind::Atm | HandlerKind::Queue
-        )
-    }
-}
+/// Which protocol a server speaks (`--handler`): one of
+/// [`crate::handlers::REGISTRY`].
+pub use crate::handlers::HandlerKind;
 
 /// Command line of `nonblocking-server` and `threaded-server`.
 #[derive(Debug, Clone, Parser)]
@@ -68,7 +31,13 @@ pub struct ServerArgs {
     pub port: u16,
 
     /// Protocol to serve
-    #[arg(short = 'H', long, value_enum, default_value_t = HandlerKind::Echo, value_name = "NAME")]
+    #[arg(
+        short = 'H',
+        long,
+        value_enum,
+        default_value = "echo",
+        value_name = "NAME"
+    )]
     pub handler: HandlerKind,
 
     /// IP address to listen on; 0.0.0.0 or :: opens the server to other machines
@@ -142,6 +111,11 @@ pub struct ServerArgs {
     /// (Linux caps it at net.core.somaxconn)
     #[arg(long, default_value_t = 4096, value_parser = number_in(1, i32::MAX as u64), allow_negative_numbers = true, value_name = "N")]
     pub backlog: u64,
+    /// One human-readable line per step of the loop on stderr (passes, events, reads, lines,
+    /// the handler's actions, writes, pauses, accepts, closes, timers); for people learning,
+    /// not a stable format; throttled when busy (docs/TOUR.md); off costs nothing
+    #[arg(long)]
+    pub trace: bool,
 }
 
 /// The most event loops `--reactors` may ask for.
@@ -276,6 +250,8 @@ pub struct ServerConfig {
     /// `--backlog`: a burst of thousands of connects waits here, not in
     /// SYN retransmits.
     pub backlog: i32,
+    /// `--trace`: print each step of the loop (see [`crate::trace`]).
+    pub trace: bool,
 }
 
 impl ServerConfig {
@@ -288,16 +264,14 @@ impl ServerConfig {
 impl ServerConfig {
     /// The files the server replaces when it writes them (temporary file
     /// and rename), each with its option: checked at start by
-    /// [`ServerConfig::check_files`], and never two the same.
+    /// [`ServerConfig::check_files`]. The handler says which they are.
     pub fn output_files(&self) -> Vec<(&'static str, &Path)> {
-        let mut files = Vec::new();
-        if self.handler == HandlerKind::Ledger {
-            files.push(("--log", self.log.as_path()));
-        }
-        if let (HandlerKind::Atm, Some(accounts)) = (self.handler, &self.accounts) {
-            files.push(("--accounts", accounts.as_path()));
-        }
-        files
+        self.handler
+            .files(self)
+            .into_iter()
+            .filter(|file| file.role == FileRole::Replaced)
+            .map(|file| (file.option, file.path))
+            .collect()
     }
 
     /// Usage checks across options (exit 2): no file named by two options
@@ -307,10 +281,14 @@ impl ServerConfig {
     /// # Errors
     /// The message for the usage error.
     pub fn validate(&self) -> Result<(), String> {
-        let mut named = self.output_files();
-        if let Some(journal) = &self.journal {
-            named.push(("--journal", journal.as_path()));
+        let owned = self.handler.files(self);
+        if self.journal.is_some() && !owned.iter().any(|f| f.role == FileRole::Journal) {
+            return Err(format!(
+                "--journal does not apply to --handler {}",
+                self.handler.name()
+            ));
         }
+        let named: Vec<_> = owned.iter().map(|f| (f.option, f.path)).collect();
         for (i, (flag_a, a)) in named.iter().enumerate() {
             for (flag_b, b) in &named[i + 1..] {
                 if crate::fsutil::same_file(a, b) {
@@ -322,9 +300,10 @@ impl ServerConfig {
                 }
             }
         }
-        if self.udp && !self.handler.serves_udp() {
+        if self.udp && self.handler.traits().datagrams == Datagrams::No {
             return Err(format!(
-                "--udp works with --handler echo, menu, atm or queue, not {}",
+                "--udp works with --handler {}, not {}",
+                udp_handlers(),
                 self.handler.name()
             ));
         }
@@ -349,6 +328,19 @@ impl ServerConfig {
                 .map_err(|why| format!("cannot write {flag} {}: {why}", path.display()))?;
         }
         Ok(())
+    }
+}
+
+/// The handlers `--udp` serves, for the usage error: `a, b or c`.
+fn udp_handlers() -> String {
+    let names: Vec<&str> = crate::handlers::REGISTRY
+        .iter()
+        .filter(|kind| kind.traits().datagrams != Datagrams::No)
+        .map(|kind| kind.name())
+        .collect();
+    match names.split_last() {
+        Some((last, rest)) if !rest.is_empty() => format!("{} or {last}", rest.join(", ")),
+        _ => names.join(""),
     }
 }
 
@@ -378,6 +370,7 @@ impl From<ServerArgs> for ServerConfig {
             },
             reactors_asked: args.reactors != 1,
             backlog: i32::try_from(args.backlog).unwrap_or(i32::MAX),
+            trace: args.trace,
         }
     }
 }
@@ -387,9 +380,13 @@ mod tests {
     use super::*;
     use clap::CommandFactory;
 
+    fn kind(name: &str) -> HandlerKind {
+        HandlerKind::named(name).expect("a registered handler")
+    }
+
     #[test]
     fn defaults_match_spec() {
-        let c = ServerConfig::new(HandlerKind::Echo);
+        let c = ServerConfig::new(kind("echo"));
         assert_eq!(c.addr, "127.0.0.1:0".parse().unwrap());
         assert_eq!(c.log, PathBuf::from("log.txt"));
         assert_eq!(c.report_every, Some(Duration::from_secs(60)));
@@ -421,8 +418,8 @@ mod tests {
             ServerArgs::try_parse_from(["s", "--max-messages", "10", "-H", "menu", "1"]).unwrap();
         let c = ServerConfig::from(args);
         assert_eq!(c.max_messages, 10);
-        assert_eq!(c.handler, HandlerKind::Menu);
-        assert_eq!(HandlerKind::Menu.name(), "menu");
+        assert_eq!(c.handler, kind("menu"));
+        assert_eq!(kind("menu").name(), "menu");
         let err = ServerArgs::try_parse_from(["s", "--max-messages", "-1", "1"]).unwrap_err();
         assert_eq!(err.exit_code(), 2);
     }
@@ -454,7 +451,7 @@ mod tests {
         ])
         .unwrap();
         let c = ServerConfig::from(args);
-        assert_eq!(c.handler, HandlerKind::Queue);
+        assert_eq!(c.handler, kind("queue"));
         assert_eq!(c.addr, "[::1]:7722".parse().unwrap());
         assert_eq!(c.report_every, Some(Duration::from_millis(500)));
         assert_eq!(c.max_line_bytes, 10);
@@ -574,7 +571,7 @@ mod tests {
         let args =
             ServerArgs::try_parse_from(["s", "-H", "atm", "--accounts", "a.txt", "1"]).unwrap();
         let c = ServerConfig::from(args);
-        assert_eq!(c.handler, HandlerKind::Atm);
+        assert_eq!(c.handler, kind("atm"));
         assert_eq!(c.accounts, Some(PathBuf::from("a.txt")));
     }
 

@@ -171,6 +171,36 @@ fn split(path: &Path) -> io::Result<(PathBuf, OsString)> {
     Ok((dir, name.to_os_string()))
 }
 
+/// Removes the temporary files [`write_atomic`] left beside `path` when the
+/// process died between creating one and renaming it (SIGKILL, power loss):
+/// exactly the names it makes (`.<name>.tmp.` and 16 hex digits), regular
+/// files only, never through a symlink. Returns the names removed.
+///
+/// # Errors
+/// The directory cannot be read, or a temporary file cannot be removed.
+pub fn remove_stale_temps(path: &Path) -> io::Result<Vec<OsString>> {
+    let (dir, name) = split(path)?;
+    let stem = &name.as_bytes()[..name.len().min(200)];
+    let mut prefix = b".".to_vec();
+    prefix.extend_from_slice(stem);
+    prefix.extend_from_slice(b".tmp.");
+    let mut removed = Vec::new();
+    for entry in fs::read_dir(&dir)? {
+        let entry = entry?;
+        let file_name = entry.file_name();
+        let Some(suffix) = file_name.as_bytes().strip_prefix(&prefix[..]) else {
+            continue;
+        };
+        let ours = suffix.len() == 16 && suffix.iter().all(u8::is_ascii_hexdigit);
+        // `DirEntry::file_type` does not follow a symlink.
+        if ours && entry.file_type()?.is_file() {
+            fs::remove_file(entry.path())?;
+            removed.push(file_name);
+        }
+    }
+    Ok(removed)
+}
+
 /// Creates `.<name>.tmp.<random>` in `dir` with `O_CREAT|O_EXCL|O_NOFOLLOW`:
 /// never an existing file, never through a symlink.
 fn create_temp(dir: &Path, name: &OsString) -> io::Result<(PathBuf, File)> {
@@ -367,6 +397,23 @@ mod tests {
         }
         // The check leaves nothing behind.
         assert_eq!(names(&dir), vec![OsString::from("log.txt")]);
+        fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn stale_temporaries_are_removed_and_nothing_else() {
+        let dir = temp("stale");
+        let path = dir.join("accounts.txt");
+        fs::write(&path, b"kept").unwrap();
+        let (tmp, file) = create_temp(&dir, &OsString::from("accounts.txt")).unwrap();
+        drop(file);
+        fs::write(dir.join(".accounts.txt.tmp.short"), b"x").unwrap();
+        fs::write(dir.join(".other.txt.tmp.0123456789abcdef"), b"x").unwrap();
+        std::os::unix::fs::symlink(&path, dir.join(".accounts.txt.tmp.fedcba9876543210")).unwrap();
+        let removed = remove_stale_temps(&path).unwrap();
+        assert_eq!(removed, vec![tmp.file_name().unwrap().to_os_string()]);
+        assert!(!tmp.exists());
+        assert_eq!(names(&dir).len(), 4, "{:?}", names(&dir));
         fs::remove_dir_all(&dir).unwrap();
     }
 

@@ -26,12 +26,13 @@
 //!   `proto/queue.proto`.
 //!
 //! Servers (own sockets, threads, the clock):
-//! - [`reactor`]: the mio event loop; [`reactor::multi`]: N of them (`--reactors N`).
+//! - [`reactor`]: the mio event loop, which never knows whether it has siblings;
+//!   [`reactors`]: N of them (`--reactors N`).
 //! - [`threaded`]: one OS thread per connection, same handlers.
 //!
 //! Server core (no I/O; both servers drive it):
-//! - [`server`]: lifecycle (signals, drain, reports), a client's session, durability,
-//!   datagrams (UDP peers as clients, `--udp`).
+//! - [`server`]: lifecycle (signals, drain, reports), a client's session, the census,
+//!   the actions interpreter, durability, datagrams (UDP peers as clients, `--udp`).
 //! - [`framing`]: bytes to lines, `\r\n`, `--max-line`, the EOF tail.
 //! - [`outbuf`]: a connection's queued output, partial and vectored writes.
 //! - [`timers`]: the drift-free report ticker and accept back-off.
@@ -48,6 +49,7 @@
 //! Edges:
 //! - [`cli`], [`config`]: argument parsing, the server command line and SPEC defaults.
 //! - [`status`]: the exact text of every status and diagnostic line.
+//! - [`trace`]: `--trace`, one line per step of a loop on stderr, formatted and throttled.
 //! - [`net`]: socket set-up.
 //! - [`limits`]: descriptors against `RLIMIT_NOFILE`; `--max-clients` lowered to fit.
 //! - [`signals`]: the shutdown signals, counted one by one.
@@ -68,6 +70,7 @@ pub const GRPC_NOT_BUILT: &str =
 
 // Servers
 pub mod reactor;
+pub mod reactors;
 pub mod threaded;
 
 // Server core
@@ -93,3 +96,4 @@ pub mod limits;
 pub mod net;
 pub mod signals;
 pub mod status;
+pub mod trace;

@@ -106,3 +106,39 @@ pub fn os_reason(err: &io::Error) -> String {
         None => text,
     }
 }
+
+/// A new poll with the listening socket (non-blocking, under
+/// [`tokens::LISTENER`]) and the shutdown signals ([`tokens::SIGNALS`])
+/// registered: how an event loop and the `--reactors N` acceptor start.
+///
+/// # Errors
+/// Creating the poll or registering either source failed.
+pub fn poll_with_listener(
+    listener: std::net::TcpListener,
+    signals: &mut crate::signals::ShutdownSignals,
+) -> std::io::Result<(mio::Poll, mio::net::TcpListener)> {
+    let poll = mio::Poll::new()?;
+    listener.set_nonblocking(true)?;
+    let mut listener = mio::net::TcpListener::from_std(listener);
+    poll.registry()
+        .register(&mut listener, tokens::LISTENER, mio::Interest::READABLE)?;
+    signals.register(poll.registry(), tokens::SIGNALS)?;
+    Ok((poll, listener))
+}
+
+/// The poll tokens of a server's own sources, one set for every poll (the
+/// event loop, the `--reactors N` acceptor, the threaded supervisor and its
+/// UDP thread). At the top of the range, so that a client's token is its
+/// slab key with no offset arithmetic.
+pub mod tokens {
+    use mio::Token;
+
+    /// The listening socket.
+    pub const LISTENER: Token = Token(usize::MAX);
+    /// The shutdown signals' self-pipe.
+    pub const SIGNALS: Token = Token(usize::MAX - 1);
+    /// A `mio::Waker`: another thread has something for this poll.
+    pub const WAKE: Token = Token(usize::MAX - 2);
+    /// The `--udp` socket.
+    pub const UDP: Token = Token(usize::MAX - 3);
+}

@@ -6,8 +6,7 @@
 //!    linger, drain end, accept retry), or zero while work is pending;
 //! 2. handle the events: accept, signals, reads, datagrams (the handler's
 //!    actions are applied at once; replies are only queued); with
-//!    `--reactors N`, also what the acceptor and the other loops left for
-//!    this one ([`multi`]);
+//!    what other threads left for this loop, if any ([`Membership`]);
 //! 3. read again from connections that still had data when their fairness
 //!    budget ran out, or that were just resumed (no edge will come for them);
 //! 4. run due timers (idle flush, linger, UDP peers' idle expiry), measured
@@ -30,7 +29,6 @@ use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashMap, VecDeque};
 use std::io;
 use std::net::SocketAddr;
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use mio::net::{TcpListener, TcpStream};
@@ -42,27 +40,24 @@ use crate::handlers::{ClientId, Finish, Framing, Handler, Outbox, ServerStats, S
 use crate::server::Setup;
 use crate::server::durable::Durable;
 use crate::server::lifecycle::{Command, Lifecycle};
-use crate::server::roster::Roster;
 use crate::server::session::Session;
 use crate::signals::ShutdownSignals;
-use crate::status::{self, Status};
+use crate::status;
 use crate::store::Store;
 use crate::timers::Accepted;
+use crate::trace::Trace;
 
 mod closing;
 mod conn;
 mod input;
-pub mod multi;
+mod member;
 mod output;
 mod udp;
 
 use conn::Conn;
+pub use member::{Alone, Announcement, Membership, Wake, admit_to};
 
-const LISTENER: Token = Token(usize::MAX);
-const SIGNALS: Token = Token(usize::MAX - 1);
-/// `--reactors N`: another thread has clients, signals or routed actions
-/// for this loop (see [`multi`]).
-const WAKE: Token = Token(usize::MAX - 2);
+use crate::net::tokens::{LISTENER, SIGNALS, UDP, WAKE};
 
 /// One `read` call's worth; the buffer is shared by every connection.
 const READ_CHUNK_BYTES: usize = 64 * 1024;
@@ -94,12 +89,58 @@ pub fn run(
     Reactor::new(listener, udp, setup)?.run()
 }
 
+/// A loop that is not the whole server: its poll (with its [`WAKE`]
+/// waker registered), the `--udp` socket if it serves it, and how it takes
+/// part ([`Membership`]). No listener and no signals: whoever runs it
+/// passes clients and signals on through the membership.
+pub struct LoopParts {
+    pub poll: Poll,
+    pub udp: Option<std::net::UdpSocket>,
+    pub stdout: status::RawStdout,
+    pub config: ServerConfig,
+    pub handler: Box<dyn Handler>,
+    pub store: Option<Box<dyn Store>>,
+    pub member: Box<dyn Membership>,
+}
+
+/// Runs such a loop until the lifecycle is done (see [`run`]).
+///
+/// # Errors
+/// As for [`run`].
+pub fn run_loop(parts: LoopParts) -> io::Result<Finish> {
+    let LoopParts {
+        poll,
+        udp,
+        stdout,
+        config,
+        handler,
+        store,
+        member,
+    } = parts;
+    let udp = udp::Udp::serve(udp, poll.registry(), &config, &*handler)?;
+    let sources = Sources {
+        poll,
+        listener: None,
+        signals: None,
+        udp,
+    };
+    Reactor::with_parts(sources, stdout, config, handler, store, member)?.run()
+}
+
+/// A loop's poll and the sources registered with it already.
+struct Sources {
+    poll: Poll,
+    listener: Option<TcpListener>,
+    signals: Option<ShutdownSignals>,
+    udp: Option<udp::Udp>,
+}
+
 struct Reactor {
     poll: Poll,
     /// `None` once shutdown began.
     listener: Option<TcpListener>,
-    /// `None` in a `--reactors N` worker: the acceptor catches signals and
-    /// passes them on.
+    /// `None` in a loop run by [`run_loop`]: whoever runs it catches the
+    /// signals and passes them on through the membership.
     signals: Option<ShutdownSignals>,
     conns: Slab<Conn>,
     /// The `--udp` socket and its peers (clients too).
@@ -111,15 +152,12 @@ struct Reactor {
     slow_policy: SlowPolicy,
     outbox: Outbox,
     config: ServerConfig,
-    status: Status,
     /// Phases, signals, reports, accept back-off: the shared rules.
     life: Lifecycle,
     /// The handler's store and what it is owed.
     durable: Durable,
     /// The store failed: every client is reset and the loop stops.
     fatal: Option<io::Error>,
-    /// Client ids and the connected count (what N reactors would share).
-    roster: Arc<Roster>,
     /// Shared read buffer: a connection holds bytes only for an unfinished line.
     scratch: Vec<u8>,
     /// Connections to read from without waiting for an event.
@@ -142,9 +180,11 @@ struct Reactor {
     /// fd 1 for the sink's bytes, unbuffered (std's `Stdout` is a
     /// `LineWriter`); a duplicate, so dropping it leaves fd 1 open.
     stdout: status::RawStdout,
-    /// `--reactors N` (N > 1): this loop is one of N; ids, counts and
-    /// shared handler state go through it. `None`: the single loop.
-    multi: Option<Box<multi::Worker>>,
+    /// How this loop takes part in the server: client ids, counts and the
+    /// server-wide lines go through it.
+    member: Box<dyn Membership>,
+    /// `--trace`: one line per step (off: one branch per step).
+    trace: Trace,
 }
 
 impl Reactor {
@@ -158,56 +198,62 @@ impl Reactor {
             handler,
             store,
             status,
+            mut signals,
         } = setup;
-        let poll = Poll::new()?;
-        listener.set_nonblocking(true)?;
-        let mut listener = TcpListener::from_std(listener);
-        poll.registry()
-            .register(&mut listener, LISTENER, Interest::READABLE)?;
-        let mut signals = ShutdownSignals::new()?;
-        signals.register(poll.registry(), SIGNALS)?;
+        let (poll, listener) = crate::net::poll_with_listener(listener, &mut signals)?;
         let addr = listener.local_addr()?;
         let udp = udp::Udp::serve(udp, poll.registry(), &config, &*handler)?;
-        status.listening(addr, handler.name(), udp.is_some());
-        let parts = (poll, Some(listener), Some(signals), udp);
+        status.listening(addr, handler.traits().name, udp.is_some());
+        let sources = Sources {
+            poll,
+            listener: Some(listener),
+            signals: Some(signals),
+            udp,
+        };
         let stdout = status::RawStdout::new()?;
-        Reactor::with_parts(parts, stdout, config, handler, store, status, None)
+        Reactor::with_parts(
+            sources,
+            stdout,
+            config,
+            handler,
+            store,
+            Box::new(Alone::new(status)),
+        )
     }
 
     /// The loop around an existing poll; the listener, the signals and the
     /// UDP socket, if any, are registered already.
     fn with_parts(
-        (poll, listener, signals, udp): (
-            Poll,
-            Option<TcpListener>,
-            Option<ShutdownSignals>,
-            Option<udp::Udp>,
-        ),
+        sources: Sources,
         stdout: status::RawStdout,
         config: ServerConfig,
         handler: Box<dyn Handler>,
         store: Option<Box<dyn Store>>,
-        status: Status,
-        multi: Option<Box<multi::Worker>>,
+        member: Box<dyn Membership>,
     ) -> io::Result<Self> {
-        Ok(Reactor {
+        let Sources {
             poll,
             listener,
             signals,
-            multi,
+            udp,
+        } = sources;
+        Ok(Reactor {
+            trace: Trace::for_this_loop(config.trace),
+            poll,
+            listener,
+            signals,
+            member,
             conns: Slab::new(),
             udp,
             keys: HashMap::new(),
-            framing: handler.framing(),
-            slow_policy: handler.slow_policy(),
-            life: Lifecycle::new(Instant::now(), &config, handler.shutdown_policy()),
+            framing: handler.traits().framing,
+            slow_policy: handler.traits().slow,
+            life: Lifecycle::new(Instant::now(), &config, handler.traits().shutdown),
             handler,
             outbox: Outbox::new(),
             config,
-            status,
             durable: Durable::new(store),
             fatal: None,
-            roster: Arc::new(Roster::new()),
             scratch: vec![0; READ_CHUNK_BYTES],
             ready: VecDeque::new(),
             dirty: VecDeque::new(),
@@ -230,18 +276,21 @@ impl Reactor {
                     return Err(e);
                 }
             }
+            self.trace.pass(&events, timeout);
             let pass_start = Instant::now();
             self.outbox.set_now(pass_start);
             for event in events.iter() {
                 match event.token() {
                     LISTENER => self.handle_accept(),
                     SIGNALS => self.handle_signals(),
-                    udp::UDP => self.handle_udp_event(),
+                    UDP => self.handle_udp_event(),
                     WAKE => self.handle_wake(),
                     // Past the pass budget, reading waits for a later pass
                     // (timers first); edge-triggered, so it must be queued.
                     Token(key) if pass_start.elapsed() > PASS_BUDGET => self.defer(key),
                     Token(key) => {
+                        self.trace
+                            .event(event, || self.conns.get(key).map(|c| c.id));
                         self.handle_event(key, event.is_readable(), event.is_read_closed())
                     }
                 }
@@ -259,14 +308,11 @@ impl Reactor {
             }
             self.reap();
             let now = Instant::now();
-            // A drain is over when this loop has nobody left (with N loops,
-            // each drains its own clients).
-            let serving = match self.multi {
-                Some(_) => self.conns.len(),
-                None => self.roster.count(),
-            };
+            // A drain is over when this loop has nobody left.
+            let serving = self.member.serving(self.conns.len());
             self.life.handle_timeout(now, serving);
             self.run_commands();
+            self.trace.pass_end();
             if self.dead.is_empty()
                 && !self.udp_owes_output()
                 && self.life.is_done(self.conns.len(), now)
@@ -312,6 +358,7 @@ impl Reactor {
     /// Carries out what the lifecycle asks for.
     fn run_commands(&mut self) {
         while let Some(command) = self.life.poll_command() {
+            self.trace.command(&command);
             match command {
                 Command::StopAccepting => {
                     // SPEC: connections already in the accept queue are
@@ -326,10 +373,7 @@ impl Reactor {
                     self.apply_actions();
                 }
                 Command::AnnounceDrain { timeout } => {
-                    // With N loops the acceptor says it once, with the total.
-                    if self.multi.is_none() && self.roster.count() > 0 {
-                        self.status.draining(timeout, self.roster.count());
-                    }
+                    self.member.announce(Announcement::Drain { timeout });
                 }
                 Command::CloseAll { cut } => {
                     self.udp_close_all();
@@ -346,20 +390,42 @@ impl Reactor {
                         self.kill(key);
                     }
                 }
-                Command::ReportCount => self.status.count(self.roster.count()),
+                Command::ReportCount => self.member.announce(Announcement::Count),
                 Command::Accept => self.handle_accept(),
-                Command::Diagnostic(line) if self.multi.is_none() => {
-                    status::diag(format_args!("{line}"))
+                Command::Diagnostic(line) => {
+                    self.member.announce(Announcement::Diagnostic(line));
                 }
-                Command::Diagnostic(_) => {}
             }
         }
+    }
+
+    /// Another thread left something for this loop (see [`Membership`]):
+    /// clients to serve, signals, actions for its clients.
+    fn handle_wake(&mut self) {
+        let wake = self.member.take_wake(&mut self.outbox);
+        self.trace.woken(wake.clients.len(), wake.signals);
+        for (stream, peer) in wake.clients {
+            // Settled first: counted twice for a moment, a client would be
+            // refused a place it has.
+            self.member.settle();
+            self.add_client(stream, peer);
+        }
+        let now = Instant::now();
+        for _ in 0..wake.signals {
+            self.life.handle_signal(now);
+        }
+        self.run_commands();
+        if let Some(e) = wake.failure {
+            self.fatal.get_or_insert(e);
+        }
+        self.apply_actions();
     }
 
     /// Every signal counts: two in one wakeup are a first and a second.
     fn handle_signals(&mut self) {
         let now = Instant::now();
         let count = self.signals.as_mut().map_or(0, ShutdownSignals::take);
+        self.trace.signals(count);
         for _ in 0..count {
             self.life.handle_signal(now);
         }
@@ -382,14 +448,6 @@ impl Reactor {
     }
 
     fn add_client(&mut self, mut stream: TcpStream, peer: SocketAddr) {
-        // With N loops the limit is on the total, checked in `admit` below.
-        // UDP peers count in the roster but take no `--max-clients` place.
-        if self.multi.is_none()
-            && self.roster.count() - self.udp_peer_count() >= self.config.max_clients
-        {
-            status::refuse_too_many_clients(&stream, self.config.max_clients);
-            return;
-        }
         let _ = stream.set_nodelay(true);
         let entry = self.conns.vacant_entry();
         let key = entry.key();
@@ -401,32 +459,21 @@ impl Reactor {
             status::diag(format_args!("register: {e}; dropping connection"));
             return;
         }
-        let (id, clients) = match self.multi.as_deref_mut() {
-            // The id, the status line and (shared state) the handler's
-            // `on_connect`, in one step across all loops.
-            Some(worker) => {
-                let max = self.config.max_clients;
-                match worker.admit(peer, Some(max), &mut *self.handler, &mut self.outbox) {
-                    Some(id) => (id, None),
-                    None => {
-                        let _ = self.poll.registry().deregister(&mut stream);
-                        status::refuse_too_many_clients(&stream, max);
-                        return;
-                    }
-                }
-            }
-            None => {
-                let (id, clients) = self.roster.join();
-                (id, Some(clients))
-            }
+        // The id, the status line and the handler's `on_connect`, in one
+        // step (see [`Membership::admit`]).
+        let max = self.config.max_clients;
+        let Some(id) = self
+            .member
+            .admit(peer, Some(max), &mut *self.handler, &mut self.outbox)
+        else {
+            let _ = self.poll.registry().deregister(&mut stream);
+            status::refuse_too_many_clients(&stream, max);
+            return;
         };
         let session = Session::new(self.framing, self.config.max_line_bytes);
         entry.insert(Conn::new(stream, id, session));
         self.keys.insert(id, key);
-        if let Some(clients) = clients {
-            self.status.connected(id, clients);
-            self.handler.on_connect(id, peer, &mut self.outbox);
-        }
+        self.trace.accepted(id, peer);
         self.apply_actions();
         // Bytes may already be waiting; the edge that announced them can
         // predate our registration.

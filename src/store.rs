@@ -27,6 +27,7 @@ pub trait Store: Send {
     fn sync(&mut self) -> io::Result<()>;
 }
 
+pub mod accounts_log;
 pub mod snapshot;
 /// A [`Store`] over an append-only [`Journal`]: each put is appended
 /// (written, not yet synced), each sync is one `fdatasync`.

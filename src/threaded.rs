@@ -35,9 +35,9 @@ use mio::Waker;
 use crate::config::ServerConfig;
 use crate::handlers::{ClientId, Finish, Framing, Handler, SlowPolicy};
 use crate::server::Setup;
+use crate::server::census::Census;
 use crate::server::durable::Durable;
-use crate::server::roster::Roster;
-use crate::status::Status;
+use crate::trace::Trace;
 
 mod actions;
 mod client;
@@ -88,7 +88,7 @@ struct Server {
     /// The store failed: the supervisor resets every client and stops.
     fatal: Mutex<Option<io::Error>>,
     /// Client ids (the count is `table`'s length, printed under its lock).
-    roster: Roster,
+    census: Census,
     /// Every connected client (accepted, not yet closed): the SPEC count,
     /// and what shutdown walks. Status lines are printed under this lock so
     /// their counts come out in order.
@@ -102,7 +102,6 @@ struct Server {
     /// must wait until its output is out.
     open: AtomicUsize,
     config: ServerConfig,
-    status: Status,
     framing: Framing,
     slow_policy: SlowPolicy,
     /// fd 1 for the sink's bytes, unbuffered (a duplicate: dropping it
@@ -112,11 +111,10 @@ struct Server {
     cut_partial_lines: AtomicU64,
     /// Wakes the supervisor: the last client left, a store failed.
     waker: Waker,
-    /// UDP peers tracked ([`udp`]): counted with `table`, and changed only
-    /// under its lock so the counts in status lines come out in order.
-    udp_peers: AtomicUsize,
     /// The handler's [`Handler::datagram_is_line`].
     datagram_is_line: bool,
+    /// `--trace`: one line per step, naming the thread (shared throttle).
+    trace: Trace,
 }
 
 /// The handler lock's contents.
@@ -138,10 +136,5 @@ struct Registered {
 impl Server {
     fn core(&self) -> MutexGuard<'_, Core> {
         lock(&self.core)
-    }
-
-    /// Every client, TCP and UDP, given the `table` lock.
-    fn count(&self, table: &HashMap<ClientId, Arc<Client>>) -> usize {
-        table.len() + self.udp_peers.load(std::sync::atomic::Ordering::SeqCst)
     }
 }

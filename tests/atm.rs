@@ -12,7 +12,8 @@ use std::io::{self, BufRead};
 use std::net::{SocketAddr, UdpSocket};
 use std::process::{Command, Output};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc::{self, Receiver};
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
@@ -20,6 +21,7 @@ use common::*;
 use nonblocking::client::atm::{LinkError, SessionError, UdpLink, session};
 use nonblocking::handlers::atm::{Accounts, Atm};
 use nonblocking::handlers::{ClientId, Effect, Handler, Outbox};
+use nonblocking::store::accounts_log;
 
 const SEED_ACCOUNTS: &str = "charles 02323 0\n";
 const CHALLENGE_SHOWN: &str = "\nFrom Server: \n\tPlease give the username and pin number.\n\n";
@@ -27,35 +29,46 @@ const CHALLENGE_SHOWN: &str = "\nFrom Server: \n\tPlease give the username and p
 /// A UDP bank on 127.0.0.1: each datagram goes to a real [`Atm`] (one
 /// client id per source address), each reply goes back as one datagram
 /// without the `\n` of its TCP form, as SPEC "Datagrams" says the server
-/// does. It ignores the first `drop_first` datagrams, or all when `silent`.
+/// does. It ignores the first `drop_first` datagrams, or all when `silent`,
+/// and keeps every datagram it got, in order, for [`Responder::settle`].
 struct Responder {
     addr: SocketAddr,
-    seen: Arc<AtomicU64>,
+    /// The datagrams got before each [`SENTINEL`], sent on at its arrival.
+    settled: Receiver<Vec<Vec<u8>>>,
     stop: Arc<AtomicBool>,
     thread: Option<JoinHandle<()>>,
 }
 
+/// Not a datagram any client sends: marks "everything before me is in".
+const SENTINEL: &[u8] = b"\0settle\0";
+
 impl Responder {
-    fn start(accounts: &str, drop_first: u64, silent: bool) -> Responder {
+    fn start(accounts: &str, drop_first: usize, silent: bool) -> Responder {
         let socket = UdpSocket::bind("127.0.0.1:0").unwrap();
+        // Only how often the thread looks at `stop`; nothing waits on it.
         socket
             .set_read_timeout(Some(Duration::from_millis(20)))
             .unwrap();
         let addr = socket.local_addr().unwrap();
-        let seen = Arc::new(AtomicU64::new(0));
         let stop = Arc::new(AtomicBool::new(false));
+        let (settled_tx, settled) = mpsc::channel();
         let mut atm = Atm::new(Accounts::parse(accounts.as_bytes()).unwrap());
-        let (seen2, stop2) = (Arc::clone(&seen), Arc::clone(&stop));
+        let stop2 = Arc::clone(&stop);
         let thread = thread::spawn(move || {
             let mut out = Outbox::new();
             let mut ids: HashMap<SocketAddr, ClientId> = HashMap::new();
+            let mut seen: Vec<Vec<u8>> = Vec::new();
             let mut buf = vec![0u8; 65536];
             while !stop2.load(Ordering::SeqCst) {
                 let Ok((n, peer)) = socket.recv_from(&mut buf) else {
                     continue;
                 };
-                let count = seen2.fetch_add(1, Ordering::SeqCst) + 1;
-                if silent || count <= drop_first {
+                if &buf[..n] == SENTINEL {
+                    let _ = settled_tx.send(seen.clone());
+                    continue;
+                }
+                seen.push(buf[..n].to_vec());
+                if silent || seen.len() <= drop_first {
                     continue;
                 }
                 let next = ClientId(ids.len() as u64 + 1);
@@ -72,21 +85,24 @@ impl Responder {
         });
         Responder {
             addr,
-            seen,
+            settled,
             stop,
             thread: Some(thread),
         }
     }
 
-    /// Waits (bounded) until `n` datagrams have arrived; the count then.
-    fn wait_seen(&self, n: u64) -> u64 {
-        let deadline = Instant::now() + TIMEOUT;
-        while self.seen.load(Ordering::SeqCst) < n && Instant::now() < deadline {
-            thread::sleep(Duration::from_millis(5));
-        }
-        // A little longer, so one datagram too many would be counted.
-        thread::sleep(Duration::from_millis(50));
-        self.seen.load(Ordering::SeqCst)
+    /// Every datagram the bank has got, once every datagram already sent
+    /// to it is in: a later datagram proves it, not a pause. On loopback a
+    /// datagram is in the receiver's queue when `send` returns, and one
+    /// socket's queue is read in order, so the sentinel, sent after the
+    /// client's last send returned (or after the client exited), comes
+    /// after all of them.
+    fn settle(&self) -> Vec<Vec<u8>> {
+        let probe = UdpSocket::bind("127.0.0.1:0").unwrap();
+        probe.send_to(SENTINEL, self.addr).unwrap();
+        self.settled
+            .recv_timeout(TIMEOUT)
+            .expect("the bank never got the sentinel")
     }
 }
 
@@ -157,7 +173,7 @@ fn client_session_follows_the_seed_flow_over_udp() {
         "every PIN is read through the hidden reader"
     );
     // b, creds, w23, creds, d23.5, creds: the illegal choice sends nothing.
-    assert_eq!(bank.wait_seen(6), 6);
+    assert_eq!(bank.settle().len(), 6, "one datagram per request, no retry");
 }
 
 #[test]
@@ -181,10 +197,15 @@ fn a_lost_datagram_is_asked_again() {
     let (out, result, _) = run_session("1\ncharles\n02323\n", &mut link);
     result.unwrap();
     assert_eq!(out, round(None, "0 dollar(s) are in your balance.") + MENU);
-    assert_eq!(
-        bank.wait_seen(3),
-        3,
-        "b (dropped), b again, the credentials"
+    // The dropped `b` is sent again after the 300 ms timeout; a slow
+    // machine may make more tries of it, never of the credentials once
+    // answered. So: two `b`s or more, then the credentials, last.
+    let got = bank.settle();
+    let (creds, tries) = got.split_last().expect("datagrams");
+    assert_eq!(creds, b"ucharles p02323", "{got:?}");
+    assert!(
+        tries.len() >= 2 && tries.iter().all(|d| d == b"b"),
+        "b (dropped), b again, the credentials: {got:?}"
     );
 }
 
@@ -198,7 +219,11 @@ fn no_reply_after_the_last_try_is_an_error() {
         other => panic!("expected NoReply after 4 tries, got {other:?}"),
     }
     assert_eq!(out, MENU, "nothing printed for a reply that never came");
-    assert_eq!(bank.wait_seen(4), 4, "one send and three retries");
+    assert_eq!(
+        bank.settle(),
+        vec![b"b".to_vec(); 4],
+        "one send and three retries"
+    );
 }
 
 fn client_bin() -> Command {
@@ -242,7 +267,11 @@ fn the_client_binary_gives_up_with_one_line_and_exit_1() {
     assert!(stderr.starts_with("error: "), "{stderr}");
     assert!(stderr.contains(&bank.addr.to_string()), "{stderr}");
     assert!(stderr.contains("no reply after 4 tries"), "{stderr}");
-    assert_eq!(bank.wait_seen(4), 4);
+    assert_eq!(
+        bank.settle(),
+        vec![b"b".to_vec(); 4],
+        "one send and three retries"
+    );
 }
 
 #[test]
@@ -281,6 +310,12 @@ both!(
     tcp_replies_end_in_a_newline,
     client_binary_over_tcp,
     bad_accounts_file_stops_the_server,
+    two_pipelined_deposits_leave_one_line_per_account,
+    a_temporary_file_left_by_a_crash_is_removed_at_start,
+    a_balance_near_the_limit_survives_sigkill_and_a_restart,
+    acknowledged_deposits_survive_sigkill_at_random_exactly_once,
+    a_torn_change_log_tail_is_ignored_at_start,
+    the_change_log_is_folded_into_the_accounts_file,
 );
 
 fn start_atm(kind: Kind, accounts: &str) -> Server {
@@ -336,6 +371,281 @@ fn client_binary_over_tcp(kind: Kind) {
         stdout.contains("\nFrom Server: -7 dollar(s) are in your balance.\n"),
         "{stdout}"
     );
+}
+
+/// Issue 19 item 1: two changes persisted in one loop pass (one TCP write
+/// holding two deposits with their credentials) must leave the accounts
+/// file with one line per account, so the bank starts again.
+fn two_pipelined_deposits_leave_one_line_per_account(kind: Kind) {
+    let mut s = start_atm(kind, SEED_ACCOUNTS);
+    let path = s.dir.join("accounts.txt");
+    let mut c = s.connect_as(1);
+    c.send(b"d1\nucharles p02323\nd2\nucharles p02323\n");
+    for n in [1, 2] {
+        for line in [
+            &b"\n"[..],
+            b"\tPlease give the username and pin number.\n",
+            b"\n",
+        ] {
+            c.expect_line(line);
+        }
+        let total = if n == 1 { 1 } else { 3 };
+        c.expect_line(
+            format!("Deposited {n} dollar(s). Balance is now {total} dollar(s).\n").as_bytes(),
+        );
+    }
+    assert_eq!(balance_on_disk(&path, "charles"), "3");
+    s.stop(libc::SIGINT);
+    let mut again = Server::start(kind, &["-H", "atm", "--accounts", path.to_str().unwrap()]);
+    // The start folded the change log into the accounts file.
+    assert_eq!(std::fs::read_to_string(&path).unwrap(), "charles 02323 3\n");
+    assert!(!accounts_log::log_path(&path).exists());
+    let mut c = again.connect_as(1);
+    assert_eq!(
+        charles_asks(&mut c, "b"),
+        "3 dollar(s) are in your balance.\n"
+    );
+    again.stop(libc::SIGINT);
+}
+
+/// SPEC atm: "a temporary file a crash left behind is removed at the next
+/// start" (a SIGKILL between creating it and the rename).
+fn a_temporary_file_left_by_a_crash_is_removed_at_start(kind: Kind) {
+    let dir = TempDir::new(kind.name());
+    let path = dir.join("accounts.txt");
+    std::fs::write(&path, SEED_ACCOUNTS).unwrap();
+    let stale = dir.join(".accounts.txt.tmp.0123456789abcdef");
+    std::fs::write(&stale, "charles 02323 99\n").unwrap();
+    let unrelated = dir.join(".accounts.txt.tmp.notours");
+    std::fs::write(&unrelated, "keep").unwrap();
+    let mut s = Server::start(kind, &["-H", "atm", "--accounts", path.to_str().unwrap()]);
+    assert!(!stale.exists(), "the crash's temporary file is gone");
+    assert!(unrelated.exists(), "a name we never make is left alone");
+    assert_eq!(std::fs::read_to_string(&path).unwrap(), SEED_ACCOUNTS);
+    s.stop(libc::SIGINT);
+}
+
+/// `request` (`b`, `d1`, ...) and charles's credentials over `c`; the
+/// reply after the three challenge lines.
+fn charles_asks(c: &mut Conn, request: &str) -> String {
+    c.send(format!("{request}\nucharles p02323\n").as_bytes());
+    for _ in 0..3 {
+        c.line();
+    }
+    c.line_string()
+}
+
+/// Found by fuzzing: a BALANCE of 27 integer digits and one decimal loads,
+/// but written back with two decimals it had 29 digits, so after any change
+/// the bank could not start again. Now the file keeps what it can read, and
+/// a change the file could not hold is refused.
+fn a_balance_near_the_limit_survives_sigkill_and_a_restart(kind: Kind) {
+    let big = "23000232022220218680645401";
+    let mut s = start_atm(kind, &format!("charles 02323 {big}2.5\n"));
+    let path = s.dir.join("accounts.txt");
+    let mut c = s.connect_as(1);
+    assert_eq!(
+        charles_asks(&mut c, "d1"),
+        format!("Deposited 1 dollar(s). Balance is now {big}3.50 dollar(s).\n")
+    );
+    // One cent more would need 29 digits: refused, the balance unchanged.
+    assert_eq!(
+        charles_asks(&mut c, "d0.01"),
+        "Improper format, please send command again.\n"
+    );
+    s.signal(libc::SIGKILL);
+    s.wait_exit();
+    let mut again = Server::start(kind, &["-H", "atm", "--accounts", path.to_str().unwrap()]);
+    let mut c = again.connect_as(1);
+    assert_eq!(
+        charles_asks(&mut c, "b"),
+        format!("{big}3.50 dollar(s) are in your balance.\n")
+    );
+    again.stop(libc::SIGINT);
+}
+
+/// NAME's balance as a restart would find it: the accounts file, then its
+/// change log replayed (issue 19 item 11).
+fn balance_on_disk(path: &std::path::Path, name: &str) -> String {
+    let (accounts, _, _) = accounts_log::read(path).expect("the bank's files load");
+    nonblocking::handlers::atm::money(accounts.balance(name).expect("the account"))
+}
+
+/// A small xorshift generator: the kill moments, reproducible from the
+/// seed printed on failure.
+struct Rng(u64);
+
+impl Rng {
+    fn below(&mut self, n: u64) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0 % n
+    }
+}
+
+/// Issue 19 item 11: with a change log beside the accounts file, SIGKILL at
+/// any moment still loses no acknowledged deposit and applies none twice.
+/// Each cycle pipelines deposits of 1, 2, 3, ... dollars, kills the server
+/// after a random number of `Deposited` replies, reads every reply that
+/// still arrives, and restarts: the balance must then be the sum of the
+/// first m deposits, for an m no smaller than the acknowledged count (the
+/// deposits are applied in order, and these sums tell any m apart).
+fn acknowledged_deposits_survive_sigkill_at_random_exactly_once(kind: Kind) {
+    const CYCLES: u64 = 10;
+    const DEPOSITS: u64 = 120;
+    let seed = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos() as u64
+        | 1;
+    let mut rng = Rng(seed);
+    let dir = TempDir::new(kind.name());
+    let path = dir.join("accounts.txt");
+    // A few other accounts, so the snapshot is more than one line.
+    std::fs::write(
+        &path,
+        "ada 1111 5
+charles 02323 0
+zed 9999 -1
+",
+    )
+    .unwrap();
+    let mut before: u64 = 0;
+    for cycle in 0..CYCLES {
+        let s = Server::start(kind, &["-H", "atm", "--accounts", path.to_str().unwrap()]);
+        let mut c = s.connect();
+        let requests: String = (1..=DEPOSITS)
+            .map(|n| format!("d{n}\nucharles p02323\n"))
+            .collect();
+        c.send(requests.as_bytes());
+        let kill_after = 1 + rng.below(DEPOSITS - 1);
+        let mut acked = 0;
+        let mut killed = false;
+        let mut line = Vec::new();
+        loop {
+            line.clear();
+            match c.reader.read_until(b'\n', &mut line) {
+                Ok(_) if line.ends_with(b"\n") => {}
+                // EOF, a reset, or a reply cut by the kill.
+                _ if killed => break,
+                other => panic!("cycle {cycle} (seed {seed}): {other:?} {line:?}"),
+            }
+            if line.starts_with(b"Deposited ") {
+                acked += 1;
+                let total = before + acked * (acked + 1) / 2;
+                assert!(line.ends_with(format!("Balance is now {total} dollar(s).\n").as_bytes()));
+                if acked == kill_after {
+                    s.signal(libc::SIGKILL);
+                    killed = true;
+                }
+                if acked == DEPOSITS {
+                    s.signal(libc::SIGKILL);
+                    break;
+                }
+            }
+        }
+        drop(s);
+        let mut again = Server::start(kind, &["-H", "atm", "--accounts", path.to_str().unwrap()]);
+        let mut c = again.connect();
+        let shown = charles_asks(&mut c, "b");
+        let now: u64 = shown
+            .split(' ')
+            .next()
+            .and_then(|n| n.parse().ok())
+            .unwrap_or_else(|| panic!("{shown:?}"));
+        let applied = (0..=DEPOSITS).find(|m| before + m * (m + 1) / 2 == now);
+        assert!(
+            matches!(applied, Some(m) if m >= acked),
+            "cycle {cycle} (seed {seed}): {acked} acknowledged, balance {now} from {before}"
+        );
+        assert_eq!(
+            std::fs::read_to_string(&path).unwrap().lines().count(),
+            3,
+            "one line per account"
+        );
+        before = now;
+        again.stop(libc::SIGINT);
+    }
+}
+
+/// A change record torn by a crash (no `\n`) was never synced, so never
+/// acknowledged: the start ignores it with a diagnostic, keeps the whole
+/// records before it, and folds them into the accounts file.
+fn a_torn_change_log_tail_is_ignored_at_start(kind: Kind) {
+    let dir = TempDir::new(kind.name());
+    let path = dir.join("accounts.txt");
+    std::fs::write(
+        &path,
+        "charles 02323 0
+ada 1234 1
+",
+    )
+    .unwrap();
+    std::fs::write(
+        accounts_log::log_path(&path),
+        "charles 5
+ada 7
+charles 1",
+    )
+    .unwrap();
+    let mut s = Server::start_in(
+        kind,
+        &["-H", "atm", "--accounts", path.to_str().unwrap()],
+        dir,
+    );
+    s.wait_stderr("the torn record's diagnostic", |l| {
+        l.contains("torn last record") && l.contains("accounts.txt.log")
+    });
+    assert_eq!(
+        std::fs::read_to_string(&path).unwrap(),
+        "charles 02323 5\nada 1234 7\n"
+    );
+    assert!(!accounts_log::log_path(&path).exists());
+    let mut c = s.connect_as(1);
+    assert_eq!(
+        charles_asks(&mut c, "b"),
+        "5 dollar(s) are in your balance.\n"
+    );
+    s.stop(libc::SIGINT);
+}
+
+/// The change log never grows past the accounts file's size: past it, the
+/// log is folded into the accounts file (rewritten atomically) and removed.
+fn the_change_log_is_folded_into_the_accounts_file(kind: Kind) {
+    let mut s = start_atm(kind, "charles 02323 0\nada 1234 100\n");
+    let path = s.dir.join("accounts.txt");
+    let log = accounts_log::log_path(&path);
+    let mut c = s.connect_as(1);
+    let mut total = 0;
+    for n in 1..=20 {
+        total += n;
+        assert_eq!(
+            charles_asks(&mut c, &format!("d{n}")),
+            format!("Deposited {n} dollar(s). Balance is now {total} dollar(s).\n")
+        );
+        let snapshot = std::fs::read_to_string(&path).unwrap();
+        let log_len = std::fs::metadata(&log).map_or(0, |m| m.len());
+        assert!(
+            log_len <= snapshot.len() as u64,
+            "after d{n}: a log of {log_len} bytes beside a {}-byte file",
+            snapshot.len()
+        );
+        assert_eq!(snapshot.lines().count(), 2, "{snapshot:?}");
+        assert_eq!(balance_on_disk(&path, "charles"), total.to_string());
+    }
+    // 31 bytes of accounts, records of 10 to 12 bytes: folded several
+    // times; the accounts file shows a recent balance.
+    let snapshot = accounts_log::read(&path).unwrap().0;
+    assert_eq!(
+        snapshot
+            .balance("ada")
+            .map(nonblocking::handlers::atm::money),
+        Some("100".into())
+    );
+    let folded = std::fs::read_to_string(&path).unwrap();
+    assert_ne!(folded, "charles 02323 0\nada 1234 100\n", "never folded");
+    s.stop(libc::SIGINT);
 }
 
 /// The server with `args` (port 0 appended) in a fresh directory; its output.
@@ -457,10 +767,8 @@ fn udp_replies_are_the_seeds_bytes(kind: Kind) {
     c.send(b"ucharles p02323\n");
     c.expect_line(b"-23 dollar(s) are in your balance.\n");
     s.stop(SIGINT);
-    assert_eq!(
-        std::fs::read_to_string(&path).unwrap(),
-        "charles 02323 -23\nada 1234 -5.25\n"
-    );
+    assert_eq!(balance_on_disk(&path, "charles"), "-23");
+    assert_eq!(balance_on_disk(&path, "ada"), "-5.25");
 }
 
 fn the_seed_udpclient_py_against_the_server(kind: Kind) {
@@ -530,18 +838,12 @@ fn an_acknowledged_deposit_survives_sigkill_exactly_once(kind: Kind) {
             "ucharles p02323",
             &format!("Deposited {n} dollar(s). Balance is now {total} dollar(s)."),
         );
-        // Durable before the reply left: the file shows it already.
-        assert_eq!(
-            std::fs::read_to_string(&path).unwrap(),
-            format!("charles 02323 {total}\n")
-        );
+        // Durable before the reply left: the files show it already.
+        assert_eq!(balance_on_disk(&path, "charles"), total.to_string());
     }
     s.signal(libc::SIGKILL);
     s.wait_exit();
-    assert_eq!(
-        std::fs::read_to_string(&path).unwrap(),
-        "charles 02323 15\n"
-    );
+    assert_eq!(balance_on_disk(&path, "charles"), "15");
     let s = start_atm_udp(kind, &path);
     let t = Teller::new(s.addr);
     t.ask("b", CHALLENGE_DATAGRAM);

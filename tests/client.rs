@@ -2,13 +2,19 @@
 //! fake servers started in the test on 127.0.0.1:0, so these tests hold
 //! the client to SPEC without depending on the real server's handlers.
 
+#[allow(unused_macros)]
+#[macro_use]
+mod common;
+
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::path::PathBuf;
-use std::process::{Child, Command, ExitStatus, Output, Stdio};
+use std::process::{Child, Command, Output, Stdio};
 use std::sync::mpsc;
 use std::thread;
-use std::time::{Duration, Instant};
+use std::time::Duration;
+
+use common::wait_child;
 
 /// Longest any single step may take before the test fails instead of hanging.
 const TIMEOUT: Duration = Duration::from_secs(30);
@@ -40,21 +46,6 @@ fn dead_addr() -> String {
     addr
 }
 
-/// Waits for the child to exit, killing it and failing after [`TIMEOUT`].
-fn wait(child: &mut Child) -> ExitStatus {
-    let deadline = Instant::now() + TIMEOUT;
-    loop {
-        if let Some(status) = child.try_wait().unwrap() {
-            return status;
-        }
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            panic!("nonblocking-client did not exit within {TIMEOUT:?}");
-        }
-        thread::sleep(Duration::from_millis(10));
-    }
-}
-
 /// Collects the child's stdout and stderr on threads (so a full pipe never
 /// blocks it) after waiting for it.
 fn finish(mut child: Child) -> Output {
@@ -70,7 +61,7 @@ fn finish(mut child: Child) -> Output {
         err.read_to_end(&mut v).unwrap();
         v
     });
-    let status = wait(&mut child);
+    let status = wait_child(&mut child, "nonblocking-client");
     Output {
         status,
         stdout: out.join().unwrap(),
@@ -184,26 +175,27 @@ fn ledger_streams_a_large_file_exactly_and_waits_for_the_server_to_close() {
     let file = TempFile::new("ledger.txt", &contents);
 
     let (listener, addr) = fake_server();
-    let (release_tx, release_rx) = mpsc::channel();
-    let (got_tx, got_rx) = mpsc::channel();
-    let server = read_all_then_hold(listener, release_rx, got_tx);
-    let mut child = client()
+    // After the client's EOF the server talks on: far more than the
+    // kernel buffers hold while nobody reads (a few MiB), so the
+    // writes finish only if the client is still there reading. A client
+    // that left at its EOF makes them fail. Then we close.
+    let server = thread::spawn(move || {
+        let mut conn = accept(&listener);
+        let mut data = Vec::new();
+        conn.read_to_end(&mut data).unwrap();
+        let talk = vec![b"not an error, just talk\n".as_slice(); 1 << 20].concat();
+        let talked = conn.write_all(&talk);
+        (data, talked)
+    });
+    let child = client()
         .args(["ledger", &addr, file.path()])
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-
-    // The client has sent its EOF; it must still be running, waiting for us.
-    assert_eq!(got_rx.recv_timeout(TIMEOUT).unwrap(), contents.len());
-    thread::sleep(Duration::from_millis(200));
-    assert!(
-        child.try_wait().unwrap().is_none(),
-        "ledger exited before the server closed the connection"
-    );
-    release_tx.send(()).unwrap();
-    let received = server.join().unwrap();
+    let (received, talked) = server.join().unwrap();
     let out = finish(child);
+    talked.expect("the client stopped reading after its EOF: it did not wait for our close");
     assert!(out.status.success(), "stderr: {}", stderr_text(&out));
     assert!(received == contents, "the server got different bytes");
     assert!(out.stderr.is_empty() && out.stdout.is_empty());
@@ -370,7 +362,7 @@ fn queue_exits_0_on_ctrl_c() {
     stdout.read_line(&mut line).unwrap();
     assert_eq!(line, "0\n");
     sigint(&child);
-    assert_eq!(wait(&mut child).code(), Some(0));
+    assert_eq!(wait_child(&mut child, "nonblocking-client").code(), Some(0));
     server.join().unwrap(); // the fake server saw the socket close
 }
 
@@ -438,7 +430,7 @@ fn presence_closes_the_socket_and_exits_0_on_ctrl_c() {
     stdout.read_line(&mut line).unwrap();
     assert_eq!(line, "alice\n");
     sigint(&child);
-    assert_eq!(wait(&mut child).code(), Some(0));
+    assert_eq!(wait_child(&mut child, "nonblocking-client").code(), Some(0));
     assert!(
         closed_rx.recv_timeout(TIMEOUT).unwrap(),
         "socket closed cleanly"

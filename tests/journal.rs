@@ -26,6 +26,7 @@ both!(
     sigkill_mid_blast_loses_nothing_acknowledged,
     torn_last_record_is_cut_off,
     a_failing_journal_stops_the_server_and_resets_clients,
+    a_signal_during_the_replay_stops_the_server_cleanly,
 );
 
 /// The journal and log of a series of runs.
@@ -379,4 +380,89 @@ fn a_failing_journal_stops_the_server_and_resets_clients(kind: Kind) {
         s.transcript()
     );
     assert!(!log.exists(), "no log after a failed journal");
+}
+
+/// SPEC Shutdown: "Signals are caught from the first moment: a signal
+/// during start-up (file checks, journal replay) stops the server cleanly,
+/// without the signal's default death, and leaves every file as it was."
+/// A long journal keeps the server replaying; SIGINT goes as soon as the
+/// process catches it (its `SigCgt` mask in `/proc` says so).
+fn a_signal_during_the_replay_stops_the_server_cleanly(kind: Kind) {
+    let dir = TempDir::new(&format!("jstart-{}", kind.name()));
+    let journal = dir.join("journal");
+    let mut text = b"# nonblocking journal v1\n".to_vec();
+    for i in 0..400_000u32 {
+        writeln!(text, "acct{} credit $1.{:02}", i % 1000, i % 100).unwrap();
+    }
+    fs::write(&journal, &text).unwrap();
+    let mut cmd = kind.command(&dir.path);
+    cmd.args([
+        "-H",
+        "ledger",
+        "--journal",
+        "journal",
+        "--log",
+        "log.txt",
+        "0",
+    ])
+    .stdin(std::process::Stdio::null())
+    .stdout(std::process::Stdio::piped())
+    .stderr(std::process::Stdio::piped());
+    let child = cmd.spawn().expect("spawn");
+    wait_until_catching(child.id(), SIGINT);
+    send_signal(&child, SIGINT);
+    let (tx, rx) = std::sync::mpsc::channel();
+    let pid = child.id();
+    thread::spawn(move || {
+        let _ = tx.send(child.wait_with_output());
+    });
+    let Ok(out) = rx.recv_timeout(TIMEOUT) else {
+        // Our own child, by its pid (the waiting thread owns the handle).
+        let _ = std::process::Command::new("kill")
+            .args(["-KILL", &pid.to_string()])
+            .status();
+        panic!("the server did not stop within {TIMEOUT:?}");
+    };
+    let out = out.expect("wait");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{:?}\n{stdout}\n{stderr}",
+        out.status
+    );
+    assert!(
+        !stdout.contains("Listening on"),
+        "stopped before listening: {stdout}"
+    );
+    assert!(stderr.contains("during start-up"), "{stderr}");
+    assert_eq!(
+        fs::read(&journal).unwrap(),
+        text,
+        "the journal is as it was"
+    );
+    assert!(!dir.join("log.txt").exists(), "no log written");
+}
+
+/// Waits until process `pid` has a handler for `signal` (bit `signal - 1`
+/// of the `SigCgt` mask in `/proc/PID/status`).
+fn wait_until_catching(pid: u32, signal: i32) {
+    let deadline = std::time::Instant::now() + TIMEOUT;
+    loop {
+        let status = fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+        let caught = status
+            .lines()
+            .find_map(|l| l.strip_prefix("SigCgt:"))
+            .and_then(|mask| u64::from_str_radix(mask.trim(), 16).ok())
+            .is_some_and(|mask| mask & (1 << (signal - 1)) != 0);
+        if caught {
+            return;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "process {pid} never caught signal {signal}"
+        );
+        thread::yield_now();
+    }
 }

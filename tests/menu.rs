@@ -44,6 +44,35 @@ fn menu_server(kind: Kind) -> Server {
     s
 }
 
+both!(run_time_counts_from_the_servers_start);
+
+/// `4` answers the time since the server started, whole seconds. Bounded
+/// on both sides by the test's own clock, each bound in the direction a
+/// slow machine cannot break: the server started after `spawned` and
+/// before its Listening line was read, and answered between our request
+/// and the reply. After 1.1 s, a server that always says `00:00:00` (or
+/// counts from the connection) fails the lower bound.
+fn run_time_counts_from_the_servers_start(kind: Kind) {
+    let spawned = std::time::Instant::now();
+    let mut s = menu_server(kind);
+    let listening = std::time::Instant::now();
+    let mut c = s.connect_as(1);
+    // Time must pass for a run time to show it.
+    thread::sleep(std::time::Duration::from_millis(1100));
+    let asked = std::time::Instant::now();
+    c.send(b"4\n");
+    let shown = run_time_secs(&mut c);
+    let answered = std::time::Instant::now();
+    let at_least = (asked - listening).as_secs();
+    let at_most = (answered - spawned).as_secs();
+    assert!(at_least >= 1);
+    assert!(
+        (at_least..=at_most).contains(&shown),
+        "run time {shown} s, the test measured {at_least} to {at_most} s"
+    );
+    s.stop(SIGINT);
+}
+
 /// A menu server that serves UDP on its port too.
 fn menu_server_udp(kind: Kind) -> Server {
     Server::start(kind, &["-H", "menu", "--udp"])
@@ -318,10 +347,7 @@ fn sigterm_prints_bye_bye_and_exits_0(kind: Kind) {
 }
 
 fn ipv6_client_address(kind: Kind) {
-    if !ipv6_available() {
-        eprintln!("skipped: no IPv6 loopback");
-        return;
-    }
+    require_ipv6();
     let mut s = Server::start(kind, &["-H", "menu", "-b", "::1"]);
     let mut c = s.connect_as(1);
     let port = c.stream.local_addr().unwrap().port();

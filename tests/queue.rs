@@ -167,27 +167,11 @@ fn seed_transcript_through_nonblocking_client(kind: Kind) {
             b"put A\nput B\nput C\nput D\nsize\npeek\nsize\npop\npop\nsize\npop\npop\npeek\n",
         )
         .unwrap();
-    let out = wait_output(client);
+    let out = wait_output(client, "nonblocking-client");
     assert!(out.status.success(), "client failed: {out:?}");
     assert_eq!(
         String::from_utf8_lossy(&out.stdout),
         "True\nTrue\nTrue\nFalse\n3\nA\n3\nA\nB\n1\nC\nQueue is empty\nQueue is empty\n"
     );
     s.stop(SIGINT);
-}
-
-/// `wait_with_output` with a deadline, so a hung client fails the test.
-fn wait_output(child: std::process::Child) -> std::process::Output {
-    let (tx, rx) = std::sync::mpsc::channel();
-    let pid = child.id() as i32;
-    std::thread::spawn(move || {
-        let _ = tx.send(child.wait_with_output());
-    });
-    match rx.recv_timeout(TIMEOUT) {
-        Ok(out) => out.expect("wait for client"),
-        Err(_) => {
-            unsafe { libc::kill(pid, libc::SIGKILL) };
-            panic!("nonblocking-client did not finish within {TIMEOUT:?}");
-        }
-    }
 }

@@ -7,6 +7,7 @@
 mod common;
 
 use std::io::{Read, Write};
+use std::net::SocketAddr;
 use std::process::{Command, Output, Stdio};
 use std::thread;
 use std::time::{Duration, Instant};
@@ -63,6 +64,40 @@ fn atm_accounts_errors_say_error_once(kind: Kind) {
     }
 }
 
+/// Linux's tables of TCP sockets, /proc/net/tcp and tcp6, read once.
+fn tcp_table() -> String {
+    ["/proc/net/tcp", "/proc/net/tcp6"]
+        .iter()
+        .filter_map(|t| std::fs::read_to_string(t).ok())
+        .collect()
+}
+
+/// The send and receive queues (`tx_queue`, `rx_queue`) of the established
+/// TCP socket from `local` to `remote` in `table` ([`tcp_table`]): bytes not
+/// yet acknowledged by the peer, and bytes not yet read.
+fn tcp_queues(table: &str, local: SocketAddr, remote: SocketAddr) -> Option<(u64, u64)> {
+    let port = |field: &str| {
+        let (_, port) = field.rsplit_once(':')?;
+        u16::from_str_radix(port, 16).ok()
+    };
+    table.lines().find_map(|line| {
+        let f: Vec<&str> = line.split_whitespace().collect();
+        if f.len() > 4
+            && port(f[1]) == Some(local.port())
+            && port(f[2]) == Some(remote.port())
+            && f[3] == "01"
+        {
+            let (tx, rx) = f[4].split_once(':')?;
+            Some((
+                u64::from_str_radix(tx, 16).ok()?,
+                u64::from_str_radix(rx, 16).ok()?,
+            ))
+        } else {
+            None
+        }
+    })
+}
+
 /// A server with its one `--max-clients` slot taken by a held connection.
 fn full_server(kind: Kind, handler: &str) -> (Server, Conn) {
     let mut server = Server::start(kind, &["-H", handler, "--max-clients", "1"]);
@@ -97,17 +132,10 @@ fn client_chat_stops_at_a_refusal_without_waiting_for_stdin(kind: Kind) {
         .spawn()
         .expect("spawn nonblocking-client");
     let _stdin_kept_open = child.stdin.take();
-    let deadline = Instant::now() + TIMEOUT;
-    let status = loop {
-        if let Some(status) = child.try_wait().unwrap() {
-            break status;
-        }
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            panic!("chat still waits for stdin after the server refused it");
-        }
-        thread::sleep(Duration::from_millis(10));
-    };
+    let status = wait_child(
+        &mut child,
+        "chat still waits for stdin after the server refused it",
+    );
     let mut err = String::new();
     child
         .stderr
@@ -255,7 +283,12 @@ mod a_client_killed_at_the_end_of_the_shutdown_flush_gets_a_diagnostic {
         )
     }
     #[test]
-    #[ignore = "threaded server: a client whose reader already ended with End::Kill is killed without the diagnostic (a race with the supervisor's kill); the reactor is fixed"]
+    fn reactor2() {
+        super::a_client_killed_at_the_end_of_the_shutdown_flush_gets_a_diagnostic(
+            crate::common::Kind::Reactor2,
+        )
+    }
+    #[test]
     fn threaded() {
         super::a_client_killed_at_the_end_of_the_shutdown_flush_gets_a_diagnostic(
             crate::common::Kind::Threaded,
@@ -267,28 +300,86 @@ mod a_client_killed_at_the_end_of_the_shutdown_flush_gets_a_diagnostic {
 /// diagnostic line", and echo's shutdown closes a client that has not read
 /// its output within the flush "anyway". That client loses output, and
 /// stderr said nothing about it on either server.
+///
+/// The server must hold more than the kernel can ever take for it, or
+/// nothing is cut and no diagnostic is owed (issue 23 item 1: with
+/// `--max-pending 1000` a paused echo held about 50 KiB, the kernel's send
+/// buffer, which grows up to `tcp_wmem`'s 4 MiB, took it during the flush,
+/// the threaded server's writer finished and sent its FIN, and the test
+/// failed 3 runs in 5 although no client lost output). So: 8 MiB held, and
+/// a client whose receive buffer is small and fixed (SO_RCVBUF set before
+/// connect turns Linux's autotuning off).
 fn a_client_killed_at_the_end_of_the_shutdown_flush_gets_a_diagnostic(kind: Kind) {
-    let mut server = Server::start(kind, &["-H", "echo", "--max-pending", "1000"]);
-    let conn = server.connect_as(1);
-    // Send until the kernel's buffers both ways are full: the server then
-    // holds output for us that we never read.
-    conn.stream.set_nonblocking(true).unwrap();
+    // Room to hold more output than the kernel can ever take for us (our
+    // receive buffer and tcp_wmem's 4 MiB): 8 MiB.
+    let mut server = Server::start(kind, &["-H", "echo", "--max-pending", "8388608"]);
+    // Small buffers of our own, fixed (no autotuning): our receive buffer
+    // bounds what the kernel can still deliver to us, our send buffer what
+    // the closing server must read and drop after the signal.
+    let socket = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
+    socket.set_recv_buffer_size(64 * 1024).unwrap();
+    socket.set_send_buffer_size(64 * 1024).unwrap();
+    socket.connect(&server.addr.into()).unwrap();
+    let our_rcvbuf = socket.recv_buffer_size().unwrap() as u64;
+    let conn = Conn::from_stream(socket.into());
+    server.wait_connected(1);
+    // The most the server's send queue can grow to (Linux autotuning).
+    let wmem_max: u64 = std::fs::read_to_string("/proc/sys/net/ipv4/tcp_wmem")
+        .expect("/proc/sys/net/ipv4/tcp_wmem")
+        .split_whitespace()
+        .nth(2)
+        .and_then(|v| v.parse().ok())
+        .expect("tcp_wmem's maximum");
+    // Send, never reading, until the server holds more output for us than
+    // the kernel could still take: then its shutdown flush cannot end.
+    // Counted from the kernel's queues, not guessed from a quiet spell.
+    // 64 lines of 1 KiB a write, the size of our send buffer.
     let chunk = [b'x'; 1023]
         .iter()
         .chain(b"\n")
         .copied()
+        .cycle()
+        .take(64 * 1024)
         .collect::<Vec<u8>>();
+    conn.stream.set_nonblocking(true).unwrap();
     let mut stream = &conn.stream;
-    let mut blocked = 0;
-    while blocked < 50 {
-        match stream.write(&chunk) {
-            Ok(_) => blocked = 0,
-            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
-                blocked += 1;
-                thread::sleep(Duration::from_millis(10));
+    let mut sent = 0u64;
+    let mut last_held_more = false;
+    let deadline = Instant::now() + 6 * TIMEOUT;
+    loop {
+        // A batch, then a look: what the server has not read when the
+        // signal comes is read and dropped by it; past 4 MiB of that it
+        // gives up on the client without a word (see issue 23's report).
+        for _ in 0..64 {
+            match stream.write(&chunk) {
+                Ok(n) => sent += n as u64,
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => break,
+                Err(e) => panic!("send: {e}"),
             }
-            Err(e) => panic!("send: {e}"),
         }
+        // What the server has read is what we sent less what waits on
+        // either side; what it handed back waits in its send queue or our
+        // receive queue (we never read). Echo holds the difference. Bytes
+        // sent but not yet acknowledged count on both sides: `held` errs
+        // low, so the check errs late. Twice in a row: /proc is read line
+        // by line while bytes move.
+        let ours = conn.stream.local_addr().unwrap();
+        let table = tcp_table();
+        let (our_tx, our_rx) = tcp_queues(&table, ours, server.addr).expect("our socket");
+        let (srv_tx, srv_rx) = tcp_queues(&table, server.addr, ours).expect("the server's socket");
+        let held = sent.saturating_sub(our_tx + srv_rx + srv_tx + our_rx);
+        let room = our_rcvbuf.saturating_sub(our_rx) + wmem_max.saturating_sub(srv_tx);
+        if held > room && last_held_more {
+            break;
+        }
+        last_held_more = held > room;
+        // A hang guard, not a timing: on a loaded machine this takes long.
+        assert!(
+            Instant::now() < deadline,
+            "the server never held more than {room} bytes: sent {sent}, held {held}\n{}",
+            server.transcript()
+        );
+        thread::yield_now();
     }
     server.stop(SIGINT);
     assert!(
@@ -356,23 +447,16 @@ fn sink_with_a_closed_stdout_says_so_once(kind: Kind) {
     send_signal(&child, SIGINT);
     // The exit status is left open: 0, or 1 for a sink that could not
     // write what it took, are both defensible; the spam is not.
-    child.wait().expect("wait");
+    wait_child(&mut child, "the sink after SIGINT");
+    // The reader thread ends at the stderr EOF, which the exit brings.
     let lines: Vec<String> = rx.iter().collect();
     let stdout_lines = lines.iter().filter(|l| l.starts_with("stdout")).count();
-    assert!(
-        stdout_lines <= 1,
-        "{stdout_lines} diagnostics about stdout: {:?}",
+    assert_eq!(
+        stdout_lines,
+        1,
+        "one diagnostic about stdout, not {stdout_lines}: {:?}",
         &lines[..lines.len().min(8)]
     );
 }
 
-mod sink_with_a_closed_stdout_says_so_once {
-    #[test]
-    fn reactor() {
-        super::sink_with_a_closed_stdout_says_so_once(crate::common::Kind::Reactor)
-    }
-    #[test]
-    fn threaded() {
-        super::sink_with_a_closed_stdout_says_so_once(crate::common::Kind::Threaded)
-    }
-}
+both!(sink_with_a_closed_stdout_says_so_once);

@@ -9,6 +9,8 @@ mod common;
 
 use std::net::{SocketAddr, UdpSocket};
 use std::process::Command;
+use std::thread;
+use std::time::{Duration, Instant};
 
 use common::*;
 
@@ -63,6 +65,7 @@ both!(
     listening_line_and_echo_returns_each_datagram_whole,
     udp_peers_and_tcp_clients_share_ids_and_counts,
     a_silent_peer_is_forgotten_after_udp_idle,
+    a_talking_peer_survives_and_a_silent_one_lasts_its_udp_idle,
     max_line_answers_an_error_and_the_peer_stays,
     queue_over_udp_is_the_same_queue,
     menu_over_udp_and_option_5_forgets_the_peer,
@@ -132,6 +135,56 @@ fn a_silent_peer_is_forgotten_after_udp_idle(kind: Kind) {
     assert_eq!(s.wait_connected(2), 1);
     assert_eq!(s.wait_disconnected(2), 0);
     s.stop(SIGINT);
+}
+
+/// A peer that keeps talking, each datagram well within `--udp-idle` of
+/// the one before, is never forgotten; once silent, it is forgotten no
+/// sooner than `--udp-idle` after its last datagram. Both bounds come from
+/// the test's own clock, each in the direction a slow machine cannot break:
+/// the server saw each datagram after we sent it and before its reply came
+/// back, and printed the line before we read it.
+fn a_talking_peer_survives_and_a_silent_one_lasts_its_udp_idle(kind: Kind) {
+    const IDLE: Duration = Duration::from_secs(3);
+    let mut s = start(kind, &["-H", "echo", "--udp-idle", "3"]);
+    let p = Peer::new(s.addr);
+    let mut last_sent = Instant::now();
+    p.ask(b"0", b"0");
+    assert_eq!(s.wait_connected(1), 1);
+    // Eleven datagrams 0.3 s apart: longer in all than --udp-idle.
+    for i in 1..=11 {
+        thread::sleep(IDLE / 10);
+        let sent = Instant::now();
+        p.ask(i.to_string().as_bytes(), i.to_string().as_bytes());
+        // The server saw this datagram and the one before at most this far
+        // apart. Only a machine stalled for seconds makes it --udp-idle.
+        let apart = last_sent.elapsed();
+        assert!(
+            apart < IDLE,
+            "the test stalled {apart:?} between two datagrams: it cannot tell"
+        );
+        last_sent = sent;
+    }
+    // Talking all along: still client 1 (forgotten, it would have come
+    // back as client 2, a connected line before its reply).
+    assert_eq!(s.wait_disconnected(1), 0);
+    let silent_for = last_sent.elapsed();
+    assert!(
+        silent_for >= IDLE,
+        "forgotten {silent_for:?} after its last datagram, before --udp-idle\n{}",
+        s.transcript()
+    );
+    s.stop(SIGINT);
+    let connects: Vec<&String> = s
+        .status_lines()
+        .iter()
+        .filter(|l| l.contains(" connected. "))
+        .collect();
+    assert_eq!(
+        connects.len(),
+        1,
+        "forgotten while talking\n{}",
+        s.transcript()
+    );
 }
 
 fn max_line_answers_an_error_and_the_peer_stays(kind: Kind) {
@@ -350,7 +403,7 @@ fn handlers_without_datagrams_refuse_udp(kind: Kind) {
         let (status, _out, err) = run_to_end(kind, &["-H", handler, "--udp", "0"]);
         assert_eq!(status.code(), Some(2), "{handler}: {err}");
         assert!(
-            err.contains("--udp works with --handler echo, menu, atm or queue"),
+            err.contains("--udp works with --handler echo, queue, menu or atm"),
             "{handler}: {err}"
         );
     }
@@ -376,9 +429,7 @@ fn a_udp_port_taken_is_exit_1_naming_it(kind: Kind) {
 }
 
 fn ipv6_serves_datagrams_too(kind: Kind) {
-    if !ipv6_available() {
-        return;
-    }
+    require_ipv6();
     let mut s = start(kind, &["-b", "::1", "-H", "menu"]);
     assert_eq!(
         s.status_lines()[0],

@@ -15,29 +15,38 @@
 //! challenge `\n\tPlease give the username and pin number.\n` its own
 //! `udpclient.py` compares against. The handler never knows which it is.
 //!
-//! Durability: a withdraw or deposit persists the whole new accounts file
-//! ([`Accounts::render_into`]) through [`Outbox::persist`] before its reply
-//! is queued; the server syncs the store ([`SnapshotStore`]) before that
-//! reply leaves. So an acknowledged change is on disk, and a restart reads
-//! the file as it was after the last change: nothing applied twice.
+//! Durability: a withdraw or deposit appends one change record, the
+//! account's new balance ([`accounts_log::push_record`]), through
+//! [`Outbox::append_record_with`] before its reply is queued; the server
+//! syncs the store ([`AccountsLogStore`]: the accounts file as a snapshot
+//! plus its change log) before that reply leaves. So an acknowledged change
+//! is on disk, its cost does not depend on the number of accounts, and a
+//! restart replays the log to the state after the last change: a record
+//! sets a balance, so nothing is applied twice.
 
 use std::collections::HashMap;
 use std::fmt;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::{Duration, Instant};
 
 use rust_decimal::Decimal;
 
-use super::{BuildError, Built, ClientId, Framing, Handler, Outbox, strip_terminator};
+use super::{
+    BuildError, Built, ClientId, FileRole, Handler, Outbox, OwnedFile, Registration, Traits,
+    strip_terminator,
+};
 use crate::config::ServerConfig;
 use crate::handlers::ledger::add_exact;
-use crate::store::snapshot::SnapshotStore;
+pub use crate::store::accounts_log::LoadError;
+use crate::store::accounts_log::{self, AccountsLogStore};
 
 pub mod accounts;
 pub mod lockout;
 
-pub use accounts::{Account, Accounts, ParseError, Pin, money, push_money};
+pub use accounts::{
+    Account, Accounts, ParseError, Pin, TooLong, fits_file, money, push_balance, push_money,
+};
 use lockout::Lockout;
 
 /// The seed's challenge, exactly (its `udpclient.py` compares with `==`).
@@ -155,8 +164,6 @@ pub struct Atm {
     addresses: HashMap<ClientId, IpAddr>,
     /// At most one per connected client (removed at disconnect).
     waiting: HashMap<ClientId, Waiting>,
-    /// Reused for every persisted snapshot.
-    snapshot: Vec<u8>,
 }
 
 /// A PIN compared when the NAME is unknown, so an unknown NAME costs the
@@ -172,25 +179,17 @@ impl Atm {
             lockout: Lockout::new(),
             addresses: HashMap::new(),
             waiting: HashMap::new(),
-            snapshot: Vec::new(),
         }
     }
 
-    /// Reads and parses the accounts file.
+    /// Reads the accounts file and replays its change log (reads only: the
+    /// server's start compacts, see [`build`]).
     ///
     /// # Errors
     /// [`LoadError`], whose `Display` is the stderr line after `error: `
     /// (the server adds that prefix to every start-up error).
     pub fn load(path: &Path) -> Result<Atm, LoadError> {
-        let text = std::fs::read(path).map_err(|source| LoadError::Read {
-            path: path.to_path_buf(),
-            source,
-        })?;
-        let accounts = Accounts::parse(&text).map_err(|source| LoadError::Parse {
-            path: path.to_path_buf(),
-            source,
-        })?;
-        Ok(Atm::new(accounts))
+        accounts_log::read(path).map(|(accounts, _, _)| Atm::new(accounts))
     }
 
     pub fn accounts(&self) -> &Accounts {
@@ -262,21 +261,32 @@ impl Atm {
             Op::Withdraw(amount) => ("Withdrew ", amount, -amount),
             Op::Deposit(amount) => ("Deposited ", amount, amount),
         };
-        let Some(new) = add_exact(balance, change) else {
-            // Past what a Decimal holds exactly: refused, nothing changes.
-            out.diagnostic(format!(
-                "atm: {} refused for account {}: the balance would overflow",
-                op.word(),
-                self.accounts.get(index).name
-            ));
-            return reply(out, id, IMPROPER);
+        // Past what a Decimal holds exactly, or what the accounts file's
+        // grammar can write back: refused, nothing changes, so the file
+        // always parses at the next start.
+        let applied = add_exact(balance, change)
+            .ok_or_else(|| "the balance would overflow".to_string())
+            .and_then(|new| {
+                self.accounts
+                    .set_balance(index, new)
+                    .map(|()| new)
+                    .map_err(|too_long| too_long.to_string())
+            });
+        let new = match applied {
+            Ok(new) => new,
+            Err(why) => {
+                out.diagnostic(format!(
+                    "atm: {} refused for account {}: {why}",
+                    op.word(),
+                    self.accounts.get(index).name
+                ));
+                return reply(out, id, IMPROPER);
+            }
         };
-        self.accounts.set_balance(index, new);
-        self.snapshot.clear();
-        self.accounts.render_into(&mut self.snapshot);
         // Persist first: the server sends nothing queued after this until
         // it is durable.
-        out.persist(&self.snapshot);
+        let name = &self.accounts.get(index).name;
+        out.append_record_with(|buf| accounts_log::push_record(buf, name, new));
         out.send_with(id, |buf| {
             buf.extend_from_slice(verb.as_bytes());
             push_money(buf, amount);
@@ -315,13 +325,20 @@ fn invalid(id: ClientId, op: Op, out: &mut Outbox) {
     });
 }
 
-impl Handler for Atm {
-    fn name(&self) -> &'static str {
-        "atm"
-    }
+/// What atm is like (see [`Traits`]).
+pub const TRAITS: Traits = Traits::interactive("atm");
 
-    fn framing(&self) -> Framing {
-        Framing::Lines { idle_flush: true }
+/// atm's entry in [`super::REGISTRY`].
+pub static REGISTRATION: Registration = Registration {
+    traits: &TRAITS,
+    help: "The seed's bank with a PIN: b, w<AMOUNT>, d<AMOUNT>, then u<NAME> p<PIN> (needs --accounts)",
+    files,
+    build,
+};
+
+impl Handler for Atm {
+    fn traits(&self) -> &'static Traits {
+        &TRAITS
     }
 
     fn on_connect(&mut self, id: ClientId, peer: SocketAddr, _out: &mut Outbox) {
@@ -354,60 +371,36 @@ impl Handler for Atm {
     }
 }
 
-/// Why the accounts file could not be loaded at start.
-#[derive(Debug)]
-pub enum LoadError {
-    Read {
-        path: PathBuf,
-        source: std::io::Error,
-    },
-    Parse {
-        path: PathBuf,
-        source: ParseError,
-    },
-}
-
-impl fmt::Display for LoadError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            LoadError::Read { path, source } => write!(
-                f,
-                "cannot read accounts file {}: {}",
-                path.display(),
-                crate::net::os_reason(source)
-            ),
-            LoadError::Parse { path, source } => {
-                write!(f, "accounts file {} {source}", path.display())
-            }
-        }
-    }
-}
-
-impl std::error::Error for LoadError {}
-
-/// The atm for `config`, its accounts file loaded.
-///
-/// # Errors
-/// [`LoadError`]; also a missing `--accounts` (clap makes it a usage error
-/// first, so only a hand-built config can get here without one).
-pub fn from_config(config: &ServerConfig) -> Result<Atm, LoadError> {
-    let path = config.accounts.as_deref().unwrap_or(Path::new(""));
-    Atm::load(path)
-}
-
-/// The atm and its store, the accounts file rewritten atomically with the
-/// newest snapshot at each sync (SPEC: a missing or malformed accounts
-/// file stops the server at start, exit 1).
+/// The atm and its store: the accounts file replayed and compacted (see
+/// [`AccountsLogStore::open`]; SPEC: a missing or malformed accounts file
+/// stops the server at start, exit 1).
 ///
 /// # Errors
 /// [`BuildError::Io`] naming the file and the line.
 pub fn build(config: &ServerConfig) -> Result<Built, BuildError> {
-    let atm = from_config(config).map_err(|e| BuildError::Io(e.to_string()))?;
-    let path = config.accounts.clone().unwrap_or_default();
+    // clap makes a missing --accounts a usage error first.
+    let path = config.accounts.as_deref().unwrap_or(Path::new(""));
+    let (accounts, store, notes) =
+        AccountsLogStore::open(path).map_err(|e| BuildError::Io(e.to_string()))?;
     Ok(Built {
-        handler: Box::new(atm),
-        store: Some(Box::new(SnapshotStore::new(path))),
+        handler: Box::new(Atm::new(accounts)),
+        store: Some(Box::new(store)),
+        notes,
     })
+}
+
+/// The accounts file, rewritten at each compaction (its change log,
+/// `PATH.log`, is derived from it).
+fn files(config: &ServerConfig) -> Vec<OwnedFile<'_>> {
+    config
+        .accounts
+        .iter()
+        .map(|path| OwnedFile {
+            option: "--accounts",
+            path,
+            role: FileRole::Replaced,
+        })
+        .collect()
 }
 
 #[cfg(test)]

@@ -4,7 +4,12 @@
 
 use std::collections::HashMap;
 
-use super::{ClientId, Framing, Handler, Outbox};
+use super::sharing::{self, Mergeable};
+use super::{
+    BuildError, Built, ClientId, Datagrams, Handler, Outbox, Registration, Sharded, Sharing,
+    Traits, no_files,
+};
+use crate::config::ServerConfig;
 
 /// Seed 002's limit reply, byte for byte: its `tcpclient.py` compares the
 /// whole `recv` against exactly these bytes.
@@ -36,18 +41,28 @@ impl Echo {
     }
 }
 
+/// What echo is like (see [`Traits`]).
+pub const TRAITS: Traits = Traits {
+    datagrams: Datagrams::Whole,
+    sharing: Sharing::PerLoop,
+    ..Traits::interactive("echo")
+};
+
+/// echo's entry in [`super::REGISTRY`].
+pub static REGISTRATION: Registration = Registration {
+    traits: &TRAITS,
+    help: "Every message back as received (--upper: in upper case)",
+    files: no_files,
+    build: build_echo,
+};
+
 impl Handler for Echo {
-    fn name(&self) -> &'static str {
-        "echo"
+    fn traits(&self) -> &'static Traits {
+        &TRAITS
     }
 
-    fn framing(&self) -> Framing {
-        Framing::Lines { idle_flush: true }
-    }
-
-    /// SPEC: over UDP echo returns exactly the bytes received.
-    fn datagram_is_line(&self) -> bool {
-        false
+    fn split(&mut self, loops: usize) -> Option<Sharded> {
+        Some(sharing::split(self, loops))
     }
 
     fn on_message(&mut self, id: ClientId, msg: &[u8], out: &mut Outbox) {
@@ -93,6 +108,27 @@ pub fn push_upper(buf: &mut Vec<u8>, msg: &[u8]) {
         }
         _ => buf.extend(msg.iter().map(u8::to_ascii_uppercase)),
     }
+}
+
+/// Clients of different loops never meet: a part per loop, nothing to add.
+impl Mergeable for Echo {
+    fn fresh(&self) -> Self {
+        Echo {
+            upper: self.upper,
+            max_messages: self.max_messages,
+            echoed: HashMap::new(),
+        }
+    }
+
+    fn absorb(&mut self, _other: Self) -> Vec<String> {
+        Vec::new()
+    }
+}
+
+fn build_echo(config: &ServerConfig) -> Result<Built, BuildError> {
+    Ok(Built::plain(
+        Echo::new(config.upper).with_max_messages(config.max_messages),
+    ))
 }
 
 #[cfg(test)]
@@ -191,17 +227,14 @@ mod tests {
 
     #[test]
     fn handler_shape() {
-        let echo = Echo::new(false);
-        assert_eq!(echo.name(), "echo");
-        assert_eq!(echo.framing(), Framing::Lines { idle_flush: true });
-        assert_eq!(
-            echo.shutdown_policy(),
-            crate::handlers::ShutdownPolicy::CloseNow
-        );
-        assert_eq!(
-            echo.slow_policy(),
-            crate::handlers::SlowPolicy::PauseReading
-        );
+        use crate::handlers::{Framing, ShutdownPolicy, SlowPolicy};
+        let t = Echo::new(false).traits();
+        assert_eq!(t.name, "echo");
+        assert_eq!(t.framing, Framing::Lines { idle_flush: true });
+        assert_eq!(t.shutdown, ShutdownPolicy::CloseNow);
+        assert_eq!(t.slow, SlowPolicy::PauseReading);
+        assert_eq!(t.datagrams, Datagrams::Whole, "SPEC: a datagram back whole");
+        assert_eq!(t.sharing, Sharing::PerLoop);
     }
 
     fn limited(n: u64) -> Echo {

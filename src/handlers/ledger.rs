@@ -16,24 +16,22 @@
 //! log), `ledger/parse.rs` (a line to a transaction) and `ledger/money.rs`
 //! (exact sums, rounding to cents).
 
-use std::io;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use rust_decimal::Decimal;
 
+use super::sharing;
 use super::{
-    BuildError, Built, ClientId, Finish, Framing, Handler, Outbox, ServerStats, ShutdownPolicy,
-    strip_terminator,
+    ClientId, Datagrams, Finish, Framing, Handler, Outbox, Registration, ServerStats, Sharded,
+    Sharing, ShutdownPolicy, Traits, strip_terminator,
 };
-use crate::config::ServerConfig;
-use crate::journal::Journal;
-use crate::net::os_reason;
-use crate::status;
-use crate::store::{JournalStore, Store};
 
 mod accounts;
 mod money;
 mod parse;
+mod setup;
+
+use setup::{build, files};
 
 pub use money::add_exact;
 pub use parse::{Kind, Line, MAX_AMOUNT_DIGITS, Tx, parse_amount, parse_line, parse_transaction};
@@ -61,7 +59,7 @@ pub struct Ledger {
     applied: u64,
     discarded: u64,
     /// With `--journal`: every applied transaction is also persisted
-    /// ([`Outbox::persist`]) as one record, the line itself, which
+    /// ([`Outbox::append_record_with`]) as one record, the line itself, which
     /// [`Ledger::replay`] reads back at the next start.
     journal: bool,
 }
@@ -82,38 +80,6 @@ impl Ledger {
     pub fn with_journal(mut self) -> Self {
         self.journal = true;
         self
-    }
-
-    /// `--reactors N`: an empty ledger for another event loop, configured
-    /// like this one (the same log, journal records on or off).
-    pub fn shard(&self) -> Ledger {
-        Ledger {
-            journal: self.journal,
-            ..Ledger::new(self.log.clone())
-        }
-    }
-
-    /// `--reactors N`: adds another loop's ledger into this one, at the
-    /// end. Balances are sums, so the merge is exact. A balance whose parts
-    /// sum past what a balance can hold (28 digits) keeps this one's part,
-    /// with a diagnostic: with one loop, the transactions that pushed it
-    /// over would have been discarded.
-    pub fn absorb(&mut self, other: Ledger) {
-        self.applied += other.applied;
-        self.discarded += other.discarded;
-        for (name, part) in other.accounts.into_iter() {
-            let mut new = false;
-            let balance = self.accounts.get_or_insert_with(&name, || {
-                new = true;
-                part
-            });
-            if !new && !balance.add_balance(part) {
-                status::diag(format_args!(
-                    "ledger: account {}: the event loops' balances overflow when added; kept one part",
-                    String::from_utf8_lossy(&name)
-                ));
-            }
-        }
     }
 
     /// Transactions applied so far.
@@ -196,18 +162,33 @@ impl Ledger {
     }
 }
 
+/// What ledger is like (see [`Traits`]).
+pub const TRAITS: Traits = Traits {
+    // SPEC: a ledger line ends only at `\n` or EOF, never on a pause.
+    framing: Framing::Lines { idle_flush: false },
+    // SPEC: a connected client may still be sending transactions.
+    shutdown: ShutdownPolicy::Drain,
+    datagrams: Datagrams::No,
+    // Balances are sums: one ledger per loop, added up at the end.
+    sharing: Sharing::PerLoop,
+    ..Traits::interactive("ledger")
+};
+
+/// ledger's entry in [`super::REGISTRY`].
+pub static REGISTRATION: Registration = Registration {
+    traits: &TRAITS,
+    help: "Bank transactions `NAME credit|debit AMOUNT`; sorted balances to --log at shutdown",
+    files,
+    build,
+};
+
 impl Handler for Ledger {
-    fn name(&self) -> &'static str {
-        "ledger"
+    fn traits(&self) -> &'static Traits {
+        &TRAITS
     }
 
-    fn framing(&self) -> Framing {
-        // SPEC: a ledger line ends only at `\n` or EOF, never on a pause.
-        Framing::Lines { idle_flush: false }
-    }
-
-    fn shutdown_policy(&self) -> ShutdownPolicy {
-        ShutdownPolicy::Drain
+    fn split(&mut self, loops: usize) -> Option<Sharded> {
+        Some(sharing::split(self, loops))
     }
 
     fn on_message(&mut self, _id: ClientId, msg: &[u8], out: &mut Outbox) {
@@ -216,7 +197,7 @@ impl Handler for Ledger {
         if self.apply_line(line) == Outcome::Applied && self.journal {
             // The line itself is the record: replay parses it the same
             // way, so it applies exactly as it did here.
-            out.persist_with(|buf| {
+            out.append_record_with(|buf| {
                 buf.extend_from_slice(line);
                 buf.push(b'\n');
             });
@@ -231,6 +212,7 @@ impl Handler for Ledger {
                 self.discarded,
                 stats.cut_partial_lines,
             )],
+            ..Finish::default()
         }
     }
 }
@@ -239,58 +221,6 @@ impl Handler for Ledger {
 /// SPEC's text, so scripts can match one fixed pattern.
 pub fn summary_line(applied: u64, discarded: u64, cut: u64) -> String {
     format!("Applied {applied} transactions, discarded {discarded} lines, cut {cut} partial lines")
-}
-
-/// The ledger `--handler ledger` asks for and, with `--journal`, its store:
-/// the journal, replayed into the ledger first.
-///
-/// # Errors
-/// The journal cannot be opened or read ([`BuildError::Io`]).
-pub fn build(config: &ServerConfig) -> Result<Built, BuildError> {
-    let mut ledger = Ledger::new(config.log.clone());
-    let store = match &config.journal {
-        None => None,
-        Some(path) => {
-            ledger.journal = true;
-            let journal = open_journal(path, &mut ledger).map_err(|e| {
-                BuildError::Io(format!(
-                    "cannot open journal {}: {}",
-                    path.display(),
-                    os_reason(&e)
-                ))
-            })?;
-            Some(Box::new(JournalStore::new(journal)) as Box<dyn Store>)
-        }
-    };
-    Ok(Built {
-        handler: Box::new(ledger),
-        store,
-    })
-}
-
-/// Opens the journal and replays it into `ledger` (diagnostics on stderr:
-/// the first status line must stay `Listening on ...`).
-fn open_journal(path: &Path, ledger: &mut Ledger) -> io::Result<Journal> {
-    // A record replay does not understand makes the file foreign: refused.
-    let (journal, replayed) = Journal::open(path, |record| ledger.replay(record))?;
-    status::diag(format_args!(
-        "journal {}: replayed {} transactions{}",
-        path.display(),
-        replayed.records,
-        if replayed.headerless {
-            " (a journal without header, from an earlier version)"
-        } else {
-            ""
-        }
-    ));
-    if replayed.torn_bytes > 0 {
-        status::diag(format_args!(
-            "journal {}: cut off a torn last record ({} bytes, never acknowledged)",
-            path.display(),
-            replayed.torn_bytes
-        ));
-    }
-    Ok(journal)
 }
 
 /// Helpers the tests of this module and its children share.
@@ -489,6 +419,7 @@ mod tests {
                 status: vec![
                     "Applied 3 transactions, discarded 2 lines, cut 4 partial lines".to_string()
                 ],
+                ..Finish::default()
             }
         );
     }
@@ -504,9 +435,11 @@ mod tests {
     #[test]
     fn handler_shape() {
         let ledger = Ledger::new(PathBuf::from("log.txt"));
-        assert_eq!(ledger.name(), "ledger");
-        assert_eq!(ledger.framing(), Framing::Lines { idle_flush: false });
-        assert_eq!(ledger.shutdown_policy(), ShutdownPolicy::Drain);
+        let t = ledger.traits();
+        assert_eq!(t.name, "ledger");
+        assert_eq!(t.framing, Framing::Lines { idle_flush: false });
+        assert_eq!(t.shutdown, ShutdownPolicy::Drain);
+        assert_eq!(t.sharing, Sharing::PerLoop, "balances are sums");
     }
 
     // ----- properties -------------------------------------------------------------

@@ -25,7 +25,11 @@ use std::net::SocketAddr;
 use std::time::Instant;
 
 use super::echo::push_upper;
-use super::{ClientId, Finish, Framing, Handler, Outbox, ServerStats, strip_terminator};
+use super::{
+    BuildError, Built, ClientId, Finish, Handler, Outbox, Registration, ServerStats, Traits,
+    no_files, strip_terminator,
+};
+use crate::config::ServerConfig;
 
 /// What the server prints at exit (SPEC: on SIGINT or SIGTERM).
 pub const FAREWELL: &str = "Bye bye~";
@@ -114,13 +118,20 @@ pub fn format_peer(peer: SocketAddr) -> String {
     )
 }
 
-impl Handler for Menu {
-    fn name(&self) -> &'static str {
-        "menu"
-    }
+/// What menu is like (see [`Traits`]).
+pub const TRAITS: Traits = Traits::interactive("menu");
 
-    fn framing(&self) -> Framing {
-        Framing::Lines { idle_flush: true }
+/// menu's entry in [`super::REGISTRY`].
+pub static REGISTRATION: Registration = Registration {
+    traits: &TRAITS,
+    help: "Seed 004's menu: `1` then TEXT, `1 TEXT` or `1|TEXT` (upper case), 2 (your address), 3 (request count), 4 (run time), 5 (close)",
+    files: no_files,
+    build: build_menu,
+};
+
+impl Handler for Menu {
+    fn traits(&self) -> &'static Traits {
+        &TRAITS
     }
 
     fn on_connect(&mut self, id: ClientId, peer: SocketAddr, _out: &mut Outbox) {
@@ -188,16 +199,21 @@ impl Handler for Menu {
     /// exits 0.
     fn finish(&mut self, _stats: &ServerStats) -> Finish {
         Finish {
-            files: Vec::new(),
             status: vec![FAREWELL.to_string()],
+            ..Finish::default()
         }
     }
+}
+
+fn build_menu(_: &ServerConfig) -> Result<Built, BuildError> {
+    // The server's start: build runs once, just before the bind.
+    Ok(Built::plain(Menu::new(Instant::now())))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::handlers::{Effect, ShutdownPolicy, TEST_PEER};
+    use crate::handlers::{Effect, Framing, ShutdownPolicy, TEST_PEER};
     use std::time::Duration;
 
     fn menu() -> (Menu, Outbox, Instant) {
@@ -419,9 +435,9 @@ mod tests {
     #[test]
     fn shape_and_farewell() {
         let (mut m, _, _) = menu();
-        assert_eq!(m.name(), "menu");
-        assert_eq!(m.framing(), Framing::Lines { idle_flush: true });
-        assert_eq!(m.shutdown_policy(), ShutdownPolicy::CloseNow);
+        assert_eq!(m.traits().name, "menu");
+        assert_eq!(m.traits().framing, Framing::Lines { idle_flush: true });
+        assert_eq!(m.traits().shutdown, ShutdownPolicy::CloseNow);
         let finish = m.finish(&ServerStats::default());
         assert_eq!(finish.status, vec!["Bye bye~".to_string()]);
         assert!(finish.files.is_empty());

@@ -14,7 +14,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Instant;
 
-use crate::config::{HandlerKind, ServerConfig};
+use crate::config::ServerConfig;
 use crate::store::Store;
 
 pub mod atm;
@@ -23,7 +23,26 @@ pub mod ledger;
 pub mod menu;
 pub mod presence;
 pub mod queue;
+pub mod sharing;
 pub mod sink;
+mod traits;
+
+pub use sharing::Sharded;
+pub use traits::{
+    Datagrams, FileRole, HandlerKind, OwnedFile, Registration, Sharing, Traits, no_files,
+};
+
+/// Every handler `--handler` can name, in the order `--help` lists them:
+/// one line per handler (see `docs/ADDING-A-HANDLER.md`).
+pub static REGISTRY: &[HandlerKind] = &[
+    HandlerKind(&ledger::REGISTRATION),
+    HandlerKind(&echo::REGISTRATION),
+    HandlerKind(&presence::REGISTRATION),
+    HandlerKind(&sink::REGISTRATION),
+    HandlerKind(&queue::REGISTRATION),
+    HandlerKind(&menu::REGISTRATION),
+    HandlerKind(&atm::REGISTRATION),
+];
 
 /// SPEC's client number: starts at 1 and is never reused within a run.
 ///
@@ -97,10 +116,21 @@ pub enum Action {
     /// One line for stderr.
     Diagnostic(String),
     /// Bytes for the handler's [`crate::store::Store`] (the ledger's journal
-    /// records, the atm's accounts file). The server's rule: no byte and no
+    /// records, the atm's accounts file), and whether they add to what was
+    /// persisted before or replace it. The server's rule: no byte and no
     /// FIN goes out to any client before everything persisted ahead of it is
     /// durable, so an acknowledged change survives a crash.
-    Persist(Payload),
+    Persist { payload: Payload, record: Record },
+}
+
+/// How persisted bytes relate to those persisted before them.
+#[derive(Copy, Clone, Debug, PartialEq, Eq)]
+pub enum Record {
+    /// One more record after the others (a journal): all of them count.
+    Append,
+    /// The whole state (a snapshot): it supersedes everything persisted
+    /// before it, so only the last one of a batch reaches the store.
+    Replace,
 }
 
 /// An action with its bytes resolved, as tests and the threaded server see it.
@@ -112,7 +142,10 @@ pub enum Effect {
     ResumeReading(ClientId),
     Stdout(Vec<u8>),
     Diagnostic(String),
+    /// [`Record::Append`] bytes.
     Persist(Vec<u8>),
+    /// [`Record::Replace`] bytes.
+    Snapshot(Vec<u8>),
 }
 
 /// Where a handler leaves its actions. Reused across calls: the server
@@ -219,19 +252,27 @@ impl Outbox {
         self.actions.push(Action::Stdout(payload));
     }
 
-    /// Hands `bytes` to the handler's store (see [`Action::Persist`]).
-    pub fn persist(&mut self, bytes: &[u8]) {
-        let payload = self.stash(bytes);
-        self.actions.push(Action::Persist(payload));
-    }
-
-    /// Like [`Outbox::persist`], the bytes written straight into the arena
-    /// by `fill` (which must only append).
-    pub fn persist_with(&mut self, fill: impl FnOnce(&mut Vec<u8>)) {
+    /// Appends one record, written straight into the arena by `fill`
+    /// (which must only append), to the handler's store (see
+    /// [`Action::Persist`], [`Record::Append`]).
+    pub fn append_record_with(&mut self, fill: impl FnOnce(&mut Vec<u8>)) {
         let start = self.arena.len();
         fill(&mut self.arena);
         let payload = Payload::Arena(start..self.arena.len());
-        self.actions.push(Action::Persist(payload));
+        self.actions.push(Action::Persist {
+            payload,
+            record: Record::Append,
+        });
+    }
+
+    /// Hands the handler's whole state to its store, superseding whatever
+    /// was persisted before (see [`Record::Replace`]).
+    pub fn replace_snapshot(&mut self, bytes: &[u8]) {
+        let payload = self.stash(bytes);
+        self.actions.push(Action::Persist {
+            payload,
+            record: Record::Replace,
+        });
     }
 
     pub fn diagnostic(&mut self, line: impl Into<String>) {
@@ -285,7 +326,13 @@ impl Outbox {
                 Action::ResumeReading(id) => Effect::ResumeReading(*id),
                 Action::Stdout(payload) => Effect::Stdout(self.bytes(payload).to_vec()),
                 Action::Diagnostic(line) => Effect::Diagnostic(line.clone()),
-                Action::Persist(payload) => Effect::Persist(self.bytes(payload).to_vec()),
+                Action::Persist { payload, record } => {
+                    let bytes = self.bytes(payload).to_vec();
+                    match record {
+                        Record::Append => Effect::Persist(bytes),
+                        Record::Replace => Effect::Snapshot(bytes),
+                    }
+                }
             })
             .collect()
     }
@@ -308,10 +355,12 @@ pub struct ServerStats {
 }
 
 /// What a handler leaves behind when the server stops: files to write
-/// (atomically, by the server) and then status lines to print.
+/// (atomically, by the server), then diagnostics and status lines to print.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Finish {
     pub files: Vec<(PathBuf, Vec<u8>)>,
+    /// Lines for stderr (a merge of `--reactors N` parts that overflowed).
+    pub diagnostics: Vec<String>,
     pub status: Vec<String>,
 }
 
@@ -320,31 +369,16 @@ pub struct Finish {
 /// Messages given to `on_message` keep their terminator (`\n`, `\r\n`, or
 /// none for an EOF tail or an idle-flushed message); [`strip_terminator`]
 /// removes it for handlers that do not echo it.
-///
-/// `Any`: `--reactors N` recovers a handler's type to split its state
-/// over the loops (the ledger's balances) and merge it back.
-pub trait Handler: Send + std::any::Any {
-    /// The SPEC name (`ledger`, `echo`, ...), used in status lines.
-    fn name(&self) -> &'static str;
-    fn framing(&self) -> Framing;
-    fn slow_policy(&self) -> SlowPolicy {
-        SlowPolicy::PauseReading
-    }
-    fn shutdown_policy(&self) -> ShutdownPolicy {
-        ShutdownPolicy::CloseNow
-    }
-    /// Whether status lines go to stderr because stdout carries the
-    /// handler's own bytes (the sink).
-    fn status_on_stderr(&self) -> bool {
-        false
-    }
-    /// Over UDP (SPEC "Datagrams"): true (the default) when a datagram is a
-    /// line, so the server strips one trailing `\r\n` or `\n` before
-    /// `on_message` and one trailing `\n` from each reply (a reply datagram
-    /// is the reply without the `\n` its TCP line ends with); false when
-    /// the datagram is data to give back whole (echo), so neither is touched.
-    fn datagram_is_line(&self) -> bool {
-        true
+pub trait Handler: Send {
+    /// What the handler is like (see [`Traits`]): the same value for the
+    /// handler's whole life.
+    fn traits(&self) -> &'static Traits;
+    /// `--reactors N` with [`Sharing::PerLoop`]: this handler as `loops`
+    /// parts (the first keeps its state, e.g. a replayed journal) and the
+    /// merge that makes one of them at the end. `None`: it does not split
+    /// (one handler is shared).
+    fn split(&mut self, _loops: usize) -> Option<Sharded> {
+        None
     }
     /// A client was accepted and given `id`; `peer` is its address as the
     /// server sees it (a UDP peer has one too).
@@ -379,6 +413,9 @@ pub fn strip_terminator(msg: &[u8]) -> &[u8] {
 pub struct Built {
     pub handler: Box<dyn Handler>,
     pub store: Option<Box<dyn Store>>,
+    /// Lines for stderr about the build (what a replay found), printed by
+    /// the server before it listens: handlers print nothing themselves.
+    pub notes: Vec<String>,
 }
 
 /// Why [`build`] failed.
@@ -390,6 +427,17 @@ pub enum BuildError {
     Io(String),
 }
 
+impl Built {
+    /// A handler that persists nothing.
+    pub fn plain(handler: impl Handler + 'static) -> Built {
+        Built {
+            handler: Box::new(handler),
+            store: None,
+            notes: Vec::new(),
+        }
+    }
+}
+
 /// The handler `--handler` names, configured from the command line, with
 /// its store (replayed, where it has one, before any client connects).
 /// Diagnostics about the replay go to stderr.
@@ -397,27 +445,7 @@ pub enum BuildError {
 /// # Errors
 /// See [`BuildError`].
 pub fn build(config: &ServerConfig) -> Result<Built, BuildError> {
-    let plain = |handler: Box<dyn Handler>| Built {
-        handler,
-        store: None,
-    };
-    if config.journal.is_some() && config.handler != HandlerKind::Ledger {
-        return Err(BuildError::Usage(
-            "--journal applies to --handler ledger only".to_string(),
-        ));
-    }
-    Ok(match config.handler {
-        HandlerKind::Ledger => return ledger::build(config),
-        HandlerKind::Atm => return atm::build(config),
-        HandlerKind::Echo => plain(Box::new(
-            echo::Echo::new(config.upper).with_max_messages(config.max_messages),
-        )),
-        HandlerKind::Presence => plain(Box::new(presence::Presence::new())),
-        HandlerKind::Sink => plain(Box::new(sink::Sink::new())),
-        HandlerKind::Queue => plain(Box::new(queue::Queue::new(config.queue_size))),
-        // The server's start: build runs once, just before the bind.
-        HandlerKind::Menu => plain(Box::new(menu::Menu::new(Instant::now()))),
-    })
+    (config.handler.0.build)(config)
 }
 
 #[cfg(test)]

@@ -8,7 +8,11 @@
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
-use super::{ClientId, Framing, Handler, Outbox, ShutdownPolicy, SlowPolicy, strip_terminator};
+use super::{
+    BuildError, Built, ClientId, Datagrams, Handler, Outbox, Registration, SlowPolicy, Traits,
+    no_files, strip_terminator,
+};
+use crate::config::ServerConfig;
 
 /// SPEC: a name is 1 to 20 bytes.
 const MAX_NAME_BYTES: usize = 20;
@@ -69,23 +73,25 @@ fn is_valid_name(name: &[u8]) -> bool {
     (1..=MAX_NAME_BYTES).contains(&name.len()) && name.iter().all(u8::is_ascii_alphanumeric)
 }
 
+/// What presence is like (see [`Traits`]).
+pub const TRAITS: Traits = Traits {
+    // SPEC: a broadcast must not wait for a client that does not read.
+    slow: SlowPolicy::Disconnect,
+    datagrams: Datagrams::No,
+    ..Traits::interactive("presence")
+};
+
+/// presence's entry in [`super::REGISTRY`].
+pub static REGISTRATION: Registration = Registration {
+    traits: &TRAITS,
+    help: "First message is a name; everyone gets the sorted list of names on each join/leave",
+    files: no_files,
+    build: build_presence,
+};
+
 impl Handler for Presence {
-    fn name(&self) -> &'static str {
-        "presence"
-    }
-
-    fn framing(&self) -> Framing {
-        // SPEC: most clients send their name with no newline.
-        Framing::Lines { idle_flush: true }
-    }
-
-    fn slow_policy(&self) -> SlowPolicy {
-        // SPEC: a broadcast must not wait for a client that does not read.
-        SlowPolicy::Disconnect
-    }
-
-    fn shutdown_policy(&self) -> ShutdownPolicy {
-        ShutdownPolicy::CloseNow
+    fn traits(&self) -> &'static Traits {
+        &TRAITS
     }
 
     fn on_message(&mut self, id: ClientId, msg: &[u8], out: &mut Outbox) {
@@ -126,6 +132,10 @@ impl Handler for Presence {
     fn on_shutdown(&mut self, _out: &mut Outbox) {
         self.shutting_down = true;
     }
+}
+
+fn build_presence(_: &ServerConfig) -> Result<Built, BuildError> {
+    Ok(Built::plain(Presence::new()))
 }
 
 #[cfg(test)]

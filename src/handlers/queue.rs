@@ -11,7 +11,11 @@
 
 use std::io::Write;
 
-use super::{ClientId, Framing, Handler, Outbox, REPLY_TOO_LARGE, strip_terminator};
+use super::{
+    BuildError, Built, ClientId, Handler, Outbox, REPLY_TOO_LARGE, Registration, Traits, no_files,
+    strip_terminator,
+};
+use crate::config::ServerConfig;
 use crate::queue::BoundedQueue;
 
 pub const USAGE_PUT: &str = "error: usage: put ITEM";
@@ -87,14 +91,20 @@ impl Queue {
     }
 }
 
-impl Handler for Queue {
-    fn name(&self) -> &'static str {
-        "queue"
-    }
+/// What queue is like (see [`Traits`]).
+pub const TRAITS: Traits = Traits::interactive("queue");
 
-    fn framing(&self) -> Framing {
-        // Interactive: clients often send a command with no newline.
-        Framing::Lines { idle_flush: true }
+/// queue's entry in [`super::REGISTRY`].
+pub static REGISTRATION: Registration = Registration {
+    traits: &TRAITS,
+    help: "One shared bounded FIFO: put ITEM, peek, pop, size",
+    files: no_files,
+    build: build_queue,
+};
+
+impl Handler for Queue {
+    fn traits(&self) -> &'static Traits {
+        &TRAITS
     }
 
     fn on_message(&mut self, id: ClientId, msg: &[u8], out: &mut Outbox) {
@@ -145,6 +155,10 @@ fn send_line(out: &mut Outbox, id: ClientId, bytes: &[u8]) {
         buf.extend_from_slice(bytes);
         buf.push(b'\n');
     });
+}
+
+fn build_queue(config: &ServerConfig) -> Result<Built, BuildError> {
+    Ok(Built::plain(Queue::new(config.queue_size)))
 }
 
 #[cfg(test)]

@@ -9,7 +9,11 @@
 use std::collections::{BTreeMap, HashMap};
 use std::net::SocketAddr;
 
-use super::{ClientId, Framing, Handler, Outbox, ShutdownPolicy};
+use super::{
+    BuildError, Built, ClientId, Datagrams, Framing, Handler, Outbox, Registration, ShutdownPolicy,
+    Traits, no_files,
+};
+use crate::config::ServerConfig;
 
 #[derive(Default)]
 pub struct Sink {
@@ -47,24 +51,29 @@ impl Sink {
     }
 }
 
+/// What sink is like (see [`Traits`]).
+pub const TRAITS: Traits = Traits {
+    // SPEC: raw bytes of any length; no lines, no --max-line.
+    framing: Framing::Raw,
+    // SPEC: a connected client may still be sending bytes that count.
+    shutdown: ShutdownPolicy::Drain,
+    // SPEC: stdout carries the received bytes.
+    status_on_stderr: true,
+    datagrams: Datagrams::No,
+    ..Traits::interactive("sink")
+};
+
+/// sink's entry in [`super::REGISTRY`].
+pub static REGISTRATION: Registration = Registration {
+    traits: &TRAITS,
+    help: "Every byte to stdout, one client's whole stream at a time",
+    files: no_files,
+    build: build_sink,
+};
+
 impl Handler for Sink {
-    fn name(&self) -> &'static str {
-        "sink"
-    }
-
-    fn framing(&self) -> Framing {
-        // SPEC: raw bytes of any length; no lines, no --max-line.
-        Framing::Raw
-    }
-
-    fn shutdown_policy(&self) -> ShutdownPolicy {
-        // SPEC: a connected client may still be sending bytes that count.
-        ShutdownPolicy::Drain
-    }
-
-    fn status_on_stderr(&self) -> bool {
-        // SPEC: stdout carries the received bytes.
-        true
+    fn traits(&self) -> &'static Traits {
+        &TRAITS
     }
 
     fn on_connect(&mut self, id: ClientId, _peer: SocketAddr, out: &mut Outbox) {
@@ -109,6 +118,10 @@ impl Handler for Sink {
             self.stop_waiting(id);
         }
     }
+}
+
+fn build_sink(_: &ServerConfig) -> Result<Built, BuildError> {
+    Ok(Built::plain(Sink::new()))
 }
 
 #[cfg(test)]

@@ -29,6 +29,7 @@ impl Reactor {
             }
             match conn.session.idle_deadline() {
                 Some(deadline) if deadline <= now => {
+                    self.trace.idle_flush(id);
                     self.flush_partial(key);
                     self.mark_dirty(key);
                 }
@@ -64,6 +65,7 @@ impl Reactor {
         let conn = &mut self.conns[key];
         if conn.state == ConnState::Open {
             conn.state = ConnState::Closing;
+            self.trace.closing(conn.id);
             conn.session.discard_deadline();
             self.mark_dirty(key);
         }
@@ -73,6 +75,7 @@ impl Reactor {
     pub(super) fn start_lingering(&mut self, key: usize) {
         let conn = &mut self.conns[key];
         let _ = conn.stream.shutdown(Shutdown::Write);
+        self.trace.lingering(conn.id);
         let mut until = Instant::now() + LINGER;
         if let Phase::Closing { until: end } = self.life.phase() {
             until = until.min(end);
@@ -137,10 +140,8 @@ impl Reactor {
             // Deregister before the stream is dropped (closed).
             let _ = self.poll.registry().deregister(&mut conn.stream);
             self.keys.remove(&conn.id);
-            match self.multi.as_deref() {
-                Some(worker) => worker.leave(conn.id),
-                None => self.status.disconnected(conn.id, self.roster.leave()),
-            }
+            self.trace.closed(conn.id);
+            self.member.leave(conn.id);
         }
     }
 

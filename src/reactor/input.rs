@@ -109,10 +109,12 @@ impl Reactor {
             }
             match conn.stream.read(&mut self.scratch) {
                 Ok(0) => {
+                    self.trace.eof(conn.id);
                     self.handle_eof(key);
                     return;
                 }
                 Ok(n) => {
+                    self.trace.read(conn.id, n);
                     read_total += n;
                     self.handle_input(key, n);
                     // One store write per read: what one read persisted is
@@ -124,7 +126,10 @@ impl Reactor {
                         return;
                     }
                 }
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    self.trace.would_block(conn.id);
+                    return;
+                }
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                 Err(e) => {
                     self.drop_client(key, &e.to_string());
@@ -148,6 +153,9 @@ impl Reactor {
             &mut *self.handler,
             &mut self.outbox,
         );
+        let data = &self.scratch[..n];
+        self.trace
+            .framed(id, self.framing, data, || conn.session.partial_len());
         if let (false, Some(deadline)) = (had_deadline, conn.session.idle_deadline()) {
             self.idle_queue.push(Reverse((deadline, key, id)));
         }

@@ -5,8 +5,9 @@ use mio::{Interest, Token};
 
 use super::Reactor;
 use super::conn::ConnState;
-use crate::handlers::{Action, ClientId, Payload};
+use crate::handlers::ClientId;
 use crate::outbuf::Flushed;
+use crate::server::actions::{self, Bytes, Clients};
 use crate::server::session::Flow;
 use crate::status;
 
@@ -14,70 +15,24 @@ use crate::status;
 const MAX_WRITE_PER_WAKEUP_BYTES: usize = 1024 * 1024;
 
 impl Reactor {
-    /// Carries out what the handler left in the outbox. Output is only
-    /// queued here; it is written in [`Reactor::flush_dirty`].
+    /// Carries out what the handler left in the outbox (see
+    /// [`actions`]). Output is only queued here; it is written in
+    /// [`Reactor::flush_dirty`].
     pub(super) fn apply_actions(&mut self) {
         if self.outbox.is_empty() {
             return;
         }
+        self.trace
+            .actions(self.current.map(|(id, _)| id), &self.outbox);
         let outbox = std::mem::take(&mut self.outbox);
-        for action in outbox.actions() {
-            match action {
-                Action::Send { to, payload } => {
-                    let Some(key) = self.live_key(*to) else {
-                        if let Some(udp) = self.udp.as_mut() {
-                            udp.send(*to, outbox.bytes(payload));
-                        }
-                        continue;
-                    };
-                    let conn = &mut self.conns[key];
-                    match payload {
-                        Payload::Shared(buf) => conn.out.push_shared(buf),
-                        Payload::Arena(_) => conn.out.push_slice(outbox.bytes(payload)),
-                    }
-                    if self.current.is_some_and(|(id, _)| id == *to) && !conn.dirty {
-                        self.mark_dirty_first(key);
-                    } else {
-                        self.mark_dirty(key);
-                    }
-                }
-                Action::Close(id) => {
-                    if let Some(key) = self.live_key(*id) {
-                        let conn = &mut self.conns[key];
-                        if conn.state == ConnState::Open {
-                            conn.handler_knows = false;
-                            self.start_closing(key);
-                        }
-                    } else {
-                        self.udp_close(*id);
-                    }
-                }
-                Action::PauseReading(id) => {
-                    if let Some(key) = self.live_key(*id) {
-                        self.conns[key].gates.by_handler = true;
-                    }
-                }
-                Action::ResumeReading(id) => {
-                    if let Some(key) = self.live_key(*id) {
-                        self.conns[key].gates.by_handler = false;
-                        // Edge-triggered: what arrived during the pause raised
-                        // no event we acted on, so read now.
-                        self.ready.push_back((key, *id));
-                    }
-                }
-                Action::Stdout(payload) => {
-                    // Blocking write: the sink's other clients wait by SPEC
-                    // anyway, and a slow stdout must slow the sender down.
-                    self.stdout.write(outbox.bytes(payload));
-                }
-                Action::Diagnostic(line) => status::diag(format_args!("{line}")),
-                Action::Persist(payload) => {
-                    if let Err(e) = self.durable.persist(outbox.bytes(payload)) {
-                        self.fatal.get_or_insert(e);
-                    }
-                }
-            }
+        if let Err(e) = actions::persist(&outbox, &mut self.durable) {
+            self.fatal.get_or_insert(e);
         }
+        actions::to_clients(&outbox, self);
+        // Blocking write: the sink's other clients wait by SPEC anyway, and
+        // a slow stdout must slow the sender down.
+        let stdout = &mut self.stdout;
+        actions::print_lines(&outbox, |b| stdout.write(b));
         self.outbox = outbox;
         self.outbox.clear();
     }
@@ -149,6 +104,7 @@ impl Reactor {
             let Some(conn) = self.conns.get_mut(key) else {
                 continue;
             };
+            let queued = conn.out.pending();
             let flushed = match conn
                 .out
                 .flush_to(&mut conn.stream, MAX_WRITE_PER_WAKEUP_BYTES)
@@ -159,6 +115,7 @@ impl Reactor {
                     continue;
                 }
             };
+            self.trace.wrote(conn.id, queued, conn.out.pending());
             if flushed == Flushed::Budget {
                 deferred.push(key);
             }
@@ -187,7 +144,11 @@ impl Reactor {
         let pending = conn.out.pending();
         match conn.state {
             ConnState::Open => {
-                match conn.gates.on_output(pending, max, self.slow_policy) {
+                let was_paused = conn.gates.by_output;
+                let flow = conn.gates.on_output(pending, max, self.slow_policy);
+                let paused = conn.gates.by_output;
+                self.trace.flow(conn.id, was_paused, paused, pending, max);
+                match flow {
                     Flow::Steady => {}
                     Flow::Resume => self.ready.push_back((key, conn.id)),
                     Flow::Drop => {
@@ -219,8 +180,55 @@ impl Reactor {
                 .registry()
                 .reregister(&mut conn.stream, Token(key), wanted)
             {
-                Ok(()) => conn.interest = wanted,
+                Ok(()) => {
+                    conn.interest = wanted;
+                    self.trace.interest(conn.id, wanted.is_writable());
+                }
                 Err(e) => self.drop_client(key, &format!("reregister: {e}")),
+            }
+        }
+    }
+}
+
+impl Clients for Reactor {
+    fn send(&mut self, to: ClientId, bytes: Bytes<'_>) {
+        let Some(key) = self.live_key(to) else {
+            if let Some(udp) = self.udp.as_mut() {
+                udp.send(to, bytes.as_slice());
+            }
+            return;
+        };
+        let conn = &mut self.conns[key];
+        match bytes {
+            Bytes::Shared(buf) => conn.out.push_shared(buf),
+            Bytes::Slice(slice) => conn.out.push_slice(slice),
+        }
+        if self.current.is_some_and(|(id, _)| id == to) && !conn.dirty {
+            self.mark_dirty_first(key);
+        } else {
+            self.mark_dirty(key);
+        }
+    }
+
+    fn close(&mut self, id: ClientId) {
+        if let Some(key) = self.live_key(id) {
+            let conn = &mut self.conns[key];
+            if conn.state == ConnState::Open {
+                conn.handler_knows = false;
+                self.start_closing(key);
+            }
+        } else {
+            self.udp_close(id);
+        }
+    }
+
+    fn pause(&mut self, id: ClientId, paused: bool) {
+        if let Some(key) = self.live_key(id) {
+            self.conns[key].gates.by_handler = paused;
+            if !paused {
+                // Edge-triggered: what arrived during the pause raised no
+                // event we acted on, so read now.
+                self.ready.push_back((key, id));
             }
         }
     }

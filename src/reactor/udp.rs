@@ -15,16 +15,14 @@ use std::net::SocketAddr;
 use std::time::Instant;
 
 use mio::net::UdpSocket;
-use mio::{Interest, Registry, Token};
+use mio::{Interest, Registry};
 
 use super::Reactor;
-use crate::handlers::ClientId;
-use crate::server::datagram::{self, Admit, Flushed, Peers, Replies, Throttle};
+use crate::handlers::{ClientId, Datagrams};
+use crate::server::datagram::{self, Admit, Drained, Peers, Replies, Throttle};
 use crate::status;
 
-/// The UDP socket's token: well apart from the other fixed tokens at the
-/// top of the range (slab keys never get near them).
-pub(super) const UDP: Token = Token(usize::MAX - 16);
+use crate::net::tokens::UDP;
 
 /// Datagrams handled per loop pass before timers and other sockets get a
 /// turn (STYLE §3.9).
@@ -70,7 +68,14 @@ impl Udp {
         handler: &dyn crate::handlers::Handler,
     ) -> io::Result<Option<Udp>> {
         socket
-            .map(|socket| Udp::new(socket, registry, config, handler.datagram_is_line()))
+            .map(|socket| {
+                Udp::new(
+                    socket,
+                    registry,
+                    config,
+                    handler.traits().datagrams == Datagrams::Lines,
+                )
+            })
             .transpose()
     }
 
@@ -128,12 +133,6 @@ impl Udp {
 }
 
 impl Reactor {
-    /// UDP peers tracked: they count in every client count but take no
-    /// `--max-clients` place.
-    pub(super) fn udp_peer_count(&self) -> usize {
-        self.udp.as_ref().map_or(0, |u| u.peers.len())
-    }
-
     /// Whether the loop must not exit yet: replies are still queued.
     pub(super) fn udp_owes_output(&self) -> bool {
         self.udp.as_ref().is_some_and(Udp::has_output)
@@ -191,53 +190,46 @@ impl Reactor {
     /// One datagram, `buf[..n]`, from `from`.
     fn handle_datagram(&mut self, n: usize, from: SocketAddr) {
         let now = self.outbox.now();
-        let (max_peers, max_line) = (self.config.max_udp_peers, self.config.max_line_bytes);
+        let max_peers = self.config.max_udp_peers;
         let Some(udp) = self.udp.as_mut() else {
             return;
         };
-        let known = udp.peers.addr_is_known(from);
-        if !known && udp.peers.is_full() {
-            // `--max-udp-peers`, apart from `--max-clients`.
-            udp.replies.push(from, status::UDP_TOO_MANY_CLIENTS);
-            if let Some(more) = udp.refused.hit(now) {
-                status::udp_refused(from, max_peers, more);
-            }
-            return;
-        }
-        if !known && let Some(worker) = self.multi.as_deref_mut() {
-            // One of N loops: a new peer is admitted through the census
-            // (its id, its line and, for shared state, the handler's
-            // `on_connect`, in one step across all loops); `None`: it
-            // takes no `--max-clients` place.
-            let Some(id) = worker.admit(from, None, &mut *self.handler, &mut self.outbox) else {
-                return;
-            };
-            if let Some(udp) = self.udp.as_mut() {
-                udp.peers.admit(from, now, || id);
-            }
-            self.apply_actions();
-        }
-        // The roster counts clients of both kinds: TCP and UDP peers.
-        let Some(udp) = self.udp.as_mut() else {
-            return;
+        let known = match udp.peers.addr_is_known(from) {
+            // Refreshes its idle time.
+            true => match udp.peers.admit(from, now, || unreachable!("a known peer")) {
+                Admit::Known(id) | Admit::New(id) => Some(id),
+                Admit::Refused => None,
+            },
+            false => None,
         };
-        let roster = &self.roster;
-        let mut clients = 0;
-        let id = match udp.peers.admit(from, now, || {
-            let (id, count) = roster.join();
-            clients = count;
-            id
-        }) {
-            Admit::Known(id) => id,
-            Admit::New(id) => {
-                self.status.connected(id, clients);
-                self.handler.on_connect(id, from, &mut self.outbox);
+        let id = match known {
+            Some(id) => id,
+            None => {
+                if udp.peers.is_full() {
+                    // `--max-udp-peers`, apart from `--max-clients`.
+                    udp.replies.push(from, status::UDP_TOO_MANY_CLIENTS);
+                    if let Some(more) = udp.refused.hit(now) {
+                        status::udp_refused(from, max_peers, more);
+                    }
+                    return;
+                }
+                // A new peer: its id, its line and the handler's
+                // `on_connect`, in one step (see [`Membership::admit`]);
+                // `None`: it takes no `--max-clients` place.
+                let Some(id) = self
+                    .member
+                    .admit(from, None, &mut *self.handler, &mut self.outbox)
+                else {
+                    return;
+                };
+                if let Some(udp) = self.udp.as_mut() {
+                    udp.peers.admit(from, now, || id);
+                }
                 self.apply_actions();
                 id
             }
-            // Checked above.
-            Admit::Refused => return,
         };
+        let max_line = self.config.max_line_bytes;
         let Some(udp) = self.udp.as_mut() else {
             return;
         };
@@ -272,13 +264,10 @@ impl Reactor {
         true
     }
 
-    /// A forgotten peer's `disconnected` line (and, with N loops, its
+    /// A forgotten peer's `disconnected` line (and its
     /// place in the census).
     fn udp_left(&mut self, id: ClientId) {
-        match self.multi.as_deref() {
-            Some(worker) => worker.leave_udp_peer(id),
-            None => self.status.disconnected(id, self.roster.leave()),
-        }
+        self.member.leave_udp_peer(id);
     }
 
     /// Forgets the peers silent for `--udp-idle`.
@@ -313,7 +302,7 @@ impl Reactor {
             return;
         };
         let socket = &udp.socket;
-        let blocked = udp.replies.flush(|bytes, to| socket.send_to(bytes, to)) == Flushed::Blocked;
+        let blocked = udp.replies.flush(|bytes, to| socket.send_to(bytes, to)) == Drained::Blocked;
         if blocked != udp.blocked {
             let interest = if blocked {
                 Interest::READABLE | Interest::WRITABLE

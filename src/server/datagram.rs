@@ -270,7 +270,7 @@ pub struct Replies {
 
 /// How far [`Replies::flush`] got.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Flushed {
+pub enum Drained {
     /// Everything went out (or was dropped after an error).
     Empty,
     /// The socket said `WouldBlock`: wait until it is writable.
@@ -304,11 +304,11 @@ impl Replies {
     pub fn flush(
         &mut self,
         mut send: impl FnMut(&[u8], SocketAddr) -> io::Result<usize>,
-    ) -> Flushed {
+    ) -> Drained {
         while let Some((to, bytes)) = self.queue.front() {
             match send(bytes, *to) {
                 Ok(_) => {}
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Flushed::Blocked,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Drained::Blocked,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
                 Err(e) => {
                     self.dropped += 1;
@@ -321,7 +321,7 @@ impl Replies {
         if self.queue.capacity() > 1024 {
             self.queue.shrink_to(1024);
         }
-        Flushed::Empty
+        Drained::Empty
     }
 
     /// Replies dropped since the last [`Replies::take_dropped`].
@@ -556,11 +556,11 @@ mod tests {
                 _ => Err(io::ErrorKind::WouldBlock.into()),
             }
         });
-        assert_eq!(flushed, Flushed::Blocked);
+        assert_eq!(flushed, Drained::Blocked);
         assert_eq!(sent, vec![(1024 * 1024, addr(1))]);
         assert_eq!(q.take_dropped(), (1, Some(io::ErrorKind::Other)));
         assert!(q.push(addr(2), &big), "room again");
-        assert_eq!(q.flush(|b, _| Ok(b.len())), Flushed::Empty);
+        assert_eq!(q.flush(|b, _| Ok(b.len())), Drained::Empty);
         assert!(q.is_empty());
         assert_eq!(q.charged, 0);
     }

@@ -16,6 +16,7 @@
 
 use std::io;
 
+use crate::handlers::Record;
 use crate::store::Store;
 
 /// A handler's store, the bytes waiting for it, and whether a sync is owed.
@@ -51,15 +52,20 @@ impl Durable {
         self.store.is_some()
     }
 
-    /// Takes one `Persist` action's bytes.
+    /// Takes one `Persist` action's bytes. A [`Record::Replace`]
+    /// supersedes what is still pending, so a batch holding several
+    /// snapshots puts only the last (the store keeps only the newest put).
     ///
     /// # Errors
     /// The store failed (see the module doc: the server stops).
-    pub fn persist(&mut self, bytes: &[u8]) -> io::Result<()> {
+    pub fn persist(&mut self, record: Record, bytes: &[u8]) -> io::Result<()> {
         if self.store.is_none() {
             return Ok(());
         }
         self.check()?;
+        if record == Record::Replace {
+            self.pending.clear();
+        }
         self.pending.extend_from_slice(bytes);
         if self.pending.len() >= MAX_PENDING_BYTES {
             self.put()?;
@@ -166,11 +172,11 @@ mod tests {
         let spy = Spy::default();
         let mut d = Durable::new(Some(Box::new(spy.clone())));
         assert!(!d.owes_sync());
-        d.persist(b"a\n").unwrap();
-        d.persist(b"b\n").unwrap();
+        d.persist(Record::Append, b"a\n").unwrap();
+        d.persist(Record::Append, b"b\n").unwrap();
         assert!(d.owes_sync(), "bytes not yet put are owed too");
         d.put().unwrap();
-        d.persist(b"c\n").unwrap();
+        d.persist(Record::Append, b"c\n").unwrap();
         d.sync_before_output().unwrap();
         // Nothing new: no second sync.
         d.sync_before_output().unwrap();
@@ -182,9 +188,24 @@ mod tests {
     }
 
     #[test]
+    fn a_replacing_record_supersedes_what_is_pending() {
+        let spy = Spy::default();
+        let mut d = Durable::new(Some(Box::new(spy.clone())));
+        d.persist(Record::Replace, b"ada 1\n").unwrap();
+        d.persist(Record::Replace, b"ada 3\n").unwrap();
+        d.sync_before_output().unwrap();
+        d.persist(Record::Replace, b"ada 6\n").unwrap();
+        d.sync_before_output().unwrap();
+        assert_eq!(
+            *spy.0.lock().unwrap(),
+            vec!["put ada 3\n", "sync", "put ada 6\n", "sync"]
+        );
+    }
+
+    #[test]
     fn without_a_store_nothing_is_owed() {
         let mut d = Durable::new(None);
-        d.persist(b"a\n").unwrap();
+        d.persist(Record::Append, b"a\n").unwrap();
         assert!(!d.owes_sync());
         d.sync_before_output().unwrap();
     }
@@ -192,11 +213,11 @@ mod tests {
     #[test]
     fn a_failing_store_is_an_error() {
         let mut d = Durable::new(Some(Box::new(Broken)));
-        d.persist(b"a\n").unwrap();
+        d.persist(Record::Append, b"a\n").unwrap();
         let e = d.sync_before_output().unwrap_err();
         assert!(e.to_string().contains("disk full"), "{e}");
         // Once failed, always failed: no later sync may look like success.
         assert!(d.sync_before_output().is_err());
-        assert!(d.persist(b"b\n").is_err());
+        assert!(d.persist(Record::Append, b"b\n").is_err());
     }
 }

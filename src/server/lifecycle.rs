@@ -230,7 +230,7 @@ mod tests {
 
     fn lifecycle(policy: ShutdownPolicy) -> (Lifecycle, Instant) {
         let t0 = Instant::now();
-        let mut config = ServerConfig::new(HandlerKind::Echo);
+        let mut config = ServerConfig::new(HandlerKind::named("echo").unwrap());
         config.report_every = Some(10 * S);
         config.drain_timeout = 30 * S;
         (Lifecycle::new(t0, &config, policy), t0)

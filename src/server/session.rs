@@ -66,6 +66,11 @@ impl Session {
         self.idle_deadline
     }
 
+    /// Bytes of an unfinished line held (for `--trace`).
+    pub fn partial_len(&self) -> usize {
+        self.framer.partial_len()
+    }
+
     /// Hands `data`, just read from `id`, to the handler: every complete
     /// line (or the whole chunk with [`Framing::Raw`]). `now` gives the time
     /// of the read; it is asked only when an idle deadline must be set (a
@@ -212,18 +217,16 @@ impl Gates {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::handlers::{Effect, TEST_PEER};
+    use crate::handlers::{Effect, TEST_PEER, Traits};
     use std::time::Duration;
 
     /// Answers `ok` to every message, closes the client on `bye`.
     struct Answer;
 
     impl Handler for Answer {
-        fn name(&self) -> &'static str {
-            "answer"
-        }
-        fn framing(&self) -> Framing {
-            Framing::Lines { idle_flush: true }
+        fn traits(&self) -> &'static Traits {
+            const TRAITS: Traits = Traits::interactive("answer");
+            &TRAITS
         }
         fn on_message(&mut self, id: ClientId, msg: &[u8], out: &mut Outbox) {
             if msg.starts_with(b"bye") {

@@ -18,6 +18,22 @@ pub struct SnapshotStore {
 }
 
 impl SnapshotStore {
+    /// The store for `path`, after removing the temporary files a crash
+    /// left beside it (SPEC atm: "a temporary file a crash left behind is
+    /// removed at the next start"), one diagnostic line each.
+    ///
+    /// # Errors
+    /// The directory cannot be read or a temporary file cannot be removed.
+    pub fn open(path: PathBuf) -> io::Result<SnapshotStore> {
+        for name in crate::fsutil::remove_stale_temps(&path)? {
+            crate::status::diag(format_args!(
+                "removed {}, a temporary file an earlier run left behind",
+                name.to_string_lossy()
+            ));
+        }
+        Ok(SnapshotStore::new(path))
+    }
+
     pub fn new(path: PathBuf) -> SnapshotStore {
         SnapshotStore {
             path,

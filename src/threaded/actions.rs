@@ -11,7 +11,8 @@ use std::time::Instant;
 
 use super::client::{Client, Stop};
 use super::{Core, Server, lock};
-use crate::handlers::{Action, ClientId, Handler, Outbox, Payload};
+use crate::handlers::{ClientId, Handler, Outbox};
+use crate::server::actions::{self, Bytes, Clients};
 use crate::server::session::Flow;
 use crate::status;
 
@@ -28,11 +29,24 @@ impl Server {
         out: &mut Outbox,
         call: impl FnOnce(&mut dyn Handler, &mut Outbox) -> R,
     ) -> R {
+        self.with_handler_and_peers(actor, out, &mut NoPeers, call)
+    }
+
+    /// [`Server::with_handler`], the actions that name no TCP client going
+    /// to `peers` (the `--udp` socket's peers).
+    pub(super) fn with_handler_and_peers<R>(
+        &self,
+        actor: Option<ClientId>,
+        out: &mut Outbox,
+        peers: &mut dyn Clients,
+        call: impl FnOnce(&mut dyn Handler, &mut Outbox) -> R,
+    ) -> R {
         let mut core = self.core();
         out.set_now(Instant::now());
         let result = call(&mut *core.handler, out);
+        self.trace.actions(actor, out);
         if self.persist(out) {
-            self.apply(&mut core, out, actor);
+            self.apply_to(&mut core, out, actor, peers);
         }
         drop(core);
         self.carry_out_unlocked(out);
@@ -51,21 +65,11 @@ impl Server {
             return true;
         }
         let mut durable = lock(&self.durable);
-        let mut sends = false;
-        let mut result = Ok(());
-        for action in out.actions() {
-            match action {
-                Action::Persist(payload) if result.is_ok() => {
-                    result = durable.persist(out.bytes(payload));
-                }
-                Action::Send { .. } => sends = true,
-                _ => {}
-            }
-        }
+        let mut result = actions::persist(out, &mut durable);
         if result.is_ok() {
             result = durable.put();
         }
-        if result.is_ok() && sends {
+        if result.is_ok() && actions::sends(out) {
             result = durable.sync_before_output();
         }
         match result {
@@ -105,8 +109,19 @@ impl Server {
     /// `Persist` actions first ([`Server::persist`]). Stdout and diagnostics are left for
     /// [`Server::carry_out_unlocked`].
     pub(super) fn apply(&self, core: &mut Core, out: &Outbox, actor: Option<ClientId>) {
+        self.apply_to(core, out, actor, &mut NoPeers);
+    }
+
+    /// [`Server::apply`], with the `--udp` peers.
+    fn apply_to(
+        &self,
+        core: &mut Core,
+        out: &Outbox,
+        actor: Option<ClientId>,
+        peers: &mut dyn Clients,
+    ) {
         let mut dropped = Vec::new();
-        self.apply_locked(core, out, actor, &mut dropped);
+        self.apply_locked(core, out, actor, &mut dropped, peers);
         if dropped.is_empty() {
             return;
         }
@@ -125,7 +140,7 @@ impl Server {
             reg.client.kill(Stop::Dropped);
             core.handler.on_disconnect(id, &mut extra);
             if self.persist(&extra) {
-                self.apply_locked(core, &extra, actor, &mut dropped);
+                self.apply_locked(core, &extra, actor, &mut dropped, peers);
             }
             // Rare path: these few lines may be written under the lock.
             self.carry_out_unlocked(&extra);
@@ -139,60 +154,30 @@ impl Server {
         out: &Outbox,
         actor: Option<ClientId>,
         dropped: &mut Vec<(ClientId, usize)>,
+        peers: &mut dyn Clients,
     ) {
-        for action in out.actions() {
-            match action {
-                Action::Send { to, payload } => {
-                    let Some(reg) = core.registry.get(to) else {
-                        continue;
-                    };
-                    if let Some(pending) = self.enqueue(&reg.client, out, payload) {
-                        dropped.push((*to, pending));
-                    }
-                }
-                Action::Close(id) => {
-                    let Some(reg) = core.registry.get_mut(id) else {
-                        continue;
-                    };
-                    reg.handler_knows = false;
-                    let client = &reg.client;
-                    let mut st = client.state();
-                    client.request_stop(&mut st, Stop::Closed);
-                    drop(st);
-                    if actor != Some(*id) {
-                        // Its reader may be blocked in `read`.
-                        let _ = client.stream.shutdown(Shutdown::Read);
-                    }
-                }
-                Action::PauseReading(id) => {
-                    if let Some(reg) = core.registry.get(id) {
-                        reg.client.state().gates.by_handler = true;
-                    }
-                }
-                Action::ResumeReading(id) => {
-                    if let Some(reg) = core.registry.get(id) {
-                        reg.client.state().gates.by_handler = false;
-                        reg.client.readable.notify_all();
-                    }
-                }
-                // Persist was carried out before (see `persist`).
-                Action::Stdout(_) | Action::Diagnostic(_) | Action::Persist(_) => {}
-            }
-        }
+        let mut locked = Locked {
+            server: self,
+            core,
+            actor,
+            dropped,
+            peers,
+        };
+        actions::to_clients(out, &mut locked);
     }
 
     /// Queues `payload` for `client`, starting its writer if it has none.
     /// Returns the pending byte count if the client must be dropped
     /// (`SlowPolicy::Disconnect` over `--max-pending`).
-    fn enqueue(&self, client: &Arc<Client>, out: &Outbox, payload: &Payload) -> Option<usize> {
+    fn enqueue(&self, client: &Arc<Client>, bytes: Bytes<'_>) -> Option<usize> {
         let mut st = client.state();
         if st.dead || st.output_closed {
             return None;
         }
         let was_empty = st.out.is_empty();
-        match payload {
-            Payload::Shared(buf) => st.out.push_shared(buf),
-            Payload::Arena(_) => st.out.push_slice(out.bytes(payload)),
+        match bytes {
+            Bytes::Shared(buf) => st.out.push_shared(buf),
+            Bytes::Slice(slice) => st.out.push_slice(slice),
         }
         if st.writer.is_none() {
             let writer = Arc::clone(client);
@@ -220,10 +205,13 @@ impl Server {
             client.writable.notify_one();
         }
         let pending = st.out.pending() + st.in_flight;
-        match st
-            .gates
-            .on_output(pending, self.config.max_pending_bytes, self.slow_policy)
-        {
+        let (max, was_paused) = (self.config.max_pending_bytes, st.gates.by_output);
+        let flow = st.gates.on_output(pending, max, self.slow_policy);
+        let paused = st.gates.by_output;
+        client
+            .trace
+            .flow(client.id, was_paused, paused, pending, max);
+        match flow {
             Flow::Drop => Some(pending),
             Flow::Resume => {
                 client.readable.notify_all();
@@ -235,15 +223,68 @@ impl Server {
 
     /// Stdout and diagnostics, after the handler lock is released.
     pub(super) fn carry_out_unlocked(&self, out: &Outbox) {
-        for action in out.actions() {
-            match action {
-                Action::Stdout(payload) => {
-                    // Blocking write: a slow stdout must slow the sender down.
-                    lock(&self.stdout).write(out.bytes(payload));
-                }
-                Action::Diagnostic(line) => status::diag(format_args!("{line}")),
-                _ => {}
+        // Blocking write: a slow stdout must slow the sender down.
+        actions::print_lines(out, |bytes| lock(&self.stdout).write(bytes));
+    }
+}
+
+/// The per-client primitives under the handler lock (so broadcasts are
+/// queued to everyone in one order).
+struct Locked<'a> {
+    server: &'a Server,
+    core: &'a mut Core,
+    /// The client whose reader is calling (its own socket need not be shut
+    /// to wake it).
+    actor: Option<ClientId>,
+    /// Clients over `--max-pending` under `SlowPolicy::Disconnect`.
+    dropped: &'a mut Vec<(ClientId, usize)>,
+    /// Where actions naming no TCP client go.
+    peers: &'a mut dyn Clients,
+}
+
+impl Clients for Locked<'_> {
+    fn send(&mut self, to: ClientId, bytes: Bytes<'_>) {
+        let Some(reg) = self.core.registry.get(&to) else {
+            self.peers.send(to, bytes);
+            return;
+        };
+        if let Some(pending) = self.server.enqueue(&reg.client, bytes) {
+            self.dropped.push((to, pending));
+        }
+    }
+
+    fn close(&mut self, id: ClientId) {
+        let Some(reg) = self.core.registry.get_mut(&id) else {
+            self.peers.close(id);
+            return;
+        };
+        reg.handler_knows = false;
+        let client = &reg.client;
+        let mut st = client.state();
+        client.request_stop(&mut st, Stop::Closed);
+        drop(st);
+        if self.actor != Some(id) {
+            // Its reader may be blocked in `read`.
+            let _ = client.stream.shutdown(Shutdown::Read);
+        }
+    }
+
+    fn pause(&mut self, id: ClientId, paused: bool) {
+        if let Some(reg) = self.core.registry.get(&id) {
+            reg.client.state().gates.by_handler = paused;
+            if !paused {
+                reg.client.readable.notify_all();
             }
         }
     }
+}
+
+/// A server with no `--udp` peers: actions naming no TCP client name a
+/// client gone meanwhile.
+struct NoPeers;
+
+impl Clients for NoPeers {
+    fn send(&mut self, _: ClientId, _: Bytes<'_>) {}
+    fn close(&mut self, _: ClientId) {}
+    fn pause(&mut self, _: ClientId, _: bool) {}
 }

@@ -12,6 +12,7 @@ use crate::handlers::{ClientId, SlowPolicy};
 use crate::outbuf::OutBuf;
 use crate::server::session::{Flow, Gates, LINGER, MAX_LINGER_DISCARD_BYTES};
 use crate::status;
+use crate::trace::Trace;
 
 /// While lingering on a socket whose read side we shut ourselves (reads
 /// return 0 at once then, the peer's FIN or not), how often to look again.
@@ -32,6 +33,8 @@ pub(super) struct Client {
     pub(super) readable: Condvar,
     /// The writer waits here for output.
     pub(super) writable: Condvar,
+    /// `--trace` (the server's, shared).
+    pub(super) trace: Trace,
 }
 
 #[derive(Default)]
@@ -138,6 +141,7 @@ impl Client {
             if st.gates.open() {
                 return Gate::Read;
             }
+            self.trace.waiting(self.id);
             st = match idle_deadline {
                 Some(deadline) => {
                     let now = Instant::now();
@@ -311,18 +315,24 @@ impl Client {
                 }
             }
             // A blocking socket returns only when all is written or on error.
+            let queued = local.pending();
+            self.trace.writing(self.id, queued);
             let result = local.flush_to(&mut &self.stream, usize::MAX);
+            self.trace.wrote(self.id, queued, local.pending());
             let mut st = self.state();
             st.in_flight = local.pending();
             match result {
                 Ok(_) => {
                     let pending = st.out.pending() + st.in_flight;
+                    let was_paused = st.gates.by_output;
                     // Drops are decided where output is queued.
-                    if st
+                    let flow = st
                         .gates
-                        .on_output(pending, self.max_pending, self.slow_policy)
-                        == Flow::Resume
-                    {
+                        .on_output(pending, self.max_pending, self.slow_policy);
+                    let paused = st.gates.by_output;
+                    self.trace
+                        .flow(self.id, was_paused, paused, pending, self.max_pending);
+                    if flow == Flow::Resume {
                         self.readable.notify_all();
                     }
                     if pending == 0 {

@@ -112,6 +112,7 @@ impl Server {
             r.set_timeout(&client.stream, timeout);
             match (&client.stream).read(&mut r.buf) {
                 Ok(0) => {
+                    self.trace.eof(client.id);
                     return match final_read {
                         Some(cut) => End::Shutdown { cut },
                         // Our own shutdown(Read) looks like EOF.
@@ -119,6 +120,7 @@ impl Server {
                     };
                 }
                 Ok(n) => {
+                    self.trace.read(client.id, n);
                     if final_read.is_some() {
                         r.final_bytes += n;
                     }
@@ -172,7 +174,10 @@ impl Server {
         let data = &buf[..n];
         let input = self.with_handler(Some(id), out, |handler, out| {
             let now = out.now();
-            session.input(id, data, || now, handler, out)
+            let input = session.input(id, data, || now, handler, out);
+            self.trace
+                .framed(id, self.framing, data, || session.partial_len());
+            input
         });
         match input {
             Input::Continue => None,
@@ -195,6 +200,7 @@ impl Server {
     /// the reader could not be started).
     pub(super) fn end_client(&self, client: &Client, r: &mut Reader, end: End) {
         let id = client.id;
+        self.trace.closing(id);
         let end = match end {
             End::Eof | End::Shutdown { cut: false } => self.flush_partial(id, r).unwrap_or(end),
             other => other,
@@ -239,7 +245,7 @@ impl Server {
         {
             let mut table = lock(&self.table);
             let gone = table.remove(&id);
-            self.status.disconnected(id, self.count(&table));
+            self.census.leave(id);
             if let Some(client) = gone {
                 lock(&self.flushing).insert(id, client);
             }
@@ -249,11 +255,13 @@ impl Server {
         } else if end == End::Kill {
             client.kill_and_join(Stop::Killed);
         } else if client.close_output() {
+            self.trace.lingering(id);
             client.linger(matches!(end, End::Shutdown { .. }));
         } else {
             client.kill_and_join(Stop::Killed);
         }
         lock(&self.flushing).remove(&id);
+        self.trace.closed(id);
         if self.open.fetch_sub(1, Ordering::SeqCst) == 1 {
             let _ = self.waker.wake();
         }

@@ -11,23 +11,21 @@ use std::thread;
 use std::time::Instant;
 
 use mio::unix::SourceFd;
-use mio::{Events, Interest, Poll, Token, Waker};
+use mio::{Events, Interest, Poll, Waker};
 
 use super::client::{Client, ClientState, End, Stop};
 use super::udp::UdpThread;
 use super::{Core, Registered, Server, lock};
-use crate::handlers::{Finish, Outbox, ServerStats};
+use crate::handlers::{Datagrams, Finish, Outbox, ServerStats};
 use crate::server::Setup;
+use crate::server::census::Census;
 use crate::server::durable::Durable;
 use crate::server::lifecycle::{Command, Lifecycle};
-use crate::server::roster::Roster;
 use crate::signals::ShutdownSignals;
 use crate::status;
 use crate::timers::Accepted;
 
-const LISTENER: Token = Token(0);
-const SIGNALS: Token = Token(1);
-const WAKE: Token = Token(2);
+use crate::net::tokens::{LISTENER, SIGNALS, WAKE};
 
 /// Reader stacks: the handler runs on them. Small, so 10,000 idle
 /// connections fit in memory (only touched pages count anyway).
@@ -58,6 +56,7 @@ impl Supervisor {
             handler,
             store,
             status,
+            mut signals,
         } = setup;
         let poll = Poll::new()?;
         listener.set_nonblocking(true)?;
@@ -66,18 +65,17 @@ impl Supervisor {
             LISTENER,
             Interest::READABLE,
         )?;
-        let mut signals = ShutdownSignals::new()?;
         signals.register(poll.registry(), SIGNALS)?;
         let waker = Waker::new(poll.registry(), WAKE)?;
         let stdout = status::RawStdout::new()?;
         let addr = listener.local_addr()?;
-        status.listening(addr, handler.name(), udp.is_some());
-        let life = Lifecycle::new(Instant::now(), &config, handler.shutdown_policy());
+        let traits = handler.traits();
+        status.listening(addr, traits.name, udp.is_some());
+        let life = Lifecycle::new(Instant::now(), &config, traits.shutdown);
         let server = Arc::new(Server {
-            framing: handler.framing(),
-            datagram_is_line: handler.datagram_is_line(),
-            udp_peers: AtomicUsize::new(0),
-            slow_policy: handler.slow_policy(),
+            framing: traits.framing,
+            datagram_is_line: traits.datagrams == Datagrams::Lines,
+            slow_policy: traits.slow,
             core: Mutex::new(Core {
                 handler,
                 registry: HashMap::new(),
@@ -85,14 +83,14 @@ impl Supervisor {
             persisting: store.is_some(),
             durable: Mutex::new(Durable::new(store)),
             fatal: Mutex::new(None),
-            roster: Roster::new(),
+            census: Census::new(status),
             table: Mutex::new(HashMap::new()),
             flushing: Mutex::new(HashMap::new()),
             open: AtomicUsize::new(0),
-            status,
             stdout: Mutex::new(stdout),
             cut_partial_lines: AtomicU64::new(0),
             waker,
+            trace: crate::trace::Trace::for_threads(config.trace),
             config,
         });
         let udp = match udp {
@@ -110,8 +108,9 @@ impl Supervisor {
         })
     }
 
+    /// Every client, TCP and UDP.
     fn clients(&self) -> usize {
-        self.server.count(&lock(&self.server.table))
+        self.server.census.count()
     }
 
     /// Connections still flushing or lingering, connected ones included.
@@ -132,6 +131,7 @@ impl Supervisor {
             {
                 return Err(e);
             }
+            self.server.trace.pass(&events, timeout);
             for event in events.iter() {
                 match event.token() {
                     LISTENER => self.handle_accept(),
@@ -139,7 +139,9 @@ impl Supervisor {
                         // Every signal counts: two in one wakeup are a
                         // first and a second.
                         let now = Instant::now();
-                        for _ in 0..self.signals.take() {
+                        let count = self.signals.take();
+                        self.server.trace.signals(count);
+                        for _ in 0..count {
                             self.life.handle_signal(now);
                         }
                         self.run_commands();
@@ -157,6 +159,7 @@ impl Supervisor {
             let now = Instant::now();
             self.life.handle_timeout(now, self.clients());
             self.run_commands();
+            self.server.trace.pass_end();
             if self.life.is_done(self.open(), now) {
                 break;
             }
@@ -178,6 +181,7 @@ impl Supervisor {
     /// Carries out what the lifecycle asks for.
     fn run_commands(&mut self) {
         while let Some(command) = self.life.poll_command() {
+            self.server.trace.command(&command);
             match command {
                 Command::StopAccepting => {
                     // SPEC: connections already in the accept queue are
@@ -196,12 +200,7 @@ impl Supervisor {
                         .with_handler(None, &mut out, |handler, out| handler.on_shutdown(out));
                     self.out = out;
                 }
-                Command::AnnounceDrain { timeout } => {
-                    let clients = self.clients();
-                    if clients > 0 {
-                        self.server.status.draining(timeout, clients);
-                    }
-                }
+                Command::AnnounceDrain { timeout } => self.server.census.draining(timeout),
                 Command::CloseAll { cut } => {
                     if let Some(udp) = &self.udp {
                         udp.close();
@@ -216,10 +215,7 @@ impl Supervisor {
                         client.kill_at_shutdown();
                     }
                 }
-                Command::ReportCount => {
-                    let table = lock(&self.server.table);
-                    self.server.status.count(self.server.count(&table));
-                }
+                Command::ReportCount => self.server.census.report(),
                 Command::Accept => self.handle_accept(),
                 Command::Diagnostic(line) => status::diag(format_args!("{line}")),
             }
@@ -275,18 +271,19 @@ impl Supervisor {
 
     fn add_client(&mut self, stream: TcpStream, peer: SocketAddr) {
         let server = &self.server;
-        // TCP clients only: UDP peers have `--max-udp-peers`.
-        if lock(&server.table).len() >= server.config.max_clients {
-            status::refuse_too_many_clients(&stream, server.config.max_clients);
-            return;
-        }
         // accept(2) does not pass O_NONBLOCK on; make sure anyway.
         if let Err(e) = stream.set_nonblocking(false) {
             status::diag(format_args!("accept: {e}; dropping connection"));
             return;
         }
         let _ = stream.set_nodelay(true);
-        let id = server.roster.next_id();
+        // Its id and its line; TCP clients only count against
+        // `--max-clients` (UDP peers have `--max-udp-peers`).
+        let max = server.config.max_clients;
+        let Some(id) = server.census.admit(Some(max)) else {
+            status::refuse_too_many_clients(&stream, max);
+            return;
+        };
         let client = Arc::new(Client {
             id,
             stream,
@@ -295,12 +292,13 @@ impl Supervisor {
             state: Mutex::new(ClientState::default()),
             readable: Condvar::new(),
             writable: Condvar::new(),
+            trace: server.trace.clone(),
         });
+        server.trace.accepted(id, peer);
         {
             let mut table = lock(&server.table);
             table.insert(id, Arc::clone(&client));
             server.open.fetch_add(1, Ordering::SeqCst);
-            server.status.connected(id, server.count(&table));
         }
         // Registered and announced before its reader starts, so pauses
         // from on_connect (the sink's waiters) hold from the first read.

@@ -11,8 +11,8 @@
 //! change). The handlers `--udp` allows answer only the client that spoke,
 //! so a TCP client's call never addresses a UDP peer.
 //!
-//! Counts: UDP peers are counted in `Server::udp_peers`, changed only under
-//! the `table` lock, where every status line is printed.
+//! Counts: UDP peers are counted in the server's census (as peers: they
+//! take no `--max-clients` place), which prints every status line.
 
 use std::io;
 use std::net::SocketAddr;
@@ -22,15 +22,15 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use mio::net::UdpSocket;
-use mio::{Events, Interest, Poll, Token, Waker};
+use mio::{Events, Interest, Poll, Waker};
 
-use super::{Server, lock};
-use crate::handlers::{Action, ClientId, Outbox};
-use crate::server::datagram::{self, Admit, Flushed, Peers, Replies, Throttle};
+use super::Server;
+use crate::handlers::{ClientId, Outbox};
+use crate::server::actions::{Bytes, Clients};
+use crate::server::datagram::{self, Admit, Drained, Peers, Replies, Throttle};
 use crate::status;
 
-const SOCKET: Token = Token(0);
-const WAKE: Token = Token(1);
+use crate::net::tokens::{UDP as SOCKET, WAKE};
 
 /// Datagrams handled before queued replies are flushed, so a burst does not
 /// hold every reply until the socket is empty.
@@ -195,21 +195,15 @@ impl Worker {
     fn handle_datagram(&mut self, n: usize, from: SocketAddr) {
         let now = Instant::now();
         let server = Arc::clone(&self.server);
-        // The table lock only for a sender not yet known (room is
-        // `--max-udp-peers`, apart from the TCP clients' `--max-clients`).
-        let admit = if self.peers.addr_is_known(from) || self.peers.is_full() {
-            self.peers
-                .admit(from, now, || unreachable!("a known peer, or no room"))
-        } else {
-            let table = lock(&server.table);
-            let roster = &server.roster;
-            let admit = self.peers.admit(from, now, || roster.next_id());
-            if let Admit::New(id) = admit {
-                let peers = server.udp_peers.fetch_add(1, Ordering::SeqCst) + 1;
-                server.status.connected(id, table.len() + peers);
-            }
-            admit
-        };
+        // Room is `--max-udp-peers`, apart from the TCP clients'
+        // `--max-clients`: a new peer takes no place in the census, which
+        // gives it its id and prints its line.
+        let census = &server.census;
+        let admit = self.peers.admit(from, now, || {
+            census
+                .admit(None)
+                .expect("a UDP peer takes no --max-clients place")
+        });
         let id = match admit {
             Admit::Known(id) => id,
             Admit::New(id) => {
@@ -255,21 +249,14 @@ impl Worker {
         } = self;
         // Every reply here is a datagram (see `Outbox::reply_limit`).
         out.set_reply_limit(Some(datagram::reply_cap(*answering)));
-        server.with_handler(None, out, |handler, out| {
-            f(handler, out);
-            for action in out.actions() {
-                match action {
-                    Action::Send { to, payload } => {
-                        if let Some(addr) = peers.addr(*to) {
-                            let bytes = out.bytes(payload);
-                            replies.push(addr, datagram::reply(bytes, *is_line, *answering));
-                        }
-                    }
-                    Action::Close(id) => closes.push(*id),
-                    _ => {}
-                }
-            }
-        });
+        let mut udp = UdpClients {
+            peers,
+            replies,
+            closes,
+            is_line: *is_line,
+            answering: *answering,
+        };
+        server.with_handler_and_peers(None, out, &mut udp, f);
         for id in std::mem::take(&mut self.closes) {
             if self.peers.forget(id) {
                 self.disconnected(id);
@@ -279,9 +266,7 @@ impl Worker {
 
     /// The disconnect line of a peer just forgotten.
     fn disconnected(&self, id: ClientId) {
-        let table = lock(&self.server.table);
-        let peers = self.server.udp_peers.fetch_sub(1, Ordering::SeqCst) - 1;
-        self.server.status.disconnected(id, table.len() + peers);
+        self.server.census.leave_udp_peer(id);
     }
 
     /// Forgets the peers silent for `--udp-idle`.
@@ -296,7 +281,7 @@ impl Worker {
     /// socket refuses them.
     fn flush(&mut self) {
         let socket = &self.socket;
-        let blocked = self.replies.flush(|bytes, to| socket.send_to(bytes, to)) == Flushed::Blocked;
+        let blocked = self.replies.flush(|bytes, to| socket.send_to(bytes, to)) == Drained::Blocked;
         if blocked != self.blocked {
             let interest = if blocked {
                 Interest::READABLE | Interest::WRITABLE
@@ -327,12 +312,8 @@ impl Worker {
     /// replies are sent unless shutdown's time runs out.
     fn close_all(&mut self) {
         self.read(MAX_FINAL_DATAGRAMS);
-        {
-            let table = lock(&self.server.table);
-            for id in self.peers.drain() {
-                let peers = self.server.udp_peers.fetch_sub(1, Ordering::SeqCst) - 1;
-                self.server.status.disconnected(id, table.len() + peers);
-            }
+        for id in self.peers.drain() {
+            self.server.census.leave_udp_peer(id);
         }
         let mut events = Events::with_capacity(4);
         loop {
@@ -343,4 +324,29 @@ impl Worker {
             let _ = self.poll.poll(&mut events, Some(FINAL_FLUSH_POLL));
         }
     }
+}
+
+/// The `--udp` peers as the action interpreter sees them: a reply is
+/// queued (sent after the call), a close forgets the peer after the call.
+struct UdpClients<'a> {
+    peers: &'a Peers,
+    replies: &'a mut Replies,
+    closes: &'a mut Vec<ClientId>,
+    is_line: bool,
+    /// The size of the datagram being answered (the reply cap).
+    answering: usize,
+}
+
+impl Clients for UdpClients<'_> {
+    fn send(&mut self, to: ClientId, bytes: Bytes<'_>) {
+        if let Some(addr) = self.peers.addr(to) {
+            let reply = datagram::reply(bytes.as_slice(), self.is_line, self.answering);
+            self.replies.push(addr, reply);
+        }
+    }
+    fn close(&mut self, id: ClientId) {
+        self.closes.push(id);
+    }
+    /// A datagram socket is never paused: nothing is read per peer.
+    fn pause(&mut self, _: ClientId, _: bool) {}
 }

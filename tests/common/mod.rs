@@ -573,6 +573,41 @@ impl Server {
     pub fn cpu_time(&self) -> Option<Duration> {
         cpu_time_of(self.child.id())
     }
+
+    /// The server's threads (by tid) that were runnable at every one of
+    /// `looks` looks at their state in /proc/PID/task (Linux): a thread
+    /// that waits for an event sleeps ('S') nearly always; one that spins
+    /// never does. Looks are a millisecond apart, to spread them out.
+    pub fn threads_never_asleep(&self, looks: usize) -> Vec<u32> {
+        let task_dir = format!("/proc/{}/task", self.child.id());
+        let mut never_asleep: Option<Vec<u32>> = None;
+        for _ in 0..looks {
+            let mut running = Vec::new();
+            for entry in fs::read_dir(&task_dir).expect("/proc/PID/task").flatten() {
+                let Ok(stat) = fs::read_to_string(entry.path().join("stat")) else {
+                    continue; // the thread ended meanwhile
+                };
+                // The state follows the `(comm)`, which may hold spaces.
+                let state = stat
+                    .rfind(')')
+                    .and_then(|i| stat[i + 1..].trim_start().chars().next());
+                if state == Some('R') {
+                    running.extend(
+                        entry
+                            .file_name()
+                            .to_str()
+                            .and_then(|t| t.parse::<u32>().ok()),
+                    );
+                }
+            }
+            never_asleep = Some(match never_asleep {
+                None => running,
+                Some(before) => before.into_iter().filter(|t| running.contains(t)).collect(),
+            });
+            thread::sleep(Duration::from_millis(1));
+        }
+        never_asleep.unwrap_or_default()
+    }
 }
 
 /// A `/proc/PID/status` field in KiB (`VmRSS:`, `VmHWM:`), Linux.
@@ -782,6 +817,19 @@ pub fn ipv6_available() -> bool {
     std::net::TcpListener::bind("[::1]:0").is_ok()
 }
 
+/// Fails the test, saying why, when IPv6 loopback (`::1`) does not work
+/// here: an IPv6 test never passes without running. Every such test has
+/// `ipv6` in its name, so a machine without IPv6 can leave them out
+/// visibly: `cargo test -- --skip ipv6` counts them as filtered out.
+pub fn require_ipv6() {
+    if let Err(e) = std::net::TcpListener::bind("[::1]:0") {
+        panic!(
+            "this test needs IPv6 loopback (::1), which this machine lacks (bind [::1]:0: {e}); \
+             enable it, or leave the IPv6 tests out visibly with `cargo test -- --skip ipv6`"
+        );
+    }
+}
+
 /// Runs a server binary with `args` to completion (no port appended),
 /// returning (status, stdout, stderr); killed after [`TIMEOUT`].
 pub fn run_to_end(kind: Kind, args: &[&str]) -> (ExitStatus, String, String) {
@@ -806,6 +854,12 @@ pub fn run_with_input(mut cmd: Command, input: &[u8]) -> Output {
     thread::spawn(move || {
         let _ = stdin.write_all(&input);
     });
+    wait_output(child, &format!("{cmd:?}"))
+}
+
+/// `child.wait_with_output()` bounded by [`TIMEOUT`]: a child still
+/// running then is killed and the test fails naming `what`.
+pub fn wait_output(child: Child, what: &str) -> Output {
     let pid = child.id();
     let (tx, rx) = mpsc::channel();
     thread::spawn(move || {
@@ -818,7 +872,7 @@ pub fn run_with_input(mut cmd: Command, input: &[u8]) -> Output {
             let _ = Command::new("kill")
                 .args(["-KILL", &pid.to_string()])
                 .status();
-            panic!("{cmd:?} did not finish within {TIMEOUT:?}");
+            panic!("{what} did not finish within {TIMEOUT:?}");
         }
     }
 }
@@ -844,35 +898,39 @@ pub fn wait_to_end(mut cmd: Command, what: &str) -> (ExitStatus, String, String)
         let _ = err.read_to_end(&mut s);
         s
     });
-    let deadline = Instant::now() + TIMEOUT;
-    let status = loop {
-        if let Some(status) = child.try_wait().expect("try_wait") {
-            break status;
-        }
-        if Instant::now() >= deadline {
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!("{what} did not exit within {TIMEOUT:?}");
-        }
-        thread::sleep(Duration::from_millis(10));
-    };
+    let status = wait_child(&mut child, what);
     let out = String::from_utf8_lossy(&out_t.join().unwrap()).into_owned();
     let err = String::from_utf8_lossy(&err_t.join().unwrap()).into_owned();
     (status, out, err)
 }
 
-/// Path of a shared data file (`../shared/data/...` beside the repository),
-/// or `None` with a message when it is absent.
-pub fn shared_data(rel: &str) -> Option<PathBuf> {
-    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../shared/data")
-        .join(rel);
-    if path.is_file() {
-        Some(path)
-    } else {
-        eprintln!("skipped: {} not found", path.display());
-        None
+/// Waits for `child` to exit; after [`TIMEOUT`] it is killed and the test
+/// fails with `what` (a hang guard, not a timing check: a child that
+/// should exit at once has the whole [`TIMEOUT`]).
+pub fn wait_child(child: &mut Child, what: &str) -> ExitStatus {
+    let deadline = Instant::now() + TIMEOUT;
+    loop {
+        if let Some(status) = child.try_wait().expect("try_wait") {
+            return status;
+        }
+        if Instant::now() >= deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("{what}: did not exit within {TIMEOUT:?} (killed)");
+        }
+        // std has no wait with a timeout; a child's exit is polled.
+        thread::sleep(Duration::from_millis(10));
     }
+}
+
+/// The bytes of a test input under `tests/data/` (inside the repository,
+/// so a fresh clone has it; `tests/data/*/SOURCE.txt` says where each file
+/// comes from). A missing file fails the test: it never skips.
+pub fn test_data(rel: &str) -> Vec<u8> {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/data")
+        .join(rel);
+    fs::read(&path).unwrap_or_else(|e| panic!("test input {}: {e}", path.display()))
 }
 
 /// Makes `cmd`'s process start with RLIMIT_NOFILE `limit`, soft and hard

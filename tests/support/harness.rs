@@ -267,7 +267,7 @@ pub fn events_from_bytes(input: &[u8], vocab: &[&[u8]]) -> Vec<Event> {
 /// A line handler is given lines: at most one `\n`, at the end, and never
 /// nothing (the framer's contract). Returns `None` for a message the
 /// framer could not produce.
-fn as_line(bytes: &[u8]) -> Option<&[u8]> {
+pub fn as_line(bytes: &[u8]) -> Option<&[u8]> {
     let line = match bytes.iter().position(|&b| b == b'\n') {
         Some(i) => &bytes[..=i],
         None => bytes,
@@ -277,28 +277,28 @@ fn as_line(bytes: &[u8]) -> Option<&[u8]> {
 
 /// The clients connected now, in connection order, and the ids to give.
 #[derive(Default)]
-struct Clients {
-    live: Vec<ClientId>,
+pub struct Clients {
+    pub live: Vec<ClientId>,
     next: u64,
 }
 
 impl Clients {
-    fn connect(&mut self) -> ClientId {
+    pub fn connect(&mut self) -> ClientId {
         self.next += 1;
         let id = ClientId(self.next);
         self.live.push(id);
         id
     }
 
-    fn pick(&self, n: usize) -> Option<ClientId> {
+    pub fn pick(&self, n: usize) -> Option<ClientId> {
         (!self.live.is_empty()).then(|| self.live[n % self.live.len()])
     }
 
-    fn is_live(&self, id: ClientId) -> bool {
+    pub fn is_live(&self, id: ClientId) -> bool {
         self.live.contains(&id)
     }
 
-    fn remove(&mut self, id: ClientId) {
+    pub fn remove(&mut self, id: ClientId) {
         self.live.retain(|&c| c != id);
     }
 }

@@ -11,10 +11,11 @@
 //!   in whole cents (`12.50` and `12.500` are fine, `12.505` is not).
 //!
 //! [`Accounts::render_into`] writes every account back in file order as
-//! `NAME PIN BALANCE\n` with BALANCE in the canonical form of
-//! [`push_money`] (`100`, `-23`, `12.50`): the value is exact, the spelling
-//! (`$`, trailing zeros) is not kept. Parsing a rendered file gives the same
-//! accounts.
+//! `NAME PIN BALANCE\n` with BALANCE in the form of [`push_balance`]
+//! (`100`, `-23`, `12.50`, and `…012.5` where two decimals would pass the
+//! grammar's 28 digits): the value is exact, the spelling (`$`, trailing
+//! zeros) is not kept. Parsing a rendered file gives the same accounts,
+//! because [`Accounts::set_balance`] refuses a balance the file cannot hold.
 
 use std::collections::HashMap;
 use std::fmt;
@@ -23,7 +24,7 @@ use std::io::Write;
 use rust_decimal::{Decimal, RoundingStrategy};
 use subtle::ConstantTimeEq;
 
-use crate::handlers::ledger::parse_amount;
+use crate::handlers::ledger::{MAX_AMOUNT_DIGITS, parse_amount};
 
 /// Longest NAME (SPEC).
 pub const MAX_NAME: usize = 20;
@@ -171,7 +172,7 @@ impl Accounts {
             out.push(b' ');
             out.extend_from_slice(account.pin.as_bytes());
             out.push(b' ');
-            push_money(out, account.balance);
+            push_balance(out, account.balance);
             out.push(b'\n');
         }
     }
@@ -192,8 +193,18 @@ impl Accounts {
         &self.list[index]
     }
 
-    pub fn set_balance(&mut self, index: usize, balance: Decimal) {
+    /// Sets the balance of account `index`, unless the file's grammar
+    /// cannot write it ([`fits_file`]): then nothing changes, so whatever
+    /// the atm renders, it can parse back at its next start.
+    ///
+    /// # Errors
+    /// [`TooLong`]: the balance needs more than 28 digits.
+    pub fn set_balance(&mut self, index: usize, balance: Decimal) -> Result<(), TooLong> {
+        if !fits_file(balance) {
+            return Err(TooLong);
+        }
         self.list[index].balance = balance;
+        Ok(())
     }
 
     /// The balance of `name`, if it exists.
@@ -207,6 +218,52 @@ impl Accounts {
 
     pub fn is_empty(&self) -> bool {
         self.list.is_empty()
+    }
+}
+
+/// A balance the accounts file cannot hold: written in the fewest digits
+/// ([`push_balance`]), it needs more than the grammar's 28.
+#[derive(Copy, Clone, Debug, PartialEq, Eq)]
+pub struct TooLong;
+
+impl fmt::Display for TooLong {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "the balance would need more than {MAX_AMOUNT_DIGITS} digits"
+        )
+    }
+}
+
+impl std::error::Error for TooLong {}
+
+/// Whether `balance` is whole cents and its shortest writing (trailing
+/// zero decimals dropped, `0` before a point) has at most the 28 digits
+/// the ledger's grammar reads back.
+pub fn fits_file(balance: Decimal) -> bool {
+    let n = balance.normalize();
+    let scale = n.scale();
+    let digits = decimal_digits(n.mantissa().unsigned_abs());
+    // `0.05`: mantissa 5, scale 2, written with a leading `0`, 3 digits.
+    scale <= 2 && digits.max(scale + 1) <= MAX_AMOUNT_DIGITS
+}
+
+/// How many decimal digits `n` has (`0` has one).
+fn decimal_digits(n: u128) -> u32 {
+    n.checked_ilog10().map_or(1, |log| log + 1)
+}
+
+/// A BALANCE as the accounts file holds it: [`push_money`]'s form (whole,
+/// or exactly two decimals) when that fits the grammar's 28 digits, else
+/// with the one decimal it needs (`…012.5`; a balance of 27 integer digits
+/// and one decimal is a valid BALANCE, but its `…012.50` would not parse).
+/// Replies keep [`push_money`]'s two decimals: only the file is read back.
+pub fn push_balance(out: &mut Vec<u8>, balance: Decimal) {
+    let start = out.len();
+    push_money(out, balance);
+    let written = out[start..].iter().filter(|b| b.is_ascii_digit()).count();
+    if written > MAX_AMOUNT_DIGITS as usize && out.ends_with(b"0") && out[start..].contains(&b'.') {
+        out.pop();
     }
 }
 

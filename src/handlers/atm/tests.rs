@@ -76,7 +76,7 @@ fn the_seed_udpclient_flow() {
     assert_eq!(
         bank.at(3.0, A, "ucharles p02323"),
         vec![
-            Effect::Persist(b"charles 02323 -23\n".to_vec()),
+            Effect::Persist(b"charles -23\n".to_vec()),
             send(A, "Withdrew 23 dollar(s). Balance is now -23 dollar(s).\n"),
         ]
     );
@@ -84,7 +84,7 @@ fn the_seed_udpclient_flow() {
     assert_eq!(
         bank.at(5.0, A, "ucharles p02323"),
         vec![
-            Effect::Persist(b"charles 02323 0\n".to_vec()),
+            Effect::Persist(b"charles 0\n".to_vec()),
             send(A, "Deposited 23 dollar(s). Balance is now 0 dollar(s).\n"),
         ]
     );
@@ -223,7 +223,7 @@ fn a_change_is_persisted_before_its_reply() {
     assert_eq!(
         effects,
         vec![
-            Effect::Persist(b"ada 1234 15\nbob 5678 -1.50\n".to_vec()),
+            Effect::Persist(b"ada 15\n".to_vec()),
             send(A, "Deposited 5 dollar(s). Balance is now 15 dollar(s).\n"),
         ]
     );
@@ -232,32 +232,82 @@ fn a_change_is_persisted_before_its_reply() {
     assert_eq!(bank.at(0.0, A, "uada p1234").len(), 1);
 }
 
-#[test]
-fn an_overflowing_change_is_refused_and_changes_nothing() {
-    // 28 nines: the largest amount the grammar allows. A Decimal holds
-    // about 7.9e28, so the balance overflows at the seventh deposit.
-    let nines = "9".repeat(28);
-    let mut bank = Bank::new(&format!("ada 1234 {nines}\n"));
-    for _ in 0..6 {
-        bank.reply(0.0, A, &format!("d{nines}"));
-        let effects = bank.at(0.0, A, "uada p1234");
-        assert!(
-            matches!(&effects[..], [Effect::Persist(_), Effect::Send(..)]),
-            "{effects:?}"
-        );
-    }
+/// The effects of `request` then ada's right credentials.
+fn change(bank: &mut Bank, request: &str) -> Vec<Effect> {
+    bank.reply(0.0, A, request);
+    bank.at(0.0, A, "uada p1234")
+}
+
+fn assert_refused(bank: &mut Bank, request: &str) {
     let before = bank.balance("ada");
-    bank.reply(0.0, A, &format!("d{nines}"));
-    let effects = bank.at(0.0, A, "uada p1234");
+    let effects = change(bank, request);
     assert!(
         matches!(&effects[..], [Effect::Diagnostic(_), Effect::Send(..)]),
-        "{effects:?}"
+        "{request}: {effects:?}"
     );
     assert_eq!(
         effects[1],
         send(A, "Improper format, please send command again.\n")
     );
-    assert_eq!(bank.balance("ada"), before);
+    assert_eq!(bank.balance("ada"), before, "{request}");
+}
+
+#[test]
+fn a_change_the_accounts_file_could_not_hold_is_refused_and_changes_nothing() {
+    // 28 nines: the largest amount the grammar allows, so the largest
+    // balance the file can hold; one cent more needs 29 digits.
+    let nines = "9".repeat(28);
+    let mut bank = Bank::new(&format!("ada 1234 {nines}\n"));
+    assert_refused(&mut bank, "d0.01");
+    assert_refused(&mut bank, &format!("d{nines}"));
+    // Downwards the same: -28 nines is the lowest.
+    let mut bank = Bank::new(&format!("ada 1234 -{nines}\n"));
+    assert_refused(&mut bank, "w1");
+    let effects = change(&mut bank, "d1");
+    assert!(
+        matches!(&effects[..], [Effect::Persist(_), Effect::Send(..)]),
+        "{effects:?}"
+    );
+}
+
+#[test]
+fn a_sum_past_what_a_decimal_holds_is_refused() {
+    // 26 integer digits and cents, plus 28 digits: the exact sum needs a
+    // mantissa wider than a Decimal's 96 bits.
+    let mut bank = Bank::new(&format!("ada 1234 {}.01\n", "1".repeat(26)));
+    assert_refused(&mut bank, &format!("d{}", "9".repeat(28)));
+}
+
+#[test]
+fn every_change_the_atm_persists_replays_to_a_file_that_parses_back() {
+    // 27 integer digits and one decimal: a valid BALANCE whose two-decimal
+    // spelling would have 29 digits (found by fuzzing).
+    let big = "23000232022220218680645401";
+    let file = format!("ada 1234 {big}2.5\n");
+    let mut on_disk = Accounts::parse(file.as_bytes()).unwrap();
+    let mut bank = Bank::new(&file);
+    for request in ["d1", "w0.5", "d0.5"] {
+        let effects = change(&mut bank, request);
+        let [Effect::Persist(record), Effect::Send(..)] = &effects[..] else {
+            panic!("{request}: {effects:?}");
+        };
+        assert_eq!(accounts_log::replay(&mut on_disk, record), Ok(0));
+        assert_eq!(&on_disk, bank.atm.accounts(), "{request}");
+        let compacted = Accounts::parse(&on_disk.render()).expect("the atm reads what it writes");
+        assert_eq!(&compacted, bank.atm.accounts(), "{request}");
+    }
+    // The reply keeps SPEC's two decimals; only the file drops the zero.
+    assert_eq!(
+        change(&mut bank, "d0")[1],
+        send(
+            A,
+            &format!("Deposited 0 dollar(s). Balance is now {big}3.50 dollar(s).\n")
+        )
+    );
+    assert_eq!(
+        String::from_utf8(bank.atm.accounts().render()).unwrap(),
+        format!("ada 1234 {big}3.5\n")
+    );
 }
 
 #[test]

@@ -25,11 +25,9 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 use mio::Waker;
 
-use super::census::Census;
-use crate::handlers::{
-    Action, ClientId, Finish, Framing, Handler, Outbox, Payload, ServerStats, ShutdownPolicy,
-    SlowPolicy,
-};
+use crate::handlers::{ClientId, Finish, Handler, Outbox, ServerStats, Traits};
+use crate::server::actions::{self, Bytes, Clients, Line};
+use crate::server::census::Census;
 use crate::server::durable::Durable;
 use crate::status;
 
@@ -43,13 +41,13 @@ enum Routed {
 
 /// The shared handler and its routing (see the module doc).
 pub struct Hub {
-    core: Mutex<Core>,
+    core: Mutex<Shared>,
     /// One per loop, by index.
     wakers: Vec<Arc<Waker>>,
 }
 
 /// What the lock protects.
-struct Core {
+struct Shared {
     handler: Box<dyn Handler>,
     /// The handler's one store.
     durable: Durable,
@@ -68,7 +66,7 @@ struct Core {
 impl Hub {
     pub fn new(handler: Box<dyn Handler>, durable: Durable, wakers: Vec<Arc<Waker>>) -> Self {
         Hub {
-            core: Mutex::new(Core {
+            core: Mutex::new(Shared {
                 handler,
                 durable,
                 owner: HashMap::new(),
@@ -81,7 +79,7 @@ impl Hub {
         }
     }
 
-    fn lock(&self) -> MutexGuard<'_, Core> {
+    fn lock(&self) -> MutexGuard<'_, Shared> {
         self.core.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
@@ -150,7 +148,7 @@ impl Hub {
     }
 }
 
-impl Core {
+impl Shared {
     fn drain_mailbox(&mut self, me: usize, out: &mut Outbox) {
         for routed in self.mailboxes[me].drain(..) {
             match routed {
@@ -191,17 +189,7 @@ impl Core {
         if self.failure.is_some() {
             return false;
         }
-        if !self.durable.is_on() {
-            return true;
-        }
-        let mut result = Ok(());
-        for action in tmp.actions() {
-            if let Action::Persist(payload) = action
-                && result.is_ok()
-            {
-                result = self.durable.persist(tmp.bytes(payload));
-            }
-        }
+        let mut result = actions::persist(tmp, &mut self.durable);
         if result.is_ok() && self.durable.owes_sync() {
             result = self.durable.sync_before_output();
         }
@@ -215,55 +203,76 @@ impl Core {
         }
     }
 
+    /// Routes the call's actions: this loop's clients' (and its stdout and
+    /// diagnostics) into its outbox, the others' into their loops'
+    /// mailboxes.
     fn route(&mut self, me: usize, tmp: &Outbox, out: &mut Outbox, wake: &mut Vec<usize>) {
-        for action in tmp.actions() {
-            let (id, routed) = match action {
-                Action::Send { to, payload } => match self.owner.get(to) {
-                    Some(&owner) if owner == me => {
-                        match payload {
-                            Payload::Shared(buf) => out.send_shared(*to, buf),
-                            Payload::Arena(_) => out.send(*to, tmp.bytes(payload)),
-                        }
-                        continue;
-                    }
-                    Some(_) => {
-                        let bytes = match payload {
-                            Payload::Shared(buf) => Arc::clone(buf),
-                            Payload::Arena(_) => Arc::from(tmp.bytes(payload)),
-                        };
-                        (*to, Routed::Send(*to, bytes))
-                    }
-                    None => continue,
-                },
-                Action::Close(id) => (*id, Routed::Close(*id)),
-                Action::PauseReading(id) => (*id, Routed::Pause(*id)),
-                Action::ResumeReading(id) => (*id, Routed::Resume(*id)),
-                Action::Stdout(payload) => {
-                    out.stdout(tmp.bytes(payload));
-                    continue;
+        let mut router = Router {
+            owner: &self.owner,
+            mailboxes: &mut self.mailboxes,
+            me,
+            out,
+            wake,
+        };
+        actions::to_clients(tmp, &mut router);
+        actions::to_lines(tmp, |line| match line {
+            Line::Stdout(bytes) => router.out.stdout(bytes),
+            Line::Diagnostic(text) => router.out.diagnostic(text),
+        });
+    }
+}
+
+/// Where a shared handler's per-client actions go: see [`Shared::route`].
+struct Router<'a> {
+    owner: &'a HashMap<ClientId, usize>,
+    mailboxes: &'a mut Vec<Vec<Routed>>,
+    me: usize,
+    out: &'a mut Outbox,
+    wake: &'a mut Vec<usize>,
+}
+
+impl Router<'_> {
+    /// Hands `routed` (for client `id`) to its loop: this loop's outbox, or
+    /// another loop's mailbox (that loop to be woken). A client no loop
+    /// owns any more is gone: dropped.
+    fn route(&mut self, id: ClientId, routed: Routed) {
+        match self.owner.get(&id) {
+            Some(&owner) if owner == self.me => match routed {
+                Routed::Close(id) => self.out.close(id),
+                Routed::Pause(id) => self.out.pause_reading(id),
+                Routed::Resume(id) => self.out.resume_reading(id),
+                Routed::Send(to, bytes) => self.out.send_shared(to, &bytes),
+            },
+            Some(&owner) => {
+                self.mailboxes[owner].push(routed);
+                if !self.wake.contains(&owner) {
+                    self.wake.push(owner);
                 }
-                Action::Diagnostic(line) => {
-                    out.diagnostic(line.clone());
-                    continue;
-                }
-                Action::Persist(_) => continue,
-            };
-            match self.owner.get(&id) {
-                Some(&owner) if owner == me => match routed {
-                    Routed::Close(id) => out.close(id),
-                    Routed::Pause(id) => out.pause_reading(id),
-                    Routed::Resume(id) => out.resume_reading(id),
-                    Routed::Send(to, bytes) => out.send_shared(to, &bytes),
-                },
-                Some(&owner) => {
-                    self.mailboxes[owner].push(routed);
-                    if !wake.contains(&owner) {
-                        wake.push(owner);
-                    }
-                }
-                None => {}
             }
+            None => {}
         }
+    }
+}
+
+impl Clients for Router<'_> {
+    fn send(&mut self, to: ClientId, bytes: Bytes<'_>) {
+        match (self.owner.get(&to), bytes) {
+            // This loop's client: no copy into a shared buffer.
+            (Some(&owner), Bytes::Slice(slice)) if owner == self.me => self.out.send(to, slice),
+            (Some(_), bytes) => self.route(to, Routed::Send(to, bytes.to_shared())),
+            (None, _) => {}
+        }
+    }
+    fn close(&mut self, id: ClientId) {
+        self.route(id, Routed::Close(id));
+    }
+    fn pause(&mut self, id: ClientId, paused: bool) {
+        let routed = if paused {
+            Routed::Pause(id)
+        } else {
+            Routed::Resume(id)
+        };
+        self.route(id, routed);
     }
 }
 
@@ -275,39 +284,19 @@ pub struct HubProxy {
     tmp: Outbox,
     /// Loops to wake once the lock is released.
     wake: Vec<usize>,
-    name: &'static str,
-    framing: Framing,
-    slow_policy: SlowPolicy,
-    shutdown_policy: ShutdownPolicy,
-    status_on_stderr: bool,
-    datagram_is_line: bool,
+    /// The shared handler's, read once (no lock to ask).
+    traits: &'static Traits,
 }
 
 impl HubProxy {
     pub fn new(hub: Arc<Hub>, me: usize) -> Self {
-        let (name, framing, slow_policy, shutdown_policy, status_on_stderr, datagram_is_line) = {
-            let core = hub.lock();
-            let h = &core.handler;
-            (
-                h.name(),
-                h.framing(),
-                h.slow_policy(),
-                h.shutdown_policy(),
-                h.status_on_stderr(),
-                h.datagram_is_line(),
-            )
-        };
+        let traits = hub.lock().handler.traits();
         HubProxy {
             hub,
             me,
             tmp: Outbox::new(),
             wake: Vec::new(),
-            name,
-            framing,
-            slow_policy,
-            shutdown_policy,
-            status_on_stderr,
-            datagram_is_line,
+            traits,
         }
     }
 
@@ -321,23 +310,8 @@ impl HubProxy {
 }
 
 impl Handler for HubProxy {
-    fn name(&self) -> &'static str {
-        self.name
-    }
-    fn framing(&self) -> Framing {
-        self.framing
-    }
-    fn slow_policy(&self) -> SlowPolicy {
-        self.slow_policy
-    }
-    fn shutdown_policy(&self) -> ShutdownPolicy {
-        self.shutdown_policy
-    }
-    fn status_on_stderr(&self) -> bool {
-        self.status_on_stderr
-    }
-    fn datagram_is_line(&self) -> bool {
-        self.datagram_is_line
+    fn traits(&self) -> &'static Traits {
+        self.traits
     }
     /// Not used by the loops ([`Hub::connect`] admits and tells the
     /// handler in one step); kept correct for any other caller.

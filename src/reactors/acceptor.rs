@@ -12,21 +12,19 @@ use std::sync::mpsc::Sender;
 use std::time::{Duration, Instant};
 
 use mio::net::{TcpListener, TcpStream};
-use mio::{Events, Interest, Poll, Token, Waker};
+use mio::{Events, Poll, Waker};
 
 use super::Msg;
-use super::census::Census;
 use crate::config::ServerConfig;
-use crate::handlers::ShutdownPolicy;
+use crate::handlers::Traits;
+use crate::server::census::Census;
 use crate::server::lifecycle::{Command, Lifecycle, Phase};
 use crate::signals::ShutdownSignals;
 use crate::status::{self, Status};
 use crate::timers::Accepted;
+use crate::trace::Trace;
 
-const LISTENER: Token = Token(0);
-const SIGNALS: Token = Token(1);
-/// A loop finished.
-const WAKE: Token = Token(2);
+use crate::net::tokens::{LISTENER, SIGNALS, WAKE};
 
 /// After shutdown began, the shortest poll timeout: the lifecycle's
 /// deadlines stay in the past once its own phases are over, and the
@@ -40,7 +38,7 @@ pub struct Link {
 }
 
 /// See the module doc.
-pub struct Supervisor {
+pub struct Acceptor {
     poll: Poll,
     /// `None` once shutdown began.
     listener: Option<TcpListener>,
@@ -58,43 +56,56 @@ pub struct Supervisor {
     alive: Arc<AtomicUsize>,
     /// `--max-clients` (as fitted to the descriptor limit).
     max_clients: usize,
+    /// `--trace`: hand-outs, signals and lifecycle steps, as `[acceptor]`.
+    trace: Trace,
 }
 
-impl Supervisor {
+/// What the acceptor is given.
+pub struct AcceptorSetup {
+    pub listener: std::net::TcpListener,
+    /// The handler's (its name for the first line, its shutdown policy).
+    pub traits: &'static Traits,
+    pub status: Status,
+    pub signals: ShutdownSignals,
+    pub census: Arc<Census>,
+    /// One per loop, by index.
+    pub links: Vec<Link>,
+    /// Loops still running: the acceptor exits once it is 0.
+    pub alive: Arc<AtomicUsize>,
+}
+
+impl Acceptor {
     /// Registers the listener and the signals, then prints the
     /// `Listening on` line. Returns the waker a finishing loop calls.
-    pub fn new(
-        listener: std::net::TcpListener,
-        config: &ServerConfig,
-        (name, policy): (&str, ShutdownPolicy),
-        status: Status,
-        census: Arc<Census>,
-        (links, alive): (Vec<Link>, Arc<AtomicUsize>),
-    ) -> io::Result<(Self, Arc<Waker>)> {
-        let poll = Poll::new()?;
-        listener.set_nonblocking(true)?;
-        let mut listener = TcpListener::from_std(listener);
-        poll.registry()
-            .register(&mut listener, LISTENER, Interest::READABLE)?;
-        let mut signals = ShutdownSignals::new()?;
-        signals.register(poll.registry(), SIGNALS)?;
+    pub fn new(setup: AcceptorSetup, config: &ServerConfig) -> io::Result<(Self, Arc<Waker>)> {
+        let AcceptorSetup {
+            listener,
+            traits,
+            status,
+            mut signals,
+            census,
+            links,
+            alive,
+        } = setup;
+        let (poll, listener) = crate::net::poll_with_listener(listener, &mut signals)?;
         let waker = Arc::new(Waker::new(poll.registry(), WAKE)?);
-        // With --udp, the socket itself is served by loop 0 (`multi::run`).
-        status.listening(listener.local_addr()?, name, config.udp);
+        // With --udp, the socket itself is served by loop 0 (`reactors::run`).
+        status.listening(listener.local_addr()?, traits.name, config.udp);
         let batches = links.iter().map(|_| Vec::new()).collect();
-        let supervisor = Supervisor {
+        let acceptor = Acceptor {
             poll,
             listener: Some(listener),
             signals,
-            life: Lifecycle::new(Instant::now(), config, policy),
+            life: Lifecycle::new(Instant::now(), config, traits.shutdown),
             census,
             links,
             batches,
             next: 0,
             alive,
             max_clients: config.max_clients,
+            trace: Trace::for_threads(config.trace),
         };
-        Ok((supervisor, waker))
+        Ok((acceptor, waker))
     }
 
     /// Until every loop has finished.
@@ -148,6 +159,7 @@ impl Supervisor {
         if count == 0 {
             return;
         }
+        self.trace.signals(count);
         let now = Instant::now();
         for _ in 0..count {
             self.life.handle_signal(now);
@@ -179,6 +191,7 @@ impl Supervisor {
 
     fn run_commands(&mut self) {
         while let Some(command) = self.life.poll_command() {
+            self.trace.command(&command);
             match command {
                 Command::StopAccepting => {
                     self.handle_accept();
@@ -223,13 +236,14 @@ impl Supervisor {
 
     /// One message and one wake per loop per wakeup.
     fn send_batches(&mut self) {
-        for (batch, link) in self.batches.iter_mut().zip(&self.links) {
+        for (index, (batch, link)) in self.batches.iter_mut().zip(&self.links).enumerate() {
             if batch.is_empty() {
                 continue;
             }
             let clients = std::mem::take(batch);
             let n = clients.len();
             self.census.handed_out(n);
+            self.trace.handed(n, index);
             if link.tx.send(Msg::Clients(clients)).is_ok() {
                 let _ = link.waker.wake();
             } else {

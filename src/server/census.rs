@@ -1,5 +1,5 @@
-//! The client census shared by N loops: SPEC's ids (from 1, never reused)
-//! and the total count in every status line.
+//! The client census: SPEC's ids (from 1, never reused) and the total
+//! count in every status line, for one event loop or shared by N.
 //!
 //! One mutex rather than two atomics: the id, the count and the status line
 //! that shows them are one step, so the lines come out in the order the
