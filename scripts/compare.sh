@@ -18,6 +18,7 @@
 #        THREADS (1, or --threads N): loadgen's --threads, the same for every row of a series
 #        (1 is how the tables before issue 14 were measured; 2 so loadgen is not the bottleneck),
 #        GRPC_PY (target/grpc-venv/bin/python, created with grpcio if missing: the grpc-queue peer),
+#        GRPC_WINDOW (16): grpc-queue's calls in flight per client over gRPC,
 #        SCALE_CLIENTS ("10 50 200 1000"), OUT (bench-results; bench-results/quick with QUICK=1), ANCHORS (no default;
 #        required with tokio or python in SERVERS: the peers' directory),
 #        WAIT_IDLE (1; 0 with QUICK): before each run wait up to 2 min for the machine to go idle,
@@ -37,8 +38,9 @@
 #   grpc-queue     seed 001's queue, put then pop per step, 1 client x 10,000 steps and 50 clients
 #                  x 2,000 steps (lines = calls, two per step): `grpc` = queue-grpc-server, `python`
 #                  = scripts/peers/grpc_queue_server.py (grpcio, thread pool), both loadgen
-#                  --handler grpc-queue; `nonblocking`/`threaded` = the line `--handler queue` on
-#                  the same workload (loadgen --handler queue). Queue size 64 everywhere.
+#                  --handler grpc-queue --window $GRPC_WINDOW (16 calls in flight on each client's
+#                  one HTTP/2 connection); `nonblocking`/`threaded` = the line `--handler queue` on
+#                  the same workload (loadgen --handler queue, one call at a time). Queue size 1024.
 #   connect-scale  seed 004's question (issue 14): at each of CONNECT_CLIENTS, every client connects
 #                  at once (--connect-burst) and does one echo round trip; time = loadgen's connect_s
 #                  + wall_s (first connect to last reply, less the start barrier), and the server's
@@ -109,7 +111,8 @@ else
   LEDGER_LINES=10000; LEDGER_REPEAT=20; ECHO_LINES=10000; ECHO64_LINES=10000; PRESENCE_N=1000; SCALE_TOTAL=1000000
   UDP_LINES=10000; GRPC_STEPS_1=10000; GRPC_STEPS_50=2000
 fi
-QUEUE_SIZE=64   # >= the most clients of the grpc-queue workload: each has one item queued at most
+GRPC_WINDOW=${GRPC_WINDOW:-16}   # grpc-queue over gRPC: calls in flight per client (loadgen --window)
+QUEUE_SIZE=1024  # >= clients x GRPC_WINDOW of the grpc-queue workload: each chain has one item queued at most
 
 mkdir -p "$OUT"
 WORK=$(mktemp -d /tmp/compare.XXXXXX)
@@ -124,7 +127,9 @@ ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
 PY=$(python3 -c 'import sys; print(sys.executable)')   # not a pyenv shim: its CPU is the server's
 
 echo "# building (release)" >&2
-cargo build --release --quiet --bins || exit 1
+FEATURES=()   # queue-grpc-server and loadgen's grpc-queue are the cargo feature grpc
+case " $SERVERS $WORKLOADS " in *" grpc "*|*" grpc-queue "*) FEATURES=(--features grpc) ;; esac
+cargo build --release --quiet --bins "${FEATURES[@]}" || exit 1
 B=$ROOT/target/release
 LOADGEN=$B/loadgen
 AT=$ROOT/target/anchors           # peers build here; shared/anchors stays untouched
@@ -245,6 +250,7 @@ run_one() {
   local extra=() lh=$h
   [ "$h" = ledger ] && extra=(--expect-log "$rd/expected.txt")
   [ "$h" = udp-echo ] && { lh=echo; extra=(--udp); }
+  [ "$(loadgen_handler "$srv" "$h")" = grpc-queue ] && extra=(--window "$GRPC_WINDOW")
   /usr/bin/time -f '%U %S' -o "$rd/loadgen.time" timeout $((CASE_LIMIT + 30)) \
     "$LOADGEN" --json --timeout "$CASE_LIMIT" --threads "$THREADS" --handler "$(loadgen_handler "$srv" "$lh")" \
     --clients "$clients" "${extra[@]}" "$@" \

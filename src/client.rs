@@ -29,6 +29,7 @@ use crate::addr::{ConnectError, Target};
 use crate::net::os_reason;
 
 pub mod atm;
+#[cfg(feature = "grpc")]
 mod grpc_queue;
 mod lines;
 pub mod menu;
@@ -36,6 +37,7 @@ mod queue_repl;
 mod stream;
 #[cfg(test)]
 mod test_io;
+#[cfg(feature = "grpc")]
 pub use grpc_queue::{GrpcQueue, run_grpc_queue};
 pub use lines::{queue_session, run_chat, run_ledger, run_presence, run_queue, run_send};
 pub use queue_repl::{LineQueue, QUEUE_EMPTY, QueueTransport, queue_repl};
@@ -94,6 +96,8 @@ pub enum ClientError {
     Server { line: String },
     /// The SIGINT handler could not be installed.
     Signal(io::Error),
+    /// This build left the subcommand out (an optional cargo feature).
+    NotBuilt(&'static str),
 }
 
 impl fmt::Display for ClientError {
@@ -128,11 +132,22 @@ impl fmt::Display for ClientError {
                 "error: cannot install the SIGINT handler: {}",
                 os_reason(source)
             ),
+            NotBuilt(why) => write!(f, "error: {why}"),
         }
     }
 }
 
 impl std::error::Error for ClientError {}
+
+/// `grpc-queue ADDR` in a build without the `grpc` feature: says how to
+/// get it (the subcommand stays listed, so `--help` matches the README).
+///
+/// # Errors
+/// Always [`ClientError::NotBuilt`].
+#[cfg(not(feature = "grpc"))]
+pub fn run_grpc_queue(_: &Target) -> Result<(), ClientError> {
+    Err(ClientError::NotBuilt(crate::GRPC_NOT_BUILT))
+}
 
 impl Fault {
     /// Names the server (`peer`) and the input (a path or `stdin`).

@@ -22,7 +22,8 @@
 //! - [`app`]: what both server binaries do around their loop (bind, exit codes, files).
 //! - [`client`]: the `nonblocking-client` subcommands.
 //! - [`loadgen`]: N concurrent clients against any server; throughput, latency, checks.
-//! - [`grpc`]: `queue-grpc-server` and the gRPC code generated from `proto/queue.proto`.
+//! - `grpc` (the `grpc` feature): `queue-grpc-server` and the gRPC code generated from
+//!   `proto/queue.proto`.
 //!
 //! Servers (own sockets, threads, the clock):
 //! - [`reactor`]: the mio event loop, which never knows whether it has siblings;
@@ -57,8 +58,15 @@
 // Programs
 pub mod app;
 pub mod client;
+#[cfg(feature = "grpc")]
 pub mod grpc;
 pub mod loadgen;
+
+/// What a program built without the `grpc` feature says when asked for
+/// gRPC (`nonblocking-client grpc-queue`, `loadgen -H grpc-queue`).
+#[cfg(not(feature = "grpc"))]
+pub const GRPC_NOT_BUILT: &str =
+    "this build has no gRPC; rebuild with: cargo build --release --features grpc";
 
 // Servers
 pub mod reactor;

@@ -241,6 +241,7 @@ fn server_help_names_every_handler_and_signal(kind: Kind) {
 
 /// PROTOCOL §2: a negative number is a usage error that says so. The gRPC
 /// server took `-1` for an unknown flag and suggested `-- -1`.
+#[cfg(feature = "grpc")]
 #[test]
 fn grpc_server_negative_numbers_say_so() {
     for args in [&["0", "-1"][..], &["-5", "3"]] {

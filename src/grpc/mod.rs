@@ -4,11 +4,15 @@
 //!   `proto/queue.proto` (the wire contract; `build.rs`).
 //! - [`server`]: `queue-grpc-server`, tonic on a current-thread tokio
 //!   runtime around the same [`crate::queue::BoundedQueue`] the line
-//!   `queue` handler uses.
+//!   `queue` handler uses; `incoming` (its connections: `--max-clients`,
+//!   descriptor exhaustion, the idle timeout) and `budget` (replies a
+//!   connection may hold) keep its memory bounded.
 //!
 //! The clients (`nonblocking-client grpc-queue`, `loadgen --handler
 //! grpc-queue`) use [`pb::queue_client::QueueClient`] and [`runtime`].
 
+mod budget;
+mod incoming;
 pub mod server;
 
 /// Generated from `proto/queue.proto` (package `queue`).
@@ -20,7 +24,10 @@ pub mod pb {
 use std::io;
 
 /// The server's runtime: current-thread, one thread like the rest of the
-/// project; the calls of every client interleave on it.
+/// project; the calls of every client interleave on it. Measured against a
+/// two-worker multi-thread runtime on two cores (issue 20, BENCHMARKS.md):
+/// the same CPU per call and no more calls/s, since the load generator
+/// needs the other core.
 ///
 /// # Errors
 /// The OS refused what the runtime needs (an epoll instance, a timer).

@@ -11,9 +11,10 @@ use clap::Parser;
 use tokio::signal::unix::{SignalKind, signal};
 use tokio::sync::oneshot;
 use tonic::transport::Server;
-use tonic::transport::server::TcpIncoming;
 use tonic::{Request, Response, Status};
 
+use super::budget::ReplyBudgetLayer;
+use super::incoming::{ConnLimits, Incoming};
 use super::pb::queue_server::{Queue, QueueServer};
 use super::pb::{Empty, ItemReply, PutReply, PutRequest, SizeReply};
 use crate::net;
@@ -42,6 +43,23 @@ pub struct GrpcArgs {
     /// Capacity of the queue: 1 or more items
     #[arg(value_name = "SIZE", allow_negative_numbers = true, value_parser = queue_size)]
     pub size: u32,
+
+    /// Connections served at once; one more gets an HTTP/2 GOAWAY (`too many clients`) and is closed
+    #[arg(long, default_value_t = 10000, value_parser = crate::config::number_in(1, 1_000_000), allow_negative_numbers = true, value_name = "N")]
+    pub max_clients: u64,
+
+    /// Close a connection that sent nothing for SECS seconds (fractions allowed)
+    #[arg(long, default_value = "300", value_parser = idle_timeout, allow_negative_numbers = true, value_name = "SECS")]
+    pub idle_timeout: Duration,
+}
+
+/// `--idle-timeout`: seconds, more than 0.
+fn idle_timeout(text: &str) -> Result<Duration, String> {
+    let idle = crate::config::parse_secs(text)?;
+    if idle.is_zero() {
+        return Err("the timeout must be more than 0".to_string());
+    }
+    Ok(idle)
 }
 
 /// SIZE: 1 to 4,294,967,295 (the size reply is a `uint32`), with the
@@ -142,8 +160,12 @@ pub fn main() -> ExitCode {
                 "Listening on {local} (grpc queue, size {})",
                 args.size
             ));
-            let incoming = TcpIncoming::from(listener).with_nodelay(Some(true));
-            serve(incoming, args.size, signals).await
+            let limits = ConnLimits {
+                max_clients: usize::try_from(args.max_clients).unwrap_or(usize::MAX),
+                idle_timeout: args.idle_timeout,
+                replies_per_connection: REPLIES_PER_CONNECTION,
+            };
+            serve(Incoming::new(listener, limits), args.size, signals).await
         })
     });
     match result {
@@ -161,22 +183,52 @@ pub fn main() -> ExitCode {
 /// microseconds, so every call in flight finishes well within it.
 pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
 
-/// Calls one connection may have in flight at once (each is one
-/// queue operation; a client needs one at a time).
+/// Calls one connection may have open at once (SPEC; each is one queue
+/// operation, a client needs one at a time).
 pub const MAX_STREAMS_PER_CONNECTION: u32 = 256;
+
+/// Calls of one connection running or holding an unsent reply (each at
+/// most a 64 KiB item): see `grpc::budget`. The other open streams wait
+/// with their headers only.
+pub const REPLIES_PER_CONNECTION: usize = 8;
+
+/// The largest request message decoded: a put of the longest item is
+/// 65,540 bytes; anything up to this gets INVALID_ARGUMENT from the queue's
+/// own check, anything longer OUT_OF_RANGE before it is buffered whole.
+pub const MAX_REQUEST_BYTES: usize = 128 * 1024;
+
+/// Bytes a peer may send on one stream, and on the whole connection,
+/// before the server has read them (HTTP/2 flow control): what the server
+/// buffers for streams still waiting for a reply slot.
+pub const STREAM_WINDOW: u32 = 128 * 1024;
+/// See [`STREAM_WINDOW`].
+pub const CONNECTION_WINDOW: u32 = 1024 * 1024;
+
+/// The largest header block a peer may send per stream (gRPC's are a few
+/// hundred bytes); held for every stream waiting for a reply slot.
+pub const MAX_HEADER_LIST_BYTES: u32 = 8 * 1024;
 
 /// Serves until a signal, then stops accepting and lets the calls in flight
 /// finish; returns when every connection has closed, at a second signal, or
 /// after [`SHUTDOWN_GRACE`].
-async fn serve(incoming: TcpIncoming, size: u32, mut signals: Signals) -> io::Result<()> {
+///
+/// Memory stays bounded whatever a peer does (SPEC): per connection, at
+/// most [`REPLIES_PER_CONNECTION`] calls run or hold replies, their
+/// requests at most [`MAX_REQUEST_BYTES`] each; the other streams (up to
+/// [`MAX_STREAMS_PER_CONNECTION`]) hold their headers and at most
+/// [`CONNECTION_WINDOW`] bytes of body between them. That is a few MiB per
+/// connection, and `--max-clients` connections.
+async fn serve(incoming: Incoming, size: u32, mut signals: Signals) -> io::Result<()> {
     let (stop, stopped) = oneshot::channel::<()>();
-    // Memory stays bounded whatever a client does: HTTP/2 flow control
-    // bounds the bytes in flight per stream, this the streams per
-    // connection, and tonic refuses a message over 4 MiB
-    // (OUT_OF_RANGE) before it is decoded.
+    let service =
+        QueueServer::new(QueueService::new(size)).max_decoding_message_size(MAX_REQUEST_BYTES);
     let server = Server::builder()
         .max_concurrent_streams(MAX_STREAMS_PER_CONNECTION)
-        .serve_with_incoming_shutdown(QueueServer::new(QueueService::new(size)), incoming, async {
+        .initial_stream_window_size(STREAM_WINDOW)
+        .initial_connection_window_size(CONNECTION_WINDOW)
+        .http2_max_header_list_size(MAX_HEADER_LIST_BYTES)
+        .layer(ReplyBudgetLayer)
+        .serve_with_incoming_shutdown(service, incoming, async {
             let _ = stopped.await;
         });
     tokio::pin!(server);

@@ -49,7 +49,7 @@ pub struct Args {
     #[arg(short, long, default_value_t = 1000, value_name = "N")]
     pub lines: u64,
 
-    /// echo: lines in flight per client (1 = ping-pong)
+    /// echo: lines in flight per client (1 = ping-pong); grpc-queue: calls in flight per client
     #[arg(short, long, default_value_t = 1, value_parser = clap::value_parser!(u64).range(1..), value_name = "W")]
     pub window: u64,
 

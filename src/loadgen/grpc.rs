@@ -2,31 +2,35 @@
 //! load, over gRPC (`queue-grpc-server`) or over lines (`--handler queue`
 //! on either line server), with the same driver so the two compare fairly.
 //!
-//! Each client has its own connection (an HTTP/2 channel, or a TCP stream)
-//! and does `--lines` steps of a `put` of a unique item then a `pop`. Every
-//! answer is checked: each `put` must answer true (at most as many clients
-//! as the queue has slots are between a `put` and a `pop`: see
-//! [`super::queue::Room`]), each `pop` must return an item, and at the end
-//! the items popped must be exactly the items put.
+//! Each client has its own connection (an HTTP/2 connection, or a TCP
+//! stream) and does `--lines` steps of a `put` of a unique item then a
+//! `pop`; over gRPC, `--window W` runs them as W chains at once, W calls in
+//! flight on the one connection. Every answer is checked: each `put` must
+//! answer true (a chain holds one of the queue's slots from its `put` to
+//! its `pop`, so at most as many chains as the queue has slots hold an item,
+//! over all clients and threads: see [`super::queue::Room`]), each `pop`
+//! must return an item, and at the end the items popped must be exactly the
+//! items put.
 //!
-//! The clients run as tasks on one current-thread tokio runtime (one core,
-//! like the other modes). [`Report::lines`] counts calls: a step is two.
+//! The clients are spread over `--threads` threads, each with its own
+//! current-thread tokio runtime (no work stealing, no cross-thread wakeups),
+//! so the load generator costs less CPU per call than the server it
+//! measures. The gRPC client talks HTTP/2 through hyper directly
+//! ([`GrpcConn`]): a call is one request on the connection, with no queue
+//! and worker task in between as in tonic's `Channel`.
+//! [`Report::lines`] counts calls: a step is two.
 
 use std::collections::HashSet;
 use std::future::Future;
 use std::io;
 use std::net::SocketAddr;
+use std::sync::{Arc, Barrier};
+use std::thread;
 use std::time::{Duration, Instant};
-
-use tonic::transport::Channel;
-
-use std::sync::Arc;
 
 use super::queue::{Room, Slots};
 use super::stats::Latencies;
 use super::{Options, Report, RunError, diag_limited};
-use crate::grpc::pb::queue_client::QueueClient;
-use crate::grpc::pb::{Empty, PutRequest};
 
 /// One client's connection to a queue server, whichever protocol.
 pub trait QueueConn: Sized {
@@ -38,36 +42,118 @@ pub trait QueueConn: Sized {
     fn pop(&mut self) -> impl Future<Output = Result<Option<String>, String>>;
     /// `size`.
     fn size(&mut self) -> impl Future<Output = Result<u64, String>>;
-    /// Bytes sent and received so far, if this connection counts them.
+    /// Another handle on the same connection, for one more call in flight
+    /// at once (`--window`); `None` when the protocol has one at a time.
+    fn fork(&self) -> Option<Self> {
+        None
+    }
+    /// Bytes sent and received so far on the connection, if it counts them.
     fn bytes(&self) -> Option<(u64, u64)> {
         None
     }
 }
 
-/// The gRPC connection: one channel per client.
-pub struct GrpcConn(QueueClient<Channel>);
-
-impl QueueConn for GrpcConn {
-    async fn open(addr: SocketAddr) -> io::Result<Self> {
-        Ok(GrpcConn(QueueClient::new(
-            crate::grpc::connect(addr).await?,
+/// `--handler grpc-queue`.
+///
+/// # Errors
+/// As [`run_queue`]; a build without the `grpc` feature says so (usage).
+pub fn run_grpc_queue(opts: &Options) -> Result<Report, RunError> {
+    #[cfg(feature = "grpc")]
+    return run_queue::<GrpcConn>(opts);
+    #[cfg(not(feature = "grpc"))]
+    {
+        let _ = opts;
+        Err(RunError::Usage(format!(
+            "--handler grpc-queue: {}",
+            crate::GRPC_NOT_BUILT
         )))
     }
+}
 
-    async fn put(&mut self, item: String) -> Result<bool, String> {
-        let reply = self.0.put(PutRequest { item }).await;
-        reply.map(|r| r.get_ref().ok).map_err(|s| s.to_string())
+#[cfg(feature = "grpc")]
+pub use grpc_conn::GrpcConn;
+
+/// The gRPC connection: tonic's generated client over one hyper HTTP/2
+/// connection of our own.
+#[cfg(feature = "grpc")]
+mod grpc_conn {
+    use std::future::Future;
+    use std::io;
+    use std::net::SocketAddr;
+    use std::pin::Pin;
+    use std::task::{Context, Poll};
+
+    use hyper::client::conn::http2::SendRequest;
+    use hyper_util::rt::{TokioExecutor, TokioIo};
+    use tonic::body::Body;
+
+    use super::QueueConn;
+    use crate::grpc::pb::queue_client::QueueClient;
+    use crate::grpc::pb::{Empty, PutRequest};
+
+    /// hyper's HTTP/2 request handle as the tower service tonic's client
+    /// calls: each call is one stream on the one connection.
+    #[derive(Clone)]
+    pub struct H2Service(SendRequest<Body>);
+
+    type ResponseFuture =
+        Pin<Box<dyn Future<Output = hyper::Result<http::Response<hyper::body::Incoming>>> + Send>>;
+
+    impl tower_service::Service<http::Request<Body>> for H2Service {
+        type Response = http::Response<hyper::body::Incoming>;
+        type Error = hyper::Error;
+        type Future = ResponseFuture;
+
+        fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<hyper::Result<()>> {
+            self.0.poll_ready(cx)
+        }
+
+        fn call(&mut self, request: http::Request<Body>) -> ResponseFuture {
+            Box::pin(self.0.send_request(request))
+        }
     }
 
-    async fn pop(&mut self) -> Result<Option<String>, String> {
-        let reply = self.0.pop(Empty {}).await.map_err(|s| s.to_string())?;
-        let reply = reply.into_inner();
-        Ok((!reply.empty).then_some(reply.item))
-    }
+    /// One client's HTTP/2 connection.
+    pub struct GrpcConn(QueueClient<H2Service>);
 
-    async fn size(&mut self) -> Result<u64, String> {
-        let reply = self.0.size(Empty {}).await.map_err(|s| s.to_string())?;
-        Ok(u64::from(reply.get_ref().size))
+    impl QueueConn for GrpcConn {
+        async fn open(addr: SocketAddr) -> io::Result<Self> {
+            let stream = tokio::net::TcpStream::connect(addr).await?;
+            stream.set_nodelay(true)?;
+            let (send, connection) = hyper::client::conn::http2::Builder::new(TokioExecutor::new())
+                .handshake(TokioIo::new(stream))
+                .await
+                .map_err(|e| crate::grpc::io_cause(&e))?;
+            // The connection's reader and writer: a task on this thread's
+            // runtime, ended when the client drops its handle.
+            tokio::spawn(connection);
+            let origin = crate::grpc::endpoint_uri(addr)
+                .parse()
+                .map_err(io::Error::other)?;
+            Ok(GrpcConn(QueueClient::with_origin(H2Service(send), origin)))
+        }
+
+        /// HTTP/2 multiplexes: each handle's calls are streams of the one
+        /// connection, and hyper writes the frames of all of them together.
+        fn fork(&self) -> Option<Self> {
+            Some(GrpcConn(self.0.clone()))
+        }
+
+        async fn put(&mut self, item: String) -> Result<bool, String> {
+            let reply = self.0.put(PutRequest { item }).await;
+            reply.map(|r| r.get_ref().ok).map_err(|s| s.to_string())
+        }
+
+        async fn pop(&mut self) -> Result<Option<String>, String> {
+            let reply = self.0.pop(Empty {}).await.map_err(|s| s.to_string())?;
+            let reply = reply.into_inner();
+            Ok((!reply.empty).then_some(reply.item))
+        }
+
+        async fn size(&mut self) -> Result<u64, String> {
+            let reply = self.0.size(Empty {}).await.map_err(|s| s.to_string())?;
+            Ok(u64::from(reply.get_ref().size))
+        }
     }
 }
 
@@ -79,48 +165,100 @@ struct ClientResult {
     popped: Vec<String>,
     latencies: Vec<Duration>,
     error: Option<String>,
-    /// [`QueueConn::bytes`] at the end.
+    /// [`QueueConn::bytes`] of the client's connection at the end.
     bytes: Option<(u64, u64)>,
 }
 
-/// One client: `steps` × (`put` a unique item, `pop`), each answer checked;
-/// between its `put` and its `pop` it holds one of the queue's `slots`.
-async fn client<C: QueueConn>(
-    mut conn: C,
+/// One client: `steps` × (`put` a unique item, `pop`), each answer
+/// checked, in `window` chains at once over its one connection (chain `k`
+/// does steps `k`, `k + window`, ...); `window` is 1 where the connection
+/// cannot fork. Each chain holds one of `slots` from its `put` to its
+/// `pop`, so a client holds up to `window` of them.
+async fn client<C: QueueConn + 'static>(
+    conn: C,
     id: usize,
     steps: u64,
+    window: u64,
     slots: Arc<Slots>,
 ) -> ClientResult {
+    let forks: Vec<C> = (1..window).map_while(|_| conn.fork()).collect();
+    let stride = 1 + forks.len() as u64;
+    let chains: Vec<_> = std::iter::once(conn)
+        .chain(forks)
+        .zip(0..)
+        .map(|(conn, first)| {
+            let slots = Arc::clone(&slots);
+            tokio::task::spawn_local(chain(conn, id, first, stride, steps, slots))
+        })
+        .collect();
     let mut r = ClientResult::default();
-    client_steps(&mut conn, id, steps, &slots, &mut r).await;
-    r.bytes = conn.bytes();
+    // The forks share the connection, and so its byte count: read it once,
+    // from one chain's handle, after every chain is done.
+    let mut first_conn = None;
+    for done in chains {
+        let done = match done.await {
+            Ok((done, conn)) => {
+                first_conn = first_conn.or(Some(conn));
+                done
+            }
+            Err(e) => ClientResult {
+                error: Some(format!("client {id}: {e}")),
+                ..ClientResult::default()
+            },
+        };
+        r.calls += done.calls;
+        r.put.extend(done.put);
+        r.popped.extend(done.popped);
+        r.latencies.extend(done.latencies);
+        r.error = r.error.or(done.error);
+    }
+    r.bytes = first_conn.and_then(|conn| conn.bytes());
     r
 }
 
-async fn client_steps<C: QueueConn>(
+/// One chain of client `id`: steps `first`, `first + stride`, ... below
+/// `steps`, each a `put` then a `pop`, holding one of `slots` in between;
+/// stops at the first failure. Gives its connection handle back.
+async fn chain<C: QueueConn>(
+    mut conn: C,
+    id: usize,
+    first: u64,
+    stride: u64,
+    steps: u64,
+    slots: Arc<Slots>,
+) -> (ClientResult, C) {
+    let r = chain_steps(&mut conn, id, first, stride, steps, &slots).await;
+    (r, conn)
+}
+
+async fn chain_steps<C: QueueConn>(
     conn: &mut C,
     id: usize,
+    first: u64,
+    stride: u64,
     steps: u64,
     slots: &Slots,
-    r: &mut ClientResult,
-) {
-    let steps_usize = usize::try_from(steps).unwrap_or(0);
-    r.latencies.reserve(steps_usize.saturating_mul(2));
-    for step in 0..steps {
+) -> ClientResult {
+    let mut r = ClientResult::default();
+    let mine = usize::try_from(steps.saturating_sub(first).div_ceil(stride)).unwrap_or(0);
+    r.latencies.reserve(mine.saturating_mul(2));
+    for step in (first..steps).step_by(usize::try_from(stride).unwrap_or(1)) {
         let item = format!("lg{id}-{step}");
+        // Waiting for a slot is not timed: the latency is the call's.
         let _slot = slots.acquire().await;
         let start = Instant::now();
         match conn.put(item.clone()).await {
             Ok(true) => {}
             Ok(false) => {
                 r.error = Some(format!(
-                    "client {id}: put answered false (queue full: start the server with SIZE >= --clients)"
+                    "client {id}: put answered false although loadgen held a free slot \
+                     (queue full: is another client filling it?)"
                 ));
-                return;
+                return r;
             }
             Err(e) => {
                 r.error = Some(format!("client {id}: put: {e}"));
-                return;
+                return r;
             }
         }
         r.latencies.push(start.elapsed());
@@ -131,64 +269,198 @@ async fn client_steps<C: QueueConn>(
             Ok(Some(item)) => r.popped.push(item),
             Ok(None) => {
                 r.error = Some(format!("client {id}: pop answered empty after its own put"));
-                return;
+                return r;
             }
             Err(e) => {
                 r.error = Some(format!("client {id}: pop: {e}"));
-                return;
+                return r;
             }
         }
         r.latencies.push(start.elapsed());
         r.calls += 1;
     }
+    r
 }
 
-/// Runs `opts.clients` clients of connection type `C` and reports.
+/// A current-thread runtime: one per load thread.
+fn thread_runtime() -> io::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_io()
+        .enable_time()
+        .build()
+}
+
+/// The error for a run past `--timeout`.
+fn timed_out(timeout: Duration) -> RunError {
+    RunError::Io(io::Error::new(
+        io::ErrorKind::TimedOut,
+        format!("the run did not finish within {timeout:?} (--timeout)"),
+    ))
+}
+
+/// Runs `opts.clients` clients of connection type `C` over `opts.threads`
+/// threads and reports.
 ///
 /// # Errors
-/// [`RunError::Io`] when the first connection fails, the runtime cannot
-/// start or the queue takes no items.
+/// [`RunError::Io`] when a connection fails, a runtime cannot start, the
+/// queue takes no items, or the run outlasts `--timeout`.
 pub fn run_queue<C: QueueConn + 'static>(opts: &Options) -> Result<Report, RunError> {
-    let runtime = crate::grpc::runtime()?;
-    let local = tokio::task::LocalSet::new();
-    let deadline = opts.timeout;
-    let work = local.run_until(drive::<C>(opts));
-    match runtime.block_on(async { tokio::time::timeout(deadline, work).await }) {
-        Ok(result) => result,
-        Err(_) => Err(RunError::Io(io::Error::new(
-            io::ErrorKind::TimedOut,
-            format!("the run did not finish within {deadline:?} (--timeout)"),
-        ))),
+    let deadline = tokio::time::Instant::now() + opts.timeout;
+    // Up to this many chains may hold an item at once: probe for that much
+    // room (the window is 1 where the connection cannot fork).
+    let chains = opts
+        .clients
+        .saturating_mul(usize::try_from(opts.window).unwrap_or(usize::MAX));
+    let room = thread_runtime()?.block_on(async {
+        tokio::time::timeout_at(deadline, Room::prepare::<C>(opts.addr, chains))
+            .await
+            .map_err(|_| timed_out(opts.timeout))?
+    })?;
+    let run = run_clients::<C>(opts, deadline, &room.slots);
+    // The items queued before the run go back whatever happened to it, in
+    // a time of their own (the run may have used up --timeout).
+    let restored = thread_runtime()?.block_on(async {
+        tokio::time::timeout(opts.timeout, room.restore::<C>(opts.addr))
+            .await
+            .map_err(|_| timed_out(opts.timeout))?
+    });
+    let mut report = run?;
+    if let Err(e) = restored {
+        report.errors += 1;
+        eprintln!("error: {e}");
     }
+    Ok(report)
 }
 
-async fn drive<C: QueueConn + 'static>(opts: &Options) -> Result<Report, RunError> {
+/// Connects the clients over `opts.threads` threads, runs them sharing
+/// `slots`, and checks their answers.
+fn run_clients<C: QueueConn + 'static>(
+    opts: &Options,
+    deadline: tokio::time::Instant,
+    slots: &Arc<Slots>,
+) -> Result<Report, RunError> {
     let mut report = Report::new(opts);
-    // One runtime on the calling thread, whatever --threads says.
-    report.threads = 1;
-    let room = Room::prepare::<C>(opts.addr, opts.clients).await?;
-    let connect_start = Instant::now();
-    let mut conns = Vec::with_capacity(opts.clients);
-    for _ in 0..opts.clients {
-        conns.push(C::open(opts.addr).await?);
-    }
-    report.connect = connect_start.elapsed();
 
-    let start = Instant::now();
-    let tasks: Vec<_> = conns
-        .into_iter()
-        .enumerate()
-        .map(|(id, conn)| {
-            let slots = Arc::clone(&room.slots);
-            tokio::task::spawn_local(client(conn, id + 1, opts.lines, slots))
+    // Every thread connects its clients, then all start together.
+    let threads = opts.threads.clamp(1, opts.clients);
+    let connected = Arc::new(Barrier::new(threads + 1));
+    let connect_start = Instant::now();
+    let workers: Vec<_> = (0..threads)
+        .map(|t| {
+            let ids: Vec<usize> = (t..opts.clients).step_by(threads).collect();
+            let (addr, steps, timeout) = (opts.addr, opts.lines, opts.timeout);
+            let window = opts.window;
+            let connected = Arc::clone(&connected);
+            let slots = Arc::clone(slots);
+            thread::spawn(move || {
+                let run = Run {
+                    addr,
+                    steps,
+                    window,
+                    deadline,
+                    timeout,
+                    slots,
+                };
+                load_thread::<C>(&run, &ids, &connected)
+            })
         })
         .collect();
-    let mut results = Vec::with_capacity(tasks.len());
-    for task in tasks {
-        results.push(task.await.map_err(io::Error::other)?);
+    connected.wait();
+    report.connect = connect_start.elapsed();
+    let start = Instant::now();
+    let mut results = Vec::with_capacity(opts.clients);
+    let mut failure = None;
+    for worker in workers {
+        match worker.join() {
+            Ok(Ok(done)) => results.extend(done),
+            Ok(Err(e)) => failure = failure.or(Some(e)),
+            Err(_) => {
+                failure = failure.or(Some(RunError::Io(io::Error::other(
+                    "a load thread panicked",
+                ))))
+            }
+        }
     }
     report.wall = start.elapsed();
+    if let Some(e) = failure {
+        return Err(e);
+    }
+    check(&mut report, results);
+    Ok(report)
+}
 
+/// What every load thread runs with.
+struct Run {
+    addr: SocketAddr,
+    /// `--lines`: steps per client.
+    steps: u64,
+    /// `--window`: chains per client.
+    window: u64,
+    /// The run's end (`--timeout` from its start).
+    deadline: tokio::time::Instant,
+    /// `--timeout`, for the error.
+    timeout: Duration,
+    /// The queue's slots, shared by every chain on every thread.
+    slots: Arc<Slots>,
+}
+
+/// One load thread: connects the clients `ids`, waits at `connected` for
+/// every thread, then runs them as tasks on its own runtime.
+fn load_thread<C: QueueConn + 'static>(
+    run: &Run,
+    ids: &[usize],
+    connected: &Barrier,
+) -> Result<Vec<ClientResult>, RunError> {
+    let Run {
+        addr,
+        steps,
+        window,
+        deadline,
+        timeout,
+        ref slots,
+    } = *run;
+    let runtime = thread_runtime();
+    let local = tokio::task::LocalSet::new();
+    let conns = runtime
+        .as_ref()
+        .map_err(|e| io::Error::new(e.kind(), e.to_string()))
+        .and_then(|rt| {
+            rt.block_on(local.run_until(async {
+                let mut conns = Vec::with_capacity(ids.len());
+                for _ in ids {
+                    let conn = tokio::time::timeout_at(deadline, C::open(addr)).await;
+                    conns.push(conn.map_err(|_| io::Error::from(io::ErrorKind::TimedOut))??);
+                }
+                Ok(conns)
+            }))
+        });
+    // Reached whatever happened, so no thread waits for ever.
+    connected.wait();
+    let (runtime, conns) = (runtime?, conns?);
+    let work = local.run_until(async {
+        let tasks: Vec<_> = conns
+            .into_iter()
+            .zip(ids)
+            .map(|(conn, &id)| {
+                let slots = Arc::clone(slots);
+                tokio::task::spawn_local(client(conn, id + 1, steps, window, slots))
+            })
+            .collect();
+        let mut results = Vec::with_capacity(tasks.len());
+        for task in tasks {
+            results.push(task.await.map_err(io::Error::other)?);
+        }
+        Ok::<_, RunError>(results)
+    });
+    runtime
+        .block_on(async { tokio::time::timeout_at(deadline, work).await })
+        .map_err(|_| timed_out(timeout))?
+}
+
+/// Adds the clients' calls, latencies and errors to `report`, and checks
+/// that every item popped was put, and (when every client finished) every
+/// item put was popped, each once.
+fn check(report: &mut Report, results: Vec<ClientResult>) {
     let mut latencies = Latencies::with_capacity(results.iter().map(|r| r.latencies.len()).sum());
     let mut put = HashSet::new();
     let mut popped = Vec::new();
@@ -210,8 +482,6 @@ async fn drive<C: QueueConn + 'static>(opts: &Options) -> Result<Report, RunErro
         put.extend(r.put);
         popped.extend(r.popped);
     }
-    // Every item popped was put, and (when every client finished) every
-    // item put was popped, each once.
     let mut seen = HashSet::with_capacity(popped.len());
     for item in popped {
         if !put.contains(&item) || !seen.insert(item.clone()) {
@@ -229,9 +499,4 @@ async fn drive<C: QueueConn + 'static>(opts: &Options) -> Result<Report, RunErro
         });
     }
     report.latency = latencies.summarize();
-    if let Err(e) = room.restore::<C>(opts.addr).await {
-        report.errors += 1;
-        diag_limited(&mut shown, 10, || e.to_string());
-    }
-    Ok(report)
 }

@@ -203,7 +203,7 @@ pub fn run(opts: &Options) -> Result<Report, RunError> {
         Mode::Echo => echo::run(opts),
         Mode::Presence => presence::run(opts),
         Mode::Queue => grpc::run_queue::<queue::LineConn>(opts),
-        Mode::GrpcQueue => grpc::run_queue::<grpc::GrpcConn>(opts),
+        Mode::GrpcQueue => grpc::run_grpc_queue(opts),
     }
 }
 
@@ -247,9 +247,9 @@ fn check_options(opts: &Options) -> Result<(), RunError> {
         }
     }
     if matches!(opts.mode, Mode::Queue | Mode::GrpcQueue)
-        && (opts.window != 1 || matches!(opts.source, Source::Input(_)))
+        && (opts.window != 1 && opts.mode == Mode::Queue || matches!(opts.source, Source::Input(_)))
     {
-        return bad("queue, grpc-queue: --window and --input do not apply (put then pop per step)");
+        return bad("queue: --window does not apply; queue, grpc-queue: --input does not apply");
     }
     if let Source::Input(lines) = &opts.source
         && lines.is_empty()

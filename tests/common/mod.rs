@@ -565,11 +565,13 @@ impl Server {
     }
 
     fn proc_status_kib(&self, field: &str) -> Option<u64> {
-        let status = fs::read_to_string(format!("/proc/{}/status", self.child.id())).ok()?;
-        status
-            .lines()
-            .find_map(|l| l.strip_prefix(field))
-            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        proc_status_kib(self.child.id(), field)
+    }
+
+    /// CPU time (user + system) the process has used so far, from
+    /// /proc/PID/stat (Linux).
+    pub fn cpu_time(&self) -> Option<Duration> {
+        cpu_time_of(self.child.id())
     }
 
     /// The server's threads (by tid) that were runnable at every one of
@@ -606,6 +608,30 @@ impl Server {
         }
         never_asleep.unwrap_or_default()
     }
+}
+
+/// A `/proc/PID/status` field in KiB (`VmRSS:`, `VmHWM:`), Linux.
+pub fn proc_status_kib(pid: u32, field: &str) -> Option<u64> {
+    let status = fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix(field))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+}
+
+/// CPU time (user + system) process `pid` has used so far, from
+/// /proc/PID/stat (Linux).
+pub fn cpu_time_of(pid: u32) -> Option<Duration> {
+    let stat = fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // Fields after the `(comm)`, which may contain spaces: state is
+    // field 3, utime and stime are fields 14 and 15.
+    let rest = &stat[stat.rfind(')')? + 2..];
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let ticks: u64 = fields.get(11)?.parse::<u64>().ok()? + fields.get(12)?.parse::<u64>().ok()?;
+    // SAFETY: sysconf has no preconditions.
+    let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
+    let hz = u64::try_from(hz).ok().filter(|&h| h > 0)?;
+    Some(Duration::from_millis(ticks * 1000 / hz))
 }
 
 impl Drop for Server {
