@@ -6,7 +6,7 @@
 #   SERVER=/path/to/other/nonblocking-server scripts/callgrind-ledger.sh   # e.g. main's build
 #
 # Knobs: CLIENTS (50) x LINES_PER_CLIENT (10000) lines, the anchors' gen_ledger.py files
-#        concatenated (deterministic: its fixed seed); ANCHORS (../shared/anchors); SERVER (the
+#        concatenated (deterministic: its fixed seed); ANCHORS (required: the anchors' directory); SERVER (the
 #        binary to measure, default this tree's release build); TOP (25 functions); OUT (a dir).
 #
 # 1. builds release (debug = 1 in Cargo.toml: function names and inlined frames for callgrind);
@@ -22,8 +22,10 @@ ROOT=$(cd "$(dirname "$0")/.." && pwd)
 CLIENTS=${CLIENTS:-50}
 LINES_PER_CLIENT=${LINES_PER_CLIENT:-10000}
 TOP=${TOP:-25}
-ANCHORS=$(realpath -m "${ANCHORS:-$ROOT/../shared/anchors}")
-[ -d "$ANCHORS" ] || ANCHORS=/work/shared/anchors
+ANCHORS=${ANCHORS:-}
+[ -n "$ANCHORS" ] || { echo "error: ANCHORS is not set: give the anchors' directory (ANCHORS=DIR)" >&2; exit 2; }
+[ -d "$ANCHORS" ] || { echo "error: ANCHORS=$ANCHORS: no such directory" >&2; exit 2; }
+ANCHORS=$(realpath "$ANCHORS")
 TARGET=${CARGO_TARGET_DIR:-$ROOT/target}
 OUT=${OUT:-$(mktemp -d /tmp/callgrind-ledger.XXXXXX)}
 mkdir -p "$OUT"

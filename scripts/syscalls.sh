@@ -9,7 +9,7 @@
 #
 # Knobs: SERVERS ("nonblocking nonblocking-r2 tokio"), WORKLOADS ("echo-w1 presence"),
 #        ECHO_LINES (10000 per client, 50 clients, window 1), PRESENCE_N (1000),
-#        THREADS (2: loadgen's --threads), ANCHORS (../shared/anchors), OUT (bench-results/syscalls).
+#        THREADS (2: loadgen's --threads), ANCHORS (required: the anchors' directory), OUT (bench-results/syscalls).
 # Messages: echo = the replies (loadgen's lines); presence = the lists the clients received
 # (loadgen's lines). strace slows every syscall, so only the counts mean anything here, not time.
 # Output: $OUT/table.md (also printed) and one strace summary per run in $OUT.
@@ -21,7 +21,10 @@ WORKLOADS=${WORKLOADS:-"echo-w1 presence"}
 ECHO_LINES=${ECHO_LINES:-10000}
 PRESENCE_N=${PRESENCE_N:-1000}
 THREADS=${THREADS:-2}
-ANCHORS=$(realpath -m "${ANCHORS:-$ROOT/../shared/anchors}")
+ANCHORS=${ANCHORS:-}
+[ -n "$ANCHORS" ] || { echo "error: ANCHORS is not set: give the anchors' directory (ANCHORS=DIR)" >&2; exit 2; }
+[ -d "$ANCHORS" ] || { echo "error: ANCHORS=$ANCHORS: no such directory" >&2; exit 2; }
+ANCHORS=$(realpath "$ANCHORS")
 OUT=$(realpath -m "${OUT:-$ROOT/bench-results/syscalls}")
 command -v strace >/dev/null || { echo "syscalls.sh: needs strace (apt-get install strace)" >&2; exit 1; }
 [ -d "$ANCHORS/echo-presence" ] || { echo "syscalls.sh: no anchors at $ANCHORS (set ANCHORS=DIR)" >&2; exit 1; }
