@@ -1,7 +1,7 @@
 //! The seed 001 queue itself, with no protocol around it: a bounded FIFO
 //! with `put`, `peek`, `pop` and `size`, and the one rule for what an item
 //! may be. Both front ends drive this same type: the line handler
-//! ([`crate::handlers::queue`]) and the gRPC server ([`crate::grpc`]).
+//! ([`crate::handlers::queue`]) and the gRPC server (`crate::grpc`, with the `grpc` feature).
 //!
 //! Items are generic over `T: AsRef<[u8]>`: the line protocol keeps the
 //! bytes a client sent (`Box<[u8]>`, any bytes but whitespace), gRPC keeps

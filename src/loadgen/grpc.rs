@@ -16,7 +16,7 @@
 //! current-thread tokio runtime (no work stealing, no cross-thread wakeups),
 //! so the load generator costs less CPU per call than the server it
 //! measures. The gRPC client talks HTTP/2 through hyper directly
-//! ([`GrpcConn`]): a call is one request on the connection, with no queue
+//! (`GrpcConn`): a call is one request on the connection, with no queue
 //! and worker task in between as in tonic's `Channel`.
 //! [`Report::lines`] counts calls: a step is two.
 
