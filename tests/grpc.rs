@@ -141,10 +141,7 @@ fn first_line_names_the_port_and_size() {
 
 #[test]
 fn ipv6_bind_is_shown_in_brackets() {
-    if std::net::TcpListener::bind("[::1]:0").is_err() {
-        eprintln!("SKIP ipv6_bind_is_shown_in_brackets: no IPv6 loopback on this machine");
-        return;
-    }
+    common::require_ipv6();
     let mut s = GrpcServer::start(&["--bind", "::1"], "2");
     assert_eq!(
         s.first_line,
