@@ -4,10 +4,16 @@
 //! so a steady stream of replies allocates nothing); a shared broadcast
 //! buffer is queued by reference, so N recipients hold one copy. Writes go out
 //! with `write_vectored`, so a queue of many chunks costs one syscall.
+//!
+//! A client's buffer is charged to the server's [`OutputTotal`]
+//! (`--max-output-total`): every byte queued, written, cleared or dropped
+//! with the buffer moves the total, so no path can forget it.
 
 use std::collections::VecDeque;
 use std::io::{self, IoSlice, Write};
 use std::sync::Arc;
+
+use crate::limits::output_total::OutputTotal;
 
 /// Owned chunks grow to this size before a new one is started.
 const CHUNK_BYTES: usize = 64 * 1024;
@@ -56,11 +62,42 @@ pub struct OutBuf {
     pending: usize,
     /// An emptied owned chunk kept for reuse.
     spare: Option<Vec<u8>>,
+    /// Where `pending` is also counted (`--max-output-total`), if anywhere.
+    total: Option<OutputTotal>,
 }
 
 impl OutBuf {
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// A buffer whose bytes count towards `total`.
+    pub fn counted(total: OutputTotal) -> Self {
+        let mut out = Self::default();
+        out.total = Some(total);
+        out
+    }
+
+    /// Counts this (empty) buffer's bytes towards `total` from now on.
+    pub fn charge_to(&mut self, total: &OutputTotal) {
+        debug_assert!(self.is_empty());
+        self.total = Some(total.clone());
+    }
+
+    fn added(&mut self, n: usize) {
+        self.pending += n;
+        if let Some(total) = &self.total {
+            total.add(n);
+        }
+    }
+
+    fn removed(&mut self, n: usize) {
+        self.pending -= n;
+        if n > 0
+            && let Some(total) = &self.total
+        {
+            total.sub(n);
+        }
     }
 
     /// Bytes queued and not yet written.
@@ -77,7 +114,7 @@ impl OutBuf {
         if bytes.is_empty() {
             return;
         }
-        self.pending += bytes.len();
+        self.added(bytes.len());
         if let Some(Chunk::Owned(tail)) = self.chunks.back_mut()
             && tail.len() + bytes.len() <= CHUNK_BYTES.max(tail.capacity())
         {
@@ -94,7 +131,7 @@ impl OutBuf {
         if bytes.len() < COPY_SHARED_BELOW_BYTES {
             self.push_slice(bytes);
         } else {
-            self.pending += bytes.len();
+            self.added(bytes.len());
             self.chunks.push_back(Chunk::Shared(Arc::clone(bytes)));
         }
     }
@@ -141,7 +178,7 @@ impl OutBuf {
     pub fn clear(&mut self) {
         self.chunks.clear();
         self.sent = 0;
-        self.pending = 0;
+        self.removed(self.pending);
     }
 
     /// Frees every allocation, for a connection going idle.
@@ -153,7 +190,7 @@ impl OutBuf {
     }
 
     fn advance(&mut self, mut n: usize) {
-        self.pending -= n;
+        self.removed(n);
         while n > 0 {
             let front_len = self.chunks[0].bytes().len() - self.sent;
             if n < front_len {
@@ -169,6 +206,13 @@ impl OutBuf {
                 self.spare = Some(v);
             }
         }
+    }
+}
+
+impl Drop for OutBuf {
+    /// What is still queued leaves the total with the buffer.
+    fn drop(&mut self) {
+        self.removed(self.pending);
     }
 }
 
@@ -259,6 +303,33 @@ mod tests {
             b.push_shared(&shared);
         }
         assert_eq!(Arc::strong_count(&shared), 11);
+    }
+
+    #[test]
+    fn every_way_bytes_leave_is_taken_off_the_total() {
+        let total = OutputTotal::new(usize::MAX);
+        let mut a = OutBuf::counted(total.clone());
+        let mut b = OutBuf::new();
+        b.charge_to(&total);
+        let shared: Arc<[u8]> = Arc::from(vec![b's'; 1000]);
+        a.push_slice(&[1; 100]);
+        a.push_shared(&shared);
+        b.push_slice(&[2; 10]);
+        assert_eq!(total.bytes(), 1110);
+        let mut w = Trickle {
+            got: Vec::new(),
+            step: 7,
+            limit: 500,
+        };
+        a.flush_to(&mut w, usize::MAX).unwrap();
+        assert_eq!(total.bytes(), 610);
+        // Swapped buffers (the threaded writer's double buffering) stay
+        // counted.
+        std::mem::swap(&mut a, &mut b);
+        b.clear();
+        assert_eq!(total.bytes(), 10);
+        drop(a);
+        assert_eq!(total.bytes(), 0);
     }
 
     #[test]

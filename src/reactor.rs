@@ -37,6 +37,7 @@ use slab::Slab;
 
 use crate::config::ServerConfig;
 use crate::handlers::{ClientId, Finish, Framing, Handler, Outbox, ServerStats, SlowPolicy};
+use crate::limits::output_total::OutputTotal;
 use crate::server::Setup;
 use crate::server::durable::Durable;
 use crate::server::lifecycle::{Command, Lifecycle};
@@ -101,6 +102,8 @@ pub struct LoopParts {
     pub handler: Box<dyn Handler>,
     pub store: Option<Box<dyn Store>>,
     pub member: Box<dyn Membership>,
+    /// `--max-output-total`: the process's one total, shared by the loops.
+    pub output_total: OutputTotal,
 }
 
 /// Runs such a loop until the lifecycle is done (see [`run`]).
@@ -116,6 +119,7 @@ pub fn run_loop(parts: LoopParts) -> io::Result<Finish> {
         handler,
         store,
         member,
+        output_total,
     } = parts;
     let udp = udp::Udp::serve(udp, poll.registry(), &config, &*handler)?;
     let sources = Sources {
@@ -124,7 +128,16 @@ pub fn run_loop(parts: LoopParts) -> io::Result<Finish> {
         signals: None,
         udp,
     };
-    Reactor::with_parts(sources, stdout, config, handler, store, member)?.run()
+    Reactor::with_parts(
+        sources,
+        stdout,
+        config,
+        handler,
+        store,
+        member,
+        output_total,
+    )?
+    .run()
 }
 
 /// A loop's poll and the sources registered with it already.
@@ -185,6 +198,8 @@ struct Reactor {
     member: Box<dyn Membership>,
     /// `--trace`: one line per step (off: one branch per step).
     trace: Trace,
+    /// `--max-output-total`: the total, and whom this loop holds back.
+    total_gate: output::TotalGate,
 }
 
 impl Reactor {
@@ -211,6 +226,7 @@ impl Reactor {
             udp,
         };
         let stdout = status::RawStdout::new()?;
+        let total = OutputTotal::new(config.max_output_total_bytes);
         Reactor::with_parts(
             sources,
             stdout,
@@ -218,6 +234,7 @@ impl Reactor {
             handler,
             store,
             Box::new(Alone::new(status)),
+            total,
         )
     }
 
@@ -230,6 +247,7 @@ impl Reactor {
         handler: Box<dyn Handler>,
         store: Option<Box<dyn Store>>,
         member: Box<dyn Membership>,
+        output_total: OutputTotal,
     ) -> io::Result<Self> {
         let Sources {
             poll,
@@ -263,6 +281,7 @@ impl Reactor {
             current: None,
             stats: ServerStats::default(),
             stdout,
+            total_gate: output::TotalGate::new(output_total),
         })
     }
 
@@ -344,6 +363,7 @@ impl Reactor {
             return Some(Duration::ZERO);
         }
         [
+            self.total_gate.recheck_at(now),
             self.life.poll_timeout(),
             self.udp.as_ref().and_then(udp::Udp::deadline),
             self.idle_queue.peek().map(|e| e.0.0),
@@ -471,7 +491,8 @@ impl Reactor {
             return;
         };
         let session = Session::new(self.framing, self.config.max_line_bytes);
-        entry.insert(Conn::new(stream, id, session));
+        let conn = entry.insert(Conn::new(stream, id, session));
+        conn.out.charge_to(&self.total_gate.total);
         self.keys.insert(id, key);
         self.trace.accepted(id, peer);
         self.apply_actions();

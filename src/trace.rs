@@ -429,6 +429,33 @@ impl Trace {
         }
     }
 
+    /// Not read from: `--max-output-total` is over and it has output
+    /// queued.
+    #[inline]
+    pub fn total_held(&self, id: ClientId) {
+        if let Some(sink) = &self.sink {
+            out_of_line(|| {
+                sink.step(
+                    Step::Flow,
+                    format_args!("client {id}: held: all clients' output is over --max-output-total and it has some queued; its input waits in the kernel"),
+                );
+            });
+        }
+    }
+
+    /// The output total fell back under half: `count` held clients resume.
+    #[inline]
+    pub fn total_released(&self, count: usize) {
+        if let Some(sink) = &self.sink {
+            out_of_line(|| {
+                sink.step(
+                    Step::Flow,
+                    format_args!("{count} held clients resumed: all clients' output is back under half of --max-output-total"),
+                );
+            });
+        }
+    }
+
     /// A reader thread waits because its client is paused.
     #[inline]
     pub fn waiting(&self, id: ClientId) {

@@ -17,6 +17,7 @@ use super::client::{Client, ClientState, End, Stop};
 use super::udp::UdpThread;
 use super::{Core, Registered, Server, lock};
 use crate::handlers::{Datagrams, Finish, Outbox, ServerStats};
+use crate::limits::output_total::OutputTotal;
 use crate::server::Setup;
 use crate::server::census::Census;
 use crate::server::durable::Durable;
@@ -91,6 +92,7 @@ impl Supervisor {
             cut_partial_lines: AtomicU64::new(0),
             waker,
             trace: crate::trace::Trace::for_threads(config.trace),
+            output_total: OutputTotal::new(config.max_output_total_bytes),
             config,
         });
         let udp = match udp {
@@ -292,7 +294,8 @@ impl Supervisor {
             stream,
             max_pending: server.config.max_pending_bytes,
             slow_policy: server.slow_policy,
-            state: Mutex::new(ClientState::default()),
+            output_total: server.output_total.clone(),
+            state: Mutex::new(ClientState::new(&server.output_total)),
             readable: Condvar::new(),
             writable: Condvar::new(),
             trace: server.trace.clone(),
