@@ -102,8 +102,6 @@ pub struct LoopParts {
     pub handler: Box<dyn Handler>,
     pub store: Option<Box<dyn Store>>,
     pub member: Box<dyn Membership>,
-    /// `--max-output-total`: the process's one total, shared by the loops.
-    pub output_total: OutputTotal,
 }
 
 /// Runs such a loop until the lifecycle is done (see [`run`]).
@@ -119,7 +117,6 @@ pub fn run_loop(parts: LoopParts) -> io::Result<Finish> {
         handler,
         store,
         member,
-        output_total,
     } = parts;
     let udp = udp::Udp::serve(udp, poll.registry(), &config, &*handler)?;
     let sources = Sources {
@@ -128,16 +125,7 @@ pub fn run_loop(parts: LoopParts) -> io::Result<Finish> {
         signals: None,
         udp,
     };
-    Reactor::with_parts(
-        sources,
-        stdout,
-        config,
-        handler,
-        store,
-        member,
-        output_total,
-    )?
-    .run()
+    Reactor::with_parts(sources, stdout, config, handler, store, member)?.run()
 }
 
 /// A loop's poll and the sources registered with it already.
@@ -227,15 +215,8 @@ impl Reactor {
         };
         let stdout = status::RawStdout::new()?;
         let total = OutputTotal::new(config.max_output_total_bytes);
-        Reactor::with_parts(
-            sources,
-            stdout,
-            config,
-            handler,
-            store,
-            Box::new(Alone::new(status)),
-            total,
-        )
+        let alone = Alone::new(status, total);
+        Reactor::with_parts(sources, stdout, config, handler, store, Box::new(alone))
     }
 
     /// The loop around an existing poll; the listener, the signals and the
@@ -247,7 +228,6 @@ impl Reactor {
         handler: Box<dyn Handler>,
         store: Option<Box<dyn Store>>,
         member: Box<dyn Membership>,
-        output_total: OutputTotal,
     ) -> io::Result<Self> {
         let Sources {
             poll,
@@ -255,6 +235,7 @@ impl Reactor {
             signals,
             udp,
         } = sources;
+        let total_gate = output::TotalGate::new(member.output_total());
         Ok(Reactor {
             trace: Trace::for_this_loop(config.trace),
             poll,
@@ -281,7 +262,7 @@ impl Reactor {
             current: None,
             stats: ServerStats::default(),
             stdout,
-            total_gate: output::TotalGate::new(output_total),
+            total_gate,
         })
     }
 

@@ -75,6 +75,8 @@ pub struct Worker {
     rx: Receiver<Msg>,
     census: Arc<Census>,
     hub: Option<Arc<Hub>>,
+    /// The process's one output total (`--max-output-total`).
+    output_total: OutputTotal,
 }
 
 impl Worker {
@@ -136,6 +138,10 @@ impl Membership for Worker {
             wake.failure = hub.take_mailbox(self.index, out);
         }
         wake
+    }
+
+    fn output_total(&self) -> OutputTotal {
+        self.output_total.clone()
     }
 }
 
@@ -297,6 +303,7 @@ pub fn run(
                 Plan::Shared(hub) => Some(hub.clone()),
                 _ => None,
             },
+            output_total: output_total.clone(),
         };
         let config = config.clone();
         // `--udp`: one socket, served by the first loop; its peers are
@@ -313,7 +320,6 @@ pub fn run(
             handler,
             store,
             member: Box::new(worker),
-            output_total: output_total.clone(),
         };
         let (alive, acceptor_waker) = (alive.clone(), acceptor_waker.clone());
         let thread = thread::Builder::new()
