@@ -155,6 +155,7 @@ impl Client {
             // `--max-output-total`: not read while it has output queued
             // (bytes already in hand are handled).
             let held = !holding && st.has_output() && self.output_total.holds_back();
+            let newly_held = held && !st.held_by_total;
             st.held_by_total = held;
             match st.stop {
                 Some(Stop::Shutdown { cut }) => {
@@ -174,7 +175,7 @@ impl Client {
             }
             if paused {
                 self.trace.waiting(self.id);
-            } else {
+            } else if newly_held {
                 self.trace.total_held(self.id);
             }
             // Held by the total: look again every RECHECK (the fall of the
