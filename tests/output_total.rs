@@ -20,6 +20,7 @@ use common::*;
 
 both!(
     unread_echoes_stop_reading_in_total_and_all_arrive,
+    held_clients_do_not_hold_up_a_signal,
     a_broadcast_over_the_total_drops_the_largest_holder,
 );
 
@@ -160,6 +161,33 @@ fn unread_echoes_stop_reading_in_total_and_all_arrive(kind: Kind) {
         }
     });
     s.stop(SIGINT);
+}
+
+/// Clients held by the total (a threaded reader waiting for it) still
+/// let SIGINT end the server: their queued output is flushed for the
+/// usual time, then they are closed, exit 0.
+fn held_clients_do_not_hold_up_a_signal(kind: Kind) {
+    let mut s = Server::start(kind, &["--max-output-total", "65536"]);
+    let mut senders: Vec<TcpStream> = (0..4).map(|_| connect_small_rcvbuf(s.addr)).collect();
+    for i in 0..4 {
+        s.wait_connected(i + 1);
+    }
+    let data = echo_data(0, 8 << 20);
+    thread::scope(|scope| {
+        for stream in &mut senders {
+            let data = &data;
+            scope.spawn(move || send_until_stalled(stream, data, Duration::from_secs(2)));
+        }
+    });
+    s.stop(SIGINT);
+    for id in 1..=4 {
+        let line = format!("Client {id} disconnected.");
+        assert!(
+            s.seen_status(|l| l.starts_with(&line)),
+            "{}",
+            s.transcript()
+        );
+    }
 }
 
 /// A presence reader's thread: reads every list, each must name `me`, and
