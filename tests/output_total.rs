@@ -251,6 +251,13 @@ fn a_broadcast_over_the_total_drops_the_largest_holder(kind: Kind) {
         assert_eq!(c.line_string(), list(&names));
         let tx = tx.clone();
         threads.push(thread::spawn(move || read_lists(c, name, tx)));
+        // Every earlier reader got this join's list: none is behind.
+        for _ in 0..i {
+            match rx.recv_timeout(TIMEOUT) {
+                Ok(Ok(got)) => assert_eq!(got, list(&names)),
+                other => panic!("a join list: {other:?}\n{}", s.transcript()),
+            }
+        }
     }
     let mut id = READERS as u64 + 2;
     let mut churns = 0;
