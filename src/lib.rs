@@ -96,4 +96,5 @@ pub mod limits;
 pub mod net;
 pub mod signals;
 pub mod status;
+pub mod stdout;
 pub mod trace;

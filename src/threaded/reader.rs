@@ -237,7 +237,7 @@ impl Server {
             core.registry.remove(&id);
             self.census.leave(id);
         }
-        self.carry_out_unlocked(&r.out);
+        self.carry_out_unlocked(&r.out, None);
         r.out.clear();
         // SPEC's durability rule: our FIN may tell the client all it sent
         // is safe. If the store failed it gets a reset instead.
