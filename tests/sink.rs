@@ -20,6 +20,7 @@ both!(
     one_gigabyte_through_nonblocking_client_send_in_bounded_memory,
     full_stdout_blocks_no_one_and_every_byte_arrives_once_read,
     stdout_full_past_the_drain_timeout_exits_1_counting_unwritten_bytes,
+    a_second_signal_ends_the_wait_for_a_full_stdout,
     stdout_closed_by_its_reader_is_said_once_and_serving_goes_on,
 );
 
@@ -331,6 +332,26 @@ fn stdout_full_past_the_drain_timeout_exits_1_counting_unwritten_bytes(kind: Kin
     wait_pipe_full(&s, &pipe);
     s.signal(SIGTERM);
     s.wait_status_eq("Shutting down: waiting up to 0.5 s for 1 clients (signal again to stop now)");
+    let unwritten = expect_exit_1_with_unwritten_count(&mut s);
+    let mut out = Vec::new();
+    pipe.read_to_end(&mut out)
+        .expect("read what reached the pipe");
+    let _ = sending.join();
+    assert!(
+        out.len() + unwritten <= blob.len(),
+        "{} bytes in the pipe and {unwritten} not written: more than the {} sent",
+        out.len(),
+        blob.len()
+    );
+    assert!(
+        out == blob[..out.len()],
+        "the pipe holds no prefix of what was sent"
+    );
+}
+
+/// The exit status 1 and the one diagnostic of a stdout that stayed full;
+/// returns the count it gives (more than 0).
+fn expect_exit_1_with_unwritten_count(s: &mut Server) -> usize {
     let status = s.wait_exit();
     assert_eq!(status.code(), Some(1), "exit status\n{}", s.transcript());
     let prefix = "error: stdout: ";
@@ -344,21 +365,25 @@ fn stdout_full_past_the_drain_timeout_exits_1_counting_unwritten_bytes(kind: Kin
         .strip_suffix(" bytes not written: still full at the end of the shutdown")
         .and_then(|n| n.parse().ok())
         .unwrap_or_else(|| panic!("malformed diagnostic {:?}", lines[0]));
-    let mut out = Vec::new();
-    pipe.read_to_end(&mut out)
-        .expect("read what reached the pipe");
-    let _ = sending.join();
     assert!(unwritten > 0, "{}", s.transcript());
-    assert!(
-        out.len() + unwritten <= blob.len(),
-        "{} bytes in the pipe and {unwritten} not written: more than the {} sent",
-        out.len(),
-        blob.len()
-    );
-    assert!(
-        out == blob[..out.len()],
-        "the pipe holds no prefix of what was sent"
-    );
+    unwritten
+}
+
+/// SPEC "Shutdown": a second signal ends the drain at once; it ends the
+/// wait for a full stdout too (the drain's 30 s are longer than the test's
+/// wait for the exit).
+fn a_second_signal_ends_the_wait_for_a_full_stdout(kind: Kind) {
+    let (mut s, pipe) = Server::start_sink_to_pipe(kind, &["-H", "sink"]);
+    let sender = patient(&s);
+    s.wait_connected(1);
+    let sending = send_in_background(sender, Rng::new(1905).bytes(STUCK_BYTES));
+    wait_pipe_full(&s, &pipe);
+    s.signal(SIGTERM);
+    s.wait_status_eq("Shutting down: waiting up to 30 s for 1 clients (signal again to stop now)");
+    s.signal(SIGINT);
+    expect_exit_1_with_unwritten_count(&mut s);
+    drop(pipe);
+    let _ = sending.join();
 }
 
 /// A stdout whose reader went away (`| head -c 0`): said once, what the
