@@ -21,6 +21,7 @@ both!(
     full_stdout_blocks_no_one_and_every_byte_arrives_once_read,
     stdout_full_past_the_drain_timeout_exits_1_counting_unwritten_bytes,
     a_second_signal_ends_the_wait_for_a_full_stdout,
+    trace_shows_the_pause_for_stdout_and_the_resume,
     stdout_closed_by_its_reader_is_said_once_and_serving_goes_on,
 );
 
@@ -411,4 +412,35 @@ fn stdout_closed_by_its_reader_is_said_once_and_serving_goes_on(kind: Kind) {
         "{}",
         s.transcript()
     );
+}
+
+/// `--trace` shows the back-pressure: the client holding stdout paused
+/// while the stdout queue is over `--max-pending`, and resumed once the
+/// pipe is read.
+fn trace_shows_the_pause_for_stdout_and_the_resume(kind: Kind) {
+    let blob = Rng::new(1906).bytes(1 << 20);
+    let (mut s, mut pipe) =
+        Server::start_sink_to_pipe(kind, &["-H", "sink", "--trace", "--max-pending", "100000"]);
+    let sender = patient(&s);
+    s.wait_connected(1);
+    let sending = send_in_background(sender, blob.clone());
+    s.wait_stderr("the pause", |l| {
+        l.contains("client 1: paused: ")
+            && l.ends_with(" bytes wait for stdout > 100000, its input waits in the kernel")
+    });
+    let reading = thread::spawn(move || {
+        let mut out = Vec::new();
+        pipe.read_to_end(&mut out).map(|_| out)
+    });
+    s.wait_stderr("the resume", |l| {
+        l.contains("client 1: resumed: ") && l.ends_with(" bytes wait for stdout <= 50000")
+    });
+    let mut sender = sending
+        .join()
+        .unwrap()
+        .expect("the sender's bytes were taken");
+    sender.expect_eof();
+    s.stop(SIGTERM);
+    let out = reading.join().unwrap().expect("read stdout");
+    assert!(out == blob, "stdout differs from what the client sent");
 }
