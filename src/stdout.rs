@@ -42,6 +42,10 @@ pub type Waiter = Arc<dyn Fn() + Send + Sync>;
 /// a pipe holds 64 KiB by default).
 const CHUNK_BYTES: usize = 64 * 1024;
 
+/// Empty chunk buffers kept for reuse (a queue that fills and drains
+/// over and over then allocates nothing).
+const SPARE_CHUNKS: usize = 8;
+
 /// The writer's stack: it only hands slices to `write`.
 const WRITER_STACK_BYTES: usize = 64 * 1024;
 
@@ -75,13 +79,17 @@ struct State {
     failed: bool,
     /// The writer thread runs (started at the first push).
     started: bool,
+    /// The writer thread sleeps on `work` (else a push need not wake it:
+    /// it looks at the queue before it sleeps).
+    idle: bool,
     /// To call when `unwritten` is at most half the budget (or stdout
     /// failed).
     room_waiters: Vec<Waiter>,
     /// To call when `unwritten` is 0.
     flush_waiters: Vec<Waiter>,
-    /// A written chunk's buffer, kept for the next one.
-    spare: Option<Vec<u8>>,
+    /// Written chunks' buffers, kept for the next ones (at most
+    /// [`SPARE_CHUNKS`]).
+    spare: Vec<Vec<u8>>,
 }
 
 impl StdoutWriter {
@@ -118,17 +126,17 @@ impl StdoutWriter {
         if !st.started && !self.start(&mut st) {
             return true;
         }
-        let was_empty = st.chunks.is_empty();
         match st.chunks.back_mut() {
             Some(last) if last.len() + bytes.len() <= CHUNK_BYTES => last.extend_from_slice(bytes),
             _ => {
-                let mut chunk = st.spare.take().unwrap_or_default();
+                let mut chunk = st.spare.pop().unwrap_or_default();
                 chunk.extend_from_slice(bytes);
                 st.chunks.push_back(chunk);
             }
         }
         st.unwritten += bytes.len();
-        if was_empty {
+        if st.idle {
+            st.idle = false;
             self.inner.work.notify_one();
         }
         st.unwritten <= self.inner.budget
@@ -214,6 +222,7 @@ impl Inner {
         let mut st = self.lock();
         loop {
             let Some(mut chunk) = st.chunks.pop_front() else {
+                st.idle = true;
                 st = self.work.wait(st).unwrap_or_else(PoisonError::into_inner);
                 continue;
             };
@@ -228,8 +237,8 @@ impl Inner {
                 status::stdout_failed(&e);
             }
             chunk.clear();
-            if chunk.capacity() <= 2 * CHUNK_BYTES {
-                st.spare = Some(chunk);
+            if chunk.capacity() <= 2 * CHUNK_BYTES && st.spare.len() < SPARE_CHUNKS {
+                st.spare.push(chunk);
             }
             let mut due = Vec::new();
             if st.has_room(self.budget) {
