@@ -280,6 +280,7 @@ impl Reactor {
         let mut events = Events::with_capacity(1024);
         loop {
             let timeout = self.next_timeout(Instant::now());
+            self.kick_stdout();
             if let Err(e) = self.poll.poll(&mut events, timeout) {
                 // A signal landing during poll is an empty wakeup.
                 if e.kind() != io::ErrorKind::Interrupted {

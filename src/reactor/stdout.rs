@@ -20,6 +20,8 @@ pub(super) struct LoopStdout {
     pub(super) writer: StdoutWriter,
     /// Wakes this loop (its [`crate::net::tokens::WAKE`] waker).
     waiter: Waiter,
+    /// This pass queued bytes the writer has not been woken for.
+    unkicked: bool,
     /// Clients not read until the queue drains: (slab key, id).
     paused: Vec<(usize, crate::handlers::ClientId)>,
     /// How long shutdown waits for the queue.
@@ -33,6 +35,7 @@ impl LoopStdout {
             waiter: Arc::new(move || {
                 let _ = waker.wake();
             }),
+            unkicked: false,
             paused: Vec::new(),
             flush: FlushDeadline::default(),
         }
@@ -47,8 +50,14 @@ impl Reactor {
     /// `on_shutdown`, which has no client to pause and prints little).
     pub(super) fn print(&mut self, outbox: &Outbox) {
         let writer = &self.stdout.writer;
-        let mut over = false;
-        actions::print_lines(outbox, |bytes| over |= !writer.push(bytes));
+        let (mut over, mut queued) = (false, false);
+        // The writer is woken once per pass, before the poll
+        // ([`Reactor::kick_stdout`]).
+        actions::print_lines(outbox, |bytes| {
+            queued = true;
+            over |= !writer.push_later(bytes);
+        });
+        self.stdout.unkicked |= queued;
         if !over || self.stdout.writer.room_or_notify(&self.stdout.waiter) {
             return;
         }
@@ -90,6 +99,14 @@ impl Reactor {
             if conn.may_read() {
                 self.ready.push_back((key, id));
             }
+        }
+    }
+
+    /// Wakes the stdout writer for what this pass queued: before the loop
+    /// polls, so nothing queued waits for an event that may never come.
+    pub(super) fn kick_stdout(&mut self) {
+        if std::mem::take(&mut self.stdout.unkicked) {
+            self.stdout.writer.kick();
         }
     }
 
