@@ -8,14 +8,14 @@ use std::net::Shutdown;
 use std::time::Instant;
 
 use mio::net::TcpStream;
-use mio::{Events, Interest, Poll, Token};
+use mio::{Interest, Poll, Token};
 
 use super::lines;
 use super::spread::{Part, Slot, spread};
 use super::stats::Latencies;
 use super::{
-    Options, READ_BUF_BYTES, Report, RunError, Source, connect, diag_limited, interrupted,
-    poll_timeout, would_block,
+    Options, READ_BUF_BYTES, Report, RunError, Source, connect, diag_limited, drive_until,
+    interrupted, would_block,
 };
 
 struct Client {
@@ -256,28 +256,20 @@ fn part(opts: &Options, slot: &Slot<'_>) -> Result<Part, RunError> {
         finished: 0,
     };
     let mut buf = vec![0u8; READ_BUF_BYTES];
-    let mut events = Events::with_capacity(1024);
     let mut reported = 0;
     for c in &mut clients {
         run.drive(c, &mut buf, &poll);
     }
-    while run.finished < clients.len() {
-        if Instant::now() >= deadline {
-            let left = clients.len() - run.finished;
-            super::error_line(&format!("timeout: {left} echo clients unfinished"));
-            run.errors += left as u64;
-            break;
-        }
-        match poll.poll(&mut events, poll_timeout(deadline)) {
-            Err(e) if interrupted(&e) => continue,
-            other => other?,
-        }
-        for ev in &events {
-            run.drive(&mut clients[ev.token().0], &mut buf, &poll);
+    let unfinished = clients.len() - run.finished;
+    let timed_out = drive_until(&mut poll, deadline, "echo", unfinished, |poll, events| {
+        for ev in events {
+            run.drive(&mut clients[ev.token().0], &mut buf, poll);
         }
         slot.advance(run.lines_received - reported);
         reported = run.lines_received;
-    }
+        clients.len() - run.finished
+    })?;
+    run.errors += timed_out;
     Ok(Part {
         lines: run.lines_received,
         bytes_sent: run.bytes_sent,

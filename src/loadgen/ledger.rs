@@ -10,13 +10,13 @@ use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
 use mio::net::TcpStream;
-use mio::{Events, Interest, Poll, Token};
+use mio::{Interest, Poll, Token};
 
 use super::lines::{self, Balances, NoExpectedLog};
 use super::spread::{Part, Slot, spread};
 use super::{
     LEDGER_CHUNK_BYTES, LogCheck, Options, READ_BUF_BYTES, Report, RunError, Source, VerifyLog,
-    connect, diag_limited, interrupted, poll_timeout, would_block,
+    connect, diag_limited, drive_until, interrupted, would_block,
 };
 
 /// The bytes each client sends (once; it sends them `repeat` times) and the
@@ -168,30 +168,22 @@ fn part(opts: &Options, slot: &Slot<'_>, data: &[Arc<[u8]>]) -> Result<Part, Run
         finished: 0,
     };
     let mut buf = vec![0u8; READ_BUF_BYTES];
-    let mut events = Events::with_capacity(1024);
     let first = slot.clients.start;
     let mut reported = 0;
     for (i, c) in clients.iter_mut().enumerate() {
         drive(first + i, c, &poll, &mut t, &mut buf);
     }
-    while t.finished < clients.len() {
-        if Instant::now() >= deadline {
-            let left = clients.len() - t.finished;
-            super::error_line(&format!("timeout: {left} ledger clients unfinished"));
-            t.errors += left as u64;
-            break;
-        }
-        match poll.poll(&mut events, poll_timeout(deadline)) {
-            Err(e) if interrupted(&e) => continue,
-            other => other?,
-        }
-        for ev in &events {
+    let unfinished = clients.len() - t.finished;
+    let timed_out = drive_until(&mut poll, deadline, "ledger", unfinished, |poll, events| {
+        for ev in events {
             let i = ev.token().0;
-            drive(first + i, &mut clients[i], &poll, &mut t, &mut buf);
+            drive(first + i, &mut clients[i], poll, &mut t, &mut buf);
         }
         slot.advance(t.bytes_sent - reported);
         reported = t.bytes_sent;
-    }
+        clients.len() - t.finished
+    })?;
+    t.errors += timed_out;
     let end = Instant::now();
     drop(clients);
     Ok(Part {
