@@ -97,3 +97,7 @@ pub mod net;
 pub mod signals;
 pub mod status;
 pub mod trace;
+
+// Tests
+#[cfg(test)]
+mod test_io;
