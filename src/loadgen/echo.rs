@@ -7,15 +7,15 @@ use std::io::{self, Read, Write};
 use std::net::Shutdown;
 use std::time::Instant;
 
+use mio::Poll;
 use mio::net::TcpStream;
-use mio::{Interest, Poll, Token};
 
 use super::lines;
 use super::spread::{Part, Slot, spread};
 use super::stats::Latencies;
 use super::{
     Options, READ_BUF_BYTES, Report, RunError, Source, connect, diag_limited, drive_until,
-    interrupted, would_block,
+    interrupted, register_all, would_block,
 };
 
 struct Client {
@@ -205,27 +205,18 @@ fn register(
     slot: &Slot<'_>,
     streams: Vec<TcpStream>,
 ) -> std::io::Result<(Vec<Client>, Poll)> {
-    let poll = Poll::new()?;
     let window = opts.window.min(4096) as usize;
-    let mut clients = Vec::with_capacity(streams.len());
-    for (i, mut stream) in streams.into_iter().enumerate() {
-        poll.registry().register(
-            &mut stream,
-            Token(i),
-            Interest::READABLE | Interest::WRITABLE,
-        )?;
-        clients.push(Client {
-            id: slot.clients.start + i + 1,
-            stream,
-            sent: 0,
-            received: 0,
-            out: Vec::with_capacity(opts.line_bytes * window),
-            out_pos: 0,
-            partial: Vec::new(),
-            sent_at: VecDeque::with_capacity(window),
-            done: false,
-        });
-    }
+    let (poll, clients) = register_all(streams, |i, stream| Client {
+        id: slot.clients.start + i + 1,
+        stream,
+        sent: 0,
+        received: 0,
+        out: Vec::with_capacity(opts.line_bytes * window),
+        out_pos: 0,
+        partial: Vec::new(),
+        sent_at: VecDeque::with_capacity(window),
+        done: false,
+    })?;
     Ok((clients, poll))
 }
 

@@ -9,14 +9,14 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
+use mio::Poll;
 use mio::net::TcpStream;
-use mio::{Interest, Poll, Token};
 
 use super::lines::{self, Balances, NoExpectedLog};
 use super::spread::{Part, Slot, spread};
 use super::{
     LEDGER_CHUNK_BYTES, LogCheck, Options, READ_BUF_BYTES, Report, RunError, Source, VerifyLog,
-    connect, diag_limited, drive_until, interrupted, would_block,
+    connect, diag_limited, drive_until, interrupted, register_all, would_block,
 };
 
 /// The bytes each client sends (once; it sends them `repeat` times) and the
@@ -143,23 +143,14 @@ fn part(opts: &Options, slot: &Slot<'_>, data: &[Arc<[u8]>]) -> Result<Part, Run
     };
     let connected = connected?;
     let deadline = slot.deadline;
-    let mut poll = Poll::new()?;
-    let mut clients: Vec<Client> = Vec::with_capacity(data.len());
-    for (i, (mut stream, data)) in connected.streams.into_iter().zip(data).enumerate() {
-        poll.registry().register(
-            &mut stream,
-            Token(i),
-            Interest::READABLE | Interest::WRITABLE,
-        )?;
-        clients.push(Client {
-            stream,
-            data: Arc::clone(data),
-            pos: 0,
-            sends_left: opts.repeat,
-            state: State::Sending,
-            got_bytes: false,
-        });
-    }
+    let (mut poll, mut clients) = register_all(connected.streams, |i, stream| Client {
+        stream,
+        data: Arc::clone(&data[i]),
+        pos: 0,
+        sends_left: opts.repeat,
+        state: State::Sending,
+        got_bytes: false,
+    })?;
     let mut t = Totals {
         bytes_sent: 0,
         bytes_received: 0,

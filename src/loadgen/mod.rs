@@ -344,6 +344,25 @@ fn poll_timeout(deadline: Instant) -> Option<Duration> {
     )
 }
 
+/// A poll with each of `streams` registered for both directions under its
+/// index as token, and the clients `client` builds around them.
+fn register_all<C>(
+    streams: Vec<mio::net::TcpStream>,
+    mut client: impl FnMut(usize, mio::net::TcpStream) -> C,
+) -> io::Result<(mio::Poll, Vec<C>)> {
+    let poll = mio::Poll::new()?;
+    let mut clients = Vec::with_capacity(streams.len());
+    for (i, mut stream) in streams.into_iter().enumerate() {
+        poll.registry().register(
+            &mut stream,
+            mio::Token(i),
+            mio::Interest::READABLE | mio::Interest::WRITABLE,
+        )?;
+        clients.push(client(i, stream));
+    }
+    Ok((poll, clients))
+}
+
 /// The wait loop of a thread that drives clients: polls until `step`
 /// reports no unfinished client or `deadline` passes. `step` handles one
 /// batch of readiness (the poll is lent to it for re-registering) and
