@@ -39,6 +39,7 @@ use crate::config::ServerConfig;
 use crate::handlers::{ClientId, Finish, Framing, Handler, Outbox, ServerStats, SlowPolicy};
 use crate::server::Setup;
 use crate::server::durable::Durable;
+use crate::server::ending::Cause;
 use crate::server::lifecycle::{Command, Lifecycle};
 use crate::server::session::Session;
 use crate::signals::ShutdownSignals;
@@ -384,10 +385,10 @@ impl Reactor {
                     let keys: Vec<usize> = self.conns.iter().map(|(k, _)| k).collect();
                     for key in keys {
                         let conn = &self.conns[key];
-                        if conn.state != conn::ConnState::Dead && !conn.out.is_empty() {
+                        if !conn.ending.is_dead() && !conn.out.is_empty() {
                             status::killed_with_output(conn.id, conn.out.pending());
                         }
-                        self.kill(key);
+                        self.end_conn(key, Cause::Killed);
                     }
                 }
                 Command::ReportCount => self.member.announce(Announcement::Count),
