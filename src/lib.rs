@@ -74,6 +74,7 @@ pub mod reactors;
 pub mod threaded;
 
 // Server core
+pub mod accept;
 pub mod framing;
 pub mod outbuf;
 pub mod server;
