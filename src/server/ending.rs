@@ -108,6 +108,10 @@ impl Steps {
     pub fn is_empty(&self) -> bool {
         self.0[0].is_none()
     }
+
+    pub fn contains(&self, step: Step) -> bool {
+        self.0.contains(&Some(step))
+    }
 }
 
 impl IntoIterator for Steps {
@@ -156,6 +160,11 @@ impl Ending {
 
     pub fn is_dead(&self) -> bool {
         self.stage == Stage::Dead
+    }
+
+    /// Whether the handler still counts this client as connected.
+    pub fn handler_knows(&self) -> bool {
+        self.handler_knows
     }
 
     /// Whether output for this client is still queued (open or closing).

@@ -13,6 +13,7 @@ use super::client::{Client, Stop};
 use super::{Core, Server, lock};
 use crate::handlers::{ClientId, Handler, Outbox};
 use crate::server::actions::{self, Bytes, Clients};
+use crate::server::ending::Cause;
 use crate::server::session::Flow;
 use crate::status;
 
@@ -132,10 +133,10 @@ impl Server {
             let Some(reg) = core.registry.get_mut(&id) else {
                 continue;
             };
-            if !reg.handler_knows {
+            if !reg.ending.handler_knows() {
                 continue;
             }
-            reg.handler_knows = false;
+            reg.ending.close(Cause::Dropped);
             status::dropped_slow(id, pending, self.config.max_pending_bytes);
             reg.client.kill(Stop::Dropped);
             core.handler.on_disconnect(id, &mut extra);
@@ -258,7 +259,7 @@ impl Clients for Locked<'_> {
             self.peers.close(id);
             return;
         };
-        reg.handler_knows = false;
+        reg.ending.close(Cause::HandlerClosed);
         let client = &reg.client;
         let mut st = client.state();
         client.request_stop(&mut st, Stop::Closed);

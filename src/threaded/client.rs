@@ -10,7 +10,8 @@ use std::time::{Duration, Instant};
 use super::lock;
 use crate::handlers::{ClientId, SlowPolicy};
 use crate::outbuf::OutBuf;
-use crate::server::session::{Flow, Gates, LINGER, MAX_LINGER_DISCARD_BYTES};
+use crate::server::ending::{Cause, Ending, Step};
+use crate::server::session::{Flow, Gates};
 use crate::status;
 use crate::trace::Trace;
 
@@ -90,6 +91,19 @@ pub(super) enum End {
     Closed,
     /// Closed at once; queued output is lost.
     Kill,
+}
+
+impl End {
+    /// The same, in the words of [`Ending`].
+    pub(super) fn cause(self) -> Cause {
+        match self {
+            End::Eof => Cause::Eof,
+            End::Shutdown { .. } => Cause::Shutdown,
+            End::TooLong => Cause::TooLong,
+            End::Closed => Cause::HandlerClosed,
+            End::Kill => Cause::Dropped,
+        }
+    }
 }
 
 impl Stop {
@@ -259,28 +273,40 @@ impl Client {
         }
     }
 
-    /// Reads and drops input after our FIN (see [`LINGER`]), until the
-    /// client closes too, `LINGER` passes, or it sent too much.
-    /// `read_shut`: we shut the read side ourselves (shutdown), so a read
-    /// of 0 does not prove the client closed: keep looking until `LINGER`
-    /// (closing with its bytes unread would reset it).
-    pub(super) fn linger(&self, read_shut: bool) {
-        let until = Instant::now() + LINGER;
+    /// Our FIN is out: reads and drops input until `ending` says the
+    /// connection is done (the client closed too, its linger passed, or it
+    /// sent too much). `read_shut`: we shut the read side ourselves
+    /// (shutdown), so a read of 0 does not prove the client closed: keep
+    /// looking until the linger ends (closing with its bytes unread would
+    /// reset it).
+    pub(super) fn linger(&self, mut ending: Ending, read_shut: bool) {
+        let Some(Step::ShutWrite { until }) =
+            ending.flushed(Instant::now(), None).into_iter().next()
+        else {
+            return;
+        };
         let mut buf = [0u8; 1024];
-        let mut discarded = 0;
-        while discarded <= MAX_LINGER_DISCARD_BYTES {
+        loop {
             let now = Instant::now();
-            if now >= until || self.stream.set_read_timeout(Some(until - now)).is_err() {
+            if !ending.handle_timeout(now).is_empty()
+                || self.stream.set_read_timeout(Some(until - now)).is_err()
+            {
                 return;
             }
-            match (&self.stream).read(&mut buf) {
+            let steps = match (&self.stream).read(&mut buf) {
                 // Killed meanwhile (shutdown's time ran out): stop here.
                 Ok(0) if read_shut && self.state().dead => return,
-                Ok(0) if read_shut => std::thread::sleep(LINGER_POLL.min(until - now)),
-                Ok(0) => return,
-                Ok(n) => discarded += n,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Ok(0) if read_shut => {
+                    std::thread::sleep(LINGER_POLL.min(until - now));
+                    continue;
+                }
+                Ok(0) => ending.peer_closed(),
+                Ok(n) => ending.discarded(n),
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
                 Err(_) => return, // timeout, reset
+            };
+            if !steps.is_empty() {
+                return;
             }
         }
     }

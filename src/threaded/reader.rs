@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 use super::client::{Client, End, Gate, Stop};
 use super::{Server, lock};
 use crate::handlers::{ClientId, Outbox};
+use crate::server::ending::Step;
 use crate::server::session::{Input, MAX_FINAL_READ_BYTES, Session};
 use crate::status;
 
@@ -223,20 +224,20 @@ impl Server {
         // in one lock hold: the line then comes out in the order the handler
         // saw clients leave (presence's broadcasts follow that order), not in
         // whatever order the threads reach the code below.
-        {
+        let ending = {
             let mut core = self.core();
             if let Some(reg) = core.registry.get_mut(&id)
-                && reg.handler_knows
+                && reg.ending.close(end.cause()).contains(Step::TellHandler)
             {
-                reg.handler_knows = false;
                 core.handler.on_disconnect(id, &mut r.out);
             }
             if self.persist(&r.out) {
                 self.apply(&mut core, &r.out, Some(id));
             }
-            core.registry.remove(&id);
+            let reg = core.registry.remove(&id);
             self.census.leave(id);
-        }
+            reg.map(|reg| reg.ending)
+        };
         self.carry_out_unlocked(&r.out);
         r.out.clear();
         // SPEC's durability rule: our FIN may tell the client all it sent
@@ -257,9 +258,11 @@ impl Server {
             client.abandon();
         } else if end == End::Kill {
             client.kill_and_join(Stop::Killed);
-        } else if client.close_output() {
+        } else if client.close_output()
+            && let Some(ending) = ending
+        {
             self.trace.lingering(id);
-            client.linger(matches!(end, End::Shutdown { .. }));
+            client.linger(ending, matches!(end, End::Shutdown { .. }));
         } else {
             client.kill_and_join(Stop::Killed);
         }

@@ -21,6 +21,7 @@ use crate::handlers::{Datagrams, Finish, Outbox, ServerStats};
 use crate::server::Setup;
 use crate::server::census::Census;
 use crate::server::durable::Durable;
+use crate::server::ending::{Cause, Ending};
 use crate::server::lifecycle::{Command, Lifecycle};
 use crate::signals::ShutdownSignals;
 use crate::status;
@@ -225,7 +226,7 @@ impl Supervisor {
         {
             let mut core = self.server.core();
             for reg in core.registry.values_mut() {
-                reg.handler_knows = false;
+                reg.ending.close(Cause::Shutdown);
             }
         }
         for client in self.snapshot() {
@@ -297,7 +298,7 @@ impl Acceptor for Supervisor {
             id,
             Registered {
                 client: Arc::clone(&client),
-                handler_knows: true,
+                ending: Ending::new(),
             },
         );
         server.with_handler(None, &mut self.out, |handler, out| {
