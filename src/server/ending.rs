@@ -41,8 +41,9 @@ pub enum Cause {
 }
 
 impl Cause {
-    /// Queued output is still sent (then FIN and linger).
-    fn is_graceful(self) -> bool {
+    /// Queued output is still sent (then FIN and linger). A cause that is
+    /// not graceful overrides one that is, never the reverse.
+    pub fn is_graceful(self) -> bool {
         matches!(
             self,
             Cause::Eof | Cause::TooLong | Cause::HandlerClosed | Cause::Shutdown

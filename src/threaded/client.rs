@@ -107,6 +107,11 @@ impl End {
 }
 
 impl Stop {
+    /// In the words of [`Ending`].
+    fn cause(self) -> Cause {
+        self.end().cause()
+    }
+
     pub(super) fn end(self) -> End {
         match self {
             Stop::Closed => End::Closed,
@@ -175,14 +180,12 @@ impl Client {
         }
     }
 
-    /// Sets `stop` (unless a stronger one is set) and wakes the reader.
+    /// Sets `stop` (unless a stronger one is set: see
+    /// [`Cause::is_graceful`]) and wakes the reader.
     pub(super) fn request_stop(&self, st: &mut ClientState, stop: Stop) {
         let replace = match st.stop {
             None => true,
-            Some(Stop::Closed | Stop::Shutdown { .. }) => {
-                matches!(stop, Stop::Dropped | Stop::Failed | Stop::Killed)
-            }
-            Some(_) => false,
+            Some(set) => set.cause().is_graceful() && !stop.cause().is_graceful(),
         };
         if replace {
             st.stop = Some(stop);
@@ -194,8 +197,7 @@ impl Client {
     /// prints the diagnostic), false if the client was already being
     /// dropped for another reason (one diagnostic per dropped client).
     pub(super) fn claim_failure(&self, st: &mut ClientState) -> bool {
-        let first =
-            !st.dead && !matches!(st.stop, Some(Stop::Dropped | Stop::Failed | Stop::Killed));
+        let first = !st.dead && st.stop.is_none_or(|set| set.cause().is_graceful());
         if first {
             self.request_stop(st, Stop::Failed);
         }
