@@ -31,6 +31,7 @@ mod money;
 mod parse;
 mod setup;
 
+use parse::parse_terminated;
 use setup::{build, files};
 
 pub use money::add_exact;
@@ -104,12 +105,30 @@ impl Ledger {
             Line::Invalid => Outcome::Discarded,
             Line::Tx(tx) => self.apply(tx),
         };
+        self.count(outcome);
+        outcome
+    }
+
+    #[inline(always)]
+    fn count(&mut self, outcome: Outcome) {
         match outcome {
             Outcome::Applied => self.applied += 1,
             Outcome::Discarded => self.discarded += 1,
             Outcome::Skipped => {}
         }
-        outcome
+    }
+
+    /// With `--journal`, an applied line (without its terminator) is the
+    /// record: replay parses it the same way, so it applies exactly as it
+    /// did here.
+    #[inline(always)]
+    fn journal_line(&self, outcome: Outcome, line: &[u8], out: &mut Outbox) {
+        if outcome == Outcome::Applied && self.journal {
+            out.append_record_with(|buf| {
+                buf.extend_from_slice(line);
+                buf.push(b'\n');
+            });
+        }
     }
 
     #[inline(always)]
@@ -165,7 +184,7 @@ impl Ledger {
 /// What ledger is like (see [`Traits`]).
 pub const TRAITS: Traits = Traits {
     // SPEC: a ledger line ends only at `\n` or EOF, never on a pause.
-    framing: Framing::Lines { idle_flush: false },
+    framing: Framing::LineBlocks,
     // SPEC: a connected client may still be sending transactions.
     shutdown: ShutdownPolicy::Drain,
     datagrams: Datagrams::No,
@@ -194,13 +213,30 @@ impl Handler for Ledger {
     fn on_message(&mut self, _id: ClientId, msg: &[u8], out: &mut Outbox) {
         // The ledger answers nothing, not even to a discarded line.
         let line = strip_terminator(msg);
-        if self.apply_line(line) == Outcome::Applied && self.journal {
-            // The line itself is the record: replay parses it the same
-            // way, so it applies exactly as it did here.
-            out.append_record_with(|buf| {
-                buf.extend_from_slice(line);
-                buf.push(b'\n');
-            });
+        let outcome = self.apply_line(line);
+        self.journal_line(outcome, line, out);
+    }
+
+    /// One pass over the block: a line whose amount ends it is parsed and
+    /// applied where it lies, with no newline search and no call of its
+    /// own; any other line is found and handled as [`Self::on_message`] does.
+    fn on_lines(&mut self, id: ClientId, lines: &[u8], out: &mut Outbox) {
+        let mut rest = lines;
+        while !rest.is_empty() {
+            let taken = match parse_terminated(rest) {
+                Some((tx, line_len, taken)) => {
+                    let outcome = self.apply(tx);
+                    self.count(outcome);
+                    self.journal_line(outcome, &rest[..line_len], out);
+                    taken
+                }
+                None => {
+                    let taken = memchr::memchr(b'\n', rest).map_or(rest.len(), |i| i + 1);
+                    self.on_message(id, &rest[..taken], out);
+                    taken
+                }
+            };
+            rest = &rest[taken..];
         }
     }
 
@@ -437,7 +473,7 @@ mod tests {
         let ledger = Ledger::new(PathBuf::from("log.txt"));
         let t = ledger.traits();
         assert_eq!(t.name, "ledger");
-        assert_eq!(t.framing, Framing::Lines { idle_flush: false });
+        assert_eq!(t.framing, Framing::LineBlocks);
         assert_eq!(t.shutdown, ShutdownPolicy::Drain);
         assert_eq!(t.sharing, Sharing::PerLoop, "balances are sums");
     }
@@ -516,5 +552,65 @@ mod tests {
             prop_assert_eq!(ledger.discarded(), 0);
             prop_assert_eq!(String::from_utf8(ledger.render_log()).unwrap(), model_log(&model));
         }
+    }
+
+    /// One line for [`on_lines_is_on_message_line_by_line`]: near
+    /// transactions with every kind of flaw, or any bytes but `\n`.
+    fn block_line() -> impl Strategy<Value = Vec<u8>> {
+        let pick = |v: Vec<&'static str>| prop::sample::select(v);
+        let near = (
+            pick(vec!["", " ", "\t "]),
+            pick(vec![
+                "Marc", "Zoë", "a\rb", "x\u{a0}", "credit", "\u{0}", "",
+            ]),
+            pick(vec!["", " ", "\t", "  "]),
+            pick(vec!["credit", "DEBIT", "debits", "cred", ""]),
+            pick(vec!["", " ", "\t"]),
+            pick(vec![
+                "$2",
+                "2.50",
+                "1.",
+                ".5",
+                "$-0",
+                "1e9",
+                "99999999999999999999999999999",
+                "0",
+            ]),
+            pick(vec!["", " ", "\t", "\r", " x", "$", "\r\r"]),
+        )
+            .prop_map(|(a, b, c, d, e, f, g)| [a, b, c, d, e, f, g].concat().into_bytes());
+        let junk = prop::collection::vec(
+            any::<u8>().prop_filter("no newline", |b| *b != b'\n'),
+            0..24,
+        );
+        prop_oneof![4 => near, 1 => junk]
+    }
+
+    proptest! {
+        /// The block path (one call for many lines) against the line path,
+        /// journal included: the same counts, balances and records.
+        #[test]
+        fn on_lines_is_on_message_line_by_line(
+            lines in prop::collection::vec((block_line(), any::<bool>()), 0..40)
+        ) {
+            let mut block = Vec::new();
+            let (mut by_line, mut by_block) = (ledger_with_journal(), ledger_with_journal());
+            let (mut out_line, mut out_block) = (Outbox::new(), Outbox::new());
+            for (line, crlf) in &lines {
+                let start = block.len();
+                block.extend_from_slice(line);
+                block.extend_from_slice(if *crlf { b"\r\n" } else { b"\n" });
+                by_line.on_message(ClientId(1), &block[start..], &mut out_line);
+            }
+            by_block.on_lines(ClientId(1), &block, &mut out_block);
+            prop_assert_eq!(by_block.applied(), by_line.applied());
+            prop_assert_eq!(by_block.discarded(), by_line.discarded());
+            prop_assert_eq!(by_block.render_log(), by_line.render_log());
+            prop_assert_eq!(out_block.take(), out_line.take());
+        }
+    }
+
+    fn ledger_with_journal() -> Ledger {
+        Ledger::new(PathBuf::from("log.txt")).with_journal()
     }
 }

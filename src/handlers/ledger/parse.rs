@@ -64,41 +64,68 @@ fn skip_seps(line: &[u8], mut i: usize) -> usize {
 // `Decimal` built here is taken apart again by `apply` at no cost.
 #[inline(always)]
 pub fn parse_line(line: &[u8]) -> Line<'_> {
-    let mut i = skip_seps(line, 0);
+    let i = skip_seps(line, 0);
     if i == line.len() {
         return Line::Blank;
     }
+    match fields(line, i) {
+        // Nothing but separators after the amount (a fourth field is invalid).
+        Some((tx, end)) if skip_seps(line, end) == line.len() => Line::Tx(tx),
+        _ => Line::Invalid,
+    }
+}
+
+/// The transaction at the start of `lines` (complete lines, each ending in
+/// `\n`) when its amount ends its line: the transaction, its line's length
+/// without the terminator (`\n` or `\r\n`) and with it. `None` for anything
+/// else (blank, invalid, separators after the amount): the caller then
+/// takes that line whole through [`parse_line`]. A `Some` is always what
+/// [`parse_line`] says of the same line.
+#[inline(always)]
+pub fn parse_terminated(lines: &[u8]) -> Option<(Tx<'_>, usize, usize)> {
+    // No field crosses a `\n`: separators are spaces and tabs, a name with
+    // a `\n` in it is invalid, and the type and the amount stop at it.
+    let (tx, end) = fields(lines, skip_seps(lines, 0))?;
+    match lines.get(end) {
+        Some(b'\n') => Some((tx, end, end + 1)),
+        Some(b'\r') if lines.get(end + 1) == Some(&b'\n') => Some((tx, end, end + 2)),
+        _ => None,
+    }
+}
+
+/// NAME, TYPE and AMOUNT from `i` (the first byte of the name): the
+/// transaction and the index just after its amount, or `None` if the
+/// fields are not a transaction. The caller checks what follows.
+#[inline(always)]
+fn fields(s: &[u8], mut i: usize) -> Option<(Tx<'_>, usize)> {
     // NAME: up to the next separator. Printable ASCII other than space is
     // one comparison a byte; anything else is looked at once more below.
     let name_start = i;
     let mut printable = true;
-    while let Some(&b) = line.get(i) {
+    while let Some(&b) = s.get(i) {
         if b.wrapping_sub(0x21) >= 0x5f {
             if is_sep(b) {
                 break;
+            }
+            if b == b'\n' {
+                // Invalid in a name, and the end of the line in a block:
+                // the scan never runs into the next line.
+                return None;
             }
             printable = false;
         }
         i += 1;
     }
-    let name = &line[name_start..i];
+    let name = &s[name_start..i];
     if !printable && !valid_name(name) {
-        return Line::Invalid;
+        return None;
     }
     // TYPE and the separator after it: a missing one is too few fields.
-    i = skip_seps(line, i);
-    let Some((kind, len)) = kind_at(&line[i..]) else {
-        return Line::Invalid;
-    };
-    i = skip_seps(line, i + len);
-    // AMOUNT, then nothing but separators (a fourth field is invalid).
-    let Some((amount, len)) = read_amount(&line[i..]) else {
-        return Line::Invalid;
-    };
-    if skip_seps(line, i + len) != line.len() {
-        return Line::Invalid;
-    }
-    Line::Tx(Tx { name, kind, amount })
+    i = skip_seps(s, i);
+    let (kind, len) = kind_at(&s[i..])?;
+    i = skip_seps(s, i + len);
+    let (amount, len) = read_amount(&s[i..])?;
+    Some((Tx { name, kind, amount }, i + len))
 }
 
 /// The transaction a line holds, or `None` for a blank or invalid line.
