@@ -176,7 +176,7 @@ impl Reactor {
                 self.flush_partial(key);
             }
             // The handler heard of it in `on_shutdown`.
-            self.end_conn(key, Cause::Shutdown);
+            self.end_conn(key, Cause::Shutdown { cut });
         }
         if cut_clients > 0 {
             self.stats.cut_partial_lines += cut_clients;

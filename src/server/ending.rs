@@ -32,8 +32,10 @@ pub enum Cause {
     TooLong,
     /// The handler closed it (`Action::Close`).
     HandlerClosed,
-    /// Server shutdown closes every client.
-    Shutdown,
+    /// Server shutdown closes every client. `cut`: its unfinished line is
+    /// dropped and counted (the end of a drain) rather than handled as a
+    /// last message.
+    Shutdown { cut: bool },
     /// An I/O error, or too slow under `--max-pending`: closed at once.
     Dropped,
     /// Shutdown's time ran out: closed at once.
@@ -46,7 +48,7 @@ impl Cause {
     pub fn is_graceful(self) -> bool {
         matches!(
             self,
-            Cause::Eof | Cause::TooLong | Cause::HandlerClosed | Cause::Shutdown
+            Cause::Eof | Cause::TooLong | Cause::HandlerClosed | Cause::Shutdown { .. }
         )
     }
 
@@ -307,7 +309,7 @@ mod tests {
             (Cause::TooLong, true),
             (Cause::Dropped, true),
             (Cause::HandlerClosed, false),
-            (Cause::Shutdown, false),
+            (Cause::Shutdown { cut: true }, false),
             (Cause::Killed, false),
         ] {
             let mut e = Ending::new();
@@ -346,13 +348,13 @@ mod tests {
             Cause::Eof,
             Cause::TooLong,
             Cause::HandlerClosed,
-            Cause::Shutdown,
+            Cause::Shutdown { cut: true },
         ] {
             assert_eq!(steps(e.close(cause)), vec![], "{cause:?}");
         }
         assert_eq!(e, before);
         let mut closing = Ending::new();
-        closing.close(Cause::Shutdown);
+        closing.close(Cause::Shutdown { cut: false });
         assert_eq!(steps(closing.close(Cause::Eof)), vec![]);
         assert_eq!(closing.stage(), Stage::Closing);
         assert_eq!(e.poll_timeout(), Some(t0 + 5 * MS + LINGER));
@@ -372,14 +374,14 @@ mod tests {
     fn the_linger_never_outlasts_the_cap() {
         let t0 = Instant::now();
         let mut e = Ending::new();
-        e.close(Cause::Shutdown);
+        e.close(Cause::Shutdown { cut: false });
         let cap = t0 + 100 * MS;
         assert_eq!(
             steps(e.flushed(t0, Some(cap))),
             vec![Step::ShutWrite { until: cap }]
         );
         let mut late = Ending::new();
-        late.close(Cause::Shutdown);
+        late.close(Cause::Shutdown { cut: false });
         let far = t0 + 10 * LINGER;
         assert_eq!(
             steps(late.flushed(t0, Some(far))),

@@ -9,7 +9,7 @@ use std::sync::Arc;
 use std::thread;
 use std::time::Instant;
 
-use super::client::{Client, Stop};
+use super::client::Client;
 use super::{Core, Server, lock};
 use crate::handlers::{ClientId, Handler, Outbox};
 use crate::server::actions::{self, Bytes, Clients};
@@ -138,7 +138,7 @@ impl Server {
             }
             reg.ending.close(Cause::Dropped);
             status::dropped_slow(id, pending, self.config.max_pending_bytes);
-            reg.client.kill(Stop::Dropped);
+            reg.client.kill(Cause::Dropped);
             core.handler.on_disconnect(id, &mut extra);
             if self.persist(&extra) {
                 self.apply_locked(core, &extra, actor, &mut dropped, peers);
@@ -197,7 +197,7 @@ impl Server {
                             &format_args!("cannot start a writer thread: {e}; closing"),
                         );
                     }
-                    client.kill(Stop::Failed);
+                    client.kill(Cause::Dropped);
                     return None;
                 }
             }
@@ -262,7 +262,7 @@ impl Clients for Locked<'_> {
         reg.ending.close(Cause::HandlerClosed);
         let client = &reg.client;
         let mut st = client.state();
-        client.request_stop(&mut st, Stop::Closed);
+        client.request_stop(&mut st, Cause::HandlerClosed);
         drop(st);
         if self.actor != Some(id) {
             // Its reader may be blocked in `read`.

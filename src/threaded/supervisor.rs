@@ -13,7 +13,7 @@ use std::time::Instant;
 use mio::unix::SourceFd;
 use mio::{Events, Interest, Poll, Registry, Waker};
 
-use super::client::{Client, ClientState, End, Stop};
+use super::client::{Client, ClientState};
 use super::udp::UdpThread;
 use super::{Core, Registered, Server, lock};
 use crate::accept::{self, Acceptor};
@@ -218,7 +218,7 @@ impl Supervisor {
     }
 
     /// Tells every client's reader to handle what it already received and
-    /// close (see [`Stop::Shutdown`]); shutting the read side wakes a reader
+    /// close (see [`Cause::Shutdown`]); shutting the read side wakes a reader
     /// blocked in `read` and makes later reads return at once. The handler
     /// heard that everyone goes in `on_shutdown`: no `on_disconnect` follows
     /// for clients closed here (as on the reactor).
@@ -226,7 +226,7 @@ impl Supervisor {
         {
             let mut core = self.server.core();
             for reg in core.registry.values_mut() {
-                reg.ending.close(Cause::Shutdown);
+                reg.ending.close(Cause::Shutdown { cut });
             }
         }
         for client in self.snapshot() {
@@ -234,7 +234,7 @@ impl Supervisor {
             if st.stop.is_some() {
                 continue;
             }
-            client.request_stop(&mut st, Stop::Shutdown { cut });
+            client.request_stop(&mut st, Cause::Shutdown { cut });
             drop(st);
             let _ = client.stream.shutdown(Shutdown::Read);
         }
@@ -312,7 +312,7 @@ impl Acceptor for Supervisor {
             .spawn(move || reader_server.serve(&reader_client));
         if let Err(e) = spawned {
             status::dropped_error(id, &format_args!("cannot start a thread: {e}; closing"));
-            server.end_client(&client, &mut server.reader(), End::Kill);
+            server.end_client(&client, &mut server.reader(), Cause::Dropped);
         }
     }
 }
