@@ -38,7 +38,10 @@ pub enum Cause {
     Shutdown { cut: bool },
     /// An I/O error, or too slow under `--max-pending`: closed at once.
     Dropped,
-    /// Shutdown's time ran out: closed at once.
+    /// Closed at once, the handler not told: shutdown's time ran out (it
+    /// heard `on_shutdown`), or a connection past its FIN is done (see
+    /// [`Ending::peer_closed`], [`Ending::discarded`],
+    /// [`Ending::handle_timeout`]).
     Killed,
 }
 
