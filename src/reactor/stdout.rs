@@ -10,7 +10,6 @@ use std::time::Instant;
 use mio::Waker;
 
 use super::Reactor;
-use super::conn::ConnState;
 use crate::handlers::Outbox;
 use crate::server::actions;
 use crate::stdout::{FlushDeadline, StdoutWriter, Waiter};
@@ -67,7 +66,7 @@ impl Reactor {
         let Some(conn) = self.conns.get_mut(key) else {
             return;
         };
-        if conn.id != id || conn.state != ConnState::Open || conn.gates.by_stdout {
+        if conn.id != id || !conn.ending.is_open() || conn.gates.by_stdout {
             return;
         }
         conn.gates.by_stdout = true;
