@@ -429,17 +429,12 @@ impl Trace {
         }
     }
 
-    /// Not read from: `--max-output-total` is over and it has output
-    /// queued.
+    /// Not read from: over `--max-output-total`, with output queued.
     #[inline]
     pub fn total_held(&self, id: ClientId) {
         if let Some(sink) = &self.sink {
-            out_of_line(|| {
-                sink.step(
-                    Step::Flow,
-                    format_args!("client {id}: held: all clients' output is over --max-output-total and it has some queued; its input waits in the kernel"),
-                );
-            });
+            let line = format_args!("client {id}: held: output over --max-output-total");
+            out_of_line(|| sink.step(Step::Flow, line));
         }
     }
 
@@ -447,11 +442,34 @@ impl Trace {
     #[inline]
     pub fn total_released(&self, count: usize) {
         if let Some(sink) = &self.sink {
+            let line = format_args!("{count} held clients resume: total output under half");
+            out_of_line(|| sink.step(Step::Flow, line));
+        }
+    }
+
+    /// The sink's client stops (`paused`) or starts again being read,
+    /// because the stdout writer's queue holds `unwritten` bytes of its
+    /// `budget`.
+    #[inline]
+    pub fn stdout_flow(&self, id: ClientId, paused: bool, unwritten: usize, budget: usize) {
+        if let Some(sink) = &self.sink {
             out_of_line(|| {
-                sink.step(
-                    Step::Flow,
-                    format_args!("{count} held clients resumed: all clients' output is back under half of --max-output-total"),
-                );
+                if paused {
+                    sink.step(
+                        Step::Flow,
+                        format_args!(
+                            "client {id}: paused: {unwritten} bytes wait for stdout > {budget}, its input waits in the kernel"
+                        ),
+                    );
+                } else {
+                    sink.step(
+                        Step::Flow,
+                        format_args!(
+                            "client {id}: resumed: {unwritten} bytes wait for stdout <= {}",
+                            budget / 2
+                        ),
+                    );
+                }
             });
         }
     }
