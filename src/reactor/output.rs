@@ -312,3 +312,24 @@ impl Clients for Reactor {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_a_connection_with_output_queued_is_held_and_only_while_over() {
+        let total = OutputTotal::new(100);
+        let mut gate = TotalGate::new(total.clone());
+        let now = Instant::now();
+        assert!(!gate.holds(1, ClientId(1), 10), "under the limit");
+        assert_eq!(gate.recheck_at(now), None);
+        total.add(101);
+        assert!(!gate.holds(2, ClientId(2), 0), "nothing queued: served");
+        assert!(gate.holds(1, ClientId(1), 10));
+        assert_eq!(gate.held.get(&1), Some(&ClientId(1)));
+        assert_eq!(gate.recheck_at(now), Some(now + RECHECK));
+        total.sub(51);
+        assert!(!gate.holds(3, ClientId(3), 10), "back to half");
+    }
+}
