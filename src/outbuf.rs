@@ -7,7 +7,10 @@
 //!
 //! A client's buffer is charged to the server's [`OutputTotal`]
 //! (`--max-output-total`): every byte queued, written, cleared or dropped
-//! with the buffer moves the total, so no path can forget it.
+//! with the buffer moves the total, so no path can forget it. A shared
+//! buffer counts once in the total, however many clients it is queued for
+//! (it is one copy in memory), and leaves it when the last queue lets go of
+//! it; for `--max-pending` it counts in full for each client.
 
 use std::collections::VecDeque;
 use std::io::{self, IoSlice, Write};
@@ -91,12 +94,23 @@ impl OutBuf {
         }
     }
 
-    fn removed(&mut self, n: usize) {
-        self.pending -= n;
-        if n > 0
-            && let Some(total) = &self.total
+    /// Forgets every chunk, giving back what each was charged.
+    fn release_all(&mut self) {
+        let sent = std::mem::take(&mut self.sent);
+        self.pending = 0;
+        let mut owned = 0;
+        for (i, chunk) in self.chunks.drain(..).enumerate() {
+            let skip = if i == 0 { sent } else { 0 };
+            match (&self.total, chunk) {
+                (_, Chunk::Owned(v)) => owned += v.len() - skip,
+                (Some(total), Chunk::Shared(buf)) => total.let_go_shared(&buf),
+                (None, Chunk::Shared(_)) => {}
+            }
+        }
+        if let Some(total) = &self.total
+            && owned > 0
         {
-            total.sub(n);
+            total.sub(owned);
         }
     }
 
@@ -131,7 +145,10 @@ impl OutBuf {
         if bytes.len() < COPY_SHARED_BELOW_BYTES {
             self.push_slice(bytes);
         } else {
-            self.added(bytes.len());
+            self.pending += bytes.len();
+            if let Some(total) = &self.total {
+                total.hold_shared(bytes);
+            }
             self.chunks.push_back(Chunk::Shared(Arc::clone(bytes)));
         }
     }
@@ -176,9 +193,7 @@ impl OutBuf {
 
     /// Drops everything queued (the connection is gone).
     pub fn clear(&mut self) {
-        self.chunks.clear();
-        self.sent = 0;
-        self.removed(self.pending);
+        self.release_all();
     }
 
     /// Frees every allocation, for a connection going idle.
@@ -190,21 +205,39 @@ impl OutBuf {
     }
 
     fn advance(&mut self, mut n: usize) {
-        self.removed(n);
+        self.pending -= n;
+        // Owned bytes leave the total as they are written; a shared buffer
+        // when it is all written.
+        let mut owned = 0;
         while n > 0 {
             let front_len = self.chunks[0].bytes().len() - self.sent;
+            let is_owned = matches!(self.chunks[0], Chunk::Owned(_));
+            if is_owned {
+                owned += n.min(front_len);
+            }
             if n < front_len {
                 self.sent += n;
-                return;
+                break;
             }
             n -= front_len;
             self.sent = 0;
-            if let Some(Chunk::Owned(mut v)) = self.chunks.pop_front()
-                && v.capacity() <= KEEP_CAPACITY_BYTES
-            {
-                v.clear();
-                self.spare = Some(v);
+            match self.chunks.pop_front() {
+                Some(Chunk::Owned(mut v)) if v.capacity() <= KEEP_CAPACITY_BYTES => {
+                    v.clear();
+                    self.spare = Some(v);
+                }
+                Some(Chunk::Shared(buf)) => {
+                    if let Some(total) = &self.total {
+                        total.let_go_shared(&buf);
+                    }
+                }
+                _ => {}
             }
+        }
+        if let Some(total) = &self.total
+            && owned > 0
+        {
+            total.sub(owned);
         }
     }
 }
@@ -212,7 +245,7 @@ impl OutBuf {
 impl Drop for OutBuf {
     /// What is still queued leaves the total with the buffer.
     fn drop(&mut self) {
-        self.removed(self.pending);
+        self.release_all();
     }
 }
 
@@ -314,7 +347,15 @@ mod tests {
             limit: 500,
         };
         a.flush_to(&mut w, usize::MAX).unwrap();
-        assert_eq!(total.bytes(), 610);
+        // The owned 100 are out; the shared buffer, half written, counts
+        // until it is all out.
+        assert_eq!(total.bytes(), 1010);
+        w.limit = 1050;
+        a.flush_to(&mut w, usize::MAX).unwrap();
+        assert_eq!((a.pending(), total.bytes()), (50, 1010));
+        w.limit = 1100;
+        a.flush_to(&mut w, usize::MAX).unwrap();
+        assert_eq!((a.pending(), total.bytes()), (0, 10));
         // Swapped buffers (the threaded writer's double buffering) stay
         // counted.
         std::mem::swap(&mut a, &mut b);
@@ -322,6 +363,36 @@ mod tests {
         assert_eq!(total.bytes(), 10);
         drop(a);
         assert_eq!(total.bytes(), 0);
+    }
+
+    #[test]
+    fn a_shared_buffer_counts_once_in_the_total_until_the_last_queue_lets_go() {
+        let total = OutputTotal::new(usize::MAX);
+        let shared: Arc<[u8]> = Arc::from(vec![b's'; 1000]);
+        let mut bufs: Vec<OutBuf> = (0..3).map(|_| OutBuf::counted(total.clone())).collect();
+        for b in &mut bufs {
+            b.push_shared(&shared);
+            b.push_slice(b"\n");
+        }
+        assert_eq!(total.bytes(), 1003);
+        assert!(
+            bufs.iter().all(|b| b.pending() == 1001),
+            "--max-pending: in full"
+        );
+        let mut w = Trickle {
+            got: Vec::new(),
+            step: usize::MAX,
+            limit: usize::MAX,
+        };
+        bufs[0].flush_to(&mut w, usize::MAX).unwrap();
+        assert_eq!(total.bytes(), 1002, "two queues still hold it");
+        bufs[1].clear();
+        assert_eq!(total.bytes(), 1001);
+        bufs.truncate(2);
+        assert_eq!(total.bytes(), 0, "the last one dropped");
+        // Queued again later (another broadcast of the same buffer): counted again.
+        bufs[0].push_shared(&shared);
+        assert_eq!(total.bytes(), 1000);
     }
 
     #[test]

@@ -18,6 +18,7 @@
 //! [`RECHECK`]. [`RECHECK`] also bounds a loop's sleep while it holds
 //! clients back, in case a fall raced with the rise.
 
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
@@ -48,6 +49,9 @@ struct Shared {
     /// Loops to wake when the total falls back (`--reactors N`): a loop
     /// holding clients back may have no event of its own to wake it.
     wakers: Mutex<Vec<Arc<Waker>>>,
+    /// Shared buffers queued (broadcasts), by address: how many queues
+    /// hold each. One copy is in memory, so it counts once.
+    shared: Mutex<HashMap<usize, usize>>,
 }
 
 impl OutputTotal {
@@ -58,6 +62,7 @@ impl OutputTotal {
                 limit,
                 over: AtomicBool::new(false),
                 wakers: Mutex::new(Vec::new()),
+                shared: Mutex::new(HashMap::new()),
             }),
         }
     }
@@ -97,6 +102,40 @@ impl OutputTotal {
         if now <= s.limit / 2 && s.over.load(Ordering::Relaxed) {
             self.fall();
         }
+    }
+
+    /// A queue took a shared buffer: its bytes count if no queue held it.
+    pub fn hold_shared(&self, buf: &Arc<[u8]>) {
+        let mut shared = self.shared_queues();
+        let holders = shared.entry(buf.as_ptr() as usize).or_insert(0);
+        *holders += 1;
+        // Counted under the lock, so a last let-go racing with a new hold
+        // of the same buffer cannot take it off before it is put on.
+        if *holders == 1 {
+            self.add(buf.len());
+        }
+    }
+
+    /// A queue let go of a shared buffer (written, cleared, dropped): its
+    /// bytes leave the total with the last one.
+    pub fn let_go_shared(&self, buf: &Arc<[u8]>) {
+        let mut shared = self.shared_queues();
+        let key = buf.as_ptr() as usize;
+        match shared.get_mut(&key) {
+            Some(holders) if *holders > 1 => *holders -= 1,
+            Some(_) => {
+                shared.remove(&key);
+                self.sub(buf.len());
+            }
+            None => debug_assert!(false, "a shared buffer let go of twice"),
+        }
+    }
+
+    fn shared_queues(&self) -> std::sync::MutexGuard<'_, HashMap<usize, usize>> {
+        self.shared
+            .shared
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
     }
 
     /// Whether clients with output queued must not be read from now.
