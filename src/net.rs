@@ -2,6 +2,8 @@
 
 use std::io;
 use std::net::{SocketAddr, TcpListener, UdpSocket};
+use std::os::fd::AsFd;
+use std::time::Duration;
 
 use socket2::{Domain, Protocol, Socket, Type};
 
@@ -34,6 +36,26 @@ pub fn bind_listener_with_backlog(addr: SocketAddr, backlog: i32) -> io::Result<
     socket.bind(&addr.into())?;
     socket.listen(backlog)?;
     Ok(socket.into())
+}
+
+/// Whether closing `socket` resets the connection (`SO_LINGER` on, 0 s)
+/// instead of closing it with a FIN (the default).
+///
+/// Why a server with a store sets it on every connection until what the
+/// client sent is durable: when a process dies (SIGKILL, a crash) the
+/// kernel closes its sockets, and a socket whose receive queue is empty
+/// gets a FIN, which a ledger client cannot tell from our "all you sent is
+/// durable" close. A thread that has read the client's last bytes into
+/// memory but not yet written them to the store empties that queue, so a
+/// death at that moment would acknowledge bytes that are lost. With linger
+/// 0 the kernel sends RST instead, which the client sees as a failure.
+/// `shutdown(2)` ignores the option, so it is cleared just before the FIN
+/// that acknowledges (then the usual close and `TIME_WAIT` follow).
+///
+/// # Errors
+/// The OS error from `setsockopt`.
+pub fn set_reset_on_close(socket: &impl AsFd, reset: bool) -> io::Result<()> {
+    socket2::SockRef::from(socket).set_linger(reset.then_some(Duration::ZERO))
 }
 
 /// Asked for on a `--udp` socket's receive buffer: a burst of datagrams

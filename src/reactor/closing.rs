@@ -74,6 +74,11 @@ impl Reactor {
     /// Everything is out: send our FIN, then wait for theirs.
     pub(super) fn start_lingering(&mut self, key: usize) {
         let conn = &mut self.conns[key];
+        // What it sent is durable now (`flush_dirty` syncs first): the FIN
+        // may acknowledge it, and the close after it is a plain one.
+        if self.durable.is_on() {
+            let _ = crate::net::set_reset_on_close(&conn.stream, false);
+        }
         let _ = conn.stream.shutdown(Shutdown::Write);
         self.trace.lingering(conn.id);
         let mut until = Instant::now() + LINGER;
