@@ -44,10 +44,11 @@ for server in $SERVERS; do
             n = split(part[2], f, " ")
             clients += f[1]; acked += f[3]; reset += f[5]; lost += f[10]
             sub(/\(/, "", f[14]); lines += f[14]
+            if (f[10] > 0) losing++
         }
         END {
-            printf "%s: %d cycles, %d clients, %d acknowledged, %d reset after their EOF, %d acknowledged but lost (%d lines)\n",
-                server, cycles, clients, acked, reset, lost, lines
+            printf "%s: %d cycles (%d with a loss), %d clients, %d acknowledged, %d reset after their EOF, %d acknowledged but lost (%d lines)\n",
+                server, cycles, losing, clients, acked, reset, lost, lines
         }' "$log"
     if [ "$status" -ne 0 ]; then
         FAIL=1

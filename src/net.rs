@@ -164,3 +164,43 @@ pub mod tokens {
     /// The `--udp` socket.
     pub const UDP: Token = Token(usize::MAX - 3);
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::{Read, Write};
+    use std::net::{Shutdown, TcpStream};
+
+    /// A client that sent everything and its EOF, served by a socket that
+    /// read it all and is then closed as a dying process's sockets are
+    /// (`close`, nothing unread): what does the client read?
+    fn client_sees_after_close(reset: bool) -> io::Result<usize> {
+        let listener = bind_listener("127.0.0.1:0".parse().unwrap()).unwrap();
+        let mut client = TcpStream::connect(listener.local_addr().unwrap()).unwrap();
+        let (mut served, _) = listener.accept().unwrap();
+        set_reset_on_close(&served, true).unwrap();
+        if !reset {
+            set_reset_on_close(&served, false).unwrap();
+        }
+        client.write_all(&[b'x'; 100_000]).unwrap();
+        client.shutdown(Shutdown::Write).unwrap();
+        let mut all = Vec::new();
+        served.read_to_end(&mut all).unwrap();
+        assert_eq!(all.len(), 100_000);
+        drop(served);
+        client.read(&mut [0u8; 16])
+    }
+
+    #[test]
+    fn a_socket_set_to_reset_is_reset_on_close_even_with_nothing_unread() {
+        let err = client_sees_after_close(true).expect_err("a reset, not a FIN");
+        assert_eq!(err.kind(), io::ErrorKind::ConnectionReset, "{err}");
+    }
+
+    #[test]
+    fn a_cleared_socket_closes_with_a_fin() {
+        // Exactly what a client takes for "all you sent is durable": the
+        // reason the option is cleared only once it is.
+        assert_eq!(client_sees_after_close(false).unwrap(), 0);
+    }
+}
