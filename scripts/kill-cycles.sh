@@ -60,6 +60,9 @@ clients_mode() {
         mkdir -p "$dir"
         # start: the server on the journal; sets SPID and PORT.
         start() {
+            # No stale Listening line: the new server's redirection may come
+            # after our first look.
+            rm -f "$dir/out.txt"
             "${cmd[@]}" -H ledger --journal "$dir/journal" --log "$dir/log.txt" \
                 --report-every 0 0 >"$dir/out.txt" 2>"$dir/err.txt" &
             SPID=$!
@@ -87,7 +90,7 @@ clients_mode() {
                 # Calibration: one run undisturbed, to spread the kills over.
                 wait "${pids[@]}"
                 calib_ms=$((($(date +%s%N) - t0) / 1000000))
-                kill -INT "$SPID"; wait "$SPID"
+                kill -TERM "$SPID"; wait "$SPID"
                 continue
             fi
             local delay_ms=$(( (RANDOM * 32768 + RANDOM) % (calib_ms * 12 / 10 + 1) ))
@@ -98,7 +101,12 @@ clients_mode() {
                 wait "${pids[$((k - 1))]}"; codes+=($?)
             done
             start || return 1
-            kill -INT "$SPID"; wait "$SPID"
+            # SIGTERM: a script's background job starts with SIGINT ignored.
+            kill -TERM "$SPID"; wait "$SPID"
+            if [ ! -f "$dir/log.txt" ]; then
+                echo "$server cycle $cycle: the restart wrote no log:"; cat "$dir/err.txt"
+                return 1
+            fi
             runs=$((runs + 1))
             local cycle_lost=0
             for k in $(seq "$CLIENTS"); do
