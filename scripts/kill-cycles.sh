@@ -68,7 +68,7 @@ clients_mode() {
             SPID=$!
             PORT=
             for _ in $(seq 2000); do
-                PORT=$(sed -n 's/^Listening on 127.0.0.1:\([0-9]*\) .*/\1/p' "$dir/out.txt")
+                PORT=$(sed -n 's/^Listening on 127.0.0.1:\([0-9]*\) .*/\1/p' "$dir/out.txt" 2>/dev/null)
                 [ -n "$PORT" ] && return 0
                 sleep 0.01
             done
