@@ -32,19 +32,21 @@ use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use mio::net::{TcpListener, TcpStream};
-use mio::{Events, Interest, Poll, Token};
+use mio::{Events, Interest, Poll, Registry, Token};
 use slab::Slab;
 
+use crate::accept::{self, Acceptor};
 use crate::config::ServerConfig;
 use crate::handlers::{ClientId, Finish, Framing, Handler, Outbox, ServerStats, SlowPolicy};
 use crate::server::Setup;
 use crate::server::durable::Durable;
+use crate::server::ending::Cause;
 use crate::server::lifecycle::{Command, Lifecycle};
 use crate::server::session::Session;
 use crate::signals::ShutdownSignals;
 use crate::status;
 use crate::store::Store;
-use crate::timers::Accepted;
+use crate::timers::AcceptBackoff;
 use crate::trace::Trace;
 
 mod closing;
@@ -281,7 +283,7 @@ impl Reactor {
             self.outbox.set_now(pass_start);
             for event in events.iter() {
                 match event.token() {
-                    LISTENER => self.handle_accept(),
+                    LISTENER => accept::accept_all(self),
                     SIGNALS => self.handle_signals(),
                     UDP => self.handle_udp_event(),
                     WAKE => self.handle_wake(),
@@ -360,14 +362,7 @@ impl Reactor {
         while let Some(command) = self.life.poll_command() {
             self.trace.command(&command);
             match command {
-                Command::StopAccepting => {
-                    // SPEC: connections already in the accept queue are
-                    // served like the others; then the listener is closed.
-                    self.handle_accept();
-                    if let Some(mut listener) = self.listener.take() {
-                        let _ = self.poll.registry().deregister(&mut listener);
-                    }
-                }
+                Command::StopAccepting => accept::stop_accepting(self),
                 Command::NotifyHandler => {
                     self.handler.on_shutdown(&mut self.outbox);
                     self.apply_actions();
@@ -384,14 +379,14 @@ impl Reactor {
                     let keys: Vec<usize> = self.conns.iter().map(|(k, _)| k).collect();
                     for key in keys {
                         let conn = &self.conns[key];
-                        if conn.state != conn::ConnState::Dead && !conn.out.is_empty() {
+                        if !conn.ending.is_dead() && !conn.out.is_empty() {
                             status::killed_with_output(conn.id, conn.out.pending());
                         }
-                        self.kill(key);
+                        self.end_conn(key, Cause::Killed);
                     }
                 }
                 Command::ReportCount => self.member.announce(Announcement::Count),
-                Command::Accept => self.handle_accept(),
+                Command::Accept => accept::accept_all(self),
                 Command::Diagnostic(line) => {
                     self.member.announce(Announcement::Diagnostic(line));
                 }
@@ -431,27 +426,23 @@ impl Reactor {
         }
         self.run_commands();
     }
+}
 
-    // ----- accepting -------------------------------------------------------
+// ----- accepting -------------------------------------------------------
 
-    /// Accepts until the queue is empty (edge-triggered: no second event
-    /// comes for connections left behind).
-    fn handle_accept(&mut self) {
-        while let Some(listener) = &self.listener {
-            let result = listener.accept();
-            match self.life.accept_backoff().on_accept(result, Instant::now()) {
-                Accepted::Client((stream, peer)) => self.add_client(stream, peer),
-                Accepted::Next => {}
-                Accepted::Stop => return,
-            }
-        }
+impl Acceptor for Reactor {
+    type Listener = TcpListener;
+
+    fn listening(&mut self) -> (&mut Option<TcpListener>, &mut AcceptBackoff, &Registry) {
+        let backoff = self.life.accept_backoff();
+        (&mut self.listener, backoff, self.poll.registry())
     }
 
     fn add_client(&mut self, mut stream: TcpStream, peer: SocketAddr) {
         let _ = stream.set_nodelay(true);
         // Until what it sends is durable, a death of the process must reset
         // this connection, not close it (see `net::set_reset_on_close`;
-        // cleared before our FIN in `start_lingering`).
+        // cleared before our FIN, at `Step::ShutWrite` in `closing.rs`).
         if self.durable.is_on()
             && let Err(e) = crate::net::set_reset_on_close(&stream, true)
         {

@@ -37,6 +37,7 @@ use crate::handlers::{ClientId, Finish, Framing, Handler, SlowPolicy};
 use crate::server::Setup;
 use crate::server::census::Census;
 use crate::server::durable::Durable;
+use crate::server::ending::Ending;
 use crate::trace::Trace;
 
 mod actions;
@@ -127,10 +128,9 @@ struct Core {
 
 struct Registered {
     client: Arc<Client>,
-    /// True until the handler has been told this client is gone (or closed
-    /// it itself, or shutdown closed everyone), so `on_disconnect` is
-    /// called at most once.
-    handler_knows: bool,
+    /// Whether the handler must still hear `on_disconnect` (once), decided
+    /// under the handler lock; the reader takes it along to linger.
+    ending: Ending,
 }
 
 impl Server {

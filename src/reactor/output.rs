@@ -4,10 +4,10 @@
 use mio::{Interest, Token};
 
 use super::Reactor;
-use super::conn::ConnState;
 use crate::handlers::ClientId;
 use crate::outbuf::Flushed;
 use crate::server::actions::{self, Bytes, Clients};
+use crate::server::ending::{Cause, Stage};
 use crate::server::session::Flow;
 use crate::status;
 
@@ -44,11 +44,7 @@ impl Reactor {
             _ => *self.keys.get(&id)?,
         };
         match self.conns.get(key) {
-            Some(conn)
-                if conn.id == id && matches!(conn.state, ConnState::Open | ConnState::Closing) =>
-            {
-                Some(key)
-            }
+            Some(conn) if conn.id == id && conn.ending.takes_output() => Some(key),
             _ => None,
         }
     }
@@ -84,7 +80,7 @@ impl Reactor {
                 continue;
             };
             conn.dirty = false;
-            if conn.state == ConnState::Dead {
+            if conn.ending.is_dead() {
                 continue;
             }
             // SPEC's durability rule: no byte and no FIN goes out before
@@ -92,7 +88,7 @@ impl Reactor {
             // every connection after it in this pass; a pass that only reads
             // (a ledger blast) syncs nothing.
             if self.durable.owes_sync()
-                && (!conn.out.is_empty() || conn.state == ConnState::Closing)
+                && (!conn.out.is_empty() || conn.ending.stage() == Stage::Closing)
                 && let Err(e) = self.durable.sync_before_output()
             {
                 self.fatal.get_or_insert(e);
@@ -121,17 +117,13 @@ impl Reactor {
             }
             self.after_flush(key);
             if let Some(conn) = self.conns.get_mut(key)
-                && conn.state != ConnState::Dead
+                && !conn.ending.is_dead()
             {
                 self.update_interest(key);
             }
         }
         for key in deferred {
-            if self
-                .conns
-                .get(key)
-                .is_some_and(|c| c.state != ConnState::Dead)
-            {
+            if self.conns.get(key).is_some_and(|c| !c.ending.is_dead()) {
                 self.mark_dirty(key);
             }
         }
@@ -142,8 +134,8 @@ impl Reactor {
         let max = self.config.max_pending_bytes;
         let conn = &mut self.conns[key];
         let pending = conn.out.pending();
-        match conn.state {
-            ConnState::Open => {
+        match conn.ending.stage() {
+            Stage::Open => {
                 let was_paused = conn.gates.by_output;
                 let flow = conn.gates.on_output(pending, max, self.slow_policy);
                 let paused = conn.gates.by_output;
@@ -161,7 +153,7 @@ impl Reactor {
                     self.conns[key].out.shrink();
                 }
             }
-            ConnState::Closing if pending == 0 => self.start_lingering(key),
+            Stage::Closing if pending == 0 => self.flushed(key),
             _ => {}
         }
     }
@@ -212,11 +204,7 @@ impl Clients for Reactor {
 
     fn close(&mut self, id: ClientId) {
         if let Some(key) = self.live_key(id) {
-            let conn = &mut self.conns[key];
-            if conn.state == ConnState::Open {
-                conn.handler_knows = false;
-                self.start_closing(key);
-            }
+            self.end_conn(key, Cause::HandlerClosed);
         } else {
             self.udp_close(id);
         }

@@ -9,10 +9,11 @@ use std::sync::Arc;
 use std::thread;
 use std::time::Instant;
 
-use super::client::{Client, Stop};
+use super::client::Client;
 use super::{Core, Server, lock};
 use crate::handlers::{ClientId, Handler, Outbox};
 use crate::server::actions::{self, Bytes, Clients};
+use crate::server::ending::Cause;
 use crate::server::session::Flow;
 use crate::status;
 
@@ -132,12 +133,12 @@ impl Server {
             let Some(reg) = core.registry.get_mut(&id) else {
                 continue;
             };
-            if !reg.handler_knows {
+            if !reg.ending.handler_knows() {
                 continue;
             }
-            reg.handler_knows = false;
+            reg.ending.close(Cause::Dropped);
             status::dropped_slow(id, pending, self.config.max_pending_bytes);
-            reg.client.kill(Stop::Dropped);
+            reg.client.kill(Cause::Dropped);
             core.handler.on_disconnect(id, &mut extra);
             if self.persist(&extra) {
                 self.apply_locked(core, &extra, actor, &mut dropped, peers);
@@ -196,7 +197,7 @@ impl Server {
                             &format_args!("cannot start a writer thread: {e}; closing"),
                         );
                     }
-                    client.kill(Stop::Failed);
+                    client.kill(Cause::Dropped);
                     return None;
                 }
             }
@@ -258,10 +259,10 @@ impl Clients for Locked<'_> {
             self.peers.close(id);
             return;
         };
-        reg.handler_knows = false;
+        reg.ending.close(Cause::HandlerClosed);
         let client = &reg.client;
         let mut st = client.state();
-        client.request_stop(&mut st, Stop::Closed);
+        client.request_stop(&mut st, Cause::HandlerClosed);
         drop(st);
         if self.actor != Some(id) {
             // Its reader may be blocked in `read`.

@@ -11,19 +11,21 @@ use std::thread;
 use std::time::Instant;
 
 use mio::unix::SourceFd;
-use mio::{Events, Interest, Poll, Waker};
+use mio::{Events, Interest, Poll, Registry, Waker};
 
-use super::client::{Client, ClientState, End, Stop};
+use super::client::{Client, ClientState};
 use super::udp::UdpThread;
 use super::{Core, Registered, Server, lock};
+use crate::accept::{self, Acceptor};
 use crate::handlers::{Datagrams, Finish, Outbox, ServerStats};
 use crate::server::Setup;
 use crate::server::census::Census;
 use crate::server::durable::Durable;
+use crate::server::ending::{Cause, Ending};
 use crate::server::lifecycle::{Command, Lifecycle};
 use crate::signals::ShutdownSignals;
 use crate::status;
-use crate::timers::Accepted;
+use crate::timers::AcceptBackoff;
 
 use crate::net::tokens::{LISTENER, SIGNALS, WAKE};
 
@@ -134,7 +136,7 @@ impl Supervisor {
             self.server.trace.pass(&events, timeout);
             for event in events.iter() {
                 match event.token() {
-                    LISTENER => self.handle_accept(),
+                    LISTENER => accept::accept_all(&mut self),
                     SIGNALS => {
                         // Every signal counts: two in one wakeup are a
                         // first and a second.
@@ -186,17 +188,7 @@ impl Supervisor {
         while let Some(command) = self.life.poll_command() {
             self.server.trace.command(&command);
             match command {
-                Command::StopAccepting => {
-                    // SPEC: connections already in the accept queue are
-                    // served like the others; then the listener is closed.
-                    self.handle_accept();
-                    if let Some(listener) = self.listener.take() {
-                        let _ = self
-                            .poll
-                            .registry()
-                            .deregister(&mut SourceFd(&listener.as_raw_fd()));
-                    }
-                }
+                Command::StopAccepting => accept::stop_accepting(self),
                 Command::NotifyHandler => {
                     let mut out = std::mem::take(&mut self.out);
                     self.server
@@ -219,14 +211,14 @@ impl Supervisor {
                     }
                 }
                 Command::ReportCount => self.server.census.report(),
-                Command::Accept => self.handle_accept(),
+                Command::Accept => accept::accept_all(self),
                 Command::Diagnostic(line) => status::diag(format_args!("{line}")),
             }
         }
     }
 
     /// Tells every client's reader to handle what it already received and
-    /// close (see [`Stop::Shutdown`]); shutting the read side wakes a reader
+    /// close (see [`Cause::Shutdown`]); shutting the read side wakes a reader
     /// blocked in `read` and makes later reads return at once. The handler
     /// heard that everyone goes in `on_shutdown`: no `on_disconnect` follows
     /// for clients closed here (as on the reactor).
@@ -234,7 +226,7 @@ impl Supervisor {
         {
             let mut core = self.server.core();
             for reg in core.registry.values_mut() {
-                reg.handler_knows = false;
+                reg.ending.close(Cause::Shutdown { cut });
             }
         }
         for client in self.snapshot() {
@@ -242,7 +234,7 @@ impl Supervisor {
             if st.stop.is_some() {
                 continue;
             }
-            client.request_stop(&mut st, Stop::Shutdown { cut });
+            client.request_stop(&mut st, Cause::Shutdown { cut });
             drop(st);
             let _ = client.stream.shutdown(Shutdown::Read);
         }
@@ -259,17 +251,14 @@ impl Supervisor {
         clients.extend(lock(&self.server.flushing).values().cloned());
         clients
     }
+}
 
-    /// Accepts until the queue is empty (the poll is edge-triggered).
-    fn handle_accept(&mut self) {
-        while let Some(listener) = &self.listener {
-            let result = listener.accept();
-            match self.life.accept_backoff().on_accept(result, Instant::now()) {
-                Accepted::Client((stream, peer)) => self.add_client(stream, peer),
-                Accepted::Next => {}
-                Accepted::Stop => return,
-            }
-        }
+impl Acceptor for Supervisor {
+    type Listener = TcpListener;
+
+    fn listening(&mut self) -> (&mut Option<TcpListener>, &mut AcceptBackoff, &Registry) {
+        let backoff = self.life.accept_backoff();
+        (&mut self.listener, backoff, self.poll.registry())
     }
 
     fn add_client(&mut self, stream: TcpStream, peer: SocketAddr) {
@@ -319,7 +308,7 @@ impl Supervisor {
             id,
             Registered {
                 client: Arc::clone(&client),
-                handler_knows: true,
+                ending: Ending::new(),
             },
         );
         server.with_handler(None, &mut self.out, |handler, out| {
@@ -333,7 +322,7 @@ impl Supervisor {
             .spawn(move || reader_server.serve(&reader_client));
         if let Err(e) = spawned {
             status::dropped_error(id, &format_args!("cannot start a thread: {e}; closing"));
-            server.end_client(&client, &mut server.reader(), End::Kill);
+            server.end_client(&client, &mut server.reader(), Cause::Dropped);
         }
     }
 }
