@@ -73,7 +73,7 @@ pub struct ServerArgs {
     #[arg(long, default_value_t = 10000, value_parser = number_in(1, 1_000_000), allow_negative_numbers = true, value_name = "N")]
     pub max_clients: u64,
 
-    /// Output queued for one client before it counts as too slow (echo/queue: reading pauses; presence: dropped)
+    /// Output queued for one client before it counts as too slow (echo/queue: reading pauses; presence: dropped); sink: bytes held for stdout
     #[arg(long, default_value_t = 4 * 1024 * 1024, value_parser = number_in(1, 1 << 40), allow_negative_numbers = true, value_name = "BYTES")]
     pub max_pending: u64,
 

@@ -97,6 +97,7 @@ pub mod limits;
 pub mod net;
 pub mod signals;
 pub mod status;
+pub mod stdout;
 pub mod trace;
 
 // Tests

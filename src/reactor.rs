@@ -29,10 +29,11 @@ use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashMap, VecDeque};
 use std::io;
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use mio::net::{TcpListener, TcpStream};
-use mio::{Events, Interest, Poll, Registry, Token};
+use mio::{Events, Interest, Poll, Registry, Token, Waker};
 use slab::Slab;
 
 use crate::accept::{self, Acceptor};
@@ -45,6 +46,7 @@ use crate::server::lifecycle::{Command, Lifecycle};
 use crate::server::session::Session;
 use crate::signals::ShutdownSignals;
 use crate::status;
+use crate::stdout::{FlushDeadline, StdoutWriter};
 use crate::store::Store;
 use crate::timers::AcceptBackoff;
 use crate::trace::Trace;
@@ -54,6 +56,7 @@ mod conn;
 mod input;
 mod member;
 mod output;
+mod stdout;
 mod udp;
 
 use conn::Conn;
@@ -98,7 +101,10 @@ pub fn run(
 pub struct LoopParts {
     pub poll: Poll,
     pub udp: Option<std::net::UdpSocket>,
-    pub stdout: status::RawStdout,
+    /// The one stdout writer of every loop.
+    pub stdout: StdoutWriter,
+    /// This loop's [`WAKE`] waker (the stdout writer wakes it too).
+    pub waker: Arc<Waker>,
     pub config: ServerConfig,
     pub handler: Box<dyn Handler>,
     pub store: Option<Box<dyn Store>>,
@@ -114,6 +120,7 @@ pub fn run_loop(parts: LoopParts) -> io::Result<Finish> {
         poll,
         udp,
         stdout,
+        waker,
         config,
         handler,
         store,
@@ -126,6 +133,7 @@ pub fn run_loop(parts: LoopParts) -> io::Result<Finish> {
         signals: None,
         udp,
     };
+    let stdout = stdout::LoopStdout::new(stdout, waker);
     Reactor::with_parts(sources, stdout, config, handler, store, member)?.run()
 }
 
@@ -179,9 +187,9 @@ struct Reactor {
     /// the id lookup.
     current: Option<(ClientId, usize)>,
     stats: ServerStats,
-    /// fd 1 for the sink's bytes, unbuffered (std's `Stdout` is a
-    /// `LineWriter`); a duplicate, so dropping it leaves fd 1 open.
-    stdout: status::RawStdout,
+    /// The sink's bytes: queued for the stdout writer thread, never
+    /// written by the loop (see [`stdout`]).
+    stdout: stdout::LoopStdout,
     /// How this loop takes part in the server: client ids, counts and the
     /// server-wide lines go through it.
     member: Box<dyn Membership>,
@@ -212,7 +220,9 @@ impl Reactor {
             signals: Some(signals),
             udp,
         };
-        let stdout = status::RawStdout::new()?;
+        // The stdout writer wakes the loop through it.
+        let waker = Arc::new(Waker::new(sources.poll.registry(), WAKE)?);
+        let stdout = stdout::LoopStdout::new(StdoutWriter::new(config.max_pending_bytes)?, waker);
         Reactor::with_parts(
             sources,
             stdout,
@@ -227,7 +237,7 @@ impl Reactor {
     /// UDP socket, if any, are registered already.
     fn with_parts(
         sources: Sources,
-        stdout: status::RawStdout,
+        stdout: stdout::LoopStdout,
         config: ServerConfig,
         handler: Box<dyn Handler>,
         store: Option<Box<dyn Store>>,
@@ -272,6 +282,7 @@ impl Reactor {
         let mut events = Events::with_capacity(1024);
         loop {
             let timeout = self.next_timeout(Instant::now());
+            self.kick_stdout();
             if let Err(e) = self.poll.poll(&mut events, timeout) {
                 // A signal landing during poll is an empty wakeup.
                 if e.kind() != io::ErrorKind::Interrupted {
@@ -318,11 +329,13 @@ impl Reactor {
             if self.dead.is_empty()
                 && !self.udp_owes_output()
                 && self.life.is_done(self.conns.len(), now)
+                && self.stdout_settled(now)
             {
                 break;
             }
         }
         self.durable.finish()?;
+        FlushDeadline::finish(&self.stdout.writer)?;
         Ok(self.handler.finish(&self.stats))
     }
 
@@ -350,6 +363,7 @@ impl Reactor {
             self.udp.as_ref().and_then(udp::Udp::deadline),
             self.idle_queue.peek().map(|e| e.0.0),
             self.linger_queue.peek().map(|e| e.0.0),
+            self.stdout.flush.wake_at(now),
         ]
         .into_iter()
         .flatten()
@@ -407,6 +421,7 @@ impl Reactor {
         }
         let now = Instant::now();
         for _ in 0..wake.signals {
+            self.stdout_signal(now);
             self.life.handle_signal(now);
         }
         self.run_commands();
@@ -414,6 +429,7 @@ impl Reactor {
             self.fatal.get_or_insert(e);
         }
         self.apply_actions();
+        self.resume_after_stdout();
     }
 
     /// Every signal counts: two in one wakeup are a first and a second.
@@ -422,6 +438,7 @@ impl Reactor {
         let count = self.signals.as_mut().map_or(0, ShutdownSignals::take);
         self.trace.signals(count);
         for _ in 0..count {
+            self.stdout_signal(now);
             self.life.handle_signal(now);
         }
         self.run_commands();

@@ -105,9 +105,9 @@ struct Server {
     config: ServerConfig,
     framing: Framing,
     slow_policy: SlowPolicy,
-    /// fd 1 for the sink's bytes, unbuffered (a duplicate: dropping it
-    /// leaves fd 1 open). The lock keeps one `write_all` whole.
-    stdout: Mutex<crate::status::RawStdout>,
+    /// The sink's bytes, queued for the stdout writer thread: a reader
+    /// never blocks on stdout, it waits for room like for a pause.
+    stdout: crate::stdout::StdoutWriter,
     /// Partial lines dropped at the end of a drain (`ServerStats`).
     cut_partial_lines: AtomicU64,
     /// Wakes the supervisor: the last client left, a store failed.

@@ -29,10 +29,8 @@ impl Reactor {
             self.fatal.get_or_insert(e);
         }
         actions::to_clients(&outbox, self);
-        // Blocking write: the sink's other clients wait by SPEC anyway, and
-        // a slow stdout must slow the sender down.
-        let stdout = &mut self.stdout;
-        actions::print_lines(&outbox, |b| stdout.write(b));
+        // Queued for the stdout writer; a full queue pauses the sender.
+        self.print(&outbox);
         self.outbox = outbox;
         self.outbox.clear();
     }

@@ -30,7 +30,7 @@ use crate::timers::{AcceptBackoff, Ticker};
 /// spend flushing before what is left is killed.
 pub const SHUTDOWN_FLUSH: Duration = Duration::from_secs(2);
 /// After every client was killed, how long a server may wait for them to be
-/// gone (a thread blocked on a stdout nobody reads cannot be interrupted).
+/// gone (a thread that does not finish must not keep the process alive).
 pub const REAP_GRACE: Duration = Duration::from_secs(1);
 
 /// Where the server is in its life.

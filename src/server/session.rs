@@ -223,6 +223,9 @@ pub struct Gates {
     /// Its queued output passed `--max-pending` (echo, queue): closed
     /// until that output has drained to half of it.
     pub by_output: bool,
+    /// The stdout writer's queue is over its budget (the sink's owner):
+    /// closed until it has drained to half of it.
+    pub by_stdout: bool,
 }
 
 /// What the slow-client rule decided after a client's queued output
@@ -241,7 +244,7 @@ pub enum Flow {
 impl Gates {
     /// Whether the client may be read from.
     pub fn open(&self) -> bool {
-        !self.by_handler && !self.by_output
+        !self.by_handler && !self.by_output && !self.by_stdout
     }
 
     /// The slow-client rule, with `pending` bytes of output queued.
@@ -257,7 +260,7 @@ impl Gates {
         }
         if self.by_output && pending <= max_pending / 2 {
             self.by_output = false;
-            if !self.by_handler {
+            if !self.by_handler && !self.by_stdout {
                 return Flow::Resume;
             }
         }

@@ -89,7 +89,8 @@ impl Client {
         loop {
             match st.stop {
                 Some(Cause::Shutdown { cut }) => {
-                    let paused = st.gates.by_handler || (st.gates.by_output && !holding);
+                    let paused = st.gates.by_handler
+                        || ((st.gates.by_output || st.gates.by_stdout) && !holding);
                     return if paused {
                         Gate::End(Cause::Shutdown { cut })
                     } else {

@@ -238,7 +238,7 @@ impl Server {
             self.census.leave(id);
             reg.map(|reg| reg.ending)
         };
-        self.carry_out_unlocked(&r.out);
+        self.carry_out_unlocked(&r.out, None);
         r.out.clear();
         // SPEC's durability rule: our FIN may tell the client all it sent
         // is safe. If the store failed it gets a reset instead.

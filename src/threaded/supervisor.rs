@@ -25,6 +25,7 @@ use crate::server::ending::{Cause, Ending};
 use crate::server::lifecycle::{Command, Lifecycle};
 use crate::signals::ShutdownSignals;
 use crate::status;
+use crate::stdout::{FlushDeadline, Waiter};
 use crate::timers::AcceptBackoff;
 
 use crate::net::tokens::{LISTENER, SIGNALS, WAKE};
@@ -45,6 +46,8 @@ pub(super) struct Supervisor {
     life: Lifecycle,
     /// The supervisor's own outbox (on_connect, on_shutdown).
     out: Outbox,
+    /// How long shutdown waits for the stdout writer's queue.
+    flush: FlushDeadline,
 }
 
 impl Supervisor {
@@ -69,7 +72,7 @@ impl Supervisor {
         )?;
         signals.register(poll.registry(), SIGNALS)?;
         let waker = Waker::new(poll.registry(), WAKE)?;
-        let stdout = status::RawStdout::new()?;
+        let stdout = crate::stdout::StdoutWriter::new(config.max_pending_bytes)?;
         let addr = listener.local_addr()?;
         let traits = handler.traits();
         status.listening(addr, traits.name, udp.is_some());
@@ -89,7 +92,7 @@ impl Supervisor {
             table: Mutex::new(HashMap::new()),
             flushing: Mutex::new(HashMap::new()),
             open: AtomicUsize::new(0),
-            stdout: Mutex::new(stdout),
+            stdout,
             cut_partial_lines: AtomicU64::new(0),
             waker,
             trace: crate::trace::Trace::for_threads(config.trace),
@@ -107,6 +110,7 @@ impl Supervisor {
             udp,
             life,
             out: Outbox::new(),
+            flush: FlushDeadline::default(),
         })
     }
 
@@ -122,11 +126,20 @@ impl Supervisor {
 
     pub(super) fn run(mut self) -> io::Result<Finish> {
         let mut events = Events::with_capacity(256);
+        // The stdout writer wakes the supervisor once its queue is written.
+        let server = Arc::downgrade(&self.server);
+        let flushed: Waiter = Arc::new(move || {
+            if let Some(server) = server.upgrade() {
+                let _ = server.waker.wake();
+            }
+        });
         loop {
-            let timeout = self
-                .life
-                .poll_timeout()
-                .map(|t| t.saturating_duration_since(Instant::now()));
+            let now = Instant::now();
+            let timeout = [self.life.poll_timeout(), self.flush.wake_at(now)]
+                .into_iter()
+                .flatten()
+                .min()
+                .map(|t| t.saturating_duration_since(now));
             // A signal landing during poll is an empty wakeup.
             if let Err(e) = self.poll.poll(&mut events, timeout)
                 && e.kind() != io::ErrorKind::Interrupted
@@ -144,6 +157,7 @@ impl Supervisor {
                         let count = self.signals.take();
                         self.server.trace.signals(count);
                         for _ in 0..count {
+                            self.flush.on_signal(now, self.server.config.drain_timeout);
                             self.life.handle_signal(now);
                         }
                         self.run_commands();
@@ -162,7 +176,9 @@ impl Supervisor {
             self.life.handle_timeout(now, self.clients());
             self.run_commands();
             self.server.trace.pass_end();
-            if self.life.is_done(self.open(), now) {
+            if self.life.is_done(self.open(), now)
+                && self.flush.settled(&self.server.stdout, now, &flushed)
+            {
                 break;
             }
         }
@@ -180,6 +196,7 @@ impl Supervisor {
             let first = lock(&self.server.fatal).take();
             return Err(first.unwrap_or(e));
         }
+        FlushDeadline::finish(&self.server.stdout)?;
         Ok(self.server.core().handler.finish(&stats))
     }
 
