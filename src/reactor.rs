@@ -458,6 +458,15 @@ impl Acceptor for Reactor {
 
     fn add_client(&mut self, mut stream: TcpStream, peer: SocketAddr) {
         let _ = stream.set_nodelay(true);
+        // Until what it sends is durable, a death of the process must reset
+        // this connection, not close it (see `net::set_reset_on_close`;
+        // cleared before our FIN, at `Step::ShutWrite` in `closing.rs`).
+        if self.durable.is_on()
+            && let Err(e) = crate::net::set_reset_on_close(&stream, true)
+        {
+            status::diag(format_args!("accept: SO_LINGER: {e}; dropping connection"));
+            return;
+        }
         let entry = self.conns.vacant_entry();
         let key = entry.key();
         if let Err(e) = self

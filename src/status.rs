@@ -92,6 +92,9 @@ pub fn line_too_long(id: ClientId, max_line: usize) {
 /// gets no id and no status line.
 pub fn refuse_too_many_clients(stream: &impl AsFd, max_clients: usize) {
     let socket = socket2::SockRef::from(stream);
+    // Never accepted as a client: a plain close, whatever a store's
+    // server set at accept (see `net::set_reset_on_close`).
+    let _ = socket.set_linger(None);
     let _ = (&*socket).write(TOO_MANY_CLIENTS);
     let _ = socket.shutdown(std::net::Shutdown::Write);
     too_many_clients(max_clients);

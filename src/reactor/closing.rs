@@ -88,6 +88,12 @@ impl Reactor {
                     self.mark_dirty(key);
                 }
                 Step::ShutWrite { until } => {
+                    // What it sent is durable now (`flush_dirty` syncs
+                    // first): the FIN may acknowledge it, and the close
+                    // after it is a plain one.
+                    if self.durable.is_on() {
+                        let _ = crate::net::set_reset_on_close(&conn.stream, false);
+                    }
                     let _ = conn.stream.shutdown(Shutdown::Write);
                     self.trace.lingering(conn.id);
                     self.linger_queue.push(Reverse((until, key, conn.id)));

@@ -58,6 +58,10 @@ pub(super) struct ClientState {
     pub(super) dead: bool,
     /// The writer thread, once output was first queued.
     pub(super) writer: Option<JoinHandle<bool>>,
+    /// `SO_LINGER` is {on, 0}: the server has a store and this client's
+    /// input is not known durable yet, so no FIN may go out (see
+    /// [`crate::net::set_reset_on_close`]); cleared by [`Client::allow_fin`].
+    pub(super) reset_on_close: bool,
     /// The reader waits because the output total is over and this client
     /// has output queued: the writer wakes it when that output is gone.
     pub(super) held_by_total: bool,
@@ -74,6 +78,7 @@ impl ClientState {
             output_closed: false,
             dead: false,
             writer: None,
+            reset_on_close: false,
             held_by_total: false,
         }
     }
@@ -197,8 +202,31 @@ impl Client {
         st.dead = true;
         st.out.clear();
         self.writable.notify_all();
+        // A connection whose input is not durable yet gets no FIN here: its
+        // reader may hold bytes it now drops, and a FIN would acknowledge
+        // them. Shutting the read side wakes the reader; the close then
+        // resets. A writer blocked in `write` needs the write side shut (a
+        // FIN): only the atm's clients have writers while armed, and the
+        // atm acknowledges with replies, not with its close.
+        let how = if st.reset_on_close && st.writer.is_none() {
+            Shutdown::Read
+        } else {
+            Shutdown::Both
+        };
         drop(st);
-        let _ = self.stream.shutdown(Shutdown::Both);
+        let _ = self.stream.shutdown(how);
+    }
+
+    /// Everything this client sent that the server took in is durable: a
+    /// FIN may go out from now on (clears [`ClientState::reset_on_close`]).
+    pub(super) fn allow_fin(&self) {
+        let mut st = self.state();
+        if st.reset_on_close {
+            st.reset_on_close = false;
+            // Cannot fail on a socket we hold; were it to, the close after
+            // our FIN would reset, which loses nothing durable.
+            let _ = crate::net::set_reset_on_close(&self.stream, false);
+        }
     }
 
     /// No more output: lets the writer flush and send our FIN. Returns
@@ -223,8 +251,9 @@ impl Client {
     /// The store failed: no FIN may go out (it could read as "all you sent
     /// is safe"). Output stops; the socket is reset when the process exits.
     pub(super) fn abandon(&self) {
-        let _ = socket2::SockRef::from(&self.stream).set_linger(Some(Duration::ZERO));
+        let _ = crate::net::set_reset_on_close(&self.stream, true);
         let mut st = self.state();
+        st.reset_on_close = true;
         st.dead = true;
         st.out.clear();
         self.writable.notify_all();

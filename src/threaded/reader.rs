@@ -243,6 +243,12 @@ impl Server {
         // SPEC's durability rule: our FIN may tell the client all it sent
         // is safe. If the store failed it gets a reset instead.
         let durable = self.sync_before_fin();
+        // All this reader handled is durable now: a FIN tells the truth.
+        // Not after an abrupt end (a kill, a drop), whose reader may have
+        // dropped bytes it held: that connection is reset instead.
+        if durable && end.is_graceful() {
+            client.allow_fin();
+        }
 
         // The table forgets it now (its status line is out already), not
         // after the flush and linger below, which take different times per

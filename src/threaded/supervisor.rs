@@ -288,6 +288,13 @@ impl Acceptor for Supervisor {
             return;
         }
         let _ = stream.set_nodelay(true);
+        // Until what it sends is durable, a death of the process must reset
+        // this connection, not close it (see `net::set_reset_on_close`).
+        let reset_on_close = server.persisting;
+        if reset_on_close && let Err(e) = crate::net::set_reset_on_close(&stream, true) {
+            status::diag(format_args!("accept: SO_LINGER: {e}; dropping connection"));
+            return;
+        }
         // Its id and its line; TCP clients only count against
         // `--max-clients` (UDP peers have `--max-udp-peers`).
         let max = server.config.max_clients;
@@ -301,7 +308,10 @@ impl Acceptor for Supervisor {
             max_pending: server.config.max_pending_bytes,
             slow_policy: server.slow_policy,
             output_total: server.output_total.clone(),
-            state: Mutex::new(ClientState::new(&server.output_total)),
+            state: Mutex::new(ClientState {
+                reset_on_close,
+                ..ClientState::new(&server.output_total)
+            }),
             readable: Condvar::new(),
             writable: Condvar::new(),
             trace: server.trace.clone(),
