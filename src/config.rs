@@ -109,6 +109,10 @@ pub struct ServerArgs {
     /// gets `error: too many clients` and is not tracked
     #[arg(long, default_value_t = 1024, value_parser = number_in(1, 1_000_000), allow_negative_numbers = true, value_name = "N")]
     pub max_udp_peers: u64,
+    /// Output queued for all clients together; beyond it no client with output queued is read
+    /// from (presence: the largest holder is dropped) until the total is under half
+    #[arg(long, default_value_t = 128 * 1024 * 1024, value_parser = number_in(1, 1 << 40), allow_negative_numbers = true, value_name = "BYTES")]
+    pub max_output_total: u64,
     /// nonblocking-server only: N event loops, one thread each; 0 = one per CPU core
     #[arg(long, default_value_t = 1, value_parser = number_in(0, MAX_REACTORS), allow_negative_numbers = true, value_name = "N")]
     pub reactors: u64,
@@ -154,6 +158,8 @@ pub struct ServerConfig {
     /// `--max-udp-peers`: a datagram burst from many ports never takes
     /// the places TCP clients need (`--max-clients` counts TCP only).
     pub max_udp_peers: usize,
+    /// `--max-output-total`: memory is bounded in all, not only per client.
+    pub max_output_total_bytes: usize,
     /// `--reactors`, resolved: the number of event loops (1 or more; `0`
     /// on the command line becomes the number of CPU cores).
     pub reactors: usize,
@@ -277,6 +283,7 @@ impl From<ServerArgs> for ServerConfig {
             udp: args.udp,
             udp_idle: args.udp_idle,
             max_udp_peers: clamp(args.max_udp_peers),
+            max_output_total_bytes: clamp(args.max_output_total),
             reactors: match args.reactors {
                 0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
                 n => clamp(n),
@@ -505,6 +512,25 @@ mod tests {
                 .unwrap_err();
             assert!(err.contains("--udp") && err.contains(bad), "{err}");
         }
+    }
+
+    #[test]
+    fn max_output_total_defaults_to_128_mib_and_refuses_0() {
+        assert_eq!(config(&["s", "1"]).max_output_total_bytes, 128 << 20);
+        let c = config(&[
+            "s",
+            "--max-output-total",
+            "1000",
+            "--max-pending",
+            "5000",
+            "1",
+        ]);
+        assert_eq!(
+            c.max_output_total_bytes, 1000,
+            "below --max-pending is allowed"
+        );
+        let err = ServerArgs::try_parse_from(["s", "--max-output-total", "0", "1"]).unwrap_err();
+        assert_eq!(err.exit_code(), 2);
     }
 
     #[test]

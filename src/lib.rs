@@ -51,7 +51,8 @@
 //! - [`status`]: the exact text of every status and diagnostic line.
 //! - [`trace`]: `--trace`, one line per step of a loop on stderr, formatted and throttled.
 //! - [`net`]: socket set-up.
-//! - [`limits`]: descriptors against `RLIMIT_NOFILE`; `--max-clients` lowered to fit.
+//! - [`limits`]: descriptors against `RLIMIT_NOFILE`; `--max-clients` lowered to fit;
+//!   the output queued for all clients (`--max-output-total`).
 //! - [`signals`]: the shutdown signals, counted one by one.
 //! - [`addr`]: the clients' `ADDR` (`HOST:PORT`, `[V6ADDR]:PORT`, bare `PORT`).
 

@@ -16,11 +16,16 @@
 //!
 //! The arithmetic is [`fit_max_clients`], pure; [`fit_descriptors`] is the
 //! one call at start-up that reads the OS.
+//!
+//! The output queued for all clients together (`--max-output-total`) is
+//! [`output_total`]'s.
 
 use rustix::process::{Resource, Rlimit, getrlimit, setrlimit};
 
 use crate::config::ServerConfig;
 use crate::status;
+
+pub mod output_total;
 
 /// Descriptors per event loop or polling thread: its poll (epoll), its
 /// waker (eventfd), its own handle on stdout, and (`--reactors N`) one

@@ -4,10 +4,19 @@
 //! so a steady stream of replies allocates nothing); a shared broadcast
 //! buffer is queued by reference, so N recipients hold one copy. Writes go out
 //! with `write_vectored`, so a queue of many chunks costs one syscall.
+//!
+//! A client's buffer is charged to the server's [`OutputTotal`]
+//! (`--max-output-total`): every byte queued, written, cleared or dropped
+//! with the buffer moves the total, so no path can forget it. A shared
+//! buffer counts once in the total, however many clients it is queued for
+//! (it is one copy in memory), and leaves it when the last queue lets go of
+//! it; for `--max-pending` it counts in full for each client.
 
 use std::collections::VecDeque;
 use std::io::{self, IoSlice, Write};
 use std::sync::Arc;
+
+use crate::limits::output_total::OutputTotal;
 
 /// Owned chunks grow to this size before a new one is started.
 const CHUNK_BYTES: usize = 64 * 1024;
@@ -56,11 +65,53 @@ pub struct OutBuf {
     pending: usize,
     /// An emptied owned chunk kept for reuse.
     spare: Option<Vec<u8>>,
+    /// Where `pending` is also counted (`--max-output-total`), if anywhere.
+    total: Option<OutputTotal>,
 }
 
 impl OutBuf {
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// A buffer whose bytes count towards `total`.
+    pub fn counted(total: OutputTotal) -> Self {
+        let mut out = Self::default();
+        out.total = Some(total);
+        out
+    }
+
+    /// Counts this (empty) buffer's bytes towards `total` from now on.
+    pub fn charge_to(&mut self, total: &OutputTotal) {
+        debug_assert!(self.is_empty());
+        self.total = Some(total.clone());
+    }
+
+    fn added(&mut self, n: usize) {
+        self.pending += n;
+        if let Some(total) = &self.total {
+            total.add(n);
+        }
+    }
+
+    /// Forgets every chunk, giving back what each was charged.
+    fn release_all(&mut self) {
+        let sent = std::mem::take(&mut self.sent);
+        self.pending = 0;
+        let mut owned = 0;
+        for (i, chunk) in self.chunks.drain(..).enumerate() {
+            let skip = if i == 0 { sent } else { 0 };
+            match (&self.total, chunk) {
+                (_, Chunk::Owned(v)) => owned += v.len() - skip,
+                (Some(total), Chunk::Shared(buf)) => total.let_go_shared(&buf),
+                (None, Chunk::Shared(_)) => {}
+            }
+        }
+        if let Some(total) = &self.total
+            && owned > 0
+        {
+            total.sub(owned);
+        }
     }
 
     /// Bytes queued and not yet written.
@@ -77,7 +128,7 @@ impl OutBuf {
         if bytes.is_empty() {
             return;
         }
-        self.pending += bytes.len();
+        self.added(bytes.len());
         if let Some(Chunk::Owned(tail)) = self.chunks.back_mut()
             && tail.len() + bytes.len() <= CHUNK_BYTES.max(tail.capacity())
         {
@@ -95,6 +146,9 @@ impl OutBuf {
             self.push_slice(bytes);
         } else {
             self.pending += bytes.len();
+            if let Some(total) = &self.total {
+                total.hold_shared(bytes);
+            }
             self.chunks.push_back(Chunk::Shared(Arc::clone(bytes)));
         }
     }
@@ -139,9 +193,7 @@ impl OutBuf {
 
     /// Drops everything queued (the connection is gone).
     pub fn clear(&mut self) {
-        self.chunks.clear();
-        self.sent = 0;
-        self.pending = 0;
+        self.release_all();
     }
 
     /// Frees every allocation, for a connection going idle.
@@ -154,21 +206,46 @@ impl OutBuf {
 
     fn advance(&mut self, mut n: usize) {
         self.pending -= n;
+        // Owned bytes leave the total as they are written; a shared buffer
+        // when it is all written.
+        let mut owned = 0;
         while n > 0 {
             let front_len = self.chunks[0].bytes().len() - self.sent;
+            let is_owned = matches!(self.chunks[0], Chunk::Owned(_));
+            if is_owned {
+                owned += n.min(front_len);
+            }
             if n < front_len {
                 self.sent += n;
-                return;
+                break;
             }
             n -= front_len;
             self.sent = 0;
-            if let Some(Chunk::Owned(mut v)) = self.chunks.pop_front()
-                && v.capacity() <= KEEP_CAPACITY_BYTES
-            {
-                v.clear();
-                self.spare = Some(v);
+            match self.chunks.pop_front() {
+                Some(Chunk::Owned(mut v)) if v.capacity() <= KEEP_CAPACITY_BYTES => {
+                    v.clear();
+                    self.spare = Some(v);
+                }
+                Some(Chunk::Shared(buf)) => {
+                    if let Some(total) = &self.total {
+                        total.let_go_shared(&buf);
+                    }
+                }
+                _ => {}
             }
         }
+        if let Some(total) = &self.total
+            && owned > 0
+        {
+            total.sub(owned);
+        }
+    }
+}
+
+impl Drop for OutBuf {
+    /// What is still queued leaves the total with the buffer.
+    fn drop(&mut self) {
+        self.release_all();
     }
 }
 
@@ -251,6 +328,71 @@ mod tests {
             b.push_shared(&shared);
         }
         assert_eq!(Arc::strong_count(&shared), 11);
+    }
+
+    #[test]
+    fn every_way_bytes_leave_is_taken_off_the_total() {
+        let total = OutputTotal::new(usize::MAX);
+        let mut a = OutBuf::counted(total.clone());
+        let mut b = OutBuf::new();
+        b.charge_to(&total);
+        let shared: Arc<[u8]> = Arc::from(vec![b's'; 1000]);
+        a.push_slice(&[1; 100]);
+        a.push_shared(&shared);
+        b.push_slice(&[2; 10]);
+        assert_eq!(total.bytes(), 1110);
+        let mut w = Trickle {
+            got: Vec::new(),
+            step: 7,
+            limit: 500,
+        };
+        a.flush_to(&mut w, usize::MAX).unwrap();
+        // The owned 100 are out; the shared buffer, half written, counts
+        // until it is all out.
+        assert_eq!(total.bytes(), 1010);
+        w.limit = 1050;
+        a.flush_to(&mut w, usize::MAX).unwrap();
+        assert_eq!((a.pending(), total.bytes()), (50, 1010));
+        w.limit = 1100;
+        a.flush_to(&mut w, usize::MAX).unwrap();
+        assert_eq!((a.pending(), total.bytes()), (0, 10));
+        // Swapped buffers (the threaded writer's double buffering) stay
+        // counted.
+        std::mem::swap(&mut a, &mut b);
+        b.clear();
+        assert_eq!(total.bytes(), 10);
+        drop(a);
+        assert_eq!(total.bytes(), 0);
+    }
+
+    #[test]
+    fn a_shared_buffer_counts_once_in_the_total_until_the_last_queue_lets_go() {
+        let total = OutputTotal::new(usize::MAX);
+        let shared: Arc<[u8]> = Arc::from(vec![b's'; 1000]);
+        let mut bufs: Vec<OutBuf> = (0..3).map(|_| OutBuf::counted(total.clone())).collect();
+        for b in &mut bufs {
+            b.push_shared(&shared);
+            b.push_slice(b"\n");
+        }
+        assert_eq!(total.bytes(), 1003);
+        assert!(
+            bufs.iter().all(|b| b.pending() == 1001),
+            "--max-pending: in full"
+        );
+        let mut w = Trickle {
+            got: Vec::new(),
+            step: usize::MAX,
+            limit: usize::MAX,
+        };
+        bufs[0].flush_to(&mut w, usize::MAX).unwrap();
+        assert_eq!(total.bytes(), 1002, "two queues still hold it");
+        bufs[1].clear();
+        assert_eq!(total.bytes(), 1001);
+        bufs.truncate(2);
+        assert_eq!(total.bytes(), 0, "the last one dropped");
+        // Queued again later (another broadcast of the same buffer): counted again.
+        bufs[0].push_shared(&shared);
+        assert_eq!(total.bytes(), 1000);
     }
 
     #[test]

@@ -39,6 +39,7 @@ use slab::Slab;
 use crate::accept::{self, Acceptor};
 use crate::config::ServerConfig;
 use crate::handlers::{ClientId, Finish, Framing, Handler, Outbox, ServerStats, SlowPolicy};
+use crate::limits::output_total::OutputTotal;
 use crate::server::Setup;
 use crate::server::durable::Durable;
 use crate::server::ending::Cause;
@@ -195,6 +196,8 @@ struct Reactor {
     member: Box<dyn Membership>,
     /// `--trace`: one line per step (off: one branch per step).
     trace: Trace,
+    /// `--max-output-total`: the total, and whom this loop holds back.
+    total_gate: output::TotalGate,
 }
 
 impl Reactor {
@@ -223,14 +226,9 @@ impl Reactor {
         // The stdout writer wakes the loop through it.
         let waker = Arc::new(Waker::new(sources.poll.registry(), WAKE)?);
         let stdout = stdout::LoopStdout::new(StdoutWriter::new(config.max_pending_bytes)?, waker);
-        Reactor::with_parts(
-            sources,
-            stdout,
-            config,
-            handler,
-            store,
-            Box::new(Alone::new(status)),
-        )
+        let total = OutputTotal::new(config.max_output_total_bytes);
+        let alone = Alone::new(status, total);
+        Reactor::with_parts(sources, stdout, config, handler, store, Box::new(alone))
     }
 
     /// The loop around an existing poll; the listener, the signals and the
@@ -249,6 +247,7 @@ impl Reactor {
             signals,
             udp,
         } = sources;
+        let total_gate = output::TotalGate::new(member.output_total());
         Ok(Reactor {
             trace: Trace::for_this_loop(config.trace),
             poll,
@@ -275,6 +274,7 @@ impl Reactor {
             current: None,
             stats: ServerStats::default(),
             stdout,
+            total_gate,
         })
     }
 
@@ -359,6 +359,7 @@ impl Reactor {
             return Some(Duration::ZERO);
         }
         [
+            self.total_gate.recheck_at(now),
             self.life.poll_timeout(),
             self.udp.as_ref().and_then(udp::Udp::deadline),
             self.idle_queue.peek().map(|e| e.0.0),
@@ -488,7 +489,8 @@ impl Acceptor for Reactor {
             return;
         };
         let session = Session::new(self.framing, self.config.max_line_bytes);
-        entry.insert(Conn::new(stream, id, session));
+        let conn = entry.insert(Conn::new(stream, id, session));
+        conn.out.charge_to(&self.total_gate.total);
         self.keys.insert(id, key);
         self.trace.accepted(id, peer);
         self.apply_actions();

@@ -9,6 +9,9 @@
 //!   total and is printed whole, in the order the total changed;
 //!   `--max-clients` is a limit on the total;
 //! - one periodic line, one drain line: the acceptor prints them;
+//! - `--max-output-total`: one [`OutputTotal`] (an atomic) counts every
+//!   loop's queued output; each loop holds back its own clients, and the
+//!   fall back under half wakes every loop;
 //! - signals: the acceptor catches them and passes each one on to every
 //!   loop (after the connections it accepted before), so every loop runs
 //!   the same [`Lifecycle`](crate::server::lifecycle::Lifecycle) steps for
@@ -42,6 +45,7 @@ use mio::net::TcpStream;
 use mio::{Poll, Waker};
 
 use crate::handlers::{ClientId, Finish, Handler, Outbox, Sharded, Sharing};
+use crate::limits::output_total::OutputTotal;
 use crate::net::tokens::WAKE;
 use crate::reactor::{self, Announcement, Membership, Wake};
 use crate::server::Setup;
@@ -71,6 +75,8 @@ pub struct Worker {
     rx: Receiver<Msg>,
     census: Arc<Census>,
     hub: Option<Arc<Hub>>,
+    /// The process's one output total (`--max-output-total`).
+    output_total: OutputTotal,
 }
 
 impl Worker {
@@ -132,6 +138,10 @@ impl Membership for Worker {
             wake.failure = hub.take_mailbox(self.index, out);
         }
         wake
+    }
+
+    fn output_total(&self) -> OutputTotal {
+        self.output_total.clone()
     }
 }
 
@@ -251,6 +261,10 @@ pub fn run(
         polls.push(poll);
     }
     let (plan, parts) = Plan::split(handler, store, &wakers);
+    // One total for the process: a loop over it wakes the others when it
+    // falls back, since their held clients raise no event of their own.
+    let output_total = OutputTotal::new(config.max_output_total_bytes);
+    output_total.wake_on_fall(&wakers);
     let census = Arc::new(Census::new(status));
     let alive = Arc::new(AtomicUsize::new(n));
     let mut links = Vec::with_capacity(n);
@@ -296,6 +310,7 @@ pub fn run(
                 Plan::Shared(hub) => Some(hub.clone()),
                 _ => None,
             },
+            output_total: output_total.clone(),
         };
         let config = config.clone();
         // `--udp`: one socket, served by the first loop; its peers are

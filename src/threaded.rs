@@ -34,6 +34,7 @@ use mio::Waker;
 
 use crate::config::ServerConfig;
 use crate::handlers::{ClientId, Finish, Framing, Handler, SlowPolicy};
+use crate::limits::output_total::OutputTotal;
 use crate::server::Setup;
 use crate::server::census::Census;
 use crate::server::durable::Durable;
@@ -116,6 +117,8 @@ struct Server {
     datagram_is_line: bool,
     /// `--trace`: one line per step, naming the thread (shared throttle).
     trace: Trace,
+    /// `--max-output-total`: every client's output is charged here.
+    output_total: OutputTotal,
 }
 
 /// The handler lock's contents.

@@ -429,6 +429,24 @@ impl Trace {
         }
     }
 
+    /// Not read from: over `--max-output-total`, with output queued.
+    #[inline]
+    pub fn total_held(&self, id: ClientId) {
+        if let Some(sink) = &self.sink {
+            let line = format_args!("client {id}: held: output over --max-output-total");
+            out_of_line(|| sink.step(Step::Flow, line));
+        }
+    }
+
+    /// The output total fell back under half: `count` held clients resume.
+    #[inline]
+    pub fn total_released(&self, count: usize) {
+        if let Some(sink) = &self.sink {
+            let line = format_args!("{count} held clients resume: total output under half");
+            out_of_line(|| sink.step(Step::Flow, line));
+        }
+    }
+
     /// The sink's client stops (`paused`) or starts again being read,
     /// because the stdout writer's queue holds `unwritten` bytes of its
     /// `budget`.

@@ -16,6 +16,7 @@ both!(
     negative_numbers_get_a_message_that_says_so,
     report_every_below_10_ms_is_a_usage_error,
     bad_port_is_a_usage_error,
+    max_output_total_of_0_or_no_number_is_a_usage_error,
     port_in_use_exits_1_naming_the_address,
     help_mentions_every_option,
     listening_line_names_each_handler,
@@ -57,6 +58,7 @@ fn negative_numbers_get_a_message_that_says_so(kind: Kind) {
         &["--max-line", "-1", "0"],
         &["--max-clients", "-10", "0"],
         &["--queue-size", "-1", "0"],
+        &["--max-output-total", "-1", "0"],
         &["-1"],
     ] {
         assert_usage_error(kind, args);
@@ -65,6 +67,14 @@ fn negative_numbers_get_a_message_that_says_so(kind: Kind) {
             err.contains("negative numbers are not allowed"),
             "{args:?}: {err:?}"
         );
+    }
+}
+
+/// Decision (docs/PROTOCOL.md): 0 would mean no client could ever have
+/// output queued; a total below `--max-pending` is allowed (it binds first).
+fn max_output_total_of_0_or_no_number_is_a_usage_error(kind: Kind) {
+    for bad in ["0", "lots", "1099511627777"] {
+        assert_usage_error(kind, &["--max-output-total", bad, "0"]);
     }
 }
 
@@ -150,10 +160,6 @@ fn spec_options() -> Vec<SpecOption> {
     options
 }
 
-/// Options SPEC has that no server implements yet (other changes add them):
-/// [`help_mentions_the_options_not_implemented_yet`] checks them.
-const NOT_YET: &[&str] = &["--max-output-total"];
-
 /// Whether `help` names `word` as a whole word (`--udp` is not found in
 /// `--udp-idle`).
 fn mentions(help: &str, word: &str) -> bool {
@@ -177,7 +183,7 @@ fn help_mentions_every_option(kind: Kind) {
             continue;
         }
         for word in option.names.iter().chain(&option.values) {
-            if !NOT_YET.contains(&word.as_str()) && !mentions(&out, word) {
+            if !mentions(&out, word) {
                 missing.push(word.clone());
             }
         }
@@ -187,20 +193,6 @@ fn help_mentions_every_option(kind: Kind) {
         missing.is_empty(),
         "--help does not mention {missing:?}:\n{out}"
     );
-}
-
-#[test]
-#[ignore = "not implemented yet: --max-output-total (issue 19 item 9)"]
-fn help_mentions_the_options_not_implemented_yet() {
-    for kind in [Kind::Reactor, Kind::Threaded] {
-        let (_, out, _) = run_to_end(kind, &["--help"]);
-        let missing: Vec<&&str> = NOT_YET.iter().filter(|o| !mentions(&out, o)).collect();
-        assert!(
-            missing.is_empty(),
-            "{}: --help lacks {missing:?}",
-            kind.name()
-        );
-    }
 }
 
 #[test]
@@ -220,12 +212,10 @@ fn the_option_table_parses_and_whole_words_are_told_apart() {
             .iter()
             .any(|o| o.reactor_only && o.names == ["--reactors"])
     );
-    for new in NOT_YET {
-        assert!(
-            options.iter().any(|o| o.names == [*new]),
-            "{new} not in the table"
-        );
-    }
+    assert!(
+        options.iter().any(|o| o.names == ["--max-output-total"]),
+        "--max-output-total not in the table"
+    );
     assert!(mentions("  --udp-idle <SECS>\n  --udp\n", "--udp"));
     assert!(!mentions("  --udp-idle <SECS>\n", "--udp"));
     assert!(!mentions("sinks", "sink") && mentions("- sink: ...", "sink"));

@@ -70,6 +70,8 @@ impl Reactor {
     /// event phase must not starve connections that will raise no other
     /// edge, such as a client that has sent everything).
     pub(super) fn handle_ready(&mut self) {
+        // Woken by another loop whose flush brought the total back?
+        self.release_held();
         let start = Instant::now();
         let mut ready = std::mem::take(&mut self.ready);
         let mut handled = 0usize;
@@ -102,6 +104,11 @@ impl Reactor {
         loop {
             let conn = &mut self.conns[key];
             if !conn.may_read() {
+                return;
+            }
+            // `--max-output-total`: what it sends waits in the kernel.
+            if self.total_gate.holds(key, conn.id, conn.out.pending()) {
+                self.trace.total_held(conn.id);
                 return;
             }
             if read_total >= budget {

@@ -11,6 +11,7 @@ use std::time::Duration;
 use mio::net::TcpStream;
 
 use crate::handlers::{ClientId, Handler, Outbox};
+use crate::limits::output_total::OutputTotal;
 use crate::server::census::Census;
 use crate::status::{self, Status};
 
@@ -71,6 +72,10 @@ pub trait Membership: Send {
     /// What other threads left for this loop (actions for its clients go
     /// into `out`).
     fn take_wake(&mut self, out: &mut Outbox) -> Wake;
+
+    /// The output queued for all clients of the server
+    /// (`--max-output-total`), which this loop's clients are charged to.
+    fn output_total(&self) -> OutputTotal;
 }
 
 /// Admits a client to `census` and tells the handler (the step every
@@ -91,12 +96,14 @@ pub fn admit_to(
 /// line itself.
 pub struct Alone {
     census: Census,
+    output_total: OutputTotal,
 }
 
 impl Alone {
-    pub fn new(status: Status) -> Self {
+    pub fn new(status: Status, output_total: OutputTotal) -> Self {
         Alone {
             census: Census::new(status),
+            output_total,
         }
     }
 }
@@ -134,5 +141,9 @@ impl Membership for Alone {
 
     fn take_wake(&mut self, _out: &mut Outbox) -> Wake {
         Wake::default()
+    }
+
+    fn output_total(&self) -> OutputTotal {
+        self.output_total.clone()
     }
 }

@@ -1,10 +1,16 @@
 //! The reactor's output: carrying out the handler's actions, flushing
-//! connections that got output, the slow-client rule, write interest.
+//! connections that got output, the slow-client rule, `--max-output-total`
+//! (whom this loop holds back, and the largest holder a dropping handler
+//! drops), write interest.
+
+use std::collections::HashMap;
+use std::time::Instant;
 
 use mio::{Interest, Token};
 
 use super::Reactor;
-use crate::handlers::ClientId;
+use crate::handlers::{ClientId, SlowPolicy};
+use crate::limits::output_total::{self, OutputTotal, RECHECK};
 use crate::outbuf::Flushed;
 use crate::server::actions::{self, Bytes, Clients};
 use crate::server::ending::{Cause, Stage};
@@ -13,6 +19,43 @@ use crate::status;
 
 /// Bytes written to one connection before others get a turn.
 const MAX_WRITE_PER_WAKEUP_BYTES: usize = 1024 * 1024;
+
+/// `--max-output-total` as one loop sees it (see
+/// [`crate::limits::output_total`]).
+pub(super) struct TotalGate {
+    /// The process's total (shared by every loop).
+    pub(super) total: OutputTotal,
+    /// Connections not read from because the total is over while they have
+    /// output queued, by slab key (with the id, since a key is reused). Each
+    /// is resumed when the total falls back, or when its own output has all
+    /// gone out (a client with nothing queued is served).
+    held: HashMap<usize, ClientId>,
+}
+
+impl TotalGate {
+    pub(super) fn new(total: OutputTotal) -> Self {
+        TotalGate {
+            total,
+            held: HashMap::new(),
+        }
+    }
+
+    /// Whether a connection with `pending` bytes queued must not be read
+    /// from now; if so it is held.
+    pub(super) fn holds(&mut self, key: usize, id: ClientId, pending: usize) -> bool {
+        if pending == 0 || !self.total.holds_back() {
+            return false;
+        }
+        self.held.insert(key, id);
+        true
+    }
+
+    /// When to look at the total again while holding connections back:
+    /// the fall wakes the loop, this bounds the wait if a wake was missed.
+    pub(super) fn recheck_at(&self, now: Instant) -> Option<Instant> {
+        (!self.held.is_empty()).then(|| now + RECHECK)
+    }
+}
 
 impl Reactor {
     /// Carries out what the handler left in the outbox (see
@@ -70,6 +113,52 @@ impl Reactor {
     /// `--max-pending`, moves closing connections along, and keeps each
     /// connection's registered interest in step with its output.
     pub(super) fn flush_dirty(&mut self) {
+        loop {
+            self.flush_dirty_once();
+            // A dropped holder's goodbye (presence's new list) is more
+            // output: flush it, then look at the total again.
+            if self.fatal.is_some() || !self.drop_largest_holder() {
+                break;
+            }
+        }
+        self.release_held();
+    }
+
+    /// Resumes every connection held back by the total once it is back
+    /// under half (this loop's flush, or another loop's, which wakes this
+    /// one, brought it down): read at once, since no new edge comes for
+    /// what waited in the kernel.
+    pub(super) fn release_held(&mut self) {
+        if self.total_gate.held.is_empty() || self.total_gate.total.holds_back() {
+            return;
+        }
+        self.trace.total_released(self.total_gate.held.len());
+        self.ready.extend(self.total_gate.held.drain());
+    }
+
+    /// Over `--max-output-total` under [`SlowPolicy::Disconnect`]
+    /// (presence): drops the connection of this loop with the most output
+    /// queued, as too slow. Returns whether one was dropped.
+    fn drop_largest_holder(&mut self) -> bool {
+        if self.slow_policy != SlowPolicy::Disconnect || !self.total_gate.total.over_limit() {
+            return false;
+        }
+        let largest = self
+            .conns
+            .iter()
+            .filter(|(_, c)| matches!(c.ending.stage(), Stage::Open | Stage::Closing))
+            .map(|(key, c)| (c.out.pending(), key))
+            .max();
+        let Some((pending, key)) = largest.filter(|&(pending, _)| pending > 0) else {
+            return false;
+        };
+        output_total::dropped_largest(self.conns[key].id, pending, &self.total_gate.total);
+        self.drop_client(key, "");
+        true
+    }
+
+    /// One round of [`Reactor::flush_dirty`].
+    fn flush_dirty_once(&mut self) {
         let mut deferred = Vec::new();
         // Handling one connection can dirty others (a dropped presence
         // client makes a broadcast), hence the loop.
@@ -149,6 +238,10 @@ impl Reactor {
                 }
                 if pending == 0 {
                     self.conns[key].out.shrink();
+                    // Nothing queued: it may be read again, over or not.
+                    if let Some(id) = self.total_gate.held.remove(&key) {
+                        self.ready.push_back((key, id));
+                    }
                 }
             }
             Stage::Closing if pending == 0 => self.flushed(key),
@@ -217,5 +310,26 @@ impl Clients for Reactor {
                 self.ready.push_back((key, id));
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_a_connection_with_output_queued_is_held_and_only_while_over() {
+        let total = OutputTotal::new(100);
+        let mut gate = TotalGate::new(total.clone());
+        let now = Instant::now();
+        assert!(!gate.holds(1, ClientId(1), 10), "under the limit");
+        assert_eq!(gate.recheck_at(now), None);
+        total.add(101);
+        assert!(!gate.holds(2, ClientId(2), 0), "nothing queued: served");
+        assert!(gate.holds(1, ClientId(1), 10));
+        assert_eq!(gate.held.get(&1), Some(&ClientId(1)));
+        assert_eq!(gate.recheck_at(now), Some(now + RECHECK));
+        total.sub(51);
+        assert!(!gate.holds(3, ClientId(3), 10), "back to half");
     }
 }

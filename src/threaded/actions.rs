@@ -11,7 +11,8 @@ use std::time::Instant;
 
 use super::client::Client;
 use super::{Core, Server, lock};
-use crate::handlers::{ClientId, Handler, Outbox};
+use crate::handlers::{ClientId, Handler, Outbox, SlowPolicy};
+use crate::limits::output_total;
 use crate::server::actions::{self, Bytes, Clients};
 use crate::server::ending::Cause;
 use crate::server::session::Flow;
@@ -124,13 +125,17 @@ impl Server {
     ) {
         let mut dropped = Vec::new();
         self.apply_locked(core, out, actor, &mut dropped, peers);
-        if dropped.is_empty() {
-            return;
-        }
         // Drops under SlowPolicy::Disconnect: tell the handler, whose
         // answer (the new presence list) may drop more.
         let mut extra = Outbox::new();
-        while let Some((id, pending)) = dropped.pop() {
+        loop {
+            let (id, pending, over_total) = match dropped.pop() {
+                Some((id, pending)) => (id, pending, false),
+                None => match self.largest_holder_over_total(core) {
+                    Some((id, pending)) => (id, pending, true),
+                    None => break,
+                },
+            };
             let Some(reg) = core.registry.get_mut(&id) else {
                 continue;
             };
@@ -138,7 +143,11 @@ impl Server {
                 continue;
             }
             reg.ending.close(Cause::Dropped);
-            status::dropped_slow(id, pending, self.config.max_pending_bytes);
+            if over_total {
+                output_total::dropped_largest(id, pending, &self.output_total);
+            } else {
+                status::dropped_slow(id, pending, self.config.max_pending_bytes);
+            }
             reg.client.kill(Cause::Dropped);
             core.handler.on_disconnect(id, &mut extra);
             if self.persist(&extra) {
@@ -148,6 +157,31 @@ impl Server {
             self.carry_out_unlocked(&extra, None);
             extra.clear();
         }
+    }
+
+    /// Under `SlowPolicy::Disconnect` (presence), while the output of the
+    /// clients still served is over `--max-output-total`: the one holding
+    /// the most, to drop as too slow. Counted from the clients (not only
+    /// the shared total, which keeps a dropped client's bytes until its
+    /// writer has let go of them), and looked at only when the total is
+    /// over.
+    fn largest_holder_over_total(&self, core: &Core) -> Option<(ClientId, usize)> {
+        if self.slow_policy != SlowPolicy::Disconnect || !self.output_total.over_limit() {
+            return None;
+        }
+        let mut held = 0usize;
+        let mut largest = None;
+        for (&id, reg) in &core.registry {
+            if !reg.ending.handler_knows() {
+                continue;
+            }
+            let unsent = reg.client.unsent();
+            held += unsent;
+            if unsent > 0 && largest.is_none_or(|(_, most)| unsent > most) {
+                largest = Some((id, unsent));
+            }
+        }
+        largest.filter(|_| held > self.output_total.limit())
     }
 
     fn apply_locked(

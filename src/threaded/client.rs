@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 
 use super::lock;
 use crate::handlers::{ClientId, SlowPolicy};
+use crate::limits::output_total::{OutputTotal, RECHECK};
 use crate::outbuf::OutBuf;
 use crate::server::ending::{Cause, Ending, Step};
 use crate::server::session::{Flow, Gates};
@@ -29,6 +30,8 @@ pub(super) struct Client {
     /// `--max-pending` and the handler's policy, copied here for the writer.
     pub(super) max_pending: usize,
     pub(super) slow_policy: SlowPolicy,
+    /// `--max-output-total`: the server's, which its output is charged to.
+    pub(super) output_total: OutputTotal,
     pub(super) state: Mutex<ClientState>,
     /// The reader waits here while paused.
     pub(super) readable: Condvar,
@@ -38,7 +41,6 @@ pub(super) struct Client {
     pub(super) trace: Trace,
 }
 
-#[derive(Default)]
 pub(super) struct ClientState {
     /// Output queued and not yet taken by the writer.
     pub(super) out: OutBuf,
@@ -60,6 +62,31 @@ pub(super) struct ClientState {
     /// input is not known durable yet, so no FIN may go out (see
     /// [`crate::net::set_reset_on_close`]); cleared by [`Client::allow_fin`].
     pub(super) reset_on_close: bool,
+    /// The reader waits because the output total is over and this client
+    /// has output queued: the writer wakes it when that output is gone.
+    pub(super) held_by_total: bool,
+}
+
+impl ClientState {
+    /// A new client's state, its output charged to `total`.
+    pub(super) fn new(total: &OutputTotal) -> Self {
+        ClientState {
+            out: OutBuf::counted(total.clone()),
+            in_flight: 0,
+            gates: Gates::default(),
+            stop: None,
+            output_closed: false,
+            dead: false,
+            writer: None,
+            reset_on_close: false,
+            held_by_total: false,
+        }
+    }
+
+    /// Output queued or being written.
+    fn has_output(&self) -> bool {
+        self.out.pending() + self.in_flight > 0
+    }
 }
 
 /// What a reader may do next.
@@ -87,10 +114,16 @@ impl Client {
     pub(super) fn gate(&self, idle_deadline: Option<Instant>, holding: bool) -> Gate {
         let mut st = self.state();
         loop {
+            // `--max-output-total`: not read while it has output queued
+            // (bytes already in hand are handled).
+            let held = !holding && st.has_output() && self.output_total.holds_back();
+            let newly_held = held && !st.held_by_total;
+            st.held_by_total = held;
             match st.stop {
                 Some(Cause::Shutdown { cut }) => {
                     let paused = st.gates.by_handler
-                        || ((st.gates.by_output || st.gates.by_stdout) && !holding);
+                        || ((st.gates.by_output || st.gates.by_stdout) && !holding)
+                        || held;
                     return if paused {
                         Gate::End(Cause::Shutdown { cut })
                     } else {
@@ -100,18 +133,32 @@ impl Client {
                 Some(stop) => return Gate::End(stop),
                 None => {}
             }
-            if st.gates.open() {
+            let paused = !st.gates.open();
+            if !paused && !held {
                 return Gate::Read;
             }
-            self.trace.waiting(self.id);
-            st = match idle_deadline {
+            if paused {
+                self.trace.waiting(self.id);
+            } else if newly_held {
+                self.trace.total_held(self.id);
+            }
+            // Held by the total: look again every RECHECK (the fall of the
+            // total, caused by any client, wakes no one's condvar).
+            let recheck = held.then_some(RECHECK);
+            let idle = match idle_deadline {
                 Some(deadline) => {
                     let now = Instant::now();
                     if deadline <= now {
                         return Gate::IdleDue;
                     }
+                    Some(deadline - now)
+                }
+                None => None,
+            };
+            st = match recheck.into_iter().chain(idle).min() {
+                Some(timeout) => {
                     self.readable
-                        .wait_timeout(st, deadline - now)
+                        .wait_timeout(st, timeout)
                         .unwrap_or_else(PoisonError::into_inner)
                         .0
                 }
@@ -284,7 +331,7 @@ impl Client {
     /// repeats; after `output_closed` and an empty queue, sends FIN. Returns
     /// whether it ended with everything written and the FIN sent.
     pub(super) fn write_loop(&self) -> bool {
-        let mut local = OutBuf::new();
+        let mut local = OutBuf::counted(self.output_total.clone());
         loop {
             if local.is_empty() {
                 let mut st = self.state();
@@ -327,7 +374,9 @@ impl Client {
                     let paused = st.gates.by_output;
                     self.trace
                         .flow(self.id, was_paused, paused, pending, self.max_pending);
-                    if flow == Flow::Resume {
+                    // Its output all went out: a reader held by the total
+                    // may read again.
+                    if flow == Flow::Resume || (pending == 0 && st.held_by_total) {
                         self.readable.notify_all();
                     }
                     if pending == 0 {

@@ -18,6 +18,7 @@ use super::udp::UdpThread;
 use super::{Core, Registered, Server, lock};
 use crate::accept::{self, Acceptor};
 use crate::handlers::{Datagrams, Finish, Outbox, ServerStats};
+use crate::limits::output_total::OutputTotal;
 use crate::server::Setup;
 use crate::server::census::Census;
 use crate::server::durable::Durable;
@@ -96,6 +97,7 @@ impl Supervisor {
             cut_partial_lines: AtomicU64::new(0),
             waker,
             trace: crate::trace::Trace::for_threads(config.trace),
+            output_total: OutputTotal::new(config.max_output_total_bytes),
             config,
         });
         let udp = match udp {
@@ -305,9 +307,10 @@ impl Acceptor for Supervisor {
             stream,
             max_pending: server.config.max_pending_bytes,
             slow_policy: server.slow_policy,
+            output_total: server.output_total.clone(),
             state: Mutex::new(ClientState {
                 reset_on_close,
-                ..ClientState::default()
+                ..ClientState::new(&server.output_total)
             }),
             readable: Condvar::new(),
             writable: Condvar::new(),
