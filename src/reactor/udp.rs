@@ -104,7 +104,7 @@ impl Udp {
             peers: Peers::new(config.udp_idle, config.max_udp_peers),
             replies: Replies::new(),
             rx: Receiver::new(
-                batch::RECV_BATCH,
+                batch::SERVER_RECV_BATCH,
                 datagram::recv_buffer_len(config.max_line_bytes),
             ),
             tx: Sender::new(),

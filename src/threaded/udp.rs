@@ -79,7 +79,7 @@ impl UdpThread {
                 // are not `Send`, and need not be.
                 let config = &worker_server.config;
                 let mut rx = Receiver::new(
-                    batch::RECV_BATCH,
+                    batch::SERVER_RECV_BATCH,
                     datagram::recv_buffer_len(config.max_line_bytes),
                 );
                 let mut worker = Worker {

@@ -22,13 +22,13 @@ use std::os::fd::AsRawFd;
 
 use nix::sys::socket::{MsgFlags, MultiHeaders, SockaddrStorage, recvmmsg, sendmmsg};
 
-/// Datagrams per `recvmmsg` at most (the servers: with the default
-/// `--max-line` a slot is 64 KiB, so 2 MiB of buffers, touched only as far
-/// as datagrams fill them).
-pub const RECV_BATCH: usize = 32;
-/// Datagrams per `sendmmsg` at most (no buffers of its own: the replies are
-/// where they were queued).
-pub const SEND_BATCH: usize = 64;
+/// Datagrams per `recvmmsg` or `sendmmsg` at most.
+pub const MAX_BATCH: usize = 64;
+/// The servers' receive batch: with the default `--max-line` a slot is
+/// 64 KiB, so 2 MiB of buffers (touched only as far as datagrams fill
+/// them). Their send batches are [`MAX_BATCH`]: a [`Sender`] has no buffers
+/// of its own, the replies are where they were queued.
+pub const SERVER_RECV_BATCH: usize = 32;
 
 /// One datagram received: its length and sender.
 #[derive(Debug, Clone, Copy)]
@@ -48,38 +48,59 @@ pub struct Receiver {
     headers: MultiHeaders<SockaddrStorage>,
     /// What the last [`Receiver::recv`] got, slot by slot.
     got: Vec<Got>,
+    /// Datagrams one call can take.
+    slots: usize,
+}
+
+/// A receiver with no room: a placeholder (it allocates nothing) while a
+/// batch taken out of its owner is handled; it receives nothing.
+impl Default for Receiver {
+    fn default() -> Self {
+        Receiver {
+            bufs: Vec::new(),
+            slot_len: 0,
+            headers: MultiHeaders::preallocate(0, None),
+            got: Vec::new(),
+            slots: 0,
+        }
+    }
 }
 
 impl Receiver {
-    /// Room for `slots` (at most [`RECV_BATCH`]) datagrams of up to
+    /// Room for `slots` (at most [`MAX_BATCH`]) datagrams of up to
     /// `slot_len` bytes each.
     pub fn new(slots: usize, slot_len: usize) -> Self {
-        let slots = slots.clamp(1, RECV_BATCH);
+        let slots = slots.clamp(1, MAX_BATCH);
         Receiver {
             bufs: vec![0; slots * slot_len],
             slot_len,
             headers: MultiHeaders::preallocate(slots, None),
             got: Vec::with_capacity(slots),
+            slots,
         }
     }
 
     /// Datagrams one call can take.
     pub fn capacity(&self) -> usize {
-        self.got.capacity()
+        self.slots
     }
 
     /// One `recvmmsg` of up to `max` datagrams (at most
     /// [`Receiver::capacity`]). `Ok(n)`: `n >= 1` datagrams, read with
     /// [`Receiver::get`]; fewer than `max` means the socket was empty (see
-    /// the module doc). `WouldBlock` when there was none.
+    /// the module doc). `WouldBlock` when there was none. (`Ok(0)` from
+    /// the [`Default`] placeholder only.)
     ///
     /// # Errors
     /// The socket's error, as `recvmmsg` reports it.
     pub fn recv(&mut self, socket: &impl AsRawFd, max: usize) -> io::Result<usize> {
         self.got.clear();
+        if self.capacity() == 0 {
+            return Ok(0);
+        }
         let max = max.clamp(1, self.capacity());
         let mut chunks = self.bufs.chunks_mut(self.slot_len);
-        let mut iovs: [[IoSliceMut<'_>; 1]; RECV_BATCH] =
+        let mut iovs: [[IoSliceMut<'_>; 1]; MAX_BATCH] =
             std::array::from_fn(|_| [IoSliceMut::new(chunks.next().unwrap_or_default())]);
         let received = recvmmsg(
             socket.as_raw_fd(),
@@ -124,11 +145,11 @@ impl Default for Sender {
 impl Sender {
     pub fn new() -> Self {
         Sender {
-            headers: MultiHeaders::preallocate(SEND_BATCH, None),
+            headers: MultiHeaders::preallocate(MAX_BATCH, None),
         }
     }
 
-    /// One `sendmmsg` of the first [`SEND_BATCH`] of `datagrams`, each to
+    /// One `sendmmsg` of the first [`MAX_BATCH`] of `datagrams`, each to
     /// its address (`None`: a connected socket's peer). `Ok(n)`: the first
     /// `n` went out; fewer than given means the next one would block or
     /// fails, which the next call reports.
@@ -141,8 +162,8 @@ impl Sender {
         socket: &impl AsRawFd,
         datagrams: impl IntoIterator<Item = (Option<SocketAddr>, &'d [u8])>,
     ) -> io::Result<usize> {
-        let mut iovs: [[IoSlice<'d>; 1]; SEND_BATCH] = [[IoSlice::new(&[])]; SEND_BATCH];
-        let mut addrs: [Option<SockaddrStorage>; SEND_BATCH] = [None; SEND_BATCH];
+        let mut iovs: [[IoSlice<'d>; 1]; MAX_BATCH] = [[IoSlice::new(&[])]; MAX_BATCH];
+        let mut addrs: [Option<SockaddrStorage>; MAX_BATCH] = [None; MAX_BATCH];
         let mut n = 0;
         for ((to, bytes), (iov, addr)) in datagrams
             .into_iter()
