@@ -16,6 +16,9 @@
 # Messages: echo = the replies (loadgen's lines); presence = the lists the clients received
 # (loadgen's lines). strace slows every syscall, so only the counts mean anything here, not time.
 # Output: $OUT/table.md (also printed) and one strace summary per run in $OUT.
+# TRACER=perf counts with `perf stat` on the syscall tracepoints instead (all threads too): it
+# hardly slows the server, so each wakeup finds as many messages waiting as it would untraced
+# (strace's slowdown lets more pile up, which flatters batching: the UDP rows).
 set -uo pipefail
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 cd "$ROOT"
@@ -29,7 +32,13 @@ ANCHORS=${ANCHORS:-}
 [ -d "$ANCHORS" ] || { echo "error: ANCHORS=$ANCHORS: no such directory" >&2; exit 2; }
 ANCHORS=$(realpath "$ANCHORS")
 OUT=$(realpath -m "${OUT:-$ROOT/bench-results/syscalls}")
-command -v strace >/dev/null || { echo "syscalls.sh: needs strace (apt-get install strace)" >&2; exit 1; }
+TRACER=${TRACER:-strace}
+command -v "$TRACER" >/dev/null || { echo "syscalls.sh: needs $TRACER (apt-get install $TRACER)" >&2; exit 1; }
+PERF_EVENTS=raw_syscalls:sys_enter
+for n in sendto write writev sendmsg sendmmsg recvfrom read readv recvmsg recvmmsg epoll_wait epoll_pwait epoll_pwait2; do
+  PERF_EVENTS=$PERF_EVENTS,syscalls:sys_enter_$n
+done
+case $TRACER in strace|perf) ;; *) echo "syscalls.sh: TRACER is strace or perf" >&2; exit 2 ;; esac
 [ -d "$ANCHORS/echo-presence" ] || { echo "syscalls.sh: no anchors at $ANCHORS (set ANCHORS=DIR)" >&2; exit 1; }
 mkdir -p "$OUT"
 ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
@@ -74,9 +83,13 @@ for w in $WORKLOADS; do
     if [ "$h" = udp ]; then cmd=$(udp_server_cmd "$srv"); else cmd=$(server_cmd "$srv" "$h"); fi
     [ -n "$cmd" ] || { echo "  $w $srv: skipped (no such server for $w)" >&2; continue; }
     port=$(free_port)
-    sum=$OUT/$w-$srv.strace
+    sum=$OUT/$w-$srv.$TRACER
     # shellcheck disable=SC2046  # the command line is split on purpose
-    strace -c -f -o "$sum" env --default-signal=INT $cmd "$port" >/dev/null 2>&1 &
+    case $TRACER in
+      strace) trace=(strace -c -f -o "$sum") ;;
+      perf) trace=(perf stat -x, -e "$PERF_EVENTS" -o "$sum") ;;
+    esac
+    "${trace[@]}" env --default-signal=INT $cmd "$port" >/dev/null 2>&1 &
     tpid=$!
     for _ in $(seq 200); do
       ss -Htuln "sport = :$port" | grep -q . && break
@@ -84,7 +97,7 @@ for w in $WORKLOADS; do
     done
     json=$("$B/loadgen" --json --threads "$THREADS" "${lg[@]}" "127.0.0.1:$port")
     rc=$?
-    # The server is strace's child; SIGINT it and let strace write the summary.
+    # The server is the tracer's child; SIGINT it and let the tracer write the summary.
     spid=$(ps -o pid= --ppid "$tpid" | tr -d ' ')
     kill -INT "$spid" 2>/dev/null
     wait "$tpid"
@@ -99,6 +112,13 @@ for line in open(path):
     # "% time  seconds  usecs/call  calls  [errors]  syscall"; skip headers, rulers, the total
     if len(f) >= 5 and f[0][0].isdigit() and f[-1] != "total":
         calls[f[-1]] = int(f[3])
+    # perf stat -x,: "count,unit,event,..."; raw_syscalls counts every call (the total)
+    f = line.strip().split(",")
+    if len(f) > 2 and f[0].isdigit() and "sys_enter" in f[2]:
+        name = f[2].split("sys_enter_")[-1] if "sys_enter_" in f[2] else "other"
+        calls[name] = int(f[0])
+if "other" in calls:
+    calls["other"] -= sum(v for k, v in calls.items() if k != "other")
 per = lambda *names: sum(calls.get(n, 0) for n in names) / msgs
 ew = calls.get("epoll_wait", 0) + calls.get("epoll_pwait", 0) + calls.get("epoll_pwait2", 0)
 print(f"| {w} | {srv} | {msgs:,} | {per('sendto', 'write', 'writev', 'sendmsg', 'sendmmsg'):.3f} "

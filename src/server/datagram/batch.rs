@@ -15,6 +15,11 @@
 //! batch ends early is an error after some datagrams, which the kernel
 //! keeps for the next call; a UDP socket that is not connected hears of no
 //! ICMP errors without `IP_RECVERR`, which nothing here sets.)
+//!
+//! The headers are reused from call to call, and with them the address
+//! length the kernel wrote back into each: that fits, because all senders
+//! to one socket come in its own family's size (an IPv6 socket reports
+//! IPv4 peers as mapped IPv6 addresses).
 
 use std::io::{self, IoSlice, IoSliceMut};
 use std::net::SocketAddr;
