@@ -37,7 +37,8 @@
 #                  10,000 datagrams of 32 bytes, ping-pong and 64 in flight; servers: ours with
 #                  --udp (skipped with a note while a binary's --help has no --udp) and the
 #                  python peer scripts/peers/udp_echo_server.py (the seeds' recvfrom/sendto loop);
-#                  the check column shows lost=N (no reply within 1 s)
+#                  the check column shows lost=N (no reply within 1 s) and late=M (of those,
+#                  the reply came after all: a stall, not a drop)
 #   grpc-queue     seed 001's queue, put then pop per step, 1 client x 10,000 steps and 50 clients
 #                  x 2,000 steps (lines = calls, two per step): `grpc` = queue-grpc-server, `python`
 #                  = scripts/peers/grpc_queue_server.py (grpcio, thread pool), both loadgen
@@ -293,7 +294,8 @@ if j is None:
     sys.exit()
 status = "BADLOG" if check == "MISMATCH" else "OK" if rc == "0" else f"ERR(rc={rc})"
 if j.get("transport") == "udp":
-    check = f"lost={j.get('lost')}"
+    # lost = no reply within --udp-timeout; late = of those, the reply came after all
+    check = f"lost={j.get('lost')}" + (f" late={j['late']}" if j.get("late") else "")
 na = lambda v: "NA" if v is None else v
 print("\t".join(str(x) for x in [
     w, srv, clients, run, status, j["lines"], j["lines_per_s"], j["wall_s"], na(j["p50_us"]),
