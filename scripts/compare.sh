@@ -22,6 +22,9 @@
 #        SCALE_CLIENTS ("10 50 200 1000"), OUT (bench-results; bench-results/quick with QUICK=1), ANCHORS (no default;
 #        required with tokio or python in SERVERS: the peers' directory),
 #        WAIT_IDLE (1; 0 with QUICK): before each run wait up to 2 min for the machine to go idle,
+#        BASE_BIN (none): udp-echo only, a directory holding another build's nonblocking-server
+#        (say, main's, copied aside): the server nonblocking-base runs it, for before and after in
+#        one run (loadgen is this build's for both),
 #        CASE_LIMIT (300 s per run).
 #
 # Workloads (issue 5):
@@ -34,7 +37,8 @@
 #                  10,000 datagrams of 32 bytes, ping-pong and 64 in flight; servers: ours with
 #                  --udp (skipped with a note while a binary's --help has no --udp) and the
 #                  python peer scripts/peers/udp_echo_server.py (the seeds' recvfrom/sendto loop);
-#                  the check column shows lost=N (no reply within 1 s)
+#                  the check column shows lost=N (no reply within 1 s) and late=M (of those,
+#                  the reply came after all: a stall, not a drop)
 #   grpc-queue     seed 001's queue, put then pop per step, 1 client x 10,000 steps and 50 clients
 #                  x 2,000 steps (lines = calls, two per step): `grpc` = queue-grpc-server, `python`
 #                  = scripts/peers/grpc_queue_server.py (grpcio, thread pool), both loadgen
@@ -174,6 +178,8 @@ server_cmd() {
             echo "  (note: $srv-server has no --udp yet: its udp-echo rows are skipped)" >&2
             UDP_NOTED="$UDP_NOTED$srv " ;; esac
         fi ;;
+      nonblocking-base) [ -x "${BASE_BIN:-}/nonblocking-server" ] &&
+        echo "$BASE_BIN/nonblocking-server --handler echo --udp" ;;
       python) echo "$PY $ROOT/scripts/peers/udp_echo_server.py" ;;
     esac
     return 0
@@ -288,7 +294,8 @@ if j is None:
     sys.exit()
 status = "BADLOG" if check == "MISMATCH" else "OK" if rc == "0" else f"ERR(rc={rc})"
 if j.get("transport") == "udp":
-    check = f"lost={j.get('lost')}"
+    # lost = no reply within --udp-timeout; late = of those, the reply came after all
+    check = f"lost={j.get('lost')}" + (f" late={j['late']}" if j.get("late") else "")
 na = lambda v: "NA" if v is None else v
 print("\t".join(str(x) for x in [
     w, srv, clients, run, status, j["lines"], j["lines_per_s"], j["wall_s"], na(j["p50_us"]),
@@ -385,7 +392,7 @@ print(f"loadgen --threads {threads}. Median of runs, (min-max) when more than on
       "RSS = peak. Presence lines/s = N² lists / (join + leave time).\n")
 print("| workload | server | clients | runs ok | lines/s | ours/this | p50 us | p99 us | wall s | join s | leave s | server CPU s | server peak RSS MiB | loadgen CPU s | check |")
 print("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
-order = ["nonblocking", "nonblocking-r2", "nonblocking-r0", "threaded", "tokio", "python", "grpc"]
+order = ["nonblocking", "nonblocking-base", "nonblocking-r2", "nonblocking-r0", "threaded", "tokio", "python", "grpc"]
 for (w, srv, c) in sorted(groups, key=lambda k: (list(labels).index(k[0]) if k[0] in labels else 9, k[2], order.index(k[1]) if k[1] in order else 9)):
     rs = groups[(w, srv, c)]
     ok = [r for r in rs if r["status"] == "OK"]

@@ -6,13 +6,19 @@
 #   scripts/syscalls.sh                                   # echo ping-pong and presence-1000
 #   ECHO_LINES=2000 PRESENCE_N=300 scripts/syscalls.sh    # smaller, quicker
 #   SERVERS="nonblocking tokio" WORKLOADS=echo-w1 scripts/syscalls.sh
+#   SERVERS="nonblocking threaded python" WORKLOADS="udp-w1 udp-w64" scripts/syscalls.sh   # UDP echo
 #
-# Knobs: SERVERS ("nonblocking nonblocking-r2 tokio"), WORKLOADS ("echo-w1 presence"),
+# Knobs: SERVERS ("nonblocking nonblocking-r2 tokio"; for UDP also threaded, and python =
+#        scripts/peers/udp_echo_server.py), WORKLOADS ("echo-w1 presence"; udp-w1 and udp-w64 =
+#        loadgen --udp, 50 clients x UDP_LINES (10000) datagrams, window 1 or 64),
 #        ECHO_LINES (10000 per client, 50 clients, window 1), PRESENCE_N (1000),
 #        THREADS (2: loadgen's --threads), ANCHORS (required: the anchors' directory), OUT (bench-results/syscalls).
 # Messages: echo = the replies (loadgen's lines); presence = the lists the clients received
 # (loadgen's lines). strace slows every syscall, so only the counts mean anything here, not time.
 # Output: $OUT/table.md (also printed) and one strace summary per run in $OUT.
+# TRACER=perf counts with `perf stat` on the syscall tracepoints instead (all threads too): it
+# hardly slows the server, so each wakeup finds as many messages waiting as it would untraced
+# (strace's slowdown lets more pile up, which flatters batching: the UDP rows).
 set -uo pipefail
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 cd "$ROOT"
@@ -26,13 +32,19 @@ ANCHORS=${ANCHORS:-}
 [ -d "$ANCHORS" ] || { echo "error: ANCHORS=$ANCHORS: no such directory" >&2; exit 2; }
 ANCHORS=$(realpath "$ANCHORS")
 OUT=$(realpath -m "${OUT:-$ROOT/bench-results/syscalls}")
-command -v strace >/dev/null || { echo "syscalls.sh: needs strace (apt-get install strace)" >&2; exit 1; }
+TRACER=${TRACER:-strace}
+command -v "$TRACER" >/dev/null || { echo "syscalls.sh: needs $TRACER (apt-get install $TRACER)" >&2; exit 1; }
+PERF_EVENTS=raw_syscalls:sys_enter
+for n in sendto write writev sendmsg sendmmsg recvfrom read readv recvmsg recvmmsg epoll_wait epoll_pwait epoll_pwait2; do
+  PERF_EVENTS=$PERF_EVENTS,syscalls:sys_enter_$n
+done
+case $TRACER in strace|perf) ;; *) echo "syscalls.sh: TRACER is strace or perf" >&2; exit 2 ;; esac
 [ -d "$ANCHORS/echo-presence" ] || { echo "syscalls.sh: no anchors at $ANCHORS (set ANCHORS=DIR)" >&2; exit 1; }
 mkdir -p "$OUT"
 ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
 
 echo "# building (release)" >&2
-cargo build --release --quiet --bin nonblocking-server --bin loadgen || exit 1
+cargo build --release --quiet --bin nonblocking-server --bin threaded-server --bin loadgen || exit 1
 AT=$ROOT/target/anchors
 cargo build --release --quiet --locked --manifest-path "$ANCHORS/echo-presence/Cargo.toml" \
   --target-dir "$AT/echo-presence" || exit 1
@@ -45,12 +57,18 @@ server_cmd() {  # SERVER HANDLER -> command (port appended)
     tokio) echo "$AT/echo-presence/release/tokio-$2" ;;
   esac
 }
+udp_server_cmd() {  # SERVER -> a UDP echo server's command (port appended), or nothing
+  case $1 in
+    nonblocking|threaded) echo "$B/$1-server --report-every 0 --handler echo --udp" ;;
+    python) echo "$(python3 -c 'import sys; print(sys.executable)') $ROOT/scripts/peers/udp_echo_server.py" ;;
+  esac
+}
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 
 {
   echo "# $(date -u +%FT%TZ) git $(git rev-parse --short HEAD) loadavg: $(cat /proc/loadavg)"
   echo
-  echo "| workload | server | messages | sendto+write per msg | recvfrom+read per msg | epoll_wait per msg | msgs per epoll_wait | all syscalls per msg |"
+  echo "| workload | server | messages | sendto+write(+sendmmsg) per msg | recvfrom+read(+recvmmsg) per msg | epoll_wait per msg | msgs per epoll_wait | all syscalls per msg |"
   echo "|---|---|---|---|---|---|---|---|"
 } >"$OUT/table.md"
 
@@ -59,20 +77,27 @@ for w in $WORKLOADS; do
     case $w in
       echo-w1) h=echo; lg=(--handler echo --clients 50 --lines "$ECHO_LINES" --window 1) ;;
       presence) h=presence; lg=(--handler presence --clients "$PRESENCE_N") ;;
+      udp-w1|udp-w64) h=udp; lg=(--handler echo --udp --clients 50 --lines "${UDP_LINES:-10000}" --window "${w#udp-w}") ;;
       *) echo "unknown workload $w" >&2; exit 2 ;;
     esac
+    if [ "$h" = udp ]; then cmd=$(udp_server_cmd "$srv"); else cmd=$(server_cmd "$srv" "$h"); fi
+    [ -n "$cmd" ] || { echo "  $w $srv: skipped (no such server for $w)" >&2; continue; }
     port=$(free_port)
-    sum=$OUT/$w-$srv.strace
+    sum=$OUT/$w-$srv.$TRACER
     # shellcheck disable=SC2046  # the command line is split on purpose
-    strace -c -f -o "$sum" env --default-signal=INT $(server_cmd "$srv" "$h") "$port" >/dev/null 2>&1 &
+    case $TRACER in
+      strace) trace=(strace -c -f -o "$sum") ;;
+      perf) trace=(perf stat -x, -e "$PERF_EVENTS" -o "$sum") ;;
+    esac
+    "${trace[@]}" env --default-signal=INT $cmd "$port" >/dev/null 2>&1 &
     tpid=$!
     for _ in $(seq 200); do
-      ss -Htln "sport = :$port" | grep -q . && break
+      ss -Htuln "sport = :$port" | grep -q . && break
       sleep 0.05
     done
     json=$("$B/loadgen" --json --threads "$THREADS" "${lg[@]}" "127.0.0.1:$port")
     rc=$?
-    # The server is strace's child; SIGINT it and let strace write the summary.
+    # The server is the tracer's child; SIGINT it and let the tracer write the summary.
     spid=$(ps -o pid= --ppid "$tpid" | tr -d ' ')
     kill -INT "$spid" 2>/dev/null
     wait "$tpid"
@@ -87,10 +112,17 @@ for line in open(path):
     # "% time  seconds  usecs/call  calls  [errors]  syscall"; skip headers, rulers, the total
     if len(f) >= 5 and f[0][0].isdigit() and f[-1] != "total":
         calls[f[-1]] = int(f[3])
+    # perf stat -x,: "count,unit,event,..."; raw_syscalls counts every call (the total)
+    f = line.strip().split(",")
+    if len(f) > 2 and f[0].isdigit() and "sys_enter" in f[2]:
+        name = f[2].split("sys_enter_")[-1] if "sys_enter_" in f[2] else "other"
+        calls[name] = int(f[0])
+if "other" in calls:
+    calls["other"] -= sum(v for k, v in calls.items() if k != "other")
 per = lambda *names: sum(calls.get(n, 0) for n in names) / msgs
 ew = calls.get("epoll_wait", 0) + calls.get("epoll_pwait", 0) + calls.get("epoll_pwait2", 0)
-print(f"| {w} | {srv} | {msgs:,} | {per('sendto', 'write', 'writev', 'sendmsg'):.3f} "
-      f"| {per('recvfrom', 'read', 'readv', 'recvmsg'):.3f} | {ew / msgs:.4f} "
+print(f"| {w} | {srv} | {msgs:,} | {per('sendto', 'write', 'writev', 'sendmsg', 'sendmmsg'):.3f} "
+      f"| {per('recvfrom', 'read', 'readv', 'recvmsg', 'recvmmsg'):.3f} | {ew / msgs:.4f} "
       f"| {msgs / ew if ew else float('inf'):.1f} | {sum(calls.values()) / msgs:.3f} |")
 PY
   done

@@ -76,6 +76,7 @@ both!(
     handlers_without_datagrams_refuse_udp,
     a_udp_port_taken_is_exit_1_naming_it,
     ipv6_serves_datagrams_too,
+    a_burst_from_many_peers_is_answered_whole_in_order_each_to_its_sender,
 );
 
 fn listening_line_and_echo_returns_each_datagram_whole(kind: Kind) {
@@ -450,4 +451,56 @@ fn ipv6_serves_datagrams_too(kind: Kind) {
     );
     s.wait_connected(1);
     s.stop(SIGINT);
+}
+
+/// The servers take datagrams in `recvmmsg` batches (32) and send replies
+/// in `sendmmsg` batches (64): a burst of 200 from five peers, sent before
+/// any reply is read, spans several of each. Every datagram is still one
+/// message (a too-long one in the middle of a batch gets its error, the
+/// peer stays), and each peer gets its replies whole, in its order, from
+/// the server's address.
+fn a_burst_from_many_peers_is_answered_whole_in_order_each_to_its_sender(kind: Kind) {
+    const PEERS: usize = 5;
+    const EACH: usize = 40;
+    let mut s = start(kind, &["-H", "echo", "--max-line", "100"]);
+    let peers: Vec<Peer> = (0..PEERS).map(|_| Peer::new(s.addr)).collect();
+    // Peer 0 speaks first, so its id is known; the others follow.
+    peers[0].ask(b"first", b"first");
+    s.wait_connected(1);
+    let datagram = |peer: usize, n: usize| -> Vec<u8> {
+        let mut d = format!("p{peer} n{n} ").into_bytes();
+        // Lengths 8 to 150 bytes; every seventh is over --max-line.
+        let len = if n % 7 == 3 {
+            150
+        } else {
+            8 + (n * 13 + peer) % 90
+        };
+        d.resize(len.max(d.len()), b'a' + (n % 26) as u8);
+        d
+    };
+    for n in 0..EACH {
+        for (i, p) in peers.iter().enumerate() {
+            p.send(&datagram(i, n));
+        }
+    }
+    for (i, p) in peers.iter().enumerate() {
+        for n in 0..EACH {
+            let sent = datagram(i, n);
+            let want: &[u8] = if sent.len() > 100 {
+                b"error: line too long"
+            } else {
+                &sent
+            };
+            assert_eq!(show(&p.recv()), show(want), "peer {i}, datagram {n}");
+        }
+    }
+    // The too-long ones cost no peer its place: each is still client 1..5.
+    peers[0].ask(b"still here", b"still here");
+    s.wait_connected(PEERS as u64);
+    s.stop(SIGTERM);
+    assert!(
+        !s.seen_status(|l| l.starts_with(&format!("Client {} ", PEERS + 1))),
+        "{}",
+        s.transcript()
+    );
 }

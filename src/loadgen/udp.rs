@@ -12,6 +12,13 @@
 //! flight, or differs from its datagram, is an error; so is a run that got
 //! no reply at all (nothing answers at that address), and a socket error
 //! (ICMP port unreachable shows up as `ECONNREFUSED`).
+//!
+//! Datagrams go out and come back in batches (`sendmmsg`, `recvmmsg`: the
+//! servers' [`batch`] module), so at 64 in flight the load generator costs
+//! a few system calls per batch rather than two per datagram, and is not
+//! what a run measures. A client is driven by its events: it reads until a
+//! batch comes back short (its socket is empty: see [`batch`]), then fills
+//! its window, and waits for the next event.
 
 use std::collections::{HashSet, VecDeque};
 use std::io;
@@ -25,6 +32,7 @@ use super::lines;
 use super::spread::{Part, Slot, spread};
 use super::stats::Latencies;
 use super::{Options, Report, RunError, diag_limited, interrupted, poll_timeout, would_block};
+use crate::server::datagram::batch::{self, Receiver, Sender};
 
 /// The largest UDP payload (IPv4): `--line-bytes` must fit in one datagram.
 pub const MAX_DATAGRAM: usize = 65_507;
@@ -45,9 +53,13 @@ struct Client {
 struct Run<'a> {
     opts: &'a Options,
     latencies: Latencies,
-    line: Vec<u8>,
+    /// The datagrams of one send batch, one after the other.
+    lines: Vec<u8>,
+    /// Where each datagram in `lines` ends.
+    ends: Vec<usize>,
     expect: Vec<u8>,
-    buf: Vec<u8>,
+    rx: Receiver,
+    tx: Sender,
     part: Part,
     shown: u64,
     finished: usize,
@@ -86,49 +98,64 @@ impl Run<'_> {
         self.finished += 1;
     }
 
+    /// Takes the replies that came, then fills the window.
     fn pump(&mut self, c: &mut Client) -> io::Result<()> {
         loop {
-            let mut progress = false;
-            while c.sent < self.opts.lines && (c.in_flight.len() as u64) < self.opts.window {
-                self.line.clear();
-                lines::echo_line(c.id, c.sent, self.opts.line_bytes, &mut self.line);
-                match c.sock.send(&self.line) {
-                    Ok(n) if n == self.line.len() => {}
-                    Ok(n) => {
-                        return Err(io::Error::other(format!(
-                            "sent {n} of a {}-byte datagram",
-                            self.line.len()
-                        )));
-                    }
-                    Err(e) if would_block(&e) => break,
-                    Err(e) if interrupted(&e) => continue,
-                    Err(e) => return Err(e),
+            // Out of `self` while its replies are checked (no allocation).
+            let mut rx = std::mem::take(&mut self.rx);
+            let want = rx.capacity();
+            let received = rx.recv(&c.sock, want);
+            if let Ok(n) = received {
+                for i in 0..n {
+                    let reply = rx.get(i).0;
+                    self.part.bytes_received += reply.len() as u64;
+                    self.take_reply(c, reply);
                 }
-                let now = Instant::now();
-                let expiry = now + self.opts.udp_timeout;
-                self.next_expiry = Some(self.next_expiry.map_or(expiry, |t| t.min(expiry)));
-                c.in_flight.push_back((c.sent, now));
-                c.sent += 1;
-                self.part.bytes_sent += self.line.len() as u64;
-                progress = true;
             }
-            loop {
-                let n = match c.sock.recv(&mut self.buf) {
-                    Ok(n) => n,
-                    Err(e) if would_block(&e) => break,
-                    Err(e) if interrupted(&e) => continue,
-                    Err(e) => return Err(e),
-                };
-                progress = true;
-                self.part.bytes_received += n as u64;
-                let reply = std::mem::take(&mut self.buf);
-                self.take_reply(c, &reply[..n]);
-                self.buf = reply;
-            }
-            if !progress {
-                return Ok(());
+            self.rx = rx;
+            match received {
+                // Short: the socket is empty, the next reply is an event.
+                Ok(n) if n < want => break,
+                Ok(_) => {}
+                Err(e) if would_block(&e) => break,
+                Err(e) if interrupted(&e) => {}
+                Err(e) => return Err(e),
             }
         }
+        while c.sent < self.opts.lines && (c.in_flight.len() as u64) < self.opts.window {
+            let room = (self.opts.window - c.in_flight.len() as u64).min(self.opts.lines - c.sent);
+            let count = usize::try_from(room)
+                .unwrap_or(usize::MAX)
+                .min(batch::MAX_BATCH);
+            self.lines.clear();
+            self.ends.clear();
+            for k in 0..count as u64 {
+                lines::echo_line(c.id, c.sent + k, self.opts.line_bytes, &mut self.lines);
+                self.ends.push(self.lines.len());
+            }
+            let datagrams = self.ends.iter().scan(0, |start, &end| {
+                let datagram = &self.lines[*start..end];
+                *start = end;
+                Some((None, datagram))
+            });
+            let sent = match self.tx.send(&c.sock, datagrams) {
+                Ok(sent) => sent,
+                Err(e) if would_block(&e) => break,
+                Err(e) if interrupted(&e) => continue,
+                Err(e) => return Err(e),
+            };
+            let now = Instant::now();
+            let expiry = now + self.opts.udp_timeout;
+            self.next_expiry = Some(self.next_expiry.map_or(expiry, |t| t.min(expiry)));
+            for _ in 0..sent {
+                c.in_flight.push_back((c.sent, now));
+                c.sent += 1;
+            }
+            if let Some(&bytes) = sent.checked_sub(1).and_then(|last| self.ends.get(last)) {
+                self.part.bytes_sent += bytes as u64;
+            }
+        }
+        Ok(())
     }
 
     /// Matches one reply to its datagram and checks it.
@@ -300,9 +327,15 @@ fn part(opts: &Options, slot: &Slot<'_>) -> Result<Part, RunError> {
     let mut run = Run {
         opts,
         latencies: Latencies::with_capacity(usize::try_from(total.min(50_000_000)).unwrap_or(0)),
-        line: Vec::with_capacity(opts.line_bytes),
+        lines: Vec::with_capacity(opts.line_bytes.saturating_mul(batch::MAX_BATCH)),
+        ends: Vec::with_capacity(batch::MAX_BATCH),
         expect: Vec::with_capacity(opts.line_bytes),
-        buf: vec![0; MAX_DATAGRAM + 1],
+        // A reply one byte longer than its datagram is seen as longer.
+        rx: Receiver::new(
+            usize::try_from(opts.window).unwrap_or(usize::MAX),
+            opts.line_bytes + 1,
+        ),
+        tx: Sender::new(),
         part: Part {
             connect,
             ..Part::default()

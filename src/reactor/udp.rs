@@ -4,11 +4,18 @@
 //! the bounded reply queue) are the server core's
 //! [`datagram`](crate::server::datagram); this file owns the socket.
 //!
-//! One pass of the loop reads up to [`MAX_DATAGRAMS_PER_PASS`] datagrams
-//! (edge-triggered: if the budget ran out, the next pass reads again without
-//! waiting for an event), hands each to the handler, and queues the replies.
-//! They are sent with the TCP output, after the durability sync, so an atm
-//! reply never leaves before the change it reports is on disk.
+//! One pass of the loop reads up to [`MAX_DATAGRAMS_PER_PASS`] datagrams,
+//! a `recvmmsg` batch at a time ([`batch`]), hands each to the handler, and
+//! queues the replies. They are sent with the TCP output, after the
+//! durability sync (so an atm reply never leaves before the change it
+//! reports is on disk), a `sendmmsg` batch at a time.
+//!
+//! Edge-triggered (mio): the socket is read until it is empty, and a batch
+//! that comes back short says it is (see [`batch`]), so ping-pong costs one
+//! `epoll_wait`, one `recvmmsg` and one `sendmmsg` per wakeup, however many
+//! datagrams that wakeup brings, and no call that only hears `EAGAIN`. If the
+//! budget runs out first, the next pass reads again without waiting for an
+//! event.
 
 use std::io;
 use std::net::SocketAddr;
@@ -19,6 +26,7 @@ use mio::{Interest, Registry};
 
 use super::Reactor;
 use crate::handlers::{ClientId, Datagrams};
+use crate::server::datagram::batch::{self, Receiver, Sender};
 use crate::server::datagram::{self, Admit, Drained, Peers, Replies, Throttle};
 use crate::status;
 
@@ -37,8 +45,11 @@ pub(super) struct Udp {
     socket: UdpSocket,
     peers: Peers,
     replies: Replies,
-    /// One datagram; sized so a datagram cut short is one over `--max-line`.
-    buf: Vec<u8>,
+    /// A batch of datagrams; each slot sized so a datagram cut short is one
+    /// over `--max-line`.
+    rx: Receiver,
+    /// Sends the queued replies a batch per call.
+    tx: Sender,
     /// The handler's [`crate::handlers::Handler::datagram_is_line`].
     is_line: bool,
     /// The read budget ran out: read again next pass, without an event.
@@ -92,7 +103,11 @@ impl Udp {
             socket,
             peers: Peers::new(config.udp_idle, config.max_udp_peers),
             replies: Replies::new(),
-            buf: vec![0; datagram::recv_buffer_len(config.max_line_bytes)],
+            rx: Receiver::new(
+                batch::SERVER_RECV_BATCH,
+                datagram::recv_buffer_len(config.max_line_bytes),
+            ),
+            tx: Sender::new(),
             is_line,
             more: false,
             blocked: false,
@@ -138,21 +153,31 @@ impl Reactor {
         self.udp.as_ref().is_some_and(Udp::has_output)
     }
 
-    /// Reads and handles datagrams until `WouldBlock` or `budget`.
+    /// Reads and handles datagrams until the socket is empty or `budget`
+    /// is spent.
     pub(super) fn handle_udp(&mut self, budget: usize) {
-        for _ in 0..budget {
+        let mut left = budget;
+        while left > 0 {
             let Some(udp) = self.udp.as_mut() else {
                 return;
             };
             if udp.closed {
                 return;
             }
-            match udp.socket.recv_from(&mut udp.buf) {
-                Ok((n, from)) => {
-                    udp.answering = n;
-                    self.handle_datagram(n, from);
-                    if let Some(udp) = self.udp.as_mut() {
-                        udp.answering = 0;
+            let want = left.min(udp.rx.capacity());
+            match udp.rx.recv(&udp.socket, want) {
+                Ok(n) => {
+                    left = left.saturating_sub(n);
+                    for i in 0..n {
+                        self.handle_datagram(i);
+                    }
+                    if n < want {
+                        // Short: the socket was empty, and what comes now
+                        // brings an event (see `batch`).
+                        if let Some(udp) = self.udp.as_mut() {
+                            udp.more = false;
+                        }
+                        return;
                     }
                 }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
@@ -164,6 +189,7 @@ impl Reactor {
                 // one earlier send, not the socket: go on (it counts
                 // against the budget, and its diagnostic is throttled).
                 Err(e) => {
+                    left -= 1;
                     if udp.errors.hit(self.outbox.now()).is_some() {
                         status::diag(format_args!("udp: receive: {e}"));
                     }
@@ -187,8 +213,24 @@ impl Reactor {
         }
     }
 
-    /// One datagram, `buf[..n]`, from `from`.
-    fn handle_datagram(&mut self, n: usize, from: SocketAddr) {
+    /// Datagram `i` of the batch just received.
+    fn handle_datagram(&mut self, i: usize) {
+        let Some(udp) = self.udp.as_mut() else {
+            return;
+        };
+        let (datagram, from) = udp.rx.get(i);
+        let Some(from) = from else {
+            return; // no IPv4 or IPv6 sender: not from a UDP socket
+        };
+        udp.answering = datagram.len();
+        self.handle_from(i, from);
+        if let Some(udp) = self.udp.as_mut() {
+            udp.answering = 0;
+        }
+    }
+
+    /// Datagram `i` of the batch, from `from`.
+    fn handle_from(&mut self, i: usize, from: SocketAddr) {
         let now = self.outbox.now();
         let max_peers = self.config.max_udp_peers;
         let Some(udp) = self.udp.as_mut() else {
@@ -233,7 +275,7 @@ impl Reactor {
         let Some(udp) = self.udp.as_mut() else {
             return;
         };
-        let datagram = &udp.buf[..n];
+        let (datagram, _) = udp.rx.get(i);
         if datagram::is_too_long(datagram, max_line) {
             // SPEC: the error, and the peer stays.
             udp.replies.push(from, status::UDP_LINE_TOO_LONG);
@@ -301,8 +343,8 @@ impl Reactor {
         let Some(udp) = self.udp.as_mut() else {
             return;
         };
-        let socket = &udp.socket;
-        let blocked = udp.replies.flush(|bytes, to| socket.send_to(bytes, to)) == Drained::Blocked;
+        let (socket, tx) = (&udp.socket, &mut udp.tx);
+        let blocked = udp.replies.flush(|pending| tx.send(socket, pending)) == Drained::Blocked;
         if blocked != udp.blocked {
             let interest = if blocked {
                 Interest::READABLE | Interest::WRITABLE

@@ -23,6 +23,10 @@
 //! it answers (a forged source address must not turn a 4-byte `peek` into
 //! a 65,000-byte datagram at someone else); a longer one is replaced by
 //! [`REPLY_TOO_LARGE`].
+//!
+//! The I/O itself, datagrams in batches, is the submodule [`batch`].
+
+pub mod batch;
 
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashMap, VecDeque};
@@ -268,6 +272,20 @@ pub struct Replies {
     last_error: Option<io::ErrorKind>,
 }
 
+/// The queued replies, oldest first, as [`Replies::flush`] hands them to
+/// its `send`: each with its address.
+pub struct Pending<'q>(std::collections::vec_deque::Iter<'q, (SocketAddr, Vec<u8>)>);
+
+impl<'q> Iterator for Pending<'q> {
+    type Item = (Option<SocketAddr>, &'q [u8]);
+
+    fn next(&mut self) -> Option<Self::Item> {
+        self.0
+            .next()
+            .map(|(to, bytes)| (Some(*to), bytes.as_slice()))
+    }
+}
+
 /// How far [`Replies::flush`] got.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Drained {
@@ -298,25 +316,29 @@ impl Replies {
         true
     }
 
-    /// Sends queued replies in order with `send` until the queue is empty
+    /// Sends queued replies in order, a batch per call of `send` (which
+    /// takes what it can from the front of the queue and says how many
+    /// went out, as [`batch::Sender::send`] does), until the queue is empty
     /// or `send` says `WouldBlock`. A reply whose send fails otherwise is
     /// dropped and counted (one bad address must not hold the others).
-    pub fn flush(
-        &mut self,
-        mut send: impl FnMut(&[u8], SocketAddr) -> io::Result<usize>,
-    ) -> Drained {
-        while let Some((to, bytes)) = self.queue.front() {
-            match send(bytes, *to) {
-                Ok(_) => {}
+    pub fn flush(&mut self, mut send: impl FnMut(Pending<'_>) -> io::Result<usize>) -> Drained {
+        while !self.queue.is_empty() {
+            let sent = match send(Pending(self.queue.iter())) {
+                // Nothing taken and nothing said: wait for writability
+                // rather than spin.
+                Ok(0) => return Drained::Blocked,
+                Ok(n) => n,
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Drained::Blocked,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
                 Err(e) => {
                     self.dropped += 1;
                     self.last_error = Some(e.kind());
+                    1
                 }
+            };
+            for (_, bytes) in self.queue.drain(..sent.min(self.queue.len())) {
+                self.charged -= bytes.len() + QUEUED_OVERHEAD_BYTES;
             }
-            self.charged -= bytes.len() + QUEUED_OVERHEAD_BYTES;
-            self.queue.pop_front();
         }
         if self.queue.capacity() > 1024 {
             self.queue.shrink_to(1024);
@@ -533,7 +555,7 @@ mod tests {
     }
 
     #[test]
-    fn replies_are_bounded_sent_in_order_and_dropped_on_errors() {
+    fn replies_are_bounded_sent_in_order_in_batches_and_dropped_on_errors() {
         let mut q = Replies::new();
         let big = vec![0u8; 1024 * 1024];
         let mut taken = 0;
@@ -542,25 +564,37 @@ mod tests {
         }
         assert_eq!(taken, 3, "4 MiB holds three 1 MiB replies with overhead");
         assert_eq!(q.take_dropped(), (1, None));
+        assert!(q.push(addr(2), b"small"));
         let mut sent = Vec::new();
         let mut calls = 0;
-        let flushed = q.flush(|b, to| {
+        let flushed = q.flush(|pending| {
             calls += 1;
             match calls {
                 1 => Err(io::ErrorKind::Interrupted.into()),
+                // Takes two of the four (the socket's buffer filled up).
                 2 => {
-                    sent.push((b.len(), to));
-                    Ok(b.len())
+                    sent.extend(pending.take(2).map(|(to, b)| (b.len(), to)));
+                    Ok(2)
                 }
                 3 => Err(io::Error::other("no route")),
                 _ => Err(io::ErrorKind::WouldBlock.into()),
             }
         });
         assert_eq!(flushed, Drained::Blocked);
-        assert_eq!(sent, vec![(1024 * 1024, addr(1))]);
+        assert_eq!(sent, vec![(1024 * 1024, Some(addr(1))); 2]);
         assert_eq!(q.take_dropped(), (1, Some(io::ErrorKind::Other)));
-        assert!(q.push(addr(2), &big), "room again");
-        assert_eq!(q.flush(|b, _| Ok(b.len())), Drained::Empty);
+        assert!(q.push(addr(3), &big), "room again");
+        let mut order = Vec::new();
+        let flushed = q.flush(|pending| {
+            let batch: Vec<_> = pending.map(|(to, b)| (to, b.len())).collect();
+            order.extend(batch.iter().copied());
+            Ok(batch.len())
+        });
+        assert_eq!(flushed, Drained::Empty);
+        assert_eq!(
+            order,
+            vec![(Some(addr(2)), 5), (Some(addr(3)), 1024 * 1024)]
+        );
         assert!(q.is_empty());
         assert_eq!(q.charged, 0);
     }

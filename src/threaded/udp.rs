@@ -11,6 +11,10 @@
 //! change). The handlers `--udp` allows answer only the client that spoke,
 //! so a TCP client's call never addresses a UDP peer.
 //!
+//! Datagrams come and go in batches ([`batch`]: `recvmmsg`, `sendmmsg`) as in
+//! the reactor, and a short batch means the socket is empty; each datagram
+//! is still one handler call, under the lock.
+//!
 //! Counts: UDP peers are counted in the server's census (as peers: they
 //! take no `--max-clients` place), which prints every status line.
 
@@ -27,6 +31,7 @@ use mio::{Events, Interest, Poll, Waker};
 use super::Server;
 use crate::handlers::{ClientId, Outbox};
 use crate::server::actions::{Bytes, Clients};
+use crate::server::datagram::batch::{self, Receiver, Sender};
 use crate::server::datagram::{self, Admit, Drained, Peers, Replies, Throttle};
 use crate::status;
 
@@ -65,29 +70,37 @@ impl UdpThread {
             .register(&mut socket, SOCKET, Interest::READABLE)?;
         let waker = Waker::new(poll.registry(), WAKE)?;
         let state = Arc::new(AtomicU8::new(RUN));
-        let mut worker = Worker {
-            server: Arc::clone(server),
-            buf: vec![0; datagram::recv_buffer_len(server.config.max_line_bytes)],
-            peers: Peers::new(server.config.udp_idle, server.config.max_udp_peers),
-            replies: Replies::new(),
-            socket,
-            poll,
-            state: Arc::clone(&state),
-            blocked: false,
-            answering: 0,
-            is_line: server.datagram_is_line,
-            out: Outbox::new(),
-            closes: Vec::new(),
-            refused: Throttle::default(),
-            too_long: Throttle::default(),
-            dropped: Throttle::default(),
-            errors: Throttle::default(),
-        };
+        let (worker_server, worker_state) = (Arc::clone(server), Arc::clone(&state));
         server.open.fetch_add(1, Ordering::SeqCst);
         let spawned = thread::Builder::new()
             .name("udp".to_string())
             .spawn(move || {
-                worker.run();
+                // Built here: the batch headers hold raw pointers, so they
+                // are not `Send`, and need not be.
+                let config = &worker_server.config;
+                let mut rx = Receiver::new(
+                    batch::SERVER_RECV_BATCH,
+                    datagram::recv_buffer_len(config.max_line_bytes),
+                );
+                let mut worker = Worker {
+                    tx: Sender::new(),
+                    peers: Peers::new(config.udp_idle, config.max_udp_peers),
+                    replies: Replies::new(),
+                    is_line: worker_server.datagram_is_line,
+                    server: worker_server,
+                    socket,
+                    poll,
+                    state: worker_state,
+                    blocked: false,
+                    answering: 0,
+                    out: Outbox::new(),
+                    closes: Vec::new(),
+                    refused: Throttle::default(),
+                    too_long: Throttle::default(),
+                    dropped: Throttle::default(),
+                    errors: Throttle::default(),
+                };
+                worker.run(&mut rx);
                 let server = Arc::clone(&worker.server);
                 drop(worker);
                 if server.open.fetch_sub(1, Ordering::SeqCst) == 1 {
@@ -125,7 +138,8 @@ struct Worker {
     state: Arc<AtomicU8>,
     peers: Peers,
     replies: Replies,
-    buf: Vec<u8>,
+    /// Sends the queued replies a batch per call.
+    tx: Sender,
     /// WRITABLE is registered: the socket refused a reply.
     blocked: bool,
     /// The size of the datagram being handled (0 between datagrams): a
@@ -142,7 +156,9 @@ struct Worker {
 }
 
 impl Worker {
-    fn run(&mut self) {
+    /// Serves until shutdown; `rx` takes the datagrams (each slot sized so a
+    /// datagram cut short is one over `--max-line`).
+    fn run(&mut self, rx: &mut Receiver) {
         let mut events = Events::with_capacity(16);
         loop {
             let timeout = self
@@ -157,11 +173,12 @@ impl Worker {
             }
             match self.state.load(Ordering::SeqCst) {
                 RUN => {}
-                CLOSE => return self.close_all(),
+                CLOSE => return self.close_all(rx),
                 _ => return,
             }
-            // Edge-triggered: read until WouldBlock, flushing as we go.
-            while self.read(MAX_DATAGRAMS_PER_FLUSH) {
+            // Edge-triggered: read until the socket is empty, flushing as
+            // we go.
+            while self.read(rx, MAX_DATAGRAMS_PER_FLUSH) {
                 self.flush();
             }
             self.expire(Instant::now());
@@ -170,19 +187,32 @@ impl Worker {
     }
 
     /// Reads and handles up to `budget` datagrams; true if the budget ran
-    /// out before `WouldBlock`.
-    fn read(&mut self, budget: usize) -> bool {
-        for _ in 0..budget {
-            match self.socket.recv_from(&mut self.buf) {
-                Ok((n, from)) => {
-                    self.answering = n;
-                    self.handle_datagram(n, from);
-                    self.answering = 0;
+    /// out before the socket was empty.
+    fn read(&mut self, rx: &mut Receiver, budget: usize) -> bool {
+        let mut left = budget;
+        while left > 0 {
+            let want = left.min(rx.capacity());
+            match rx.recv(&self.socket, want) {
+                Ok(n) => {
+                    left = left.saturating_sub(n);
+                    for i in 0..n {
+                        let (datagram, from) = rx.get(i);
+                        let Some(from) = from else {
+                            continue; // no IPv4 or IPv6 sender
+                        };
+                        self.answering = datagram.len();
+                        self.handle_datagram(datagram, from);
+                        self.answering = 0;
+                    }
+                    if n < want {
+                        return false; // short: the socket was empty
+                    }
                 }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return false,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                 // Concerns one earlier send, not the socket (see the reactor).
                 Err(e) => {
+                    left -= 1;
                     if self.errors.hit(Instant::now()).is_some() {
                         status::diag(format_args!("udp: receive: {e}"));
                     }
@@ -192,7 +222,7 @@ impl Worker {
         true
     }
 
-    fn handle_datagram(&mut self, n: usize, from: SocketAddr) {
+    fn handle_datagram(&mut self, datagram: &[u8], from: SocketAddr) {
         let now = Instant::now();
         let server = Arc::clone(&self.server);
         // Room is `--max-udp-peers`, apart from the TCP clients'
@@ -219,7 +249,7 @@ impl Worker {
             }
         };
         let max_line = server.config.max_line_bytes;
-        if datagram::is_too_long(&self.buf[..n], max_line) {
+        if datagram::is_too_long(datagram, max_line) {
             // SPEC: the error, and the peer stays.
             self.replies.push(from, status::UDP_LINE_TOO_LONG);
             if let Some(more) = self.too_long.hit(now) {
@@ -227,10 +257,8 @@ impl Worker {
             }
             return;
         }
-        let buf = std::mem::take(&mut self.buf);
-        let msg = datagram::message(&buf[..n], self.is_line);
+        let msg = datagram::message(datagram, self.is_line);
         self.call(|handler, out| handler.on_message(id, msg, out));
-        self.buf = buf;
     }
 
     /// One handler call under the lock: the replies it addresses to UDP
@@ -280,8 +308,8 @@ impl Worker {
     /// Sends the queued replies, registering WRITABLE exactly while the
     /// socket refuses them.
     fn flush(&mut self) {
-        let socket = &self.socket;
-        let blocked = self.replies.flush(|bytes, to| socket.send_to(bytes, to)) == Drained::Blocked;
+        let (socket, tx) = (&self.socket, &mut self.tx);
+        let blocked = self.replies.flush(|pending| tx.send(socket, pending)) == Drained::Blocked;
         if blocked != self.blocked {
             let interest = if blocked {
                 Interest::READABLE | Interest::WRITABLE
@@ -310,8 +338,8 @@ impl Worker {
     /// every peer is forgotten with its disconnect line (no `on_disconnect`:
     /// the handler heard in `on_shutdown` that everyone goes), and the last
     /// replies are sent unless shutdown's time runs out.
-    fn close_all(&mut self) {
-        self.read(MAX_FINAL_DATAGRAMS);
+    fn close_all(&mut self, rx: &mut Receiver) {
+        self.read(rx, MAX_FINAL_DATAGRAMS);
         for id in self.peers.drain() {
             self.server.census.leave_udp_peer(id);
         }

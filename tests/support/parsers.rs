@@ -653,7 +653,8 @@ pub fn check_datagrams(idle_millis: u64, max_peers: usize, ops: &[DatagramOp]) {
             DatagramOp::Flush { n, fail } => {
                 let mut calls = 0u8;
                 let mut sent: Vec<(SocketAddr, usize)> = Vec::new();
-                let flushed = replies.flush(|bytes, to| {
+                // Each call sends one reply of the batch it is offered.
+                let flushed = replies.flush(|mut pending| {
                     calls += 1;
                     if calls > *n {
                         return Err(io::ErrorKind::WouldBlock.into());
@@ -661,8 +662,9 @@ pub fn check_datagrams(idle_millis: u64, max_peers: usize, ops: &[DatagramOp]) {
                     if *fail && calls == 1 {
                         return Err(io::Error::from(io::ErrorKind::ConnectionRefused));
                     }
-                    sent.push((to, bytes.len()));
-                    Ok(bytes.len())
+                    let (to, bytes) = pending.next().expect("flush offers what is queued");
+                    sent.push((to.expect("a peer's address"), bytes.len()));
+                    Ok(1)
                 });
                 let settled = usize::from(*n).min(queued.len());
                 let gone: Vec<(SocketAddr, usize)> = queued.drain(..settled).collect();
