@@ -1002,3 +1002,19 @@ fn a_low_descriptor_limit_lowers_max_clients() {
     send_signal(&child, SIGTERM);
     assert_eq!(wait_exit(&mut child).code(), Some(0));
 }
+
+/// loadgen's own HTTP/2 client reads the server's GOAWAY: a client past
+/// `--max-clients` is an error naming the reason, not a hang or a pass.
+#[test]
+fn loadgen_reports_a_refused_connection_with_the_servers_reason() {
+    let mut s = GrpcServer::start(&["--max-clients", "1"], "8");
+    let addr = s.addr.to_string();
+    let out = loadgen(&["-H", "grpc-queue", "-c", "2", "-l", "5", "--json", &addr]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{out:?}");
+    assert!(
+        stderr.contains("the server sent GOAWAY: \"too many clients\""),
+        "{stderr}"
+    );
+    assert!(s.stop(SIGINT).success());
+}
