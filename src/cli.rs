@@ -26,6 +26,21 @@ fn command<P: CommandFactory>() -> clap::Command {
     }
 }
 
+/// [`command`] for a usage line: the usage names the program as it was
+/// run (`./target/release/nonblocking-server` shows as its file name), not
+/// the crate.
+fn command_as_run<P: CommandFactory>() -> clap::Command {
+    let cmd = command::<P>();
+    match std::env::args_os()
+        .next()
+        .as_deref()
+        .and_then(|p| std::path::Path::new(p).file_name())
+    {
+        Some(bin) => cmd.bin_name(bin.to_string_lossy().into_owned()),
+        None => cmd,
+    }
+}
+
 /// Parses the process arguments, or exits: 0 for `--help`/`--version`, 2 with
 /// a usage line for a usage error. clap leaves the usage line out of some
 /// errors (an invalid value); SPEC wants one on every usage error, so it is
@@ -38,15 +53,7 @@ pub fn parse_or_exit<P: Parser>() -> P {
         .map_err(|e| e.format(&mut parser));
     parsed.unwrap_or_else(|mut e| {
         if e.exit_code() == 2 && e.get(ContextKind::Usage).is_none() {
-            let mut cmd = command::<P>();
-            // The usage line names the program as it was run, not the crate.
-            if let Some(bin) = std::env::args_os()
-                .next()
-                .as_deref()
-                .and_then(|p| std::path::Path::new(p).file_name())
-            {
-                cmd = cmd.bin_name(bin.to_string_lossy().into_owned());
-            }
+            let mut cmd = command_as_run::<P>();
             cmd.build();
             let named = std::env::args_os()
                 .skip(1)
@@ -65,13 +72,7 @@ pub fn parse_or_exit<P: Parser>() -> P {
 /// for checks across options that clap cannot express (two options naming
 /// one file).
 pub fn usage_exit<P: CommandFactory>(message: &str) -> ! {
-    let mut cmd = command::<P>();
-    if let Some(bin) = std::env::args_os()
-        .next()
-        .as_deref()
-        .and_then(|p| std::path::Path::new(p).file_name())
-    {
-        cmd = cmd.bin_name(bin.to_string_lossy().into_owned());
-    }
-    cmd.error(ErrorKind::ArgumentConflict, message).exit()
+    command_as_run::<P>()
+        .error(ErrorKind::ArgumentConflict, message)
+        .exit()
 }

@@ -35,8 +35,6 @@ mod lines;
 pub mod menu;
 mod queue_repl;
 mod stream;
-#[cfg(test)]
-mod test_io;
 #[cfg(feature = "grpc")]
 pub use grpc_queue::{GrpcQueue, run_grpc_queue};
 pub use lines::{queue_session, run_chat, run_ledger, run_presence, run_queue, run_send};

@@ -3,7 +3,9 @@
 //! Every applied transaction is appended as one line. The server writes what
 //! one loop pass applied in one `write` and one `fdatasync` (never one per
 //! line), and only then sends any client its FIN, so a client that saw the
-//! server close after its EOF knows everything it sent is durable. At start
+//! server close after its EOF knows everything it sent is durable (a death
+//! of the server resets its connections instead of closing them:
+//! [`crate::net::set_reset_on_close`]). At start
 //! the journal is replayed; a record torn by a crash (no newline yet) was
 //! never acknowledged and is cut off, so the file always ends at a record
 //! boundary and nothing is applied twice.

@@ -74,6 +74,7 @@ pub mod reactors;
 pub mod threaded;
 
 // Server core
+pub mod accept;
 pub mod framing;
 pub mod outbuf;
 pub mod server;
@@ -96,4 +97,9 @@ pub mod limits;
 pub mod net;
 pub mod signals;
 pub mod status;
+pub mod stdout;
 pub mod trace;
+
+// Tests
+#[cfg(test)]
+mod test_io;

@@ -2,6 +2,8 @@
 
 use std::io;
 use std::net::{SocketAddr, TcpListener, UdpSocket};
+use std::os::fd::AsFd;
+use std::time::Duration;
 
 use socket2::{Domain, Protocol, Socket, Type};
 
@@ -34,6 +36,26 @@ pub fn bind_listener_with_backlog(addr: SocketAddr, backlog: i32) -> io::Result<
     socket.bind(&addr.into())?;
     socket.listen(backlog)?;
     Ok(socket.into())
+}
+
+/// Whether closing `socket` resets the connection (`SO_LINGER` on, 0 s)
+/// instead of closing it with a FIN (the default).
+///
+/// Why a server with a store sets it on every connection until what the
+/// client sent is durable: when a process dies (SIGKILL, a crash) the
+/// kernel closes its sockets, and a socket whose receive queue is empty
+/// gets a FIN, which a ledger client cannot tell from our "all you sent is
+/// durable" close. A thread that has read the client's last bytes into
+/// memory but not yet written them to the store empties that queue, so a
+/// death at that moment would acknowledge bytes that are lost. With linger
+/// 0 the kernel sends RST instead, which the client sees as a failure.
+/// `shutdown(2)` ignores the option, so it is cleared just before the FIN
+/// that acknowledges (then the usual close and `TIME_WAIT` follow).
+///
+/// # Errors
+/// The OS error from `setsockopt`.
+pub fn set_reset_on_close(socket: &impl AsFd, reset: bool) -> io::Result<()> {
+    socket2::SockRef::from(socket).set_linger(reset.then_some(Duration::ZERO))
 }
 
 /// Asked for on a `--udp` socket's receive buffer: a burst of datagrams
@@ -141,4 +163,44 @@ pub mod tokens {
     pub const WAKE: Token = Token(usize::MAX - 2);
     /// The `--udp` socket.
     pub const UDP: Token = Token(usize::MAX - 3);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::{Read, Write};
+    use std::net::{Shutdown, TcpStream};
+
+    /// A client that sent everything and its EOF, served by a socket that
+    /// read it all and is then closed as a dying process's sockets are
+    /// (`close`, nothing unread): what does the client read?
+    fn client_sees_after_close(reset: bool) -> io::Result<usize> {
+        let listener = bind_listener("127.0.0.1:0".parse().unwrap()).unwrap();
+        let mut client = TcpStream::connect(listener.local_addr().unwrap()).unwrap();
+        let (mut served, _) = listener.accept().unwrap();
+        set_reset_on_close(&served, true).unwrap();
+        if !reset {
+            set_reset_on_close(&served, false).unwrap();
+        }
+        client.write_all(&[b'x'; 100_000]).unwrap();
+        client.shutdown(Shutdown::Write).unwrap();
+        let mut all = Vec::new();
+        served.read_to_end(&mut all).unwrap();
+        assert_eq!(all.len(), 100_000);
+        drop(served);
+        client.read(&mut [0u8; 16])
+    }
+
+    #[test]
+    fn a_socket_set_to_reset_is_reset_on_close_even_with_nothing_unread() {
+        let err = client_sees_after_close(true).expect_err("a reset, not a FIN");
+        assert_eq!(err.kind(), io::ErrorKind::ConnectionReset, "{err}");
+    }
+
+    #[test]
+    fn a_cleared_socket_closes_with_a_fin() {
+        // Exactly what a client takes for "all you sent is durable": the
+        // reason the option is cleared only once it is.
+        assert_eq!(client_sees_after_close(false).unwrap(), 0);
+    }
 }

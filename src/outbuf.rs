@@ -175,6 +175,7 @@ impl OutBuf {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::test_io::Zero;
 
     /// A writer that takes at most `step` bytes per call and blocks after
     /// `limit` bytes in all.
@@ -236,15 +237,6 @@ mod tests {
 
     #[test]
     fn a_zero_write_means_the_peer_is_gone() {
-        struct Zero;
-        impl Write for Zero {
-            fn write(&mut self, _: &[u8]) -> io::Result<usize> {
-                Ok(0)
-            }
-            fn flush(&mut self) -> io::Result<()> {
-                Ok(())
-            }
-        }
         let mut out = OutBuf::new();
         out.push_slice(b"x");
         let err = out.flush_to(&mut Zero, usize::MAX).unwrap_err();

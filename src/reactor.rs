@@ -29,22 +29,26 @@ use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashMap, VecDeque};
 use std::io;
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use mio::net::{TcpListener, TcpStream};
-use mio::{Events, Interest, Poll, Token};
+use mio::{Events, Interest, Poll, Registry, Token, Waker};
 use slab::Slab;
 
+use crate::accept::{self, Acceptor};
 use crate::config::ServerConfig;
 use crate::handlers::{ClientId, Finish, Framing, Handler, Outbox, ServerStats, SlowPolicy};
 use crate::server::Setup;
 use crate::server::durable::Durable;
+use crate::server::ending::Cause;
 use crate::server::lifecycle::{Command, Lifecycle};
 use crate::server::session::Session;
 use crate::signals::ShutdownSignals;
 use crate::status;
+use crate::stdout::{FlushDeadline, StdoutWriter};
 use crate::store::Store;
-use crate::timers::Accepted;
+use crate::timers::AcceptBackoff;
 use crate::trace::Trace;
 
 mod closing;
@@ -52,6 +56,7 @@ mod conn;
 mod input;
 mod member;
 mod output;
+mod stdout;
 mod udp;
 
 use conn::Conn;
@@ -96,7 +101,10 @@ pub fn run(
 pub struct LoopParts {
     pub poll: Poll,
     pub udp: Option<std::net::UdpSocket>,
-    pub stdout: status::RawStdout,
+    /// The one stdout writer of every loop.
+    pub stdout: StdoutWriter,
+    /// This loop's [`WAKE`] waker (the stdout writer wakes it too).
+    pub waker: Arc<Waker>,
     pub config: ServerConfig,
     pub handler: Box<dyn Handler>,
     pub store: Option<Box<dyn Store>>,
@@ -112,6 +120,7 @@ pub fn run_loop(parts: LoopParts) -> io::Result<Finish> {
         poll,
         udp,
         stdout,
+        waker,
         config,
         handler,
         store,
@@ -124,6 +133,7 @@ pub fn run_loop(parts: LoopParts) -> io::Result<Finish> {
         signals: None,
         udp,
     };
+    let stdout = stdout::LoopStdout::new(stdout, waker);
     Reactor::with_parts(sources, stdout, config, handler, store, member)?.run()
 }
 
@@ -177,9 +187,9 @@ struct Reactor {
     /// the id lookup.
     current: Option<(ClientId, usize)>,
     stats: ServerStats,
-    /// fd 1 for the sink's bytes, unbuffered (std's `Stdout` is a
-    /// `LineWriter`); a duplicate, so dropping it leaves fd 1 open.
-    stdout: status::RawStdout,
+    /// The sink's bytes: queued for the stdout writer thread, never
+    /// written by the loop (see [`stdout`]).
+    stdout: stdout::LoopStdout,
     /// How this loop takes part in the server: client ids, counts and the
     /// server-wide lines go through it.
     member: Box<dyn Membership>,
@@ -210,7 +220,9 @@ impl Reactor {
             signals: Some(signals),
             udp,
         };
-        let stdout = status::RawStdout::new()?;
+        // The stdout writer wakes the loop through it.
+        let waker = Arc::new(Waker::new(sources.poll.registry(), WAKE)?);
+        let stdout = stdout::LoopStdout::new(StdoutWriter::new(config.max_pending_bytes)?, waker);
         Reactor::with_parts(
             sources,
             stdout,
@@ -225,7 +237,7 @@ impl Reactor {
     /// UDP socket, if any, are registered already.
     fn with_parts(
         sources: Sources,
-        stdout: status::RawStdout,
+        stdout: stdout::LoopStdout,
         config: ServerConfig,
         handler: Box<dyn Handler>,
         store: Option<Box<dyn Store>>,
@@ -270,6 +282,7 @@ impl Reactor {
         let mut events = Events::with_capacity(1024);
         loop {
             let timeout = self.next_timeout(Instant::now());
+            self.kick_stdout();
             if let Err(e) = self.poll.poll(&mut events, timeout) {
                 // A signal landing during poll is an empty wakeup.
                 if e.kind() != io::ErrorKind::Interrupted {
@@ -281,7 +294,7 @@ impl Reactor {
             self.outbox.set_now(pass_start);
             for event in events.iter() {
                 match event.token() {
-                    LISTENER => self.handle_accept(),
+                    LISTENER => accept::accept_all(self),
                     SIGNALS => self.handle_signals(),
                     UDP => self.handle_udp_event(),
                     WAKE => self.handle_wake(),
@@ -316,11 +329,13 @@ impl Reactor {
             if self.dead.is_empty()
                 && !self.udp_owes_output()
                 && self.life.is_done(self.conns.len(), now)
+                && self.stdout_settled(now)
             {
                 break;
             }
         }
         self.durable.finish()?;
+        FlushDeadline::finish(&self.stdout.writer)?;
         Ok(self.handler.finish(&self.stats))
     }
 
@@ -348,6 +363,7 @@ impl Reactor {
             self.udp.as_ref().and_then(udp::Udp::deadline),
             self.idle_queue.peek().map(|e| e.0.0),
             self.linger_queue.peek().map(|e| e.0.0),
+            self.stdout.flush.wake_at(now),
         ]
         .into_iter()
         .flatten()
@@ -360,14 +376,7 @@ impl Reactor {
         while let Some(command) = self.life.poll_command() {
             self.trace.command(&command);
             match command {
-                Command::StopAccepting => {
-                    // SPEC: connections already in the accept queue are
-                    // served like the others; then the listener is closed.
-                    self.handle_accept();
-                    if let Some(mut listener) = self.listener.take() {
-                        let _ = self.poll.registry().deregister(&mut listener);
-                    }
-                }
+                Command::StopAccepting => accept::stop_accepting(self),
                 Command::NotifyHandler => {
                     self.handler.on_shutdown(&mut self.outbox);
                     self.apply_actions();
@@ -384,14 +393,14 @@ impl Reactor {
                     let keys: Vec<usize> = self.conns.iter().map(|(k, _)| k).collect();
                     for key in keys {
                         let conn = &self.conns[key];
-                        if conn.state != conn::ConnState::Dead && !conn.out.is_empty() {
+                        if !conn.ending.is_dead() && !conn.out.is_empty() {
                             status::killed_with_output(conn.id, conn.out.pending());
                         }
-                        self.kill(key);
+                        self.end_conn(key, Cause::Killed);
                     }
                 }
                 Command::ReportCount => self.member.announce(Announcement::Count),
-                Command::Accept => self.handle_accept(),
+                Command::Accept => accept::accept_all(self),
                 Command::Diagnostic(line) => {
                     self.member.announce(Announcement::Diagnostic(line));
                 }
@@ -412,6 +421,7 @@ impl Reactor {
         }
         let now = Instant::now();
         for _ in 0..wake.signals {
+            self.stdout_signal(now);
             self.life.handle_signal(now);
         }
         self.run_commands();
@@ -419,6 +429,7 @@ impl Reactor {
             self.fatal.get_or_insert(e);
         }
         self.apply_actions();
+        self.resume_after_stdout();
     }
 
     /// Every signal counts: two in one wakeup are a first and a second.
@@ -427,28 +438,34 @@ impl Reactor {
         let count = self.signals.as_mut().map_or(0, ShutdownSignals::take);
         self.trace.signals(count);
         for _ in 0..count {
+            self.stdout_signal(now);
             self.life.handle_signal(now);
         }
         self.run_commands();
     }
+}
 
-    // ----- accepting -------------------------------------------------------
+// ----- accepting -------------------------------------------------------
 
-    /// Accepts until the queue is empty (edge-triggered: no second event
-    /// comes for connections left behind).
-    fn handle_accept(&mut self) {
-        while let Some(listener) = &self.listener {
-            let result = listener.accept();
-            match self.life.accept_backoff().on_accept(result, Instant::now()) {
-                Accepted::Client((stream, peer)) => self.add_client(stream, peer),
-                Accepted::Next => {}
-                Accepted::Stop => return,
-            }
-        }
+impl Acceptor for Reactor {
+    type Listener = TcpListener;
+
+    fn listening(&mut self) -> (&mut Option<TcpListener>, &mut AcceptBackoff, &Registry) {
+        let backoff = self.life.accept_backoff();
+        (&mut self.listener, backoff, self.poll.registry())
     }
 
     fn add_client(&mut self, mut stream: TcpStream, peer: SocketAddr) {
         let _ = stream.set_nodelay(true);
+        // Until what it sends is durable, a death of the process must reset
+        // this connection, not close it (see `net::set_reset_on_close`;
+        // cleared before our FIN, at `Step::ShutWrite` in `closing.rs`).
+        if self.durable.is_on()
+            && let Err(e) = crate::net::set_reset_on_close(&stream, true)
+        {
+            status::diag(format_args!("accept: SO_LINGER: {e}; dropping connection"));
+            return;
+        }
         let entry = self.conns.vacant_entry();
         let key = entry.key();
         if let Err(e) = self

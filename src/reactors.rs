@@ -46,7 +46,7 @@ use crate::net::tokens::WAKE;
 use crate::reactor::{self, Announcement, Membership, Wake};
 use crate::server::Setup;
 use crate::server::durable::Durable;
-use crate::status::RawStdout;
+use crate::stdout::StdoutWriter;
 use crate::store::Store;
 
 mod acceptor;
@@ -277,9 +277,16 @@ pub fn run(
     )?;
     // The acceptor prints the periodic count, once, with the total.
     config.report_every = None;
+    // One writer for every loop: the sink's turns pass from a client of one
+    // loop to a client of another, and its queue keeps them in order.
+    let stdout = StdoutWriter::new(config.max_pending_bytes)?;
     let mut threads = Vec::with_capacity(n);
-    for (index, ((poll, rx), (handler, store))) in
-        polls.into_iter().zip(inboxes).zip(parts).enumerate()
+    for (index, (((poll, rx), (handler, store)), waker)) in polls
+        .into_iter()
+        .zip(inboxes)
+        .zip(parts)
+        .zip(wakers)
+        .enumerate()
     {
         let worker = Worker {
             index,
@@ -300,7 +307,8 @@ pub fn run(
         let parts = reactor::LoopParts {
             poll,
             udp,
-            stdout: RawStdout::new()?,
+            stdout: stdout.clone(),
+            waker,
             config,
             handler,
             store,

@@ -1,6 +1,7 @@
 //! The server core, I/O-free, that both servers drive: the [`lifecycle`]
 //! (phases, signals, reports, accept back-off), a client's [`session`]
-//! (framing, idle flush, pause gates, the slow-client rule), the
+//! (framing, idle flush, pause gates, the slow-client rule), a
+//! connection's [`ending`] (closing, flush, FIN, linger, drop), the
 //! [`census`] (client ids, counts and their status lines, for one loop,
 //! N loops or the threaded server), the [`actions`] interpreter (a
 //! handler's outbox in SPEC's order, each server supplying only its
@@ -14,6 +15,7 @@ pub mod actions;
 pub mod census;
 pub mod datagram;
 pub mod durable;
+pub mod ending;
 pub mod lifecycle;
 pub mod session;
 

@@ -92,6 +92,9 @@ pub fn line_too_long(id: ClientId, max_line: usize) {
 /// gets no id and no status line.
 pub fn refuse_too_many_clients(stream: &impl AsFd, max_clients: usize) {
     let socket = socket2::SockRef::from(stream);
+    // Never accepted as a client: a plain close, whatever a store's
+    // server set at accept (see `net::set_reset_on_close`).
+    let _ = socket.set_linger(None);
     let _ = (&*socket).write(TOO_MANY_CLIENTS);
     let _ = socket.shutdown(std::net::Shutdown::Write);
     too_many_clients(max_clients);
@@ -161,8 +164,6 @@ pub fn cut_partial_lines(clients: u64) {
     ));
 }
 
-/// The diagnostic for a client dropped over `--max-pending`
-/// (`SlowPolicy::Disconnect`).
 /// The shutdown flush ran out of time for a client that did not read.
 pub fn killed_with_output(id: ClientId, pending: usize) {
     diag(format_args!(
@@ -170,44 +171,24 @@ pub fn killed_with_output(id: ClientId, pending: usize) {
     ));
 }
 
-/// fd 1 for the sink's bytes, unbuffered (std's `Stdout` is a
-/// `LineWriter`); a duplicate, so dropping it leaves fd 1 open. A stdout
-/// that fails (a reader that went away: `| head -c 1`) is said once, not
-/// once per write; what the sink takes after that is discarded.
-#[derive(Debug)]
-pub struct RawStdout {
-    file: std::fs::File,
-    failed: bool,
+/// The diagnostic when stdout fails (a reader that went away: `| head -c
+/// 1`), said once, not once per write: what the sink takes after that is
+/// discarded.
+pub fn stdout_failed(why: &dyn fmt::Display) {
+    diag(format_args!(
+        "stdout: {}; what clients send from now on is discarded",
+        without_os_error(&why.to_string())
+    ));
 }
 
-impl RawStdout {
-    /// # Errors
-    /// fd 1 cannot be duplicated.
-    pub fn new() -> io::Result<Self> {
-        use std::os::fd::AsFd;
-        let file = std::fs::File::from(io::stdout().as_fd().try_clone_to_owned()?);
-        Ok(RawStdout {
-            file,
-            failed: false,
-        })
-    }
-
-    /// Writes `bytes` whole (blocking: a slow stdout must slow the sender
-    /// down), or, once stdout has failed, drops them.
-    pub fn write(&mut self, bytes: &[u8]) {
-        if self.failed {
-            return;
-        }
-        if let Err(e) = self.file.write_all(bytes) {
-            self.failed = true;
-            diag(format_args!(
-                "stdout: {}; what clients send from now on is discarded",
-                without_os_error(&e.to_string())
-            ));
-        }
-    }
+/// The error that ends a server whose stdout stayed full through shutdown
+/// (printed as `error: ...`, exit 1).
+pub fn stdout_unwritten(bytes: usize) -> String {
+    format!("stdout: {bytes} bytes not written: still full at the end of the shutdown")
 }
 
+/// The diagnostic for a client dropped over `--max-pending`
+/// (`SlowPolicy::Disconnect`).
 pub fn dropped_slow(id: ClientId, pending: usize, max_pending: usize) {
     diag(format_args!(
         "client {id}: dropped, {pending} bytes of output pending (over --max-pending {max_pending})"

@@ -37,6 +37,7 @@ use crate::handlers::{ClientId, Finish, Framing, Handler, SlowPolicy};
 use crate::server::Setup;
 use crate::server::census::Census;
 use crate::server::durable::Durable;
+use crate::server::ending::Ending;
 use crate::trace::Trace;
 
 mod actions;
@@ -104,9 +105,9 @@ struct Server {
     config: ServerConfig,
     framing: Framing,
     slow_policy: SlowPolicy,
-    /// fd 1 for the sink's bytes, unbuffered (a duplicate: dropping it
-    /// leaves fd 1 open). The lock keeps one `write_all` whole.
-    stdout: Mutex<crate::status::RawStdout>,
+    /// The sink's bytes, queued for the stdout writer thread: a reader
+    /// never blocks on stdout, it waits for room like for a pause.
+    stdout: crate::stdout::StdoutWriter,
     /// Partial lines dropped at the end of a drain (`ServerStats`).
     cut_partial_lines: AtomicU64,
     /// Wakes the supervisor: the last client left, a store failed.
@@ -127,10 +128,9 @@ struct Core {
 
 struct Registered {
     client: Arc<Client>,
-    /// True until the handler has been told this client is gone (or closed
-    /// it itself, or shutdown closed everyone), so `on_disconnect` is
-    /// called at most once.
-    handler_knows: bool,
+    /// Whether the handler must still hear `on_disconnect` (once), decided
+    /// under the handler lock; the reader takes it along to linger.
+    ending: Ending,
 }
 
 impl Server {

@@ -429,6 +429,33 @@ impl Trace {
         }
     }
 
+    /// The sink's client stops (`paused`) or starts again being read,
+    /// because the stdout writer's queue holds `unwritten` bytes of its
+    /// `budget`.
+    #[inline]
+    pub fn stdout_flow(&self, id: ClientId, paused: bool, unwritten: usize, budget: usize) {
+        if let Some(sink) = &self.sink {
+            out_of_line(|| {
+                if paused {
+                    sink.step(
+                        Step::Flow,
+                        format_args!(
+                            "client {id}: paused: {unwritten} bytes wait for stdout > {budget}, its input waits in the kernel"
+                        ),
+                    );
+                } else {
+                    sink.step(
+                        Step::Flow,
+                        format_args!(
+                            "client {id}: resumed: {unwritten} bytes wait for stdout <= {}",
+                            budget / 2
+                        ),
+                    );
+                }
+            });
+        }
+    }
+
     /// A reader thread waits because its client is paused.
     #[inline]
     pub fn waiting(&self, id: ClientId) {

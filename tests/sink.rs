@@ -6,8 +6,9 @@
 mod common;
 
 use std::fs;
-use std::io::Write;
+use std::io::{Read, Write};
 use std::thread;
+use std::time::{Duration, Instant};
 
 use common::*;
 
@@ -17,6 +18,11 @@ both!(
     status_on_stderr_stdout_only_bytes,
     drain_lets_a_sending_client_finish,
     one_gigabyte_through_nonblocking_client_send_in_bounded_memory,
+    full_stdout_blocks_no_one_and_every_byte_arrives_once_read,
+    stdout_full_past_the_drain_timeout_exits_1_counting_unwritten_bytes,
+    a_second_signal_ends_the_wait_for_a_full_stdout,
+    trace_shows_the_pause_for_stdout_and_the_resume,
+    stdout_closed_by_its_reader_is_said_once_and_serving_goes_on,
 );
 
 fn start_sink(kind: Kind, extra: &[&str]) -> Server {
@@ -225,4 +231,216 @@ fn one_gigabyte_through_nonblocking_client_send_in_bounded_memory(kind: Kind) {
             "block {n} of stdout differs from what was sent"
         );
     }
+}
+
+/// More than a pipe (64 KiB), the stdout queue (`--max-pending`, 4 MiB by
+/// default) and the socket buffers hold together.
+const STUCK_BYTES: usize = 12 * 1024 * 1024;
+/// A pipe's default capacity on Linux: 16 pages. Writes of sizes that are
+/// not whole pages can leave a page partly empty, so "full" is within a
+/// page of it.
+const PIPE_FULL_BYTES: u64 = 64 * 1024 - 4096;
+
+/// Sends `blob` on `c` from a thread: its writes block while the server
+/// does not read. `Ok` once all is sent (the write side is then shut).
+fn send_in_background(mut c: Conn, blob: Vec<u8>) -> thread::JoinHandle<std::io::Result<Conn>> {
+    thread::spawn(move || {
+        for chunk in blob.chunks(256 * 1024) {
+            c.stream.write_all(chunk)?;
+        }
+        c.shutdown_write();
+        Ok(c)
+    })
+}
+
+/// Waits until the unread pipe is full: the server's next write to stdout
+/// would block (on a server that writes stdout from its loop, the loop is
+/// then stuck).
+fn wait_pipe_full(s: &Server, pipe: &std::io::PipeReader) {
+    let deadline = Instant::now() + TIMEOUT;
+    loop {
+        let queued = rustix::io::ioctl_fionread(pipe).expect("FIONREAD on the pipe");
+        if queued >= PIPE_FULL_BYTES {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "stdout's pipe holds {queued} bytes, never {PIPE_FULL_BYTES} (a smaller pipe?)\n{}",
+            s.transcript()
+        );
+        // Polling a counter the kernel keeps; nothing to be woken by.
+        thread::sleep(Duration::from_millis(5));
+    }
+}
+
+/// Issue 19 item 3: a stdout pipe nobody reads (while one client sends
+/// megabytes) does not stop the server: new clients get their status
+/// lines (on `--reactors 2` one of them lands on the loop serving the
+/// sender), SIGTERM gets its drain line. Then the pipe is read: every byte
+/// arrives, in connection order, and the exit is 0.
+fn full_stdout_blocks_no_one_and_every_byte_arrives_once_read(kind: Kind) {
+    let blob = Rng::new(1903).bytes(STUCK_BYTES);
+    let (mut s, mut pipe) = Server::start_sink_to_pipe(kind, &["-H", "sink"]);
+    let sender = patient(&s);
+    s.wait_connected(1);
+    let sending = send_in_background(sender, blob.clone());
+    wait_pipe_full(&s, &pipe);
+
+    let mut second = patient(&s);
+    s.wait_connected(2);
+    let mut third = patient(&s);
+    s.wait_connected(3);
+    s.signal(SIGTERM);
+    s.wait_status_eq("Shutting down: waiting up to 30 s for 3 clients (signal again to stop now)");
+    assert!(s.running(), "exited while stdout was full");
+    // Waiting clients' bytes wait in the kernel until their turn.
+    second.send(b"second");
+    second.shutdown_write();
+    third.send(b"third");
+    third.shutdown_write();
+
+    let reading = thread::spawn(move || {
+        let mut out = Vec::new();
+        pipe.read_to_end(&mut out).map(|_| out)
+    });
+    let mut sender = sending
+        .join()
+        .unwrap()
+        .expect("the sender's bytes were taken");
+    sender.expect_eof();
+    second.expect_eof();
+    third.expect_eof();
+    s.assert_exit_0();
+    let out = reading.join().unwrap().expect("read stdout");
+    let mut want = blob;
+    want.extend_from_slice(b"secondthird");
+    assert_eq!(out.len(), want.len(), "bytes on stdout");
+    assert!(out == want, "stdout differs from what the clients sent");
+}
+
+/// Issue 19 item 3: stdout still full when `--drain-timeout` ends: exit 1
+/// with one diagnostic counting the bytes not written. Those, and what the
+/// pipe got, add up to at most what was sent, and the pipe holds exactly a
+/// prefix of it.
+fn stdout_full_past_the_drain_timeout_exits_1_counting_unwritten_bytes(kind: Kind) {
+    let blob = Rng::new(1904).bytes(STUCK_BYTES);
+    let (mut s, mut pipe) =
+        Server::start_sink_to_pipe(kind, &["-H", "sink", "--drain-timeout", "0.5"]);
+    let sender = patient(&s);
+    s.wait_connected(1);
+    // The server cuts this client at the end of the drain: its send fails.
+    let sending = send_in_background(sender, blob.clone());
+    wait_pipe_full(&s, &pipe);
+    s.signal(SIGTERM);
+    s.wait_status_eq("Shutting down: waiting up to 0.5 s for 1 clients (signal again to stop now)");
+    let unwritten = expect_exit_1_with_unwritten_count(&mut s);
+    let mut out = Vec::new();
+    pipe.read_to_end(&mut out)
+        .expect("read what reached the pipe");
+    let _ = sending.join();
+    assert!(
+        out.len() + unwritten <= blob.len(),
+        "{} bytes in the pipe and {unwritten} not written: more than the {} sent",
+        out.len(),
+        blob.len()
+    );
+    assert!(
+        out == blob[..out.len()],
+        "the pipe holds no prefix of what was sent"
+    );
+}
+
+/// The exit status 1 and the one diagnostic of a stdout that stayed full;
+/// returns the count it gives (more than 0).
+fn expect_exit_1_with_unwritten_count(s: &mut Server) -> usize {
+    let status = s.wait_exit();
+    assert_eq!(status.code(), Some(1), "exit status\n{}", s.transcript());
+    let prefix = "error: stdout: ";
+    let lines: Vec<&String> = s
+        .stderr_lines()
+        .iter()
+        .filter(|l| l.starts_with(prefix))
+        .collect();
+    assert_eq!(lines.len(), 1, "one stdout diagnostic\n{}", s.transcript());
+    let unwritten: usize = lines[0][prefix.len()..]
+        .strip_suffix(" bytes not written: still full at the end of the shutdown")
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("malformed diagnostic {:?}", lines[0]));
+    assert!(unwritten > 0, "{}", s.transcript());
+    unwritten
+}
+
+/// SPEC "Shutdown": a second signal ends the drain at once; it ends the
+/// wait for a full stdout too (the drain's 30 s are longer than the test's
+/// wait for the exit).
+fn a_second_signal_ends_the_wait_for_a_full_stdout(kind: Kind) {
+    let (mut s, pipe) = Server::start_sink_to_pipe(kind, &["-H", "sink"]);
+    let sender = patient(&s);
+    s.wait_connected(1);
+    let sending = send_in_background(sender, Rng::new(1905).bytes(STUCK_BYTES));
+    wait_pipe_full(&s, &pipe);
+    s.signal(SIGTERM);
+    s.wait_status_eq("Shutting down: waiting up to 30 s for 1 clients (signal again to stop now)");
+    s.signal(SIGINT);
+    expect_exit_1_with_unwritten_count(&mut s);
+    drop(pipe);
+    let _ = sending.join();
+}
+
+/// A stdout whose reader went away (`| head -c 0`): said once, what the
+/// clients send is discarded, and the server serves on and exits 0 (the
+/// behaviour before the stdout writer thread, kept).
+fn stdout_closed_by_its_reader_is_said_once_and_serving_goes_on(kind: Kind) {
+    let (mut s, pipe) = Server::start_sink_to_pipe(kind, &["-H", "sink"]);
+    drop(pipe);
+    for id in 1..=2 {
+        let mut c = s.connect_as(id);
+        c.send(&Rng::new(id).bytes(1 << 20));
+        c.shutdown_write();
+        c.expect_eof();
+        s.wait_disconnected(id);
+    }
+    s.stop(SIGINT);
+    let said: Vec<&String> = s
+        .stderr_lines()
+        .iter()
+        .filter(|l| l.starts_with("stdout: "))
+        .collect();
+    assert_eq!(
+        said,
+        ["stdout: Broken pipe; what clients send from now on is discarded"],
+        "{}",
+        s.transcript()
+    );
+}
+
+/// `--trace` shows the back-pressure: the client holding stdout paused
+/// while the stdout queue is over `--max-pending`, and resumed once the
+/// pipe is read.
+fn trace_shows_the_pause_for_stdout_and_the_resume(kind: Kind) {
+    let blob = Rng::new(1906).bytes(1 << 20);
+    let (mut s, mut pipe) =
+        Server::start_sink_to_pipe(kind, &["-H", "sink", "--trace", "--max-pending", "100000"]);
+    let sender = patient(&s);
+    s.wait_connected(1);
+    let sending = send_in_background(sender, blob.clone());
+    s.wait_stderr("the pause", |l| {
+        l.contains("client 1: paused: ")
+            && l.ends_with(" bytes wait for stdout > 100000, its input waits in the kernel")
+    });
+    let reading = thread::spawn(move || {
+        let mut out = Vec::new();
+        pipe.read_to_end(&mut out).map(|_| out)
+    });
+    s.wait_stderr("the resume", |l| {
+        l.contains("client 1: resumed: ") && l.ends_with(" bytes wait for stdout <= 50000")
+    });
+    let mut sender = sending
+        .join()
+        .unwrap()
+        .expect("the sender's bytes were taken");
+    sender.expect_eof();
+    s.stop(SIGTERM);
+    let out = reading.join().unwrap().expect("read stdout");
+    assert!(out == blob, "stdout differs from what the client sent");
 }

@@ -210,7 +210,7 @@ pub fn run_queue(target: &Target) -> Result<(), ClientError> {
 mod tests {
     use super::*;
     use crate::client::MAX_PIECE_BYTES;
-    use crate::client::test_io::Trickle;
+    use crate::test_io::Trickle;
 
     /// Runs a queue session against canned replies; returns (sent, printed).
     fn queue(input: &[u8], replies: &[u8], prompt: bool) -> (Result<(), Fault>, Vec<u8>, Vec<u8>) {

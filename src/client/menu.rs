@@ -279,21 +279,6 @@ fn goodbye<O: Write + ?Sized, T: Transport + ?Sized>(
         .map_err(Fault::Output)
 }
 
-fn fault_to_error(fault: Fault, target: &Target) -> ClientError {
-    let peer = target.to_string();
-    match fault {
-        Fault::Input(source) => ClientError::Read {
-            input: "stdin".to_string(),
-            source,
-        },
-        Fault::Output(source) => ClientError::Stdout(source),
-        Fault::Send(source) => ClientError::Send { peer, source },
-        Fault::Receive(source) => ClientError::Receive { peer, source },
-        Fault::Closed => ClientError::Closed { peer },
-        Fault::Server(line) => ClientError::Server { line },
-    }
-}
-
 /// `menu ADDR [--udp]`: connects (TCP) or opens a connected UDP socket,
 /// then runs [`menu_session`] on stdin and stdout. Ctrl+C prints the
 /// farewell and exits 0 from a signal thread (the main thread may be
@@ -359,7 +344,7 @@ pub fn run_menu(target: &Target, udp: bool) -> Result<(), ClientError> {
         &mut *server,
         !terminal,
     )
-    .map_err(|f| fault_to_error(f, target))
+    .map_err(|f| f.context(target, "stdin"))
 }
 
 /// On the first SIGINT: `close`, the farewell, exit 0 (signal-hook's

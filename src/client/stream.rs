@@ -100,16 +100,8 @@ pub(super) fn trim_line_end(line: &[u8]) -> &[u8] {
 /// [`Fault::Server`] with the server's error line; [`Fault::Receive`] when
 /// the connection fails (e.g. reset) instead of closing.
 pub fn await_close<R: Read>(server: R) -> Result<(), Fault> {
-    let mut lines = ServerLines::new(server);
-    let mut buf = Vec::new();
-    while let Some(piece) = lines.next_piece(&mut buf).map_err(Fault::Receive)? {
-        if piece.starts_line
-            && let Some(line) = server_error(&buf)
-        {
-            return Err(Fault::Server(line));
-        }
-    }
-    Ok(())
+    // Relayed to nowhere: the same reading, and a sink never fails.
+    relay_lines(server, &mut io::sink())
 }
 
 /// Prints every line the server sends to `out`, flushing each, until the
@@ -265,19 +257,10 @@ fn refusal(held: &[u8]) -> Option<Fault> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::client::test_io::{Dribble, Failing, Trickle, noise};
+    use crate::test_io::{Dribble, Failing, Trickle, Zero, noise};
 
     #[test]
     fn copy_reports_a_server_that_takes_nothing() {
-        struct Zero;
-        impl Write for Zero {
-            fn write(&mut self, _: &[u8]) -> io::Result<usize> {
-                Ok(0)
-            }
-            fn flush(&mut self) -> io::Result<()> {
-                Ok(())
-            }
-        }
         let fault = copy_to_server(&mut &b"x"[..], &mut Zero).unwrap_err();
         assert!(matches!(fault, Fault::Send(e) if e.kind() == io::ErrorKind::WriteZero));
         assert_eq!(copy_to_server(&mut &b""[..], &mut Zero).unwrap(), 0);

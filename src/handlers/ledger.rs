@@ -31,6 +31,7 @@ mod money;
 mod parse;
 mod setup;
 
+use parse::parse_terminated;
 use setup::{build, files};
 
 pub use money::add_exact;
@@ -104,12 +105,30 @@ impl Ledger {
             Line::Invalid => Outcome::Discarded,
             Line::Tx(tx) => self.apply(tx),
         };
+        self.count(outcome);
+        outcome
+    }
+
+    #[inline(always)]
+    fn count(&mut self, outcome: Outcome) {
         match outcome {
             Outcome::Applied => self.applied += 1,
             Outcome::Discarded => self.discarded += 1,
             Outcome::Skipped => {}
         }
-        outcome
+    }
+
+    /// With `--journal`, an applied line (without its terminator) is the
+    /// record: replay parses it the same way, so it applies exactly as it
+    /// did here.
+    #[inline(always)]
+    fn journal_line(&self, outcome: Outcome, line: &[u8], out: &mut Outbox) {
+        if outcome == Outcome::Applied && self.journal {
+            out.append_record_with(|buf| {
+                buf.extend_from_slice(line);
+                buf.push(b'\n');
+            });
+        }
     }
 
     #[inline(always)]
@@ -165,7 +184,7 @@ impl Ledger {
 /// What ledger is like (see [`Traits`]).
 pub const TRAITS: Traits = Traits {
     // SPEC: a ledger line ends only at `\n` or EOF, never on a pause.
-    framing: Framing::Lines { idle_flush: false },
+    framing: Framing::LineBlocks,
     // SPEC: a connected client may still be sending transactions.
     shutdown: ShutdownPolicy::Drain,
     datagrams: Datagrams::No,
@@ -194,13 +213,30 @@ impl Handler for Ledger {
     fn on_message(&mut self, _id: ClientId, msg: &[u8], out: &mut Outbox) {
         // The ledger answers nothing, not even to a discarded line.
         let line = strip_terminator(msg);
-        if self.apply_line(line) == Outcome::Applied && self.journal {
-            // The line itself is the record: replay parses it the same
-            // way, so it applies exactly as it did here.
-            out.append_record_with(|buf| {
-                buf.extend_from_slice(line);
-                buf.push(b'\n');
-            });
+        let outcome = self.apply_line(line);
+        self.journal_line(outcome, line, out);
+    }
+
+    /// One pass over the block: a line whose amount ends it is parsed and
+    /// applied where it lies, with no newline search and no call of its
+    /// own; any other line is found and handled as [`Self::on_message`] does.
+    fn on_lines(&mut self, id: ClientId, lines: &[u8], out: &mut Outbox) {
+        let mut rest = lines;
+        while !rest.is_empty() {
+            let taken = match parse_terminated(rest) {
+                Some((tx, line_len, taken)) => {
+                    let outcome = self.apply(tx);
+                    self.count(outcome);
+                    self.journal_line(outcome, &rest[..line_len], out);
+                    taken
+                }
+                None => {
+                    let taken = memchr::memchr(b'\n', rest).map_or(rest.len(), |i| i + 1);
+                    self.on_message(id, &rest[..taken], out);
+                    taken
+                }
+            };
+            rest = &rest[taken..];
         }
     }
 
@@ -260,261 +296,4 @@ mod testkit {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::testkit::*;
-    use super::*;
-    use crate::handlers::Effect;
-    use proptest::prelude::*;
-    use std::collections::BTreeMap;
-
-    #[test]
-    fn journal_persists_applied_lines_only_and_replays_to_the_same_balances() {
-        let mut ledger = Ledger::new(PathBuf::from("log.txt")).with_journal();
-        let mut out = Outbox::new();
-        let mut records = Vec::new();
-        for line in [
-            &b"Marc credit $2\n"[..],
-            b"bad line\n",
-            b"Marc debit 1.5\r\n",
-            b"\n",
-            b"Ann credit 7",
-        ] {
-            ledger.on_message(ClientId(1), line, &mut out);
-            for effect in out.take() {
-                match effect {
-                    Effect::Persist(bytes) => records.extend(bytes),
-                    other => panic!("the ledger did {other:?}"),
-                }
-            }
-        }
-        assert_eq!(records, b"Marc credit $2\nMarc debit 1.5\nAnn credit 7\n");
-
-        let mut restarted = Ledger::new(PathBuf::from("log.txt")).with_journal();
-        for record in records.split(|&b| b == b'\n').filter(|r| !r.is_empty()) {
-            assert!(restarted.replay(record));
-        }
-        assert_eq!(restarted.render_log(), ledger.render_log());
-        assert_eq!(
-            restarted.applied(),
-            0,
-            "replayed transactions belong to an earlier run"
-        );
-        assert!(!restarted.replay(b"not a transaction"));
-    }
-
-    #[test]
-    fn without_a_journal_nothing_is_persisted() {
-        let mut ledger = Ledger::new(PathBuf::from("log.txt"));
-        let mut out = Outbox::new();
-        ledger.on_message(ClientId(1), b"Marc credit 2\n", &mut out);
-        assert!(out.is_empty());
-    }
-
-    // ----- applying lines ---------------------------------------------------
-
-    #[test]
-    fn terminators_are_stripped_crlf_included() {
-        let ledger = ledger_after(&[
-            b"Marc credit $2\r\n",
-            b"Marc debit $1\n",
-            b"Marc credit 0.5", // EOF tail, no terminator
-        ]);
-        assert_eq!((ledger.applied(), ledger.discarded()), (3, 0));
-        assert_eq!(ledger.balance("Marc"), Some(dec("1.5")));
-    }
-
-    #[test]
-    fn a_stray_carriage_return_is_not_a_terminator() {
-        // Framing drops a `\r` only before `\n`: a tail ending in `\r` keeps it,
-        // and `$1\r` is not an amount.
-        let ledger = ledger_after(&[b"Marc credit $1\r"]);
-        assert_eq!((ledger.applied(), ledger.discarded()), (0, 1));
-    }
-
-    #[test]
-    fn counts_and_outcomes() {
-        let mut ledger = Ledger::new(PathBuf::from("x"));
-        assert_eq!(ledger.apply_line(b"a credit 1"), Outcome::Applied);
-        assert_eq!(ledger.apply_line(b"a credit"), Outcome::Discarded);
-        assert_eq!(ledger.apply_line(b"a credit x"), Outcome::Discarded);
-        assert_eq!(ledger.apply_line(b" \t "), Outcome::Skipped);
-        assert_eq!(ledger.apply_line(b"b debit 2"), Outcome::Applied);
-        assert_eq!((ledger.applied(), ledger.discarded()), (2, 2));
-    }
-
-    #[test]
-    fn invalid_lines_create_no_account() {
-        let ledger = ledger_after(&[b"ghost credit 1.\n", b"ghost2 refund 1\n"]);
-        assert!(ledger.render_log().is_empty());
-        assert_eq!(ledger.discarded(), 2);
-    }
-
-    #[test]
-    fn a_zero_transaction_creates_an_account() {
-        assert_eq!(log_after(&[b"a debit 0\n"]), "a $0.00\n");
-    }
-
-    #[test]
-    fn balances_may_go_negative() {
-        assert_eq!(
-            log_after(&[b"a debit 12.34\n", b"b credit 1\n", b"b debit 3.5\n"]),
-            "a $-12.34\nb $-2.50\n"
-        );
-    }
-
-    #[test]
-    fn seed_example_100_clients() {
-        let mut ledger = Ledger::new(PathBuf::from("log.txt"));
-        let mut out = Outbox::new();
-        for client in 1..=100 {
-            ledger.on_message(ClientId(client), b"Marc credit $2\n", &mut out);
-            ledger.on_message(ClientId(client), b"Marc debit $1\n", &mut out);
-        }
-        assert!(out.is_empty());
-        assert_eq!(ledger.render_log(), b"Marc $100.00\n");
-        assert_eq!(ledger.applied(), 200);
-    }
-
-    #[test]
-    fn sums_are_exact_decimals() {
-        // 0.1 + 0.2 is 0.3 here, and 10^6 small amounts add up exactly.
-        let mut ledger = Ledger::new(PathBuf::from("x"));
-        ledger.apply_line(b"a credit 0.1");
-        ledger.apply_line(b"a credit 0.2");
-        assert_eq!(ledger.balance("a"), Some(dec("0.3")));
-        for _ in 0..100_000 {
-            ledger.apply_line(b"b credit 0.01");
-        }
-        assert_eq!(ledger.balance("b"), Some(dec("1000")));
-        ledger.apply_line(b"c credit 0.0000000001");
-        ledger.apply_line(b"c credit 1000000000");
-        assert_eq!(ledger.balance("c"), Some(dec("1000000000.0000000001")));
-    }
-
-    #[test]
-    fn finish_writes_the_configured_log_and_the_summary() {
-        let mut ledger = Ledger::new(PathBuf::from("/some/dir/balances.txt"));
-        let mut out = Outbox::new();
-        for msg in [
-            &b"b credit 2\n"[..],
-            b"a credit 1.005\r\n",
-            b"bogus\n",
-            b"\n",
-            b"a debit x\n",
-            b"c debit 3",
-        ] {
-            ledger.on_message(ClientId(7), msg, &mut out);
-        }
-        assert!(out.is_empty());
-        let finish = ledger.finish(&ServerStats {
-            cut_partial_lines: 4,
-        });
-        assert_eq!(
-            finish,
-            Finish {
-                files: vec![(
-                    PathBuf::from("/some/dir/balances.txt"),
-                    b"a $1.01\nb $2.00\nc $-3.00\n".to_vec()
-                )],
-                status: vec![
-                    "Applied 3 transactions, discarded 2 lines, cut 4 partial lines".to_string()
-                ],
-                ..Finish::default()
-            }
-        );
-    }
-
-    #[test]
-    fn summary_line_matches_spec_text() {
-        assert_eq!(
-            summary_line(1000, 3, 0),
-            "Applied 1000 transactions, discarded 3 lines, cut 0 partial lines"
-        );
-    }
-
-    #[test]
-    fn handler_shape() {
-        let ledger = Ledger::new(PathBuf::from("log.txt"));
-        let t = ledger.traits();
-        assert_eq!(t.name, "ledger");
-        assert_eq!(t.framing, Framing::Lines { idle_flush: false });
-        assert_eq!(t.shutdown, ShutdownPolicy::Drain);
-        assert_eq!(t.sharing, Sharing::PerLoop, "balances are sums");
-    }
-
-    // ----- properties -------------------------------------------------------------
-
-    /// An amount in cents and how it is written: `$` or not, 0-2 decimals.
-    fn amount_strategy() -> impl Strategy<Value = (i128, String)> {
-        (0u64..1_000_000_000, 0u32..3, any::<bool>()).prop_map(|(units, decimals, dollar)| {
-            let (cents, text) = match decimals {
-                0 => (i128::from(units) * 100, units.to_string()),
-                1 => (
-                    i128::from(units) * 10,
-                    format!("{}.{}", units / 10, units % 10),
-                ),
-                _ => (
-                    i128::from(units),
-                    format!("{}.{:02}", units / 100, units % 100),
-                ),
-            };
-            (cents, if dollar { format!("${text}") } else { text })
-        })
-    }
-
-    fn separator() -> impl Strategy<Value = String> {
-        proptest::string::string_regex("[ \t]{1,3}").unwrap()
-    }
-
-    /// The model's log: whole cents, sorted by a BTreeMap (byte order for
-    /// `String`), formatted independently of `push_cents`.
-    fn model_log(model: &BTreeMap<String, i128>) -> String {
-        model
-            .iter()
-            .map(|(name, &cents)| {
-                let sign = if cents < 0 { "-" } else { "" };
-                let abs = cents.abs();
-                format!(
-                    "{name} ${sign}{}.{}{}\n",
-                    abs / 100,
-                    (abs / 10) % 10,
-                    abs % 10
-                )
-            })
-            .collect()
-    }
-
-    proptest! {
-        #[test]
-        fn random_valid_transactions_agree_with_integer_cents(
-            txs in prop::collection::vec(
-                (
-                    prop::sample::select(vec!["Marc", "marc", "Zoë", "名前", "a_b", "Z"]),
-                    any::<bool>(),
-                    prop::sample::select(vec!["credit", "debit", "CREDIT", "Debit"]),
-                    amount_strategy(),
-                    separator(),
-                    separator(),
-                    any::<bool>(),
-                ),
-                0..60,
-            )
-        ) {
-            let mut ledger = Ledger::new(PathBuf::from("log.txt"));
-            let mut model: BTreeMap<String, i128> = BTreeMap::new();
-            let mut out = Outbox::new();
-            for (name, crlf, kind, (cents, amount), sep1, sep2, indent) in &txs {
-                let lead = if *indent { "\t " } else { "" };
-                let end = if *crlf { "\r\n" } else { "\n" };
-                let msg = format!("{lead}{name}{sep1}{kind}{sep2}{amount}{end}");
-                ledger.on_message(ClientId(1), msg.as_bytes(), &mut out);
-                let signed = if kind.eq_ignore_ascii_case("credit") { *cents } else { -cents };
-                *model.entry(name.to_string()).or_insert(0) += signed;
-            }
-            prop_assert!(out.is_empty());
-            prop_assert_eq!(ledger.applied(), txs.len() as u64);
-            prop_assert_eq!(ledger.discarded(), 0);
-            prop_assert_eq!(String::from_utf8(ledger.render_log()).unwrap(), model_log(&model));
-        }
-    }
-}
+mod tests;

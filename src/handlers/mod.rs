@@ -64,6 +64,11 @@ pub enum Framing {
     /// `idle_flush`, bytes that sat [`crate::framing::IDLE_FLUSH`] with no
     /// newline after them are a message too (SPEC: interactive handlers only).
     Lines { idle_flush: bool },
+    /// Lines as with `Lines { idle_flush: false }`, but the complete lines
+    /// of one read go to [`Handler::on_lines`] in one call (the ledger: a
+    /// stream of millions of lines, where a call and a newline search per
+    /// line cost more than the line's own work).
+    LineBlocks,
     /// No framing: every chunk read is handed over as it is (the sink).
     Raw,
 }
@@ -385,6 +390,20 @@ pub trait Handler: Send {
     fn on_connect(&mut self, _id: ClientId, _peer: SocketAddr, _out: &mut Outbox) {}
     /// One complete message from `id` (see the trait doc about terminators).
     fn on_message(&mut self, id: ClientId, msg: &[u8], out: &mut Outbox);
+    /// With [`Framing::LineBlocks`]: `lines` holds complete lines from `id`,
+    /// each ending in `\n`, none longer than `--max-line`. The same as
+    /// [`Handler::on_message`] for each in turn (stopping at a close of
+    /// `id`), which is what this default does; a handler overrides it to
+    /// take the lines in one pass.
+    fn on_lines(&mut self, id: ClientId, lines: &[u8], out: &mut Outbox) {
+        for line in lines.split_inclusive(|&b| b == b'\n') {
+            let before = out.actions().len();
+            self.on_message(id, line, out);
+            if out.closes_since(before, id) {
+                return;
+            }
+        }
+    }
     /// `id` is gone (EOF after its last message, error, or dropped by the
     /// server). Not called for a client the handler closed itself, nor for
     /// the clients shutdown closes ([`Handler::on_shutdown`] said that

@@ -7,15 +7,15 @@ use std::io::{self, Read, Write};
 use std::net::Shutdown;
 use std::time::Instant;
 
+use mio::Poll;
 use mio::net::TcpStream;
-use mio::{Events, Interest, Poll, Token};
 
 use super::lines;
 use super::spread::{Part, Slot, spread};
 use super::stats::Latencies;
 use super::{
-    Options, READ_BUF_BYTES, Report, RunError, Source, connect, diag_limited, interrupted,
-    poll_timeout, would_block,
+    Options, READ_BUF_BYTES, Report, RunError, Source, connect, diag_limited, drive_until,
+    interrupted, register_all, would_block,
 };
 
 struct Client {
@@ -205,27 +205,18 @@ fn register(
     slot: &Slot<'_>,
     streams: Vec<TcpStream>,
 ) -> std::io::Result<(Vec<Client>, Poll)> {
-    let poll = Poll::new()?;
     let window = opts.window.min(4096) as usize;
-    let mut clients = Vec::with_capacity(streams.len());
-    for (i, mut stream) in streams.into_iter().enumerate() {
-        poll.registry().register(
-            &mut stream,
-            Token(i),
-            Interest::READABLE | Interest::WRITABLE,
-        )?;
-        clients.push(Client {
-            id: slot.clients.start + i + 1,
-            stream,
-            sent: 0,
-            received: 0,
-            out: Vec::with_capacity(opts.line_bytes * window),
-            out_pos: 0,
-            partial: Vec::new(),
-            sent_at: VecDeque::with_capacity(window),
-            done: false,
-        });
-    }
+    let (poll, clients) = register_all(streams, |i, stream| Client {
+        id: slot.clients.start + i + 1,
+        stream,
+        sent: 0,
+        received: 0,
+        out: Vec::with_capacity(opts.line_bytes * window),
+        out_pos: 0,
+        partial: Vec::new(),
+        sent_at: VecDeque::with_capacity(window),
+        done: false,
+    })?;
     Ok((clients, poll))
 }
 
@@ -256,28 +247,20 @@ fn part(opts: &Options, slot: &Slot<'_>) -> Result<Part, RunError> {
         finished: 0,
     };
     let mut buf = vec![0u8; READ_BUF_BYTES];
-    let mut events = Events::with_capacity(1024);
     let mut reported = 0;
     for c in &mut clients {
         run.drive(c, &mut buf, &poll);
     }
-    while run.finished < clients.len() {
-        if Instant::now() >= deadline {
-            let left = clients.len() - run.finished;
-            super::error_line(&format!("timeout: {left} echo clients unfinished"));
-            run.errors += left as u64;
-            break;
-        }
-        match poll.poll(&mut events, poll_timeout(deadline)) {
-            Err(e) if interrupted(&e) => continue,
-            other => other?,
-        }
-        for ev in &events {
-            run.drive(&mut clients[ev.token().0], &mut buf, &poll);
+    let unfinished = clients.len() - run.finished;
+    let timed_out = drive_until(&mut poll, deadline, "echo", unfinished, |poll, events| {
+        for ev in events {
+            run.drive(&mut clients[ev.token().0], &mut buf, poll);
         }
         slot.advance(run.lines_received - reported);
         reported = run.lines_received;
-    }
+        clients.len() - run.finished
+    })?;
+    run.errors += timed_out;
     Ok(Part {
         lines: run.lines_received,
         bytes_sent: run.bytes_sent,

@@ -9,14 +9,14 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
+use mio::Poll;
 use mio::net::TcpStream;
-use mio::{Events, Interest, Poll, Token};
 
 use super::lines::{self, Balances, NoExpectedLog};
 use super::spread::{Part, Slot, spread};
 use super::{
     LEDGER_CHUNK_BYTES, LogCheck, Options, READ_BUF_BYTES, Report, RunError, Source, VerifyLog,
-    connect, diag_limited, interrupted, poll_timeout, would_block,
+    connect, diag_limited, drive_until, interrupted, register_all, would_block,
 };
 
 /// The bytes each client sends (once; it sends them `repeat` times) and the
@@ -143,23 +143,14 @@ fn part(opts: &Options, slot: &Slot<'_>, data: &[Arc<[u8]>]) -> Result<Part, Run
     };
     let connected = connected?;
     let deadline = slot.deadline;
-    let mut poll = Poll::new()?;
-    let mut clients: Vec<Client> = Vec::with_capacity(data.len());
-    for (i, (mut stream, data)) in connected.streams.into_iter().zip(data).enumerate() {
-        poll.registry().register(
-            &mut stream,
-            Token(i),
-            Interest::READABLE | Interest::WRITABLE,
-        )?;
-        clients.push(Client {
-            stream,
-            data: Arc::clone(data),
-            pos: 0,
-            sends_left: opts.repeat,
-            state: State::Sending,
-            got_bytes: false,
-        });
-    }
+    let (mut poll, mut clients) = register_all(connected.streams, |i, stream| Client {
+        stream,
+        data: Arc::clone(&data[i]),
+        pos: 0,
+        sends_left: opts.repeat,
+        state: State::Sending,
+        got_bytes: false,
+    })?;
     let mut t = Totals {
         bytes_sent: 0,
         bytes_received: 0,
@@ -168,30 +159,22 @@ fn part(opts: &Options, slot: &Slot<'_>, data: &[Arc<[u8]>]) -> Result<Part, Run
         finished: 0,
     };
     let mut buf = vec![0u8; READ_BUF_BYTES];
-    let mut events = Events::with_capacity(1024);
     let first = slot.clients.start;
     let mut reported = 0;
     for (i, c) in clients.iter_mut().enumerate() {
         drive(first + i, c, &poll, &mut t, &mut buf);
     }
-    while t.finished < clients.len() {
-        if Instant::now() >= deadline {
-            let left = clients.len() - t.finished;
-            super::error_line(&format!("timeout: {left} ledger clients unfinished"));
-            t.errors += left as u64;
-            break;
-        }
-        match poll.poll(&mut events, poll_timeout(deadline)) {
-            Err(e) if interrupted(&e) => continue,
-            other => other?,
-        }
-        for ev in &events {
+    let unfinished = clients.len() - t.finished;
+    let timed_out = drive_until(&mut poll, deadline, "ledger", unfinished, |poll, events| {
+        for ev in events {
             let i = ev.token().0;
-            drive(first + i, &mut clients[i], &poll, &mut t, &mut buf);
+            drive(first + i, &mut clients[i], poll, &mut t, &mut buf);
         }
         slot.advance(t.bytes_sent - reported);
         reported = t.bytes_sent;
-    }
+        clients.len() - t.finished
+    })?;
+    t.errors += timed_out;
     let end = Instant::now();
     drop(clients);
     Ok(Part {

@@ -344,6 +344,53 @@ fn poll_timeout(deadline: Instant) -> Option<Duration> {
     )
 }
 
+/// A poll with each of `streams` registered for both directions under its
+/// index as token, and the clients `client` builds around them.
+fn register_all<C>(
+    streams: Vec<mio::net::TcpStream>,
+    mut client: impl FnMut(usize, mio::net::TcpStream) -> C,
+) -> io::Result<(mio::Poll, Vec<C>)> {
+    let poll = mio::Poll::new()?;
+    let mut clients = Vec::with_capacity(streams.len());
+    for (i, mut stream) in streams.into_iter().enumerate() {
+        poll.registry().register(
+            &mut stream,
+            mio::Token(i),
+            mio::Interest::READABLE | mio::Interest::WRITABLE,
+        )?;
+        clients.push(client(i, stream));
+    }
+    Ok((poll, clients))
+}
+
+/// The wait loop of a thread that drives clients: polls until `step`
+/// reports no unfinished client or `deadline` passes. `step` handles one
+/// batch of readiness (the poll is lent to it for re-registering) and
+/// returns how many clients are still unfinished. Returns how many were
+/// left at the deadline, already reported on stderr as `kind` clients, for
+/// the error count.
+fn drive_until(
+    poll: &mut mio::Poll,
+    deadline: Instant,
+    kind: &str,
+    mut unfinished: usize,
+    mut step: impl FnMut(&mio::Poll, &mio::Events) -> usize,
+) -> io::Result<u64> {
+    let mut events = mio::Events::with_capacity(1024);
+    while unfinished > 0 {
+        if Instant::now() >= deadline {
+            error_line(&format!("timeout: {unfinished} {kind} clients unfinished"));
+            return Ok(unfinished as u64);
+        }
+        match poll.poll(&mut events, poll_timeout(deadline)) {
+            Err(e) if interrupted(&e) => continue,
+            other => other?,
+        }
+        unfinished = step(poll, &events);
+    }
+    Ok(0)
+}
+
 fn would_block(e: &io::Error) -> bool {
     e.kind() == io::ErrorKind::WouldBlock
 }

@@ -1,6 +1,8 @@
 //! The reactor's per-connection timers (idle flush, linger) and every way a
 //! connection ends: a graceful close (flush, FIN, linger), a drop, and
-//! shutdown's close of everyone.
+//! shutdown's close of everyone. The rules are
+//! [`Ending`](crate::server::ending::Ending)'s; this carries out its steps
+//! on the socket.
 
 use std::cmp::Reverse;
 use std::io::{self, Read};
@@ -8,9 +10,10 @@ use std::net::Shutdown;
 use std::time::Instant;
 
 use super::Reactor;
-use super::conn::{ConnState, Drain};
+use super::conn::Drain;
+use crate::server::ending::{Cause, Step, Steps};
 use crate::server::lifecycle::Phase;
-use crate::server::session::{LINGER, MAX_FINAL_READ_BYTES, MAX_LINGER_DISCARD_BYTES};
+use crate::server::session::MAX_FINAL_READ_BYTES;
 use crate::status;
 
 impl Reactor {
@@ -24,7 +27,7 @@ impl Reactor {
             let Some(conn) = self.conns.get_mut(key) else {
                 continue;
             };
-            if conn.id != id || conn.state != ConnState::Open {
+            if conn.id != id || !conn.ending.is_open() {
                 continue;
             }
             match conn.session.idle_deadline() {
@@ -42,71 +45,87 @@ impl Reactor {
                 break;
             }
             self.linger_queue.pop();
-            if self.conns.get(key).is_some_and(|c| c.id == id) {
-                self.kill(key);
+            if let Some(conn) = self.conns.get_mut(key)
+                && conn.id == id
+            {
+                let steps = conn.ending.handle_timeout(now);
+                self.carry_out(key, steps);
             }
         }
     }
 
-    /// Tells the handler the client is gone, once.
-    pub(super) fn client_gone(&mut self, key: usize) {
-        let conn = &mut self.conns[key];
-        if conn.handler_knows {
-            conn.handler_knows = false;
-            let id = conn.id;
-            self.handler.on_disconnect(id, &mut self.outbox);
-            self.apply_actions();
+    /// The connection ends for `cause` (see
+    /// [`Ending::close`](crate::server::ending::Ending::close)).
+    pub(super) fn end_conn(&mut self, key: usize, cause: Cause) {
+        let steps = self.conns[key].ending.close(cause);
+        self.carry_out(key, steps);
+    }
+
+    /// Everything queued for the connection is written: a closing one
+    /// sends its FIN and lingers, no longer than shutdown's flush.
+    pub(super) fn flushed(&mut self, key: usize) {
+        let cap = match self.life.phase() {
+            Phase::Closing { until } => Some(until),
+            _ => None,
+        };
+        let steps = self.conns[key].ending.flushed(Instant::now(), cap);
+        self.carry_out(key, steps);
+    }
+
+    /// Does what the connection's ending asked for.
+    fn carry_out(&mut self, key: usize, steps: Steps) {
+        for step in steps {
+            let conn = &mut self.conns[key];
+            match step {
+                Step::TellHandler => {
+                    let id = conn.id;
+                    self.handler.on_disconnect(id, &mut self.outbox);
+                    self.apply_actions();
+                }
+                Step::Flush => {
+                    self.trace.closing(conn.id);
+                    conn.session.discard_deadline();
+                    self.mark_dirty(key);
+                }
+                Step::ShutWrite { until } => {
+                    // What it sent is durable now (`flush_dirty` syncs
+                    // first): the FIN may acknowledge it, and the close
+                    // after it is a plain one.
+                    if self.durable.is_on() {
+                        let _ = crate::net::set_reset_on_close(&conn.stream, false);
+                    }
+                    let _ = conn.stream.shutdown(Shutdown::Write);
+                    self.trace.lingering(conn.id);
+                    self.linger_queue.push(Reverse((until, key, conn.id)));
+                    self.discard_input(key);
+                }
+                Step::CloseNow => {
+                    conn.out.clear();
+                    self.dead.push(key);
+                }
+            }
         }
     }
 
-    /// No more input is handled; output is flushed, then the connection
-    /// lingers and closes.
-    pub(super) fn start_closing(&mut self, key: usize) {
-        let conn = &mut self.conns[key];
-        if conn.state == ConnState::Open {
-            conn.state = ConnState::Closing;
-            self.trace.closing(conn.id);
-            conn.session.discard_deadline();
-            self.mark_dirty(key);
-        }
-    }
-
-    /// Everything is out: send our FIN, then wait for theirs.
-    pub(super) fn start_lingering(&mut self, key: usize) {
-        let conn = &mut self.conns[key];
-        let _ = conn.stream.shutdown(Shutdown::Write);
-        self.trace.lingering(conn.id);
-        let mut until = Instant::now() + LINGER;
-        if let Phase::Closing { until: end } = self.life.phase() {
-            until = until.min(end);
-        }
-        conn.state = ConnState::Lingering { until };
-        self.linger_queue.push(Reverse((until, key, conn.id)));
-        self.discard_input(key);
-    }
-
-    /// Reads and drops input from a closing client (see [`LINGER`]).
+    /// Reads and drops input from a closing client (see
+    /// [`crate::server::session::LINGER`]).
     pub(super) fn discard_input(&mut self, key: usize) {
         loop {
             let conn = &mut self.conns[key];
-            if conn.discarded > MAX_LINGER_DISCARD_BYTES {
-                self.kill(key);
-                return;
-            }
-            match conn.stream.read(&mut self.scratch) {
+            let steps = match conn.stream.read(&mut self.scratch) {
                 Ok(0) => {
-                    if matches!(conn.state, ConnState::Lingering { .. }) {
-                        self.kill(key);
-                    }
+                    let steps = conn.ending.peer_closed();
+                    self.carry_out(key, steps);
                     return;
                 }
-                Ok(n) => conn.discarded += n,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Ok(n) => conn.ending.discarded(n),
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
-                Err(_) => {
-                    self.kill(key);
-                    return;
-                }
+                Err(_) => conn.ending.close(Cause::Dropped),
+            };
+            if !steps.is_empty() {
+                self.carry_out(key, steps);
+                return;
             }
         }
     }
@@ -118,18 +137,7 @@ impl Reactor {
             status::dropped_error(self.conns[key].id, &why);
         }
         self.conns[key].session.discard();
-        self.client_gone(key);
-        self.kill(key);
-    }
-
-    /// Marks the connection for removal after this pass.
-    pub(super) fn kill(&mut self, key: usize) {
-        let conn = &mut self.conns[key];
-        if conn.state != ConnState::Dead {
-            conn.state = ConnState::Dead;
-            conn.out.clear();
-            self.dead.push(key);
-        }
+        self.end_conn(key, Cause::Dropped);
     }
 
     /// Removes dead connections (deferred so a key is never reused within
@@ -154,7 +162,7 @@ impl Reactor {
         let mut cut_clients = 0u64;
         for key in keys {
             let conn = &mut self.conns[key];
-            if conn.state != ConnState::Open {
+            if !conn.ending.is_open() {
                 continue;
             }
             if conn.may_read() {
@@ -163,7 +171,7 @@ impl Reactor {
             let Some(conn) = self.conns.get_mut(key) else {
                 continue;
             };
-            if conn.state != ConnState::Open {
+            if !conn.ending.is_open() {
                 continue;
             }
             if cut {
@@ -173,13 +181,8 @@ impl Reactor {
             } else {
                 self.flush_partial(key);
             }
-            // Every client is going, and the handler heard so in
-            // `on_shutdown`: telling it one by one would only make presence
-            // broadcast lists nobody will read.
-            if let Some(conn) = self.conns.get_mut(key) {
-                conn.handler_knows = false;
-            }
-            self.start_closing(key);
+            // The handler heard of it in `on_shutdown`.
+            self.end_conn(key, Cause::Shutdown { cut });
         }
         if cut_clients > 0 {
             self.stats.cut_partial_lines += cut_clients;

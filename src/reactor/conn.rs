@@ -1,28 +1,12 @@
 //! One client connection of the reactor, and how far a read must go.
 
-use std::time::Instant;
-
 use mio::Interest;
 use mio::net::TcpStream;
 
 use crate::handlers::ClientId;
 use crate::outbuf::OutBuf;
+use crate::server::ending::Ending;
 use crate::server::session::{Gates, Session};
-
-/// Where a connection is in its life.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(super) enum ConnState {
-    /// Reading and writing.
-    Open,
-    /// No more input is handled (EOF, or the handler or a limit closed it);
-    /// queued output is flushed, then our side is shut.
-    Closing,
-    /// Our FIN is sent; reading and discarding until the client closes too
-    /// or `until` (see [`crate::server::session::LINGER`]).
-    Lingering { until: Instant },
-    /// Gone; removed from the slab after this loop pass.
-    Dead,
-}
 
 /// One client connection.
 pub(super) struct Conn {
@@ -34,18 +18,14 @@ pub(super) struct Conn {
     /// Why it is not read from (handler, `--max-pending`).
     pub(super) gates: Gates,
     pub(super) out: OutBuf,
-    pub(super) state: ConnState,
+    /// Open, closing, lingering or dead, and whether the handler must
+    /// still hear of its end.
+    pub(super) ending: Ending,
     /// The interest currently registered with the poller, so we reregister
     /// only when it changes.
     pub(super) interest: Interest,
-    /// True until the handler has been told this client is gone (or closed
-    /// it itself, or shutdown closed everyone), so `on_disconnect` is called
-    /// at most once.
-    pub(super) handler_knows: bool,
     /// On the `dirty` list already.
     pub(super) dirty: bool,
-    /// Bytes discarded while lingering.
-    pub(super) discarded: usize,
 }
 
 impl Conn {
@@ -56,16 +36,14 @@ impl Conn {
             session,
             gates: Gates::default(),
             out: OutBuf::new(),
-            state: ConnState::Open,
+            ending: Ending::new(),
             interest: Interest::READABLE,
-            handler_knows: true,
             dirty: false,
-            discarded: 0,
         }
     }
 
     pub(super) fn may_read(&self) -> bool {
-        self.state == ConnState::Open && self.gates.open()
+        self.ending.is_open() && self.gates.open()
     }
 }
 

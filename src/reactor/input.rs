@@ -5,8 +5,9 @@ use std::cmp::Reverse;
 use std::io::{self, Read};
 use std::time::Instant;
 
-use super::conn::{ConnState, Drain};
+use super::conn::Drain;
 use super::{PASS_BUDGET, Reactor};
+use crate::server::ending::{Cause, Reading};
 use crate::server::session::Input;
 use crate::status;
 
@@ -19,9 +20,9 @@ impl Reactor {
         let Some(conn) = self.conns.get(key) else {
             return; // sporadic event for a removed connection
         };
-        match conn.state {
-            ConnState::Dead => {}
-            ConnState::Open => {
+        match conn.ending.reading() {
+            Reading::Stopped => {}
+            Reading::Handle => {
                 // Writable events and error hints are handled by trying the
                 // operation: a hint alone proves nothing (mio docs).
                 if conn.may_read() {
@@ -34,7 +35,7 @@ impl Reactor {
                 }
                 self.mark_dirty(key);
             }
-            ConnState::Closing | ConnState::Lingering { .. } => {
+            Reading::Discard => {
                 if readable {
                     self.discard_input(key);
                 }
@@ -49,15 +50,15 @@ impl Reactor {
         let Some(conn) = self.conns.get(key) else {
             return;
         };
-        match conn.state {
-            ConnState::Dead => {}
-            ConnState::Open => {
+        match conn.ending.reading() {
+            Reading::Stopped => {}
+            Reading::Handle => {
                 if conn.may_read() {
                     self.ready.push_back((key, conn.id));
                 }
                 self.mark_dirty(key);
             }
-            ConnState::Closing | ConnState::Lingering { .. } => {
+            Reading::Discard => {
                 self.discard_input(key);
                 self.mark_dirty(key);
             }
@@ -174,10 +175,9 @@ impl Reactor {
             return;
         };
         status::line_too_long(conn.id, max);
-        if conn.state == ConnState::Open {
+        if conn.ending.is_open() {
             conn.out.push_slice(status::LINE_TOO_LONG);
-            self.client_gone(key);
-            self.start_closing(key);
+            self.end_conn(key, Cause::TooLong);
         }
     }
 
@@ -185,10 +185,7 @@ impl Reactor {
     /// message; then everything queued for it is sent and it is closed.
     fn handle_eof(&mut self, key: usize) {
         self.flush_partial(key);
-        if self.conns[key].state == ConnState::Open {
-            self.client_gone(key);
-            self.start_closing(key);
-        }
+        self.end_conn(key, Cause::Eof);
     }
 
     /// Hands out the unfinished line as a message (EOF tail, idle flush,

@@ -4,10 +4,10 @@
 use mio::{Interest, Token};
 
 use super::Reactor;
-use super::conn::ConnState;
 use crate::handlers::ClientId;
 use crate::outbuf::Flushed;
 use crate::server::actions::{self, Bytes, Clients};
+use crate::server::ending::{Cause, Stage};
 use crate::server::session::Flow;
 use crate::status;
 
@@ -29,10 +29,8 @@ impl Reactor {
             self.fatal.get_or_insert(e);
         }
         actions::to_clients(&outbox, self);
-        // Blocking write: the sink's other clients wait by SPEC anyway, and
-        // a slow stdout must slow the sender down.
-        let stdout = &mut self.stdout;
-        actions::print_lines(&outbox, |b| stdout.write(b));
+        // Queued for the stdout writer; a full queue pauses the sender.
+        self.print(&outbox);
         self.outbox = outbox;
         self.outbox.clear();
     }
@@ -44,11 +42,7 @@ impl Reactor {
             _ => *self.keys.get(&id)?,
         };
         match self.conns.get(key) {
-            Some(conn)
-                if conn.id == id && matches!(conn.state, ConnState::Open | ConnState::Closing) =>
-            {
-                Some(key)
-            }
+            Some(conn) if conn.id == id && conn.ending.takes_output() => Some(key),
             _ => None,
         }
     }
@@ -84,7 +78,7 @@ impl Reactor {
                 continue;
             };
             conn.dirty = false;
-            if conn.state == ConnState::Dead {
+            if conn.ending.is_dead() {
                 continue;
             }
             // SPEC's durability rule: no byte and no FIN goes out before
@@ -92,7 +86,7 @@ impl Reactor {
             // every connection after it in this pass; a pass that only reads
             // (a ledger blast) syncs nothing.
             if self.durable.owes_sync()
-                && (!conn.out.is_empty() || conn.state == ConnState::Closing)
+                && (!conn.out.is_empty() || conn.ending.stage() == Stage::Closing)
                 && let Err(e) = self.durable.sync_before_output()
             {
                 self.fatal.get_or_insert(e);
@@ -121,17 +115,13 @@ impl Reactor {
             }
             self.after_flush(key);
             if let Some(conn) = self.conns.get_mut(key)
-                && conn.state != ConnState::Dead
+                && !conn.ending.is_dead()
             {
                 self.update_interest(key);
             }
         }
         for key in deferred {
-            if self
-                .conns
-                .get(key)
-                .is_some_and(|c| c.state != ConnState::Dead)
-            {
+            if self.conns.get(key).is_some_and(|c| !c.ending.is_dead()) {
                 self.mark_dirty(key);
             }
         }
@@ -142,8 +132,8 @@ impl Reactor {
         let max = self.config.max_pending_bytes;
         let conn = &mut self.conns[key];
         let pending = conn.out.pending();
-        match conn.state {
-            ConnState::Open => {
+        match conn.ending.stage() {
+            Stage::Open => {
                 let was_paused = conn.gates.by_output;
                 let flow = conn.gates.on_output(pending, max, self.slow_policy);
                 let paused = conn.gates.by_output;
@@ -161,7 +151,7 @@ impl Reactor {
                     self.conns[key].out.shrink();
                 }
             }
-            ConnState::Closing if pending == 0 => self.start_lingering(key),
+            Stage::Closing if pending == 0 => self.flushed(key),
             _ => {}
         }
     }
@@ -212,11 +202,7 @@ impl Clients for Reactor {
 
     fn close(&mut self, id: ClientId) {
         if let Some(key) = self.live_key(id) {
-            let conn = &mut self.conns[key];
-            if conn.state == ConnState::Open {
-                conn.handler_knows = false;
-                self.start_closing(key);
-            }
+            self.end_conn(key, Cause::HandlerClosed);
         } else {
             self.udp_close(id);
         }

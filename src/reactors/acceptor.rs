@@ -12,16 +12,17 @@ use std::sync::mpsc::Sender;
 use std::time::{Duration, Instant};
 
 use mio::net::{TcpListener, TcpStream};
-use mio::{Events, Poll, Waker};
+use mio::{Events, Poll, Registry, Waker};
 
 use super::Msg;
+use crate::accept;
 use crate::config::ServerConfig;
 use crate::handlers::Traits;
 use crate::server::census::Census;
 use crate::server::lifecycle::{Command, Lifecycle, Phase};
 use crate::signals::ShutdownSignals;
 use crate::status::{self, Status};
-use crate::timers::Accepted;
+use crate::timers::AcceptBackoff;
 use crate::trace::Trace;
 
 use crate::net::tokens::{LISTENER, SIGNALS, WAKE};
@@ -132,7 +133,7 @@ impl Acceptor {
             }
             for event in events.iter() {
                 match event.token() {
-                    LISTENER => self.handle_accept(),
+                    LISTENER => accept::accept_all(&mut self),
                     SIGNALS => self.handle_signals(),
                     _ => {} // WAKE: a loop finished; checked above.
                 }
@@ -193,43 +194,13 @@ impl Acceptor {
         while let Some(command) = self.life.poll_command() {
             self.trace.command(&command);
             match command {
-                Command::StopAccepting => {
-                    self.handle_accept();
-                    if let Some(mut listener) = self.listener.take() {
-                        let _ = self.poll.registry().deregister(&mut listener);
-                    }
-                }
+                Command::StopAccepting => accept::stop_accepting(self),
                 Command::AnnounceDrain { timeout } => self.census.draining(timeout),
                 Command::ReportCount => self.census.report(),
-                Command::Accept => self.handle_accept(),
+                Command::Accept => accept::accept_all(self),
                 Command::Diagnostic(line) => status::diag(format_args!("{line}")),
                 // The loops do these for their own clients.
                 Command::NotifyHandler | Command::CloseAll { .. } | Command::KillAll => {}
-            }
-        }
-    }
-
-    /// Accepts until the queue is empty; each connection goes to the next
-    /// loop in turn (round-robin: with SO_REUSEPORT the kernel would hash
-    /// the 4-tuple, and a few clients could all land on one loop).
-    fn handle_accept(&mut self) {
-        while let Some(listener) = &self.listener {
-            let result = listener.accept();
-            match self.life.accept_backoff().on_accept(result, Instant::now()) {
-                Accepted::Client(client) => {
-                    // Past --max-clients the refusal is made here: accepted
-                    // connections waiting for a loop would otherwise hold
-                    // the descriptors the server's own file writes need.
-                    let waiting: usize = self.batches.iter().map(Vec::len).sum();
-                    if self.census.tcp_in_use() + waiting >= self.max_clients {
-                        status::refuse_too_many_clients(&client.0, self.max_clients);
-                        continue;
-                    }
-                    self.batches[self.next].push(client);
-                    self.next = (self.next + 1) % self.batches.len();
-                }
-                Accepted::Next => {}
-                Accepted::Stop => return,
             }
         }
     }
@@ -250,5 +221,30 @@ impl Acceptor {
                 self.census.settled(n);
             }
         }
+    }
+}
+
+impl accept::Acceptor for Acceptor {
+    type Listener = TcpListener;
+
+    fn listening(&mut self) -> (&mut Option<TcpListener>, &mut AcceptBackoff, &Registry) {
+        let backoff = self.life.accept_backoff();
+        (&mut self.listener, backoff, self.poll.registry())
+    }
+
+    /// Each connection goes to the next loop in turn (round-robin: with
+    /// SO_REUSEPORT the kernel would hash the 4-tuple, and a few clients
+    /// could all land on one loop).
+    fn add_client(&mut self, stream: TcpStream, peer: SocketAddr) {
+        // Past --max-clients the refusal is made here: accepted connections
+        // waiting for a loop would otherwise hold the descriptors the
+        // server's own file writes need.
+        let waiting: usize = self.batches.iter().map(Vec::len).sum();
+        if self.census.tcp_in_use() + waiting >= self.max_clients {
+            status::refuse_too_many_clients(&stream, self.max_clients);
+            return;
+        }
+        self.batches[self.next].push((stream, peer));
+        self.next = (self.next + 1) % self.batches.len();
     }
 }

@@ -13,6 +13,13 @@
 //!
 //! A store that fails stops the server: what it can no longer make durable
 //! must not be acknowledged, and serving on would acknowledge it.
+//!
+//! The rule covers our FINs; the kernel sends one too when the process
+//! dies, for any socket with nothing unread, and a client cannot tell the
+//! two apart. So a server with a store keeps every connection set to be
+//! reset on close until its input is durable
+//! ([`crate::net::set_reset_on_close`]): bytes read into memory but not yet
+//! put are then never acknowledged by a death.
 
 use std::io;
 

@@ -30,7 +30,7 @@ use crate::timers::{AcceptBackoff, Ticker};
 /// spend flushing before what is left is killed.
 pub const SHUTDOWN_FLUSH: Duration = Duration::from_secs(2);
 /// After every client was killed, how long a server may wait for them to be
-/// gone (a thread blocked on a stdout nobody reads cannot be interrupted).
+/// gone (a thread that does not finish must not keep the process alive).
 pub const REAP_GRACE: Duration = Duration::from_secs(1);
 
 /// Where the server is in its life.
@@ -228,6 +228,16 @@ mod tests {
 
     const S: Duration = Duration::from_secs(1);
 
+    /// The commands a first signal gives under the drain policy (with the
+    /// 30 s drain of [`lifecycle`]).
+    const DRAIN_BEGINS: [Command; 3] = [
+        Command::StopAccepting,
+        Command::NotifyHandler,
+        Command::AnnounceDrain {
+            timeout: Duration::from_secs(30),
+        },
+    ];
+
     fn lifecycle(policy: ShutdownPolicy) -> (Lifecycle, Instant) {
         let t0 = Instant::now();
         let mut config = ServerConfig::new(HandlerKind::named("echo").unwrap());
@@ -277,14 +287,7 @@ mod tests {
     fn drain_ends_at_the_timeout_and_cuts() {
         let (mut l, t0) = lifecycle(ShutdownPolicy::Drain);
         l.handle_signal(t0);
-        assert_eq!(
-            drain(&mut l),
-            vec![
-                Command::StopAccepting,
-                Command::NotifyHandler,
-                Command::AnnounceDrain { timeout: 30 * S }
-            ]
-        );
+        assert_eq!(drain(&mut l), DRAIN_BEGINS);
         assert_eq!(l.poll_timeout(), Some(t0 + 10 * S), "the report first");
         l.handle_timeout(t0 + 29 * S, 1);
         // Missed periods fire once (see `Ticker`).
@@ -318,13 +321,14 @@ mod tests {
         l.handle_signal(t0);
         assert_eq!(
             drain(&mut l),
-            vec![
-                Command::StopAccepting,
-                Command::NotifyHandler,
-                Command::AnnounceDrain { timeout: 30 * S },
-                Command::Diagnostic(status::SECOND_SIGNAL),
-                Command::CloseAll { cut: true }
+            [
+                &DRAIN_BEGINS[..],
+                &[
+                    Command::Diagnostic(status::SECOND_SIGNAL),
+                    Command::CloseAll { cut: true }
+                ]
             ]
+            .concat()
         );
         // A third stops waiting for slow readers at once.
         l.handle_signal(t0 + S);

@@ -95,7 +95,59 @@ impl Session {
                 };
             }
             Framing::Lines { idle_flush } => idle_flush,
+            Framing::LineBlocks => return self.input_blocks(id, data, handler, out),
         };
+        let result = self.push_lines(id, data, handler, out);
+        self.idle_deadline = (idle_flush && self.framer.has_partial()).then(|| now() + IDLE_FLUSH);
+        result
+    }
+
+    /// [`Framing::LineBlocks`]: the complete lines of `data` in one
+    /// [`Handler::on_lines`] call where they may be, else line by line.
+    fn input_blocks(
+        &mut self,
+        id: ClientId,
+        data: &[u8],
+        handler: &mut dyn Handler,
+        out: &mut Outbox,
+    ) -> Input {
+        let mut rest = data;
+        if self.framer.has_partial() {
+            // The line an earlier read began ends here (or not yet).
+            let head = memchr::memchr(b'\n', rest).map_or(rest.len(), |i| i + 1);
+            let (head, tail) = rest.split_at(head);
+            let result = self.push_lines(id, head, handler, out);
+            if result != Input::Continue {
+                return result;
+            }
+            rest = tail;
+        }
+        if let Some(last) = memchr::memrchr(b'\n', rest) {
+            let (lines, tail) = rest.split_at(last + 1);
+            // No line of a block is longer than the block: one comparison
+            // instead of one per line. A longer block takes the framer's
+            // path below, which finds the line too long.
+            if lines.len() <= self.max_line.saturating_add(1) {
+                let before = out.actions().len();
+                handler.on_lines(id, lines, out);
+                if out.closes_since(before, id) {
+                    return Input::Closed;
+                }
+                rest = tail;
+            }
+        }
+        self.push_lines(id, rest, handler, out)
+    }
+
+    /// Every complete line of `data` to [`Handler::on_message`], through
+    /// the framer, which keeps the unfinished rest.
+    fn push_lines(
+        &mut self,
+        id: ClientId,
+        data: &[u8],
+        handler: &mut dyn Handler,
+        out: &mut Outbox,
+    ) -> Input {
         let mut closed = false;
         let result = self.framer.push(data, self.max_line, |line| {
             let before = out.actions().len();
@@ -108,7 +160,6 @@ impl Session {
                 ControlFlow::Continue(())
             }
         });
-        self.idle_deadline = (idle_flush && self.framer.has_partial()).then(|| now() + IDLE_FLUSH);
         if result.is_err() {
             Input::TooLong
         } else if closed {
@@ -143,7 +194,7 @@ impl Session {
     pub fn cut(&mut self, paused_by_handler: bool) -> bool {
         self.idle_deadline = None;
         match self.framing {
-            Framing::Lines { .. } => self.framer.discard(),
+            Framing::Lines { .. } | Framing::LineBlocks => self.framer.discard(),
             Framing::Raw => !paused_by_handler,
         }
     }
@@ -172,6 +223,9 @@ pub struct Gates {
     /// Its queued output passed `--max-pending` (echo, queue): closed
     /// until that output has drained to half of it.
     pub by_output: bool,
+    /// The stdout writer's queue is over its budget (the sink's owner):
+    /// closed until it has drained to half of it.
+    pub by_stdout: bool,
 }
 
 /// What the slow-client rule decided after a client's queued output
@@ -190,7 +244,7 @@ pub enum Flow {
 impl Gates {
     /// Whether the client may be read from.
     pub fn open(&self) -> bool {
-        !self.by_handler && !self.by_output
+        !self.by_handler && !self.by_output && !self.by_stdout
     }
 
     /// The slow-client rule, with `pending` bytes of output queued.
@@ -206,7 +260,7 @@ impl Gates {
         }
         if self.by_output && pending <= max_pending / 2 {
             self.by_output = false;
-            if !self.by_handler {
+            if !self.by_handler && !self.by_stdout {
                 return Flow::Resume;
             }
         }
@@ -331,5 +385,39 @@ mod tests {
         let d = SlowPolicy::Disconnect;
         assert_eq!(g.on_output(100, 100, d), Flow::Steady);
         assert_eq!(g.on_output(101, 100, d), Flow::Drop);
+    }
+
+    proptest::proptest! {
+        /// Blocks of lines (one `on_lines` call a read) against the framer
+        /// (one `on_message` a line), for any bytes cut into any reads and
+        /// any `--max-line`: the same messages, closes and too-long ends,
+        /// and the same unfinished line kept.
+        #[test]
+        fn line_blocks_frame_as_lines_do(
+            data in proptest::collection::vec(
+                proptest::sample::select(b"ab\r\n\n\nbye\n".to_vec()), 0..200),
+            cuts in proptest::collection::vec(0usize..200, 0..8),
+            max_line in 1usize..12,
+        ) {
+            let lines = Framing::Lines { idle_flush: false };
+            let (mut a, mut b) = (Session::new(lines, max_line), Session::new(Framing::LineBlocks, max_line));
+            let (mut out_a, mut out_b) = (Outbox::new(), Outbox::new());
+            let mut cuts: Vec<usize> = cuts.into_iter().map(|c| c.min(data.len())).collect();
+            cuts.extend([0, data.len()]);
+            cuts.sort_unstable();
+            for read in cuts.windows(2) {
+                let chunk = &data[read[0]..read[1]];
+                let got_a = a.input(ID, chunk, Instant::now, &mut Answer, &mut out_a);
+                let got_b = b.input(ID, chunk, Instant::now, &mut Answer, &mut out_b);
+                proptest::prop_assert_eq!(got_a, got_b);
+                proptest::prop_assert_eq!(out_a.take(), out_b.take());
+                if got_a != Input::Continue {
+                    return Ok(());
+                }
+            }
+            let tail_a = a.flush_partial(ID, &mut Answer, &mut out_a);
+            proptest::prop_assert_eq!(tail_a, b.flush_partial(ID, &mut Answer, &mut out_b));
+            proptest::prop_assert_eq!(out_a.take(), out_b.take());
+        }
     }
 }

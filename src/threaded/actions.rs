@@ -9,12 +9,14 @@ use std::sync::Arc;
 use std::thread;
 use std::time::Instant;
 
-use super::client::{Client, Stop};
+use super::client::Client;
 use super::{Core, Server, lock};
 use crate::handlers::{ClientId, Handler, Outbox};
 use crate::server::actions::{self, Bytes, Clients};
+use crate::server::ending::Cause;
 use crate::server::session::Flow;
 use crate::status;
+use crate::stdout::Waiter;
 
 /// Writer stacks: they only copy slices into `writev`.
 const WRITER_STACK_BYTES: usize = 64 * 1024;
@@ -49,7 +51,7 @@ impl Server {
             self.apply_to(&mut core, out, actor, peers);
         }
         drop(core);
-        self.carry_out_unlocked(out);
+        self.carry_out_unlocked(out, actor);
         out.clear();
         result
     }
@@ -132,18 +134,18 @@ impl Server {
             let Some(reg) = core.registry.get_mut(&id) else {
                 continue;
             };
-            if !reg.handler_knows {
+            if !reg.ending.handler_knows() {
                 continue;
             }
-            reg.handler_knows = false;
+            reg.ending.close(Cause::Dropped);
             status::dropped_slow(id, pending, self.config.max_pending_bytes);
-            reg.client.kill(Stop::Dropped);
+            reg.client.kill(Cause::Dropped);
             core.handler.on_disconnect(id, &mut extra);
             if self.persist(&extra) {
                 self.apply_locked(core, &extra, actor, &mut dropped, peers);
             }
             // Rare path: these few lines may be written under the lock.
-            self.carry_out_unlocked(&extra);
+            self.carry_out_unlocked(&extra, None);
             extra.clear();
         }
     }
@@ -196,7 +198,7 @@ impl Server {
                             &format_args!("cannot start a writer thread: {e}; closing"),
                         );
                     }
-                    client.kill(Stop::Failed);
+                    client.kill(Cause::Dropped);
                     return None;
                 }
             }
@@ -221,10 +223,48 @@ impl Server {
         }
     }
 
-    /// Stdout and diagnostics, after the handler lock is released.
-    pub(super) fn carry_out_unlocked(&self, out: &Outbox) {
-        // Blocking write: a slow stdout must slow the sender down.
-        actions::print_lines(out, |bytes| lock(&self.stdout).write(bytes));
+    /// Stdout and diagnostics, after the handler lock is released. Stdout
+    /// bytes are queued for the writer thread; over its budget, `actor`
+    /// (the sink's owner, whose input made them) waits for room.
+    pub(super) fn carry_out_unlocked(&self, out: &Outbox, actor: Option<ClientId>) {
+        let mut over = false;
+        actions::print_lines(out, |bytes| over |= !self.stdout.push(bytes));
+        if over && let Some(id) = actor {
+            self.pause_for_stdout(id);
+        }
+    }
+
+    /// Closes `id`'s read gate until the stdout queue has drained to half
+    /// its budget: its reader then waits in [`Client::gate`] (only its own
+    /// thread waits; shutdown's stop and kill wake it like any pause).
+    fn pause_for_stdout(&self, id: ClientId) {
+        let Some(client) = lock(&self.table).get(&id).cloned() else {
+            return;
+        };
+        // Held while the waiter is registered: the writer thread's call,
+        // which takes it too, cannot come before the gate is closed.
+        let mut st = client.state();
+        if st.gates.by_stdout || st.stop.is_some() {
+            return;
+        }
+        let (resumed, writer) = (Arc::clone(&client), self.stdout.clone());
+        let waiter: Waiter = Arc::new(move || {
+            let mut st = resumed.state();
+            st.gates.by_stdout = false;
+            resumed.readable.notify_all();
+            drop(st);
+            resumed
+                .trace
+                .stdout_flow(resumed.id, false, writer.unwritten(), writer.budget());
+        });
+        if self.stdout.room_or_notify(&waiter) {
+            return;
+        }
+        st.gates.by_stdout = true;
+        drop(st);
+        client
+            .trace
+            .stdout_flow(id, true, self.stdout.unwritten(), self.stdout.budget());
     }
 }
 
@@ -258,10 +298,10 @@ impl Clients for Locked<'_> {
             self.peers.close(id);
             return;
         };
-        reg.handler_knows = false;
+        reg.ending.close(Cause::HandlerClosed);
         let client = &reg.client;
         let mut st = client.state();
-        client.request_stop(&mut st, Stop::Closed);
+        client.request_stop(&mut st, Cause::HandlerClosed);
         drop(st);
         if self.actor != Some(id) {
             // Its reader may be blocked in `read`.

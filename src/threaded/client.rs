@@ -10,7 +10,8 @@ use std::time::{Duration, Instant};
 use super::lock;
 use crate::handlers::{ClientId, SlowPolicy};
 use crate::outbuf::OutBuf;
-use crate::server::session::{Flow, Gates, LINGER, MAX_LINGER_DISCARD_BYTES};
+use crate::server::ending::{Cause, Ending, Step};
+use crate::server::session::{Flow, Gates};
 use crate::status;
 use crate::trace::Trace;
 
@@ -47,59 +48,18 @@ pub(super) struct ClientState {
     /// Why the reader must not read (handler, `--max-pending`).
     pub(super) gates: Gates,
     /// Why reading must end, set by another thread; `None` while serving.
-    pub(super) stop: Option<Stop>,
+    /// (The reader passes it on to the registry's [`Ending`] when it ends.)
+    pub(super) stop: Option<Cause>,
     /// No more output will be queued: the writer flushes, sends FIN, exits.
     pub(super) output_closed: bool,
     /// Output is thrown away and the writer exits at once.
     pub(super) dead: bool,
     /// The writer thread, once output was first queued.
     pub(super) writer: Option<JoinHandle<bool>>,
-}
-
-/// Why a reader must stop, as decided by another thread.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(super) enum Stop {
-    /// The handler closed it (`Action::Close`): flush, close; no
-    /// `on_disconnect`.
-    Closed,
-    /// Server shutdown: handle what the kernel already holds, then close.
-    /// `cut`: an unfinished line is dropped and counted (end of a drain)
-    /// rather than handled as a last message.
-    Shutdown { cut: bool },
-    /// Over `--max-pending` under `SlowPolicy::Disconnect`; the handler was
-    /// already told.
-    Dropped,
-    /// A read or write failed; whoever saw it first printed the one
-    /// diagnostic this client gets.
-    Failed,
-    /// Shutdown's time ran out.
-    Killed,
-}
-
-/// How a reader's connection ends.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(super) enum End {
-    /// The client shut its sending side: its unfinished line is its last
-    /// message, then queued output is flushed.
-    Eof,
-    /// See [`Stop::Shutdown`].
-    Shutdown { cut: bool },
-    /// `--max-line`: `error: line too long`, then a graceful close.
-    TooLong,
-    /// The handler closed it: graceful close, no `on_disconnect`.
-    Closed,
-    /// Closed at once; queued output is lost.
-    Kill,
-}
-
-impl Stop {
-    pub(super) fn end(self) -> End {
-        match self {
-            Stop::Closed => End::Closed,
-            Stop::Shutdown { cut } => End::Shutdown { cut },
-            Stop::Dropped | Stop::Failed | Stop::Killed => End::Kill,
-        }
-    }
+    /// `SO_LINGER` is {on, 0}: the server has a store and this client's
+    /// input is not known durable yet, so no FIN may go out (see
+    /// [`crate::net::set_reset_on_close`]); cleared by [`Client::allow_fin`].
+    pub(super) reset_on_close: bool,
 }
 
 /// What a reader may do next.
@@ -112,7 +72,8 @@ pub(super) enum Gate {
     },
     /// Paused past the idle deadline: the unfinished line is a message.
     IdleDue,
-    End(End),
+    /// The connection ends (see [`Ending`]).
+    End(Cause),
 }
 
 impl Client {
@@ -127,15 +88,16 @@ impl Client {
         let mut st = self.state();
         loop {
             match st.stop {
-                Some(Stop::Shutdown { cut }) => {
-                    let paused = st.gates.by_handler || (st.gates.by_output && !holding);
+                Some(Cause::Shutdown { cut }) => {
+                    let paused = st.gates.by_handler
+                        || ((st.gates.by_output || st.gates.by_stdout) && !holding);
                     return if paused {
-                        Gate::End(End::Shutdown { cut })
+                        Gate::End(Cause::Shutdown { cut })
                     } else {
                         Gate::FinalRead { cut }
                     };
                 }
-                Some(stop) => return Gate::End(stop.end()),
+                Some(stop) => return Gate::End(stop),
                 None => {}
             }
             if st.gates.open() {
@@ -161,14 +123,12 @@ impl Client {
         }
     }
 
-    /// Sets `stop` (unless a stronger one is set) and wakes the reader.
-    pub(super) fn request_stop(&self, st: &mut ClientState, stop: Stop) {
+    /// Sets `stop` (unless a stronger one is set: see
+    /// [`Cause::is_graceful`]) and wakes the reader.
+    pub(super) fn request_stop(&self, st: &mut ClientState, stop: Cause) {
         let replace = match st.stop {
             None => true,
-            Some(Stop::Closed | Stop::Shutdown { .. }) => {
-                matches!(stop, Stop::Dropped | Stop::Failed | Stop::Killed)
-            }
-            Some(_) => false,
+            Some(set) => set.is_graceful() && !stop.is_graceful(),
         };
         if replace {
             st.stop = Some(stop);
@@ -180,24 +140,46 @@ impl Client {
     /// prints the diagnostic), false if the client was already being
     /// dropped for another reason (one diagnostic per dropped client).
     pub(super) fn claim_failure(&self, st: &mut ClientState) -> bool {
-        let first =
-            !st.dead && !matches!(st.stop, Some(Stop::Dropped | Stop::Failed | Stop::Killed));
+        let first = !st.dead && st.stop.is_none_or(Cause::is_graceful);
         if first {
-            self.request_stop(st, Stop::Failed);
+            self.request_stop(st, Cause::Dropped);
         }
         first
     }
 
     /// Throws queued output away and shuts the socket, waking a reader
     /// blocked in `read` and a writer blocked in `write`.
-    pub(super) fn kill(&self, stop: Stop) {
+    pub(super) fn kill(&self, stop: Cause) {
         let mut st = self.state();
         self.request_stop(&mut st, stop);
         st.dead = true;
         st.out.clear();
         self.writable.notify_all();
+        // A connection whose input is not durable yet gets no FIN here: its
+        // reader may hold bytes it now drops, and a FIN would acknowledge
+        // them. Shutting the read side wakes the reader; the close then
+        // resets. A writer blocked in `write` needs the write side shut (a
+        // FIN): only the atm's clients have writers while armed, and the
+        // atm acknowledges with replies, not with its close.
+        let how = if st.reset_on_close && st.writer.is_none() {
+            Shutdown::Read
+        } else {
+            Shutdown::Both
+        };
         drop(st);
-        let _ = self.stream.shutdown(Shutdown::Both);
+        let _ = self.stream.shutdown(how);
+    }
+
+    /// Everything this client sent that the server took in is durable: a
+    /// FIN may go out from now on (clears [`ClientState::reset_on_close`]).
+    pub(super) fn allow_fin(&self) {
+        let mut st = self.state();
+        if st.reset_on_close {
+            st.reset_on_close = false;
+            // Cannot fail on a socket we hold; were it to, the close after
+            // our FIN would reset, which loses nothing durable.
+            let _ = crate::net::set_reset_on_close(&self.stream, false);
+        }
     }
 
     /// No more output: lets the writer flush and send our FIN. Returns
@@ -222,8 +204,9 @@ impl Client {
     /// The store failed: no FIN may go out (it could read as "all you sent
     /// is safe"). Output stops; the socket is reset when the process exits.
     pub(super) fn abandon(&self) {
-        let _ = socket2::SockRef::from(&self.stream).set_linger(Some(Duration::ZERO));
+        let _ = crate::net::set_reset_on_close(&self.stream, true);
         let mut st = self.state();
+        st.reset_on_close = true;
         st.dead = true;
         st.out.clear();
         self.writable.notify_all();
@@ -247,11 +230,11 @@ impl Client {
         if unsent > 0 {
             crate::status::killed_with_output(self.id, unsent);
         }
-        self.kill(Stop::Killed);
+        self.kill(Cause::Killed);
     }
 
     /// Kills the connection and waits for its writer.
-    pub(super) fn kill_and_join(&self, stop: Stop) {
+    pub(super) fn kill_and_join(&self, stop: Cause) {
         self.kill(stop);
         let writer = self.state().writer.take();
         if let Some(writer) = writer {
@@ -259,28 +242,40 @@ impl Client {
         }
     }
 
-    /// Reads and drops input after our FIN (see [`LINGER`]), until the
-    /// client closes too, `LINGER` passes, or it sent too much.
-    /// `read_shut`: we shut the read side ourselves (shutdown), so a read
-    /// of 0 does not prove the client closed: keep looking until `LINGER`
-    /// (closing with its bytes unread would reset it).
-    pub(super) fn linger(&self, read_shut: bool) {
-        let until = Instant::now() + LINGER;
+    /// Our FIN is out: reads and drops input until `ending` says the
+    /// connection is done (the client closed too, its linger passed, or it
+    /// sent too much). `read_shut`: we shut the read side ourselves
+    /// (shutdown), so a read of 0 does not prove the client closed: keep
+    /// looking until the linger ends (closing with its bytes unread would
+    /// reset it).
+    pub(super) fn linger(&self, mut ending: Ending, read_shut: bool) {
+        let Some(Step::ShutWrite { until }) =
+            ending.flushed(Instant::now(), None).into_iter().next()
+        else {
+            return;
+        };
         let mut buf = [0u8; 1024];
-        let mut discarded = 0;
-        while discarded <= MAX_LINGER_DISCARD_BYTES {
+        loop {
             let now = Instant::now();
-            if now >= until || self.stream.set_read_timeout(Some(until - now)).is_err() {
+            if !ending.handle_timeout(now).is_empty()
+                || self.stream.set_read_timeout(Some(until - now)).is_err()
+            {
                 return;
             }
-            match (&self.stream).read(&mut buf) {
+            let steps = match (&self.stream).read(&mut buf) {
                 // Killed meanwhile (shutdown's time ran out): stop here.
                 Ok(0) if read_shut && self.state().dead => return,
-                Ok(0) if read_shut => std::thread::sleep(LINGER_POLL.min(until - now)),
-                Ok(0) => return,
-                Ok(n) => discarded += n,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Ok(0) if read_shut => {
+                    std::thread::sleep(LINGER_POLL.min(until - now));
+                    continue;
+                }
+                Ok(0) => ending.peer_closed(),
+                Ok(n) => ending.discarded(n),
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
                 Err(_) => return, // timeout, reset
+            };
+            if !steps.is_empty() {
+                return;
             }
         }
     }
@@ -346,7 +341,7 @@ impl Client {
                     drop(st);
                     if first {
                         status::dropped_error(self.id, &e);
-                        self.kill(Stop::Failed);
+                        self.kill(Cause::Dropped);
                     }
                     return false;
                 }

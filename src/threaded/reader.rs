@@ -7,9 +7,10 @@ use std::net::TcpStream;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
-use super::client::{Client, End, Gate, Stop};
+use super::client::{Client, Gate};
 use super::{Server, lock};
 use crate::handlers::{ClientId, Outbox};
+use crate::server::ending::{Cause, Step};
 use crate::server::session::{Input, MAX_FINAL_READ_BYTES, Session};
 use crate::status;
 
@@ -80,7 +81,7 @@ impl Server {
         self.end_client(client, &mut r, end);
     }
 
-    fn read_loop(&self, client: &Client, r: &mut Reader) -> End {
+    fn read_loop(&self, client: &Client, r: &mut Reader) -> Cause {
         loop {
             let final_read = match client.gate(r.session.idle_deadline(), false) {
                 Gate::End(end) => return end,
@@ -96,7 +97,7 @@ impl Server {
             if let Some(cut) = final_read
                 && r.final_bytes >= MAX_FINAL_READ_BYTES
             {
-                return End::Shutdown { cut };
+                return Cause::Shutdown { cut };
             }
             let mut timeout = None;
             if let Some(deadline) = r.session.idle_deadline() {
@@ -114,9 +115,9 @@ impl Server {
                 Ok(0) => {
                     self.trace.eof(client.id);
                     return match final_read {
-                        Some(cut) => End::Shutdown { cut },
+                        Some(cut) => Cause::Shutdown { cut },
                         // Our own shutdown(Read) looks like EOF.
-                        None => client.state().stop.map_or(End::Eof, Stop::end),
+                        None => client.state().stop.unwrap_or(Cause::Eof),
                     };
                 }
                 Ok(n) => {
@@ -153,21 +154,21 @@ impl Server {
                 Err(e) => {
                     let mut st = client.state();
                     if let Some(stop) = st.stop {
-                        return stop.end();
+                        return stop;
                     }
                     let first = client.claim_failure(&mut st);
                     drop(st);
                     if first {
                         status::dropped_error(client.id, &e);
                     }
-                    return End::Kill;
+                    return Cause::Dropped;
                 }
             }
         }
     }
 
     /// Hands `r.buf[..n]` to the session and handler.
-    fn handle_input(&self, id: ClientId, r: &mut Reader, n: usize) -> Option<End> {
+    fn handle_input(&self, id: ClientId, r: &mut Reader, n: usize) -> Option<Cause> {
         let Reader {
             session, buf, out, ..
         } = r;
@@ -181,67 +182,73 @@ impl Server {
         });
         match input {
             Input::Continue => None,
-            Input::Closed => Some(End::Closed),
-            Input::TooLong => Some(End::TooLong),
+            Input::Closed => Some(Cause::HandlerClosed),
+            Input::TooLong => Some(Cause::TooLong),
         }
     }
 
     /// Hands out the unfinished line as a message (EOF tail, idle flush,
-    /// shutdown); `Some(End::TooLong)` if it is over `--max-line`.
-    fn flush_partial(&self, id: ClientId, r: &mut Reader) -> Option<End> {
+    /// shutdown); `Some(Cause::TooLong)` if it is over `--max-line`.
+    fn flush_partial(&self, id: ClientId, r: &mut Reader) -> Option<Cause> {
         let session = &mut r.session;
         let result = self.with_handler(Some(id), &mut r.out, |handler, out| {
             session.flush_partial(id, handler, out)
         });
-        result.is_err().then_some(End::TooLong)
+        result.is_err().then_some(Cause::TooLong)
     }
 
     /// The end of a connection, in the reader thread (or the supervisor if
     /// the reader could not be started).
-    pub(super) fn end_client(&self, client: &Client, r: &mut Reader, end: End) {
+    pub(super) fn end_client(&self, client: &Client, r: &mut Reader, end: Cause) {
         let id = client.id;
         self.trace.closing(id);
         let end = match end {
-            End::Eof | End::Shutdown { cut: false } => self.flush_partial(id, r).unwrap_or(end),
+            Cause::Eof | Cause::Shutdown { cut: false } => self.flush_partial(id, r).unwrap_or(end),
             other => other,
         };
         match end {
-            End::Eof | End::Shutdown { cut: false } => {}
-            End::Shutdown { cut: true } => {
+            Cause::Eof | Cause::Shutdown { cut: false } => {}
+            Cause::Shutdown { cut: true } => {
                 let paused = client.state().gates.by_handler;
                 if r.session.cut(paused) {
                     self.cut_partial_lines.fetch_add(1, Ordering::Relaxed);
                 }
             }
-            End::TooLong => {
+            Cause::TooLong => {
                 status::line_too_long(id, self.config.max_line_bytes);
                 r.out.send(id, status::LINE_TOO_LONG);
             }
-            End::Closed | End::Kill => r.session.discard(),
+            Cause::HandlerClosed | Cause::Dropped | Cause::Killed => r.session.discard(),
         }
         // Tell the handler (once), forget the id and print the status line,
         // in one lock hold: the line then comes out in the order the handler
         // saw clients leave (presence's broadcasts follow that order), not in
         // whatever order the threads reach the code below.
-        {
+        let ending = {
             let mut core = self.core();
             if let Some(reg) = core.registry.get_mut(&id)
-                && reg.handler_knows
+                && reg.ending.close(end).contains(Step::TellHandler)
             {
-                reg.handler_knows = false;
                 core.handler.on_disconnect(id, &mut r.out);
             }
             if self.persist(&r.out) {
                 self.apply(&mut core, &r.out, Some(id));
             }
-            core.registry.remove(&id);
+            let reg = core.registry.remove(&id);
             self.census.leave(id);
-        }
-        self.carry_out_unlocked(&r.out);
+            reg.map(|reg| reg.ending)
+        };
+        self.carry_out_unlocked(&r.out, None);
         r.out.clear();
         // SPEC's durability rule: our FIN may tell the client all it sent
         // is safe. If the store failed it gets a reset instead.
         let durable = self.sync_before_fin();
+        // All this reader handled is durable now: a FIN tells the truth.
+        // Not after an abrupt end (a kill, a drop), whose reader may have
+        // dropped bytes it held: that connection is reset instead.
+        if durable && end.is_graceful() {
+            client.allow_fin();
+        }
 
         // The table forgets it now (its status line is out already), not
         // after the flush and linger below, which take different times per
@@ -255,13 +262,15 @@ impl Server {
         }
         if !durable {
             client.abandon();
-        } else if end == End::Kill {
-            client.kill_and_join(Stop::Killed);
-        } else if client.close_output() {
+        } else if !end.is_graceful() {
+            client.kill_and_join(Cause::Killed);
+        } else if client.close_output()
+            && let Some(ending) = ending
+        {
             self.trace.lingering(id);
-            client.linger(matches!(end, End::Shutdown { .. }));
+            client.linger(ending, matches!(end, Cause::Shutdown { .. }));
         } else {
-            client.kill_and_join(Stop::Killed);
+            client.kill_and_join(Cause::Killed);
         }
         lock(&self.flushing).remove(&id);
         self.trace.closed(id);

@@ -11,19 +11,22 @@ use std::thread;
 use std::time::Instant;
 
 use mio::unix::SourceFd;
-use mio::{Events, Interest, Poll, Waker};
+use mio::{Events, Interest, Poll, Registry, Waker};
 
-use super::client::{Client, ClientState, End, Stop};
+use super::client::{Client, ClientState};
 use super::udp::UdpThread;
 use super::{Core, Registered, Server, lock};
+use crate::accept::{self, Acceptor};
 use crate::handlers::{Datagrams, Finish, Outbox, ServerStats};
 use crate::server::Setup;
 use crate::server::census::Census;
 use crate::server::durable::Durable;
+use crate::server::ending::{Cause, Ending};
 use crate::server::lifecycle::{Command, Lifecycle};
 use crate::signals::ShutdownSignals;
 use crate::status;
-use crate::timers::Accepted;
+use crate::stdout::{FlushDeadline, Waiter};
+use crate::timers::AcceptBackoff;
 
 use crate::net::tokens::{LISTENER, SIGNALS, WAKE};
 
@@ -43,6 +46,8 @@ pub(super) struct Supervisor {
     life: Lifecycle,
     /// The supervisor's own outbox (on_connect, on_shutdown).
     out: Outbox,
+    /// How long shutdown waits for the stdout writer's queue.
+    flush: FlushDeadline,
 }
 
 impl Supervisor {
@@ -67,7 +72,7 @@ impl Supervisor {
         )?;
         signals.register(poll.registry(), SIGNALS)?;
         let waker = Waker::new(poll.registry(), WAKE)?;
-        let stdout = status::RawStdout::new()?;
+        let stdout = crate::stdout::StdoutWriter::new(config.max_pending_bytes)?;
         let addr = listener.local_addr()?;
         let traits = handler.traits();
         status.listening(addr, traits.name, udp.is_some());
@@ -87,7 +92,7 @@ impl Supervisor {
             table: Mutex::new(HashMap::new()),
             flushing: Mutex::new(HashMap::new()),
             open: AtomicUsize::new(0),
-            stdout: Mutex::new(stdout),
+            stdout,
             cut_partial_lines: AtomicU64::new(0),
             waker,
             trace: crate::trace::Trace::for_threads(config.trace),
@@ -105,6 +110,7 @@ impl Supervisor {
             udp,
             life,
             out: Outbox::new(),
+            flush: FlushDeadline::default(),
         })
     }
 
@@ -120,11 +126,20 @@ impl Supervisor {
 
     pub(super) fn run(mut self) -> io::Result<Finish> {
         let mut events = Events::with_capacity(256);
+        // The stdout writer wakes the supervisor once its queue is written.
+        let server = Arc::downgrade(&self.server);
+        let flushed: Waiter = Arc::new(move || {
+            if let Some(server) = server.upgrade() {
+                let _ = server.waker.wake();
+            }
+        });
         loop {
-            let timeout = self
-                .life
-                .poll_timeout()
-                .map(|t| t.saturating_duration_since(Instant::now()));
+            let now = Instant::now();
+            let timeout = [self.life.poll_timeout(), self.flush.wake_at(now)]
+                .into_iter()
+                .flatten()
+                .min()
+                .map(|t| t.saturating_duration_since(now));
             // A signal landing during poll is an empty wakeup.
             if let Err(e) = self.poll.poll(&mut events, timeout)
                 && e.kind() != io::ErrorKind::Interrupted
@@ -134,7 +149,7 @@ impl Supervisor {
             self.server.trace.pass(&events, timeout);
             for event in events.iter() {
                 match event.token() {
-                    LISTENER => self.handle_accept(),
+                    LISTENER => accept::accept_all(&mut self),
                     SIGNALS => {
                         // Every signal counts: two in one wakeup are a
                         // first and a second.
@@ -142,6 +157,7 @@ impl Supervisor {
                         let count = self.signals.take();
                         self.server.trace.signals(count);
                         for _ in 0..count {
+                            self.flush.on_signal(now, self.server.config.drain_timeout);
                             self.life.handle_signal(now);
                         }
                         self.run_commands();
@@ -160,7 +176,9 @@ impl Supervisor {
             self.life.handle_timeout(now, self.clients());
             self.run_commands();
             self.server.trace.pass_end();
-            if self.life.is_done(self.open(), now) {
+            if self.life.is_done(self.open(), now)
+                && self.flush.settled(&self.server.stdout, now, &flushed)
+            {
                 break;
             }
         }
@@ -178,6 +196,7 @@ impl Supervisor {
             let first = lock(&self.server.fatal).take();
             return Err(first.unwrap_or(e));
         }
+        FlushDeadline::finish(&self.server.stdout)?;
         Ok(self.server.core().handler.finish(&stats))
     }
 
@@ -186,17 +205,7 @@ impl Supervisor {
         while let Some(command) = self.life.poll_command() {
             self.server.trace.command(&command);
             match command {
-                Command::StopAccepting => {
-                    // SPEC: connections already in the accept queue are
-                    // served like the others; then the listener is closed.
-                    self.handle_accept();
-                    if let Some(listener) = self.listener.take() {
-                        let _ = self
-                            .poll
-                            .registry()
-                            .deregister(&mut SourceFd(&listener.as_raw_fd()));
-                    }
-                }
+                Command::StopAccepting => accept::stop_accepting(self),
                 Command::NotifyHandler => {
                     let mut out = std::mem::take(&mut self.out);
                     self.server
@@ -219,14 +228,14 @@ impl Supervisor {
                     }
                 }
                 Command::ReportCount => self.server.census.report(),
-                Command::Accept => self.handle_accept(),
+                Command::Accept => accept::accept_all(self),
                 Command::Diagnostic(line) => status::diag(format_args!("{line}")),
             }
         }
     }
 
     /// Tells every client's reader to handle what it already received and
-    /// close (see [`Stop::Shutdown`]); shutting the read side wakes a reader
+    /// close (see [`Cause::Shutdown`]); shutting the read side wakes a reader
     /// blocked in `read` and makes later reads return at once. The handler
     /// heard that everyone goes in `on_shutdown`: no `on_disconnect` follows
     /// for clients closed here (as on the reactor).
@@ -234,7 +243,7 @@ impl Supervisor {
         {
             let mut core = self.server.core();
             for reg in core.registry.values_mut() {
-                reg.handler_knows = false;
+                reg.ending.close(Cause::Shutdown { cut });
             }
         }
         for client in self.snapshot() {
@@ -242,7 +251,7 @@ impl Supervisor {
             if st.stop.is_some() {
                 continue;
             }
-            client.request_stop(&mut st, Stop::Shutdown { cut });
+            client.request_stop(&mut st, Cause::Shutdown { cut });
             drop(st);
             let _ = client.stream.shutdown(Shutdown::Read);
         }
@@ -259,17 +268,14 @@ impl Supervisor {
         clients.extend(lock(&self.server.flushing).values().cloned());
         clients
     }
+}
 
-    /// Accepts until the queue is empty (the poll is edge-triggered).
-    fn handle_accept(&mut self) {
-        while let Some(listener) = &self.listener {
-            let result = listener.accept();
-            match self.life.accept_backoff().on_accept(result, Instant::now()) {
-                Accepted::Client((stream, peer)) => self.add_client(stream, peer),
-                Accepted::Next => {}
-                Accepted::Stop => return,
-            }
-        }
+impl Acceptor for Supervisor {
+    type Listener = TcpListener;
+
+    fn listening(&mut self) -> (&mut Option<TcpListener>, &mut AcceptBackoff, &Registry) {
+        let backoff = self.life.accept_backoff();
+        (&mut self.listener, backoff, self.poll.registry())
     }
 
     fn add_client(&mut self, stream: TcpStream, peer: SocketAddr) {
@@ -280,6 +286,13 @@ impl Supervisor {
             return;
         }
         let _ = stream.set_nodelay(true);
+        // Until what it sends is durable, a death of the process must reset
+        // this connection, not close it (see `net::set_reset_on_close`).
+        let reset_on_close = server.persisting;
+        if reset_on_close && let Err(e) = crate::net::set_reset_on_close(&stream, true) {
+            status::diag(format_args!("accept: SO_LINGER: {e}; dropping connection"));
+            return;
+        }
         // Its id and its line; TCP clients only count against
         // `--max-clients` (UDP peers have `--max-udp-peers`).
         let max = server.config.max_clients;
@@ -292,7 +305,10 @@ impl Supervisor {
             stream,
             max_pending: server.config.max_pending_bytes,
             slow_policy: server.slow_policy,
-            state: Mutex::new(ClientState::default()),
+            state: Mutex::new(ClientState {
+                reset_on_close,
+                ..ClientState::default()
+            }),
             readable: Condvar::new(),
             writable: Condvar::new(),
             trace: server.trace.clone(),
@@ -309,7 +325,7 @@ impl Supervisor {
             id,
             Registered {
                 client: Arc::clone(&client),
-                handler_knows: true,
+                ending: Ending::new(),
             },
         );
         server.with_handler(None, &mut self.out, |handler, out| {
@@ -323,7 +339,7 @@ impl Supervisor {
             .spawn(move || reader_server.serve(&reader_client));
         if let Err(e) = spawned {
             status::dropped_error(id, &format_args!("cannot start a thread: {e}; closing"));
-            server.end_client(&client, &mut server.reader(), End::Kill);
+            server.end_client(&client, &mut server.reader(), Cause::Dropped);
         }
     }
 }

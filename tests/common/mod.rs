@@ -211,12 +211,37 @@ impl Server {
         dir: TempDir,
         tweak: impl FnOnce(&mut Command),
     ) -> Server {
+        Server::start_to(kind, args, dir, tweak, None)
+    }
+
+    /// Starts the sink with its stdout a pipe, whose read end is returned
+    /// (the test decides when, or whether, it is read).
+    #[allow(dead_code)]
+    pub fn start_sink_to_pipe(kind: Kind, args: &[&str]) -> (Server, io::PipeReader) {
+        assert!(is_sink(args), "only the sink's stdout is bytes");
+        let (reader, writer) = io::pipe().expect("a pipe for stdout");
+        let dir = TempDir::new(kind.name());
+        let server = Server::start_to(kind, args, dir, |_| {}, Some(Stdio::from(writer)));
+        (server, reader)
+    }
+
+    /// [`Server::start_with`]; `sink_stdout`: where the sink's stdout goes
+    /// instead of `stdout.bin`.
+    fn start_to(
+        kind: Kind,
+        args: &[&str],
+        dir: TempDir,
+        tweak: impl FnOnce(&mut Command),
+        sink_stdout: Option<Stdio>,
+    ) -> Server {
         let status_on_stderr = is_sink(args);
         let mut cmd = kind.command(&dir.path);
         tweak(&mut cmd);
         cmd.args(args).arg("0").stdin(Stdio::null());
         cmd.stderr(Stdio::piped());
-        if status_on_stderr {
+        if let Some(stdout) = sink_stdout {
+            cmd.stdout(stdout);
+        } else if status_on_stderr {
             let file = fs::File::create(dir.join("stdout.bin")).expect("create stdout.bin");
             cmd.stdout(Stdio::from(file));
         } else {

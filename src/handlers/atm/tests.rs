@@ -7,6 +7,8 @@ use crate::handlers::Effect;
 
 const A: ClientId = ClientId(1);
 const B: ClientId = ClientId(2);
+/// The reply to anything the atm cannot read as a request.
+const IMPROPER_REPLY: &str = "Improper format, please send command again.\n";
 const CHALLENGE_TCP: &[u8] = b"\n\tPlease give the username and pin number.\n\n";
 
 /// An atm and a clock the test moves.
@@ -141,28 +143,18 @@ fn improper_format() {
         "ucharles x02323",
         "p02323 ucharles",
     ] {
-        assert_eq!(
-            bank.reply(0.0, A, msg),
-            "Improper format, please send command again.\n",
-            "{msg:?}"
-        );
+        assert_eq!(bank.reply(0.0, A, msg), IMPROPER_REPLY, "{msg:?}");
     }
 }
 
 #[test]
 fn credentials_without_a_request_are_improper() {
     let mut bank = Bank::seed();
-    assert_eq!(
-        bank.reply(0.0, A, "ucharles p02323"),
-        "Improper format, please send command again.\n"
-    );
+    assert_eq!(bank.reply(0.0, A, "ucharles p02323"), IMPROPER_REPLY);
     // A request is answered once: the same credentials again are improper.
     bank.reply(1.0, A, "b");
     bank.reply(2.0, A, "ucharles p02323");
-    assert_eq!(
-        bank.reply(3.0, A, "ucharles p02323"),
-        "Improper format, please send command again.\n"
-    );
+    assert_eq!(bank.reply(3.0, A, "ucharles p02323"), IMPROPER_REPLY);
 }
 
 #[test]
@@ -245,10 +237,7 @@ fn assert_refused(bank: &mut Bank, request: &str) {
         matches!(&effects[..], [Effect::Diagnostic(_), Effect::Send(..)]),
         "{request}: {effects:?}"
     );
-    assert_eq!(
-        effects[1],
-        send(A, "Improper format, please send command again.\n")
-    );
+    assert_eq!(effects[1], send(A, IMPROPER_REPLY));
     assert_eq!(bank.balance("ada"), before, "{request}");
 }
 
@@ -331,10 +320,7 @@ fn requests_wait_per_client_and_a_newer_one_replaces_the_older() {
     let mut bank = Bank::seed();
     bank.reply(0.0, A, "w5");
     // B's credentials do not answer A's request.
-    assert_eq!(
-        bank.reply(0.0, B, "ucharles p02323"),
-        "Improper format, please send command again.\n"
-    );
+    assert_eq!(bank.reply(0.0, B, "ucharles p02323"), IMPROPER_REPLY);
     bank.reply(0.0, A, "d7");
     assert_eq!(
         bank.reply(0.0, A, "ucharles p02323"),
@@ -358,10 +344,7 @@ fn a_request_waits_30_seconds_and_no_longer() {
         "0 dollar(s) are in your balance.\n"
     );
     bank.reply(200.0, A, "d1");
-    assert_eq!(
-        bank.reply(230.001, A, "ucharles p02323"),
-        "Improper format, please send command again.\n"
-    );
+    assert_eq!(bank.reply(230.001, A, "ucharles p02323"), IMPROPER_REPLY);
     assert_eq!(bank.balance("charles"), "0");
 }
 

@@ -2,7 +2,6 @@
 //! and, for names of up to 8 bytes (most of them), compared as one word.
 
 use hashbrown::HashTable;
-use hashbrown::hash_table::Entry;
 
 use super::money::Balance;
 
@@ -50,29 +49,21 @@ impl Accounts {
     }
 
     /// The balance of `name`, created by `new` if the name has none.
-    #[inline]
+    #[inline(always)]
     pub(super) fn get_or_insert_with(
         &mut self,
         name: &[u8],
         new: impl FnOnce() -> Balance,
     ) -> &mut Balance {
         let key = self.key(name);
-        let hasher = &self.hasher;
-        let entry = self.table.entry(
-            key.hash,
-            |account| matches(account, &key),
-            |account| rehash(hasher, account),
-        );
-        match entry {
-            Entry::Occupied(entry) => &mut entry.into_mut().balance,
-            Entry::Vacant(entry) => {
-                let account = Account {
-                    head: key.head,
-                    name: Box::from(name),
-                    balance: new(),
-                };
-                &mut entry.insert(account).into_mut().balance
-            }
+        // A hit (every line but an account's first) probes without the
+        // insert path's capacity check; a miss goes out of line.
+        match self
+            .table
+            .find_entry(key.hash, |account| matches(account, &key))
+        {
+            Ok(entry) => &mut entry.into_mut().balance,
+            Err(absent) => insert(absent.into_table(), &self.hasher, key, new()),
         }
     }
 
@@ -90,6 +81,26 @@ impl Accounts {
     pub(super) fn into_iter(self) -> impl Iterator<Item = (Box<[u8]>, Balance)> {
         self.table.into_iter().map(|a| (a.name, a.balance))
     }
+}
+
+/// A new account (see [`Accounts::get_or_insert_with`]).
+#[cold]
+fn insert<'t>(
+    table: &'t mut HashTable<Account>,
+    hasher: &ahash::RandomState,
+    key: Key<'_>,
+    balance: Balance,
+) -> &'t mut Balance {
+    let account = Account {
+        head: key.head,
+        name: Box::from(key.name),
+        balance,
+    };
+    let rehash = |account: &Account| rehash(hasher, account);
+    &mut table
+        .insert_unique(key.hash, account, rehash)
+        .into_mut()
+        .balance
 }
 
 #[inline(always)]

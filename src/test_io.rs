@@ -1,5 +1,5 @@
-//! Readers and writers for the client's unit tests: partial, failing,
-//! and a deterministic byte source.
+//! Readers and writers for unit tests (the client's, the output buffer's):
+//! partial, failing, taking nothing, and a deterministic byte source.
 
 use std::io::{self, Read, Write};
 
@@ -79,4 +79,18 @@ pub fn noise(len: usize) -> Vec<u8> {
             x as u8
         })
         .collect()
+}
+
+/// A writer that takes nothing: `write` returns 0, which `write_all` turns
+/// into `WriteZero` (a peer that is gone).
+pub struct Zero;
+
+impl Write for Zero {
+    fn write(&mut self, _: &[u8]) -> io::Result<usize> {
+        Ok(0)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
 }
