@@ -868,6 +868,37 @@ fn peers_that_never_open_their_windows_cannot_grow_memory() {
     assert!(s.stop(SIGINT).success());
 }
 
+/// Connects past `--max-clients`: the GOAWAY the server sent before its
+/// close.
+fn refused(addr: SocketAddr) -> Frame {
+    let mut conn = RawH2::connect(addr, &[]);
+    let mut goaway = None;
+    while let Some(frame) = conn.read_frame() {
+        if frame.kind == GOAWAY {
+            goaway = Some(frame);
+        }
+    }
+    goaway.expect("a GOAWAY before the close")
+}
+
+/// Once a connection closed, a new client is served (retried: the server
+/// notices the close on its own time).
+fn served_again(addr: SocketAddr) {
+    let deadline = std::time::Instant::now() + TIMEOUT;
+    loop {
+        let out = grpc_client(addr, "size\n");
+        if out.status.success() {
+            assert_eq!(String::from_utf8_lossy(&out.stdout), "0\n");
+            return;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "never served again: {out:?}"
+        );
+        thread::sleep(std::time::Duration::from_millis(10));
+    }
+}
+
 /// `--max-clients`: one connection more gets a GOAWAY saying why, and a
 /// diagnostic; once one closes, a new client is served.
 #[test]
@@ -878,14 +909,7 @@ fn max_clients_refuses_one_more_with_a_goaway() {
     let mut second = RawH2::connect(addr, &[]);
     first.sync();
     second.sync();
-    let mut third = RawH2::connect(addr, &[]);
-    let mut goaway = None;
-    while let Some(frame) = third.read_frame() {
-        if frame.kind == GOAWAY {
-            goaway = Some(frame);
-        }
-    }
-    let goaway = goaway.expect("a GOAWAY before the close");
+    let goaway = refused(addr);
     assert_eq!(
         &goaway.payload[..8],
         &[0, 0, 0, 0, 0, 0, 0, 7],
@@ -900,19 +924,7 @@ fn max_clients_refuses_one_more_with_a_goaway() {
     // A slot frees when a connection closes: a client is served again
     // (retried, since the server notices the close on its own time).
     drop(first);
-    let deadline = std::time::Instant::now() + TIMEOUT;
-    loop {
-        let out = grpc_client(addr, "size\n");
-        if out.status.success() {
-            assert_eq!(String::from_utf8_lossy(&out.stdout), "0\n");
-            break;
-        }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "never served again: {out:?}"
-        );
-        thread::sleep(std::time::Duration::from_millis(10));
-    }
+    served_again(addr);
     send_signal(&child, SIGTERM);
     assert_eq!(wait_exit(&mut child).code(), Some(0));
 }
@@ -964,32 +976,12 @@ fn a_low_descriptor_limit_lowers_max_clients() {
     }
     // ... and the ones past it, up to 100 in all, are refused.
     for _ in max..100 {
-        let mut extra = RawH2::connect(addr, &[]);
-        let mut goaway = None;
-        while let Some(frame) = extra.read_frame() {
-            if frame.kind == GOAWAY {
-                goaway = Some(frame);
-            }
-        }
-        let goaway = goaway.expect("a GOAWAY before the close");
-        assert_eq!(&goaway.payload[8..], b"too many clients");
+        assert_eq!(&refused(addr).payload[8..], b"too many clients");
     }
     // A place freed serves a new client (retried: the server notices the
     // close on its own time).
     drop(served.pop());
-    let deadline = std::time::Instant::now() + TIMEOUT;
-    loop {
-        let out = grpc_client(addr, "size\n");
-        if out.status.success() {
-            assert_eq!(String::from_utf8_lossy(&out.stdout), "0\n");
-            break;
-        }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "never served again: {out:?}"
-        );
-        thread::sleep(std::time::Duration::from_millis(10));
-    }
+    served_again(addr);
     let stderr = std::fs::read_to_string(&err_path).unwrap();
     assert!(!stderr.contains("Too many open files"), "{stderr:?}");
     assert!(
