@@ -43,7 +43,7 @@
 #                  x 2,000 steps (lines = calls, two per step): `grpc` = queue-grpc-server, `python`
 #                  = scripts/peers/grpc_queue_server.py (grpcio, thread pool), both loadgen
 #                  --handler grpc-queue --window $GRPC_WINDOW (16 calls in flight on each client's
-#                  one HTTP/2 connection); `nonblocking`/`threaded` = the line `--handler queue` on
+#                  one HTTP/2 connection; loadgen writes its own frames, ~2-3 us of CPU a call); `nonblocking`/`threaded` = the line `--handler queue` on
 #                  the same workload (loadgen --handler queue, one call at a time). Queue size 1024.
 #   connect-scale  seed 004's question (issue 14): at each of CONNECT_CLIENTS, every client connects
 #                  at once (--connect-burst) and does one echo round trip; time = loadgen's connect_s

@@ -103,18 +103,24 @@ pub fn loops(config: &ServerConfig, threaded: bool) -> usize {
 /// raises the soft limit, and lowers `--max-clients` if it does not fit,
 /// with a diagnostic.
 pub fn fit_descriptors(mut config: ServerConfig, threaded: bool) -> ServerConfig {
+    config.max_clients = fit_to_limit(config.max_clients, loops(&config, threaded));
+    config
+}
+
+/// [`fit_descriptors`] for any server: `max_clients` as it fits beside
+/// what is open now and `loops` event loops to come, with the diagnostic
+/// when it is lowered (`queue-grpc-server`: its one runtime thread).
+pub fn fit_to_limit(max_clients: usize, loops: usize) -> usize {
     let limit = raise_nofile();
-    let reserve = reserve(open_descriptors(), loops(&config, threaded));
-    let fitted = fit_max_clients(config.max_clients, limit, reserve);
-    if fitted < config.max_clients {
+    let reserve = reserve(open_descriptors(), loops);
+    let fitted = fit_max_clients(max_clients, limit, reserve);
+    if fitted < max_clients {
         status::diag(format_args!(
-            "--max-clients lowered from {} to {fitted}: the descriptor limit (ulimit -n) is {}, and the server keeps {reserve} for itself",
-            config.max_clients,
+            "--max-clients lowered from {max_clients} to {fitted}: the descriptor limit (ulimit -n) is {}, and the server keeps {reserve} for itself",
             limit.unwrap_or(0),
         ));
-        config.max_clients = fitted;
     }
-    config
+    fitted
 }
 
 #[cfg(test)]

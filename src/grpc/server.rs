@@ -148,6 +148,11 @@ pub fn main() -> ExitCode {
             return ExitCode::from(1);
         }
     };
+    // After the bind, so the listener is counted: the runtime's one
+    // thread is the one loop (its epoll and waker; the signal pipe is in
+    // the fixed reserve).
+    let max_clients =
+        crate::limits::fit_to_limit(usize::try_from(args.max_clients).unwrap_or(usize::MAX), 1);
     let result = super::runtime().and_then(|runtime| {
         runtime.block_on(async {
             let listener = tokio::net::TcpListener::from_std(listener)?;
@@ -161,7 +166,7 @@ pub fn main() -> ExitCode {
                 args.size
             ));
             let limits = ConnLimits {
-                max_clients: usize::try_from(args.max_clients).unwrap_or(usize::MAX),
+                max_clients,
                 idle_timeout: args.idle_timeout,
                 replies_per_connection: REPLIES_PER_CONNECTION,
             };

@@ -15,9 +15,9 @@
 //! The clients are spread over `--threads` threads, each with its own
 //! current-thread tokio runtime (no work stealing, no cross-thread wakeups),
 //! so the load generator costs less CPU per call than the server it
-//! measures. The gRPC client talks HTTP/2 through hyper directly
-//! (`GrpcConn`): a call is one request on the connection, with no queue
-//! and worker task in between as in tonic's `Channel`.
+//! measures. The gRPC client writes and reads HTTP/2 frames itself
+//! ([`GrpcConn`], in `wire`): a call is two precomputed frames out and its
+//! reply's frames in, with no HTTP library in between.
 //! [`Report::lines`] counts calls: a step is two.
 
 use std::collections::HashSet;
@@ -71,91 +71,9 @@ pub fn run_grpc_queue(opts: &Options) -> Result<Report, RunError> {
 }
 
 #[cfg(feature = "grpc")]
-pub use grpc_conn::GrpcConn;
-
-/// The gRPC connection: tonic's generated client over one hyper HTTP/2
-/// connection of our own.
+mod wire;
 #[cfg(feature = "grpc")]
-mod grpc_conn {
-    use std::future::Future;
-    use std::io;
-    use std::net::SocketAddr;
-    use std::pin::Pin;
-    use std::task::{Context, Poll};
-
-    use hyper::client::conn::http2::SendRequest;
-    use hyper_util::rt::{TokioExecutor, TokioIo};
-    use tonic::body::Body;
-
-    use super::QueueConn;
-    use crate::grpc::pb::queue_client::QueueClient;
-    use crate::grpc::pb::{Empty, PutRequest};
-
-    /// hyper's HTTP/2 request handle as the tower service tonic's client
-    /// calls: each call is one stream on the one connection.
-    #[derive(Clone)]
-    pub struct H2Service(SendRequest<Body>);
-
-    type ResponseFuture =
-        Pin<Box<dyn Future<Output = hyper::Result<http::Response<hyper::body::Incoming>>> + Send>>;
-
-    impl tower_service::Service<http::Request<Body>> for H2Service {
-        type Response = http::Response<hyper::body::Incoming>;
-        type Error = hyper::Error;
-        type Future = ResponseFuture;
-
-        fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<hyper::Result<()>> {
-            self.0.poll_ready(cx)
-        }
-
-        fn call(&mut self, request: http::Request<Body>) -> ResponseFuture {
-            Box::pin(self.0.send_request(request))
-        }
-    }
-
-    /// One client's HTTP/2 connection.
-    pub struct GrpcConn(QueueClient<H2Service>);
-
-    impl QueueConn for GrpcConn {
-        async fn open(addr: SocketAddr) -> io::Result<Self> {
-            let stream = tokio::net::TcpStream::connect(addr).await?;
-            stream.set_nodelay(true)?;
-            let (send, connection) = hyper::client::conn::http2::Builder::new(TokioExecutor::new())
-                .handshake(TokioIo::new(stream))
-                .await
-                .map_err(|e| crate::grpc::io_cause(&e))?;
-            // The connection's reader and writer: a task on this thread's
-            // runtime, ended when the client drops its handle.
-            tokio::spawn(connection);
-            let origin = crate::grpc::endpoint_uri(addr)
-                .parse()
-                .map_err(io::Error::other)?;
-            Ok(GrpcConn(QueueClient::with_origin(H2Service(send), origin)))
-        }
-
-        /// HTTP/2 multiplexes: each handle's calls are streams of the one
-        /// connection, and hyper writes the frames of all of them together.
-        fn fork(&self) -> Option<Self> {
-            Some(GrpcConn(self.0.clone()))
-        }
-
-        async fn put(&mut self, item: String) -> Result<bool, String> {
-            let reply = self.0.put(PutRequest { item }).await;
-            reply.map(|r| r.get_ref().ok).map_err(|s| s.to_string())
-        }
-
-        async fn pop(&mut self) -> Result<Option<String>, String> {
-            let reply = self.0.pop(Empty {}).await.map_err(|s| s.to_string())?;
-            let reply = reply.into_inner();
-            Ok((!reply.empty).then_some(reply.item))
-        }
-
-        async fn size(&mut self) -> Result<u64, String> {
-            let reply = self.0.size(Empty {}).await.map_err(|s| s.to_string())?;
-            Ok(u64::from(reply.get_ref().size))
-        }
-    }
-}
+pub use wire::GrpcConn;
 
 /// What one client did.
 #[derive(Default)]
@@ -290,6 +208,12 @@ fn thread_runtime() -> io::Result<tokio::runtime::Runtime> {
         .build()
 }
 
+/// Runs `work` to its end on a new [`thread_runtime`], inside a `LocalSet`
+/// (a connection's I/O may be a local task: `wire`).
+fn block_on_local<T>(work: impl Future<Output = T>) -> io::Result<T> {
+    Ok(tokio::task::LocalSet::new().block_on(&thread_runtime()?, work))
+}
+
 /// The error for a run past `--timeout`.
 fn timed_out(timeout: Duration) -> RunError {
     RunError::Io(io::Error::new(
@@ -311,19 +235,19 @@ pub fn run_queue<C: QueueConn + 'static>(opts: &Options) -> Result<Report, RunEr
     let chains = opts
         .clients
         .saturating_mul(usize::try_from(opts.window).unwrap_or(usize::MAX));
-    let room = thread_runtime()?.block_on(async {
+    let room = block_on_local(async {
         tokio::time::timeout_at(deadline, Room::prepare::<C>(opts.addr, chains))
             .await
             .map_err(|_| timed_out(opts.timeout))?
-    })?;
+    })??;
     let run = run_clients::<C>(opts, deadline, &room.slots);
     // The items queued before the run go back whatever happened to it, in
     // a time of their own (the run may have used up --timeout).
-    let restored = thread_runtime()?.block_on(async {
+    let restored = block_on_local(async {
         tokio::time::timeout(opts.timeout, room.restore::<C>(opts.addr))
             .await
             .map_err(|_| timed_out(opts.timeout))?
-    });
+    })?;
     let mut report = run?;
     if let Err(e) = restored {
         report.errors += 1;
