@@ -22,9 +22,9 @@
 #        SCALE_CLIENTS ("10 50 200 1000"), OUT (bench-results; bench-results/quick with QUICK=1), ANCHORS (no default;
 #        required with tokio or python in SERVERS: the peers' directory),
 #        WAIT_IDLE (1; 0 with QUICK): before each run wait up to 2 min for the machine to go idle,
-#        BASE_BIN (none): udp-echo only, a directory holding another build's nonblocking-server
-#        (say, main's, copied aside): the server nonblocking-base runs it, for before and after in
-#        one run (loadgen is this build's for both),
+#        BASE_BIN (none): a directory holding another build's nonblocking-server (say, main's,
+#        copied aside): the server nonblocking-base runs it, for before and after in one run
+#        (loadgen is this build's for both; any workload but grpc-queue),
 #        CASE_LIMIT (300 s per run).
 #
 # Workloads (issue 5):
@@ -187,6 +187,8 @@ server_cmd() {
   case $srv in
     nonblocking|threaded) [ "$h" = grpc-queue ] && { echo "$B/$srv-server --handler queue --queue-size $QUEUE_SIZE"; return; } ;;&
     nonblocking) echo "$B/nonblocking-server --handler $h $SRV_EXTRA" ;;
+    nonblocking-base) [ -x "${BASE_BIN:-}/nonblocking-server" ] && [ "$h" != grpc-queue ] &&
+      echo "$BASE_BIN/nonblocking-server --handler $h $SRV_EXTRA" ;;
     nonblocking-r2) echo "$B/nonblocking-server --reactors 2 --handler $h $SRV_EXTRA" ;;
     nonblocking-r0) echo "$B/nonblocking-server --reactors 0 --handler $h $SRV_EXTRA" ;;
     threaded)    echo "$B/threaded-server --handler $h $SRV_EXTRA" ;;

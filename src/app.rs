@@ -6,7 +6,7 @@ use std::process::ExitCode;
 
 use crate::config::{ServerArgs, ServerConfig};
 use crate::handlers::{BuildError, Built};
-use crate::server::Setup;
+use crate::server_core::Setup;
 use crate::signals::ShutdownSignals;
 use crate::status::{self, Status};
 use crate::{fsutil, handlers, net, reactor, reactors, threaded};

@@ -14,7 +14,7 @@
 //! run under [`threaded`], a thread-per-connection server kept for comparison.
 //! What both servers must agree on (shutdown phases and signals, framing and
 //! the idle flush, the slow-client rule, ids and counts, durability) is the
-//! I/O-free [`server`] core, written once and driven by both.
+//! I/O-free [`server_core`], written once and driven by both.
 //!
 //! Modules, by layer (a new module goes in its layer's list, in both places):
 //!
@@ -31,7 +31,7 @@
 //! - [`threaded`]: one OS thread per connection, same handlers.
 //!
 //! Server core (no I/O; both servers drive it):
-//! - [`server`]: lifecycle (signals, drain, reports), a client's session, the census,
+//! - [`server_core`]: lifecycle (signals, drain, reports), a client's session, the census,
 //!   the actions interpreter, durability, datagrams (UDP peers as clients, `--udp`).
 //! - [`framing`]: bytes to lines, `\r\n`, `--max-line`, the EOF tail.
 //! - [`outbuf`]: a connection's queued output, partial and vectored writes.
@@ -78,7 +78,7 @@ pub mod threaded;
 pub mod accept;
 pub mod framing;
 pub mod outbuf;
-pub mod server;
+pub mod server_core;
 pub mod timers;
 
 // Protocols

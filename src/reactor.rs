@@ -20,7 +20,7 @@
 //! 7. hand the time to the [`Lifecycle`] and carry out its commands.
 //!
 //! The rules (phases, signals, the slow-client rule, framing, durability)
-//! live in [`crate::server`], shared with the threaded server; this file and
+//! live in [`crate::server_core`], shared with the threaded server; this file and
 //! its children own only sockets and readiness. mio on Linux is
 //! edge-triggered: every read, write and accept runs until `WouldBlock`, or
 //! the connection is put on a list to be resumed without an event.
@@ -40,11 +40,11 @@ use crate::accept::{self, Acceptor};
 use crate::config::ServerConfig;
 use crate::handlers::{ClientId, Finish, Framing, Handler, Outbox, ServerStats, SlowPolicy};
 use crate::limits::output_total::OutputTotal;
-use crate::server::Setup;
-use crate::server::durable::Durable;
-use crate::server::ending::Cause;
-use crate::server::lifecycle::{Command, Lifecycle};
-use crate::server::session::Session;
+use crate::server_core::Setup;
+use crate::server_core::durable::Durable;
+use crate::server_core::ending::Cause;
+use crate::server_core::lifecycle::{Command, Lifecycle};
+use crate::server_core::session::Session;
 use crate::signals::ShutdownSignals;
 use crate::status;
 use crate::stdout::{FlushDeadline, StdoutWriter};
@@ -79,7 +79,7 @@ const PASS_BUDGET: Duration = Duration::from_millis(100);
 /// so a test that signals right after reading it cannot kill the process.
 ///
 /// `setup.store`: where the handler's persisted bytes go (see
-/// [`crate::server::durable`]): synced at most once per loop pass, and only
+/// [`crate::server_core::durable`]): synced at most once per loop pass, and only
 /// when output or a FIN follows unsynced bytes.
 ///
 /// # Errors

@@ -14,7 +14,7 @@
 //!   fall back under half wakes every loop;
 //! - signals: the acceptor catches them and passes each one on to every
 //!   loop (after the connections it accepted before), so every loop runs
-//!   the same [`Lifecycle`](crate::server::lifecycle::Lifecycle) steps for
+//!   the same [`Lifecycle`](crate::server_core::lifecycle::Lifecycle) steps for
 //!   its own clients; it exits once every loop has finished;
 //! - handler state, as the handler's [`Sharing`] says:
 //!   - `PerLoop` (echo, ledger): a part per loop, called with no lock
@@ -48,15 +48,15 @@ use crate::handlers::{ClientId, Finish, Handler, Outbox, Sharded, Sharing};
 use crate::limits::output_total::OutputTotal;
 use crate::net::tokens::WAKE;
 use crate::reactor::{self, Announcement, Membership, Wake};
-use crate::server::Setup;
-use crate::server::durable::Durable;
+use crate::server_core::Setup;
+use crate::server_core::durable::Durable;
 use crate::stdout::StdoutWriter;
 use crate::store::Store;
 
 mod acceptor;
 mod hub;
 
-use crate::server::census::Census;
+use crate::server_core::census::Census;
 use acceptor::{Acceptor, AcceptorSetup, Link};
 use hub::{Hub, HubProxy};
 

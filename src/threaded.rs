@@ -5,11 +5,11 @@
 //!
 //! - the **supervisor** (`supervisor`, the caller's thread): accepts,
 //!   catches the shutdown signals, and carries out the shared
-//!   [`Lifecycle`](crate::server::lifecycle::Lifecycle)'s commands (reports,
+//!   [`Lifecycle`](crate::server_core::lifecycle::Lifecycle)'s commands (reports,
 //!   drain, close, kill). It waits in a small `mio::Poll` (listener, signals,
 //!   a waker); it never touches a client's bytes.
 //! - a **reader** per client (`reader`): blocking reads, the client's
-//!   [`Session`](crate::server::session::Session) (framing, the idle flush as
+//!   [`Session`](crate::server_core::session::Session) (framing, the idle flush as
 //!   a read timeout), then, under the handler lock, the `on_*` call and the
 //!   bookkeeping part of its actions (`actions`: queueing output, pauses,
 //!   closes, persisted bytes). The lock is released before any socket I/O.
@@ -35,10 +35,10 @@ use mio::Waker;
 use crate::config::ServerConfig;
 use crate::handlers::{ClientId, Finish, Framing, Handler, SlowPolicy};
 use crate::limits::output_total::OutputTotal;
-use crate::server::Setup;
-use crate::server::census::Census;
-use crate::server::durable::Durable;
-use crate::server::ending::Ending;
+use crate::server_core::Setup;
+use crate::server_core::census::Census;
+use crate::server_core::durable::Durable;
+use crate::server_core::ending::Ending;
 use crate::trace::Trace;
 
 mod actions;

@@ -44,7 +44,7 @@ use mio::event::Event;
 
 use crate::handlers::{ClientId, Framing, Outbox};
 use crate::net::tokens;
-use crate::server::lifecycle::Command;
+use crate::server_core::lifecycle::Command;
 
 mod sink;
 #[cfg(test)]

@@ -306,7 +306,7 @@ fn the_seed_udpclient_py_against_the_handler() {
 // ---------------------------------------------------------------------------
 // The real servers over TCP.
 
-both!(
+every_server!(
     tcp_replies_end_in_a_newline,
     client_binary_over_tcp,
     bad_accounts_file_stops_the_server,
@@ -739,7 +739,7 @@ fn bad_accounts_file_stops_the_server(kind: Kind) {
 // ---------------------------------------------------------------------------
 // The real servers over UDP (`--udp`, SPEC "Datagrams").
 
-both!(
+every_server!(
     udp_replies_are_the_seeds_bytes,
     the_seed_udpclient_py_against_the_server,
     the_client_binary_against_the_server_over_udp,

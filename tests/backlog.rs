@@ -14,7 +14,7 @@ use std::time::Instant;
 use common::*;
 use socket2::{Domain, Protocol, Socket, Type};
 
-both!(
+every_server!(
     bad_backlog_is_a_usage_error,
     help_describes_backlog,
     backlog_bounds_the_accept_queue,

@@ -9,7 +9,7 @@ use std::net::TcpListener;
 
 use common::*;
 
-both!(
+every_server!(
     no_arguments_is_a_usage_error,
     bad_handler_is_a_usage_error,
     negative_report_every_is_a_usage_error,

@@ -10,7 +10,7 @@ use std::thread;
 
 use common::*;
 
-both!(broadcasts_reach_every_client_in_one_order);
+every_server!(broadcasts_reach_every_client_in_one_order);
 
 /// Presence: an observer joins first, then 20 clients send their names at
 /// once. Lists only grow, so each is distinct: every client must see,

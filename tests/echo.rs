@@ -13,7 +13,7 @@ use std::time::Duration;
 
 use common::*;
 
-both!(
+every_server!(
     exact_terminators,
     eof_tail_is_echoed_then_closed,
     upper_unicode_and_invalid_utf8,

@@ -16,7 +16,7 @@ use std::process::{Command, ExitStatus};
 
 use common::*;
 
-both!(
+every_server!(
     a_symlink_planted_at_the_old_temporary_name_is_not_followed,
     a_device_at_log_is_refused_at_start_and_stays_a_device,
     a_fifo_or_symlink_at_log_is_refused_at_start,

@@ -10,7 +10,7 @@ mod common;
 
 use common::*;
 
-both!(a_deposit_is_acknowledged_under_a_low_descriptor_limit_full_of_idle_clients);
+every_server!(a_deposit_is_acknowledged_under_a_low_descriptor_limit_full_of_idle_clients);
 
 /// The case: `ulimit -n 64`, then more idle connections than that.
 const FD_LIMIT: libc::rlim_t = 64;

@@ -21,7 +21,7 @@ use std::thread;
 
 use common::*;
 
-both!(
+every_server!(
     restarts_replay_every_transaction_once,
     sigkill_mid_blast_loses_nothing_acknowledged,
     torn_last_record_is_cut_off,

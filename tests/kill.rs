@@ -34,7 +34,7 @@ use std::time::Duration;
 
 use common::*;
 
-both!(sigkill_at_a_random_moment_loses_nothing_acknowledged);
+every_server!(sigkill_at_a_random_moment_loses_nothing_acknowledged);
 
 /// Cycles per server in `cargo test`: enough to exercise the path, short
 /// enough for CI. The script asks for many more.

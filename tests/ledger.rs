@@ -16,7 +16,7 @@ use std::time::Duration;
 
 use common::*;
 
-both!(
+every_server!(
     seed_100_clients,
     seed_100_clients_signal_right_after_sending,
     fifty_clients_ten_thousand_lines,

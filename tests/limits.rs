@@ -10,7 +10,7 @@ use std::thread;
 
 use common::*;
 
-both!(
+every_server!(
     max_line_exceeded_closes_only_that_client,
     max_line_applies_to_ledger,
     ten_megabyte_line_without_newline,

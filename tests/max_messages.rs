@@ -14,7 +14,7 @@ use common::*;
 
 const LIMIT: &[u8] = b"STRINGS LIMIT REACHED, CLOSING CONNECTION";
 
-both!(
+every_server!(
     eleventh_line_with_a_newline,
     eleventh_message_without_a_newline,
     limit_is_per_connection,

@@ -16,7 +16,7 @@ use std::thread;
 
 use common::*;
 
-both!(
+every_server!(
     every_option_exact_bytes,
     option_1_in_two_messages_over_tcp,
     option_1_forms_over_udp_per_peer,
@@ -44,7 +44,7 @@ fn menu_server(kind: Kind) -> Server {
     s
 }
 
-both!(run_time_counts_from_the_servers_start);
+every_server!(run_time_counts_from_the_servers_start);
 
 /// `4` answers the time since the server started, whole seconds. Bounded
 /// on both sides by the test's own clock, each bound in the direction a

@@ -18,7 +18,7 @@ use socket2::{Domain, Socket, Type};
 
 use common::*;
 
-both!(
+every_server!(
     unread_echoes_stop_reading_in_total_and_all_arrive,
     held_clients_do_not_hold_up_a_signal,
     a_broadcast_over_the_total_drops_the_largest_holder,

@@ -18,7 +18,7 @@ use std::thread;
 
 use common::*;
 
-both!(
+every_server!(
     seed_example,
     invalid_names_rejected,
     duplicate_name_rejected,

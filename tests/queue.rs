@@ -6,7 +6,7 @@ mod common;
 
 use common::*;
 
-both!(
+every_server!(
     seed_transcript,
     seed_transcript_through_nonblocking_client,
     shared_between_clients,

@@ -3,7 +3,7 @@
 //! printed once per period, presence lists reach everyone in one order,
 //! the ledger's log and journal stay exact, and `--reactors 0` runs one
 //! loop per core. (Every other test also runs with `--reactors 2`: the
-//! `reactor2` case of `both!`.)
+//! `reactor2` case of `every_server!`.)
 //!
 //! The acceptor hands connections to the loops in turn, so clients that
 //! connect one after another alternate between the two loops.

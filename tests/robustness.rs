@@ -22,7 +22,7 @@ use std::time::Duration;
 
 use common::*;
 
-both!(
+every_server!(
     ledger_burst_of_1000_clients_loses_nothing,
     two_thousand_idle_clients_then_echo_is_answered,
     garbage_never_crashes_sink,

@@ -12,7 +12,7 @@ use std::time::Duration;
 use common::*;
 use libc::SIGHUP;
 
-both!(
+every_server!(
     echo_sigint_closes_clients_at_once,
     echo_sigterm_closes_clients_at_once,
     echo_pending_replies_flushed_before_close,

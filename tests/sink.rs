@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 
 use common::*;
 
-both!(
+every_server!(
     three_concurrent_20mb_blobs,
     robots_file_byte_identical,
     status_on_stderr_stdout_only_bytes,

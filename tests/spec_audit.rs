@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 
 use common::*;
 
-both!(
+every_server!(
     atm_accounts_errors_say_error_once,
     client_chat_reports_the_servers_limit_errors_on_stderr_exit_1,
     client_chat_prints_an_echoed_error_text_as_a_reply,
@@ -118,7 +118,7 @@ fn client_chat_reports_the_servers_limit_errors_on_stderr_exit_1(kind: Kind) {
     assert_eq!(out.stdout, b"ok\n", "the replies before the error");
 }
 
-both!(client_chat_stops_at_a_refusal_without_waiting_for_stdin);
+every_server!(client_chat_stops_at_a_refusal_without_waiting_for_stdin);
 
 /// A user at a terminal learns of the refusal at once: `chat` does not wait
 /// for an end of input that nothing it reads can change.
@@ -224,7 +224,7 @@ fn loadgen_help_has_no_rustdoc_links() {
     assert!(!help.contains("[`"), "rustdoc link in --help: {help}");
 }
 
-both!(server_help_names_every_handler_and_signal);
+every_server!(server_help_names_every_handler_and_signal);
 
 /// SPEC: `--help` describes every option; the servers' summary line listed
 /// five of the seven handlers, and the closing note left out SIGHUP and the
@@ -259,7 +259,7 @@ fn grpc_server_negative_numbers_say_so() {
     }
 }
 
-both!(drain_line_prints_seconds_as_a_plain_decimal);
+every_server!(drain_line_prints_seconds_as_a_plain_decimal);
 
 /// PROTOCOL §3: the drain line's seconds are the value as a plain decimal
 /// (it said "as the user wrote them", which `0.50` or `5e-1` are not).
@@ -389,7 +389,7 @@ fn a_client_killed_at_the_end_of_the_shutdown_flush_gets_a_diagnostic(kind: Kind
     );
 }
 
-both!(a_reset_client_s_diagnostic_has_no_rust_error_code);
+every_server!(a_reset_client_s_diagnostic_has_no_rust_error_code);
 
 /// PROTOCOL §3 prints OS reasons without Rust's `(os error N)` suffix (the
 /// bind error, the clients' errors); a client dropped after an I/O error
@@ -459,4 +459,4 @@ fn sink_with_a_closed_stdout_says_so_once(kind: Kind) {
     );
 }
 
-both!(sink_with_a_closed_stdout_says_so_once);
+every_server!(sink_with_a_closed_stdout_says_so_once);

@@ -265,7 +265,7 @@ fn persist_timer_and_drain(kind: Kind) {
     }
 }
 
-both!(
+every_server!(
     conversation_names_every_step,
     persist_timer_and_drain,
     no_trace_without_the_flag,

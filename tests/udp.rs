@@ -61,7 +61,7 @@ fn start(kind: Kind, args: &[&str]) -> Server {
     Server::start(kind, &all)
 }
 
-both!(
+every_server!(
     listening_line_and_echo_returns_each_datagram_whole,
     udp_peers_and_tcp_clients_share_ids_and_counts,
     a_silent_peer_is_forgotten_after_udp_idle,

@@ -1,4 +1,4 @@
-//! The datagram core (`src/server/datagram.rs`): UDP peers admitted (up
+//! The datagram core (`src/server_core/datagram.rs`): UDP peers admitted (up
 //! to `--max-udp-peers`),
 //! refreshed, forgotten and expired on a fake clock, the bounded reply
 //! queue against a socket that blocks and fails, and datagram shaping.

@@ -16,7 +16,7 @@
 //! current-thread tokio runtime (no work stealing, no cross-thread wakeups),
 //! so the load generator costs less CPU per call than the server it
 //! measures. The gRPC client writes and reads HTTP/2 frames itself
-//! ([`GrpcConn`], in `wire`): a call is two precomputed frames out and its
+//! (`wire::GrpcConn`): a call is two precomputed frames out and its
 //! reply's frames in, with no HTTP library in between.
 //! [`Report::lines`] counts calls: a step is two.
 

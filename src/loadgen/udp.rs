@@ -32,7 +32,7 @@ use super::lines;
 use super::spread::{Part, Slot, spread};
 use super::stats::Latencies;
 use super::{Options, Report, RunError, diag_limited, interrupted, poll_timeout, would_block};
-use crate::server::datagram::batch::{self, Receiver, Sender};
+use crate::server_core::datagram::batch::{self, Receiver, Sender};
 
 /// The largest UDP payload (IPv4): `--line-bytes` must fit in one datagram.
 pub const MAX_DATAGRAM: usize = 65_507;

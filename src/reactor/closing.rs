@@ -1,7 +1,7 @@
 //! The reactor's per-connection timers (idle flush, linger) and every way a
 //! connection ends: a graceful close (flush, FIN, linger), a drop, and
 //! shutdown's close of everyone. The rules are
-//! [`Ending`](crate::server::ending::Ending)'s; this carries out its steps
+//! [`Ending`](crate::server_core::ending::Ending)'s; this carries out its steps
 //! on the socket.
 
 use std::cmp::Reverse;
@@ -11,9 +11,9 @@ use std::time::Instant;
 
 use super::Reactor;
 use super::conn::Drain;
-use crate::server::ending::{Cause, Step, Steps};
-use crate::server::lifecycle::Phase;
-use crate::server::session::MAX_FINAL_READ_BYTES;
+use crate::server_core::ending::{Cause, Step, Steps};
+use crate::server_core::lifecycle::Phase;
+use crate::server_core::session::MAX_FINAL_READ_BYTES;
 use crate::status;
 
 impl Reactor {
@@ -55,7 +55,7 @@ impl Reactor {
     }
 
     /// The connection ends for `cause` (see
-    /// [`Ending::close`](crate::server::ending::Ending::close)).
+    /// [`Ending::close`](crate::server_core::ending::Ending::close)).
     pub(super) fn end_conn(&mut self, key: usize, cause: Cause) {
         let steps = self.conns[key].ending.close(cause);
         self.carry_out(key, steps);
@@ -108,7 +108,7 @@ impl Reactor {
     }
 
     /// Reads and drops input from a closing client (see
-    /// [`crate::server::session::LINGER`]).
+    /// [`crate::server_core::session::LINGER`]).
     pub(super) fn discard_input(&mut self, key: usize) {
         loop {
             let conn = &mut self.conns[key];

@@ -5,8 +5,8 @@ use mio::net::TcpStream;
 
 use crate::handlers::ClientId;
 use crate::outbuf::OutBuf;
-use crate::server::ending::Ending;
-use crate::server::session::{Gates, Session};
+use crate::server_core::ending::Ending;
+use crate::server_core::session::{Gates, Session};
 
 /// One client connection.
 pub(super) struct Conn {

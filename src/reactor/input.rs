@@ -1,5 +1,5 @@
 //! The reactor's reading: events, the ready list, reads to `WouldBlock`,
-//! and handing the bytes to the client's [`Session`](crate::server::session::Session).
+//! and handing the bytes to the client's [`Session`](crate::server_core::session::Session).
 
 use std::cmp::Reverse;
 use std::io::{self, Read};
@@ -7,8 +7,8 @@ use std::time::Instant;
 
 use super::conn::Drain;
 use super::{PASS_BUDGET, Reactor};
-use crate::server::ending::{Cause, Reading};
-use crate::server::session::Input;
+use crate::server_core::ending::{Cause, Reading};
+use crate::server_core::session::Input;
 use crate::status;
 
 /// Bytes read from one connection before others get a turn.

@@ -12,7 +12,7 @@ use mio::net::TcpStream;
 
 use crate::handlers::{ClientId, Handler, Outbox};
 use crate::limits::output_total::OutputTotal;
-use crate::server::census::Census;
+use crate::server_core::census::Census;
 use crate::status::{self, Status};
 
 /// A server-wide line that some loop must print.

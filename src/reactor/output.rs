@@ -12,9 +12,9 @@ use super::Reactor;
 use crate::handlers::{ClientId, SlowPolicy};
 use crate::limits::output_total::{self, OutputTotal, RECHECK};
 use crate::outbuf::Flushed;
-use crate::server::actions::{self, Bytes, Clients};
-use crate::server::ending::{Cause, Stage};
-use crate::server::session::Flow;
+use crate::server_core::actions::{self, Bytes, Clients};
+use crate::server_core::ending::{Cause, Stage};
+use crate::server_core::session::Flow;
 use crate::status;
 
 /// Bytes written to one connection before others get a turn.

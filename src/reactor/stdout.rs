@@ -11,7 +11,7 @@ use mio::Waker;
 
 use super::Reactor;
 use crate::handlers::Outbox;
-use crate::server::actions;
+use crate::server_core::actions;
 use crate::stdout::{FlushDeadline, StdoutWriter, Waiter};
 
 /// The loop's part of the stdout writer.

@@ -2,7 +2,7 @@
 //! same `mio::Poll` as the TCP connections, with the same handler. The
 //! rules (peers as clients, idle expiry, what a datagram and a reply hold,
 //! the bounded reply queue) are the server core's
-//! [`datagram`](crate::server::datagram); this file owns the socket.
+//! [`datagram`](crate::server_core::datagram); this file owns the socket.
 //!
 //! One pass of the loop reads up to [`MAX_DATAGRAMS_PER_PASS`] datagrams,
 //! a `recvmmsg` batch at a time ([`batch`]), hands each to the handler, and
@@ -26,8 +26,8 @@ use mio::{Interest, Registry};
 
 use super::Reactor;
 use crate::handlers::{ClientId, Datagrams};
-use crate::server::datagram::batch::{self, Receiver, Sender};
-use crate::server::datagram::{self, Admit, Drained, Peers, Replies, Throttle};
+use crate::server_core::datagram::batch::{self, Receiver, Sender};
+use crate::server_core::datagram::{self, Admit, Drained, Peers, Replies, Throttle};
 use crate::status;
 
 use crate::net::tokens::UDP;

@@ -26,9 +26,9 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use mio::Waker;
 
 use crate::handlers::{ClientId, Finish, Handler, Outbox, ServerStats, Traits};
-use crate::server::actions::{self, Bytes, Clients, Line};
-use crate::server::census::Census;
-use crate::server::durable::Durable;
+use crate::server_core::actions::{self, Bytes, Clients, Line};
+use crate::server_core::census::Census;
+use crate::server_core::durable::Durable;
 use crate::status;
 
 /// An action for a client of another loop, with its bytes owned.

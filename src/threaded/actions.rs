@@ -13,9 +13,9 @@ use super::client::Client;
 use super::{Core, Server, lock};
 use crate::handlers::{ClientId, Handler, Outbox, SlowPolicy};
 use crate::limits::output_total;
-use crate::server::actions::{self, Bytes, Clients};
-use crate::server::ending::Cause;
-use crate::server::session::Flow;
+use crate::server_core::actions::{self, Bytes, Clients};
+use crate::server_core::ending::Cause;
+use crate::server_core::session::Flow;
 use crate::status;
 use crate::stdout::Waiter;
 
@@ -57,7 +57,7 @@ impl Server {
         result
     }
 
-    /// The durability rule (see [`crate::server::durable`]), under the
+    /// The durability rule (see [`crate::server_core::durable`]), under the
     /// handler lock: the actions' persisted bytes go to the store in the
     /// order they were produced, and if any output follows them (here, or
     /// owed from earlier calls), they are synced before it is queued.

@@ -11,8 +11,8 @@ use super::lock;
 use crate::handlers::{ClientId, SlowPolicy};
 use crate::limits::output_total::{OutputTotal, RECHECK};
 use crate::outbuf::OutBuf;
-use crate::server::ending::{Cause, Ending, Step};
-use crate::server::session::{Flow, Gates};
+use crate::server_core::ending::{Cause, Ending, Step};
+use crate::server_core::session::{Flow, Gates};
 use crate::status;
 use crate::trace::Trace;
 

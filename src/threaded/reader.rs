@@ -10,8 +10,8 @@ use std::time::{Duration, Instant};
 use super::client::{Client, Gate};
 use super::{Server, lock};
 use crate::handlers::{ClientId, Outbox};
-use crate::server::ending::{Cause, Step};
-use crate::server::session::{Input, MAX_FINAL_READ_BYTES, Session};
+use crate::server_core::ending::{Cause, Step};
+use crate::server_core::session::{Input, MAX_FINAL_READ_BYTES, Session};
 use crate::status;
 
 /// A reader's buffer starts this small (an idle connection holds it while

@@ -1,6 +1,6 @@
 //! The threaded server's UDP socket (`--udp`, SPEC "Datagrams"): one thread
 //! for the socket, the same handler behind the same lock, the same rules
-//! (the server core's [`datagram`](crate::server::datagram)) as the reactor.
+//! (the server core's [`datagram`](crate::server_core::datagram)) as the reactor.
 //!
 //! The thread waits in its own small `mio::Poll` (the socket and a waker
 //! the supervisor uses at shutdown), with the earliest idle expiry as the
@@ -30,9 +30,9 @@ use mio::{Events, Interest, Poll, Waker};
 
 use super::Server;
 use crate::handlers::{ClientId, Outbox};
-use crate::server::actions::{Bytes, Clients};
-use crate::server::datagram::batch::{self, Receiver, Sender};
-use crate::server::datagram::{self, Admit, Drained, Peers, Replies, Throttle};
+use crate::server_core::actions::{Bytes, Clients};
+use crate::server_core::datagram::batch::{self, Receiver, Sender};
+use crate::server_core::datagram::{self, Admit, Drained, Peers, Replies, Throttle};
 use crate::status;
 
 use crate::net::tokens::{UDP as SOCKET, WAKE};

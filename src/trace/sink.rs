@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use super::{BURST_LINES, LINES_PER_SECOND, PASS_LINES, Source};
 use crate::handlers::{Action, ClientId, Outbox, Record};
-use crate::server::lifecycle::Command;
+use crate::server_core::lifecycle::Command;
 
 /// The kinds of step, for the counts of hidden ones.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -4,7 +4,7 @@
 //! TCP, send signals, wait for the exit.
 //!
 //! Every test is written once and run against both servers through
-//! [`both!`]: `both!(name)` expands to `mod name { reactor, threaded,
+//! [`every_server!`]: `every_server!(name)` expands to `mod name { reactor, threaded,
 //! reactor2 }`, each calling `fn name(kind: Kind)`; `reactor2` is the event
 //! loop server with `--reactors 2` (every SPEC guarantee holds for any N).
 //!
@@ -31,7 +31,7 @@ pub const TIMEOUT: Duration = Duration::from_secs(20);
 /// One test body, every server: the event loop, the threaded server, and
 /// the event loop with `--reactors 2`.
 #[allow(unused_macros)]
-macro_rules! both {
+macro_rules! every_server {
     ($($name:ident),* $(,)?) => {$(
         mod $name {
             #[test]

@@ -20,7 +20,7 @@ use nonblocking::handlers::ledger::Ledger;
 use nonblocking::handlers::menu::{self, Menu};
 use nonblocking::handlers::{ClientId, Effect, Handler, Outbox, TEST_PEER};
 use nonblocking::journal::{HEADER, Journal, MAX_RECORD_BYTES};
-use nonblocking::server::datagram::{
+use nonblocking::server_core::datagram::{
     self, Admit, Drained, MAX_QUEUED_BYTES, Peers, QUEUED_OVERHEAD_BYTES, Replies,
 };
 use nonblocking::store::accounts_log;

@@ -17,7 +17,7 @@ use std::io;
 use std::sync::Arc;
 
 use crate::handlers::{Action, ClientId, Outbox, Payload};
-use crate::server::durable::Durable;
+use crate::server_core::durable::Durable;
 use crate::status;
 
 /// The bytes of one send, as the server gets them: a slice of the outbox's
