@@ -50,6 +50,16 @@ impl TotalGate {
         true
     }
 
+    /// Stops holding `key` (its output has all gone out), if it was held.
+    /// Nothing is hashed while no one is held: this runs for every
+    /// connection that empties its output, on every loop pass.
+    fn release(&mut self, key: usize) -> Option<ClientId> {
+        if self.held.is_empty() {
+            return None;
+        }
+        self.held.remove(&key)
+    }
+
     /// When to look at the total again while holding connections back:
     /// the fall wakes the loop, this bounds the wait if a wake was missed.
     pub(super) fn recheck_at(&self, now: Instant) -> Option<Instant> {
@@ -239,7 +249,7 @@ impl Reactor {
                 if pending == 0 {
                     self.conns[key].out.shrink();
                     // Nothing queued: it may be read again, over or not.
-                    if let Some(id) = self.total_gate.held.remove(&key) {
+                    if let Some(id) = self.total_gate.release(key) {
                         self.ready.push_back((key, id));
                     }
                 }
