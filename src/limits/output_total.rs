@@ -138,6 +138,13 @@ impl OutputTotal {
             .unwrap_or_else(PoisonError::into_inner)
     }
 
+    /// SPEC's rule for one client: not read from now if it has output
+    /// queued (`pending` bytes) while the total is over. A client with
+    /// nothing queued is always served. Both servers ask this.
+    pub fn holds(&self, pending: usize) -> bool {
+        pending > 0 && self.holds_back()
+    }
+
     /// Whether clients with output queued must not be read from now.
     pub fn holds_back(&self) -> bool {
         let s = &*self.shared;

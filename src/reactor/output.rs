@@ -43,7 +43,7 @@ impl TotalGate {
     /// Whether a connection with `pending` bytes queued must not be read
     /// from now; if so it is held.
     pub(super) fn holds(&mut self, key: usize, id: ClientId, pending: usize) -> bool {
-        if pending == 0 || !self.total.holds_back() {
+        if !self.total.holds(pending) {
             return false;
         }
         self.held.insert(key, id);

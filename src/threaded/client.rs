@@ -84,8 +84,9 @@ impl ClientState {
     }
 
     /// Output queued or being written.
-    fn has_output(&self) -> bool {
-        self.out.pending() + self.in_flight > 0
+    /// Output queued or being written by the writer thread.
+    fn output_len(&self) -> usize {
+        self.out.pending() + self.in_flight
     }
 }
 
@@ -116,7 +117,7 @@ impl Client {
         loop {
             // `--max-output-total`: not read while it has output queued
             // (bytes already in hand are handled).
-            let held = !holding && st.has_output() && self.output_total.holds_back();
+            let held = !holding && self.output_total.holds(st.output_len());
             let newly_held = held && !st.held_by_total;
             st.held_by_total = held;
             match st.stop {
