@@ -33,8 +33,11 @@
 #   echo-w64       echo, 50 clients x 10,000 lines, window 64
 #   presence-1000  presence, 1,000 clients join one by one, then leave one by one
 #   ledger-scale   ledger at SCALE_CLIENTS clients, 1M lines in all (for the plot)
-#   udp-echo       = udp-echo-w1 + udp-echo-w64: echo over UDP (loadgen --udp), 50 clients x
-#                  10,000 datagrams of 32 bytes, ping-pong and 64 in flight; servers: ours with
+#   udp-echo       = udp-echo-w1 + udp-echo-w64 + udp-echo-w64-1by1: echo over UDP (loadgen
+#                  --udp), 50 clients x 10,000 datagrams of 32 bytes, ping-pong and 64 in flight;
+#                  w64 sends a window's datagrams as one segmented message (UDP GSO; every server
+#                  still receives them one by one), w64-1by1 each as its own (--udp-one-by-one,
+#                  as most clients send); servers: ours with
 #                  --udp (skipped with a note while a binary's --help has no --udp) and the
 #                  python peer scripts/peers/udp_echo_server.py (the seeds' recvfrom/sendto loop);
 #                  the check column shows lost=N (no reply within 1 s) and late=M (of those,
@@ -80,9 +83,9 @@ RUNS=${RUNS:-3}
 QUICK=${QUICK:-0}
 SERVERS=${SERVERS:-"nonblocking threaded tokio python grpc"}
 WORKLOADS=${WORKLOADS:-"ledger-10M echo-w1 echo-w64 presence-1000 ledger-scale udp-echo grpc-queue"}
-WORKLOADS=${WORKLOADS//udp-echo-w/udp-echo@w}              # keep the two explicit names,
-WORKLOADS=${WORKLOADS//udp-echo/udp-echo-w1 udp-echo-w64}  # expand the bare one
-WORKLOADS=${WORKLOADS//udp-echo@w/udp-echo-w}
+WORKLOADS=${WORKLOADS//udp-echo-w/@udp-w}                 # keep the explicit names,
+WORKLOADS=${WORKLOADS//udp-echo/udp-echo-w1 udp-echo-w64 udp-echo-w64-1by1}  # expand the bare one
+WORKLOADS=${WORKLOADS//@udp-w/udp-echo-w}
 SCALE_CLIENTS=${SCALE_CLIENTS:-"10 50 200 1000"}
 if [ "$QUICK" = 1 ]; then CONNECT_CLIENTS=${CONNECT_CLIENTS:-"100 500"}; fi
 CONNECT_CLIENTS=${CONNECT_CLIENTS:-"100 1000 5000 10000 18000"}
@@ -321,6 +324,7 @@ for w in $WORKLOADS; do
         presence-1000) run_one "$w" "$srv" presence "$PRESENCE_N" "$run" ;;
         udp-echo-w1) run_one "$w" "$srv" udp-echo 50 "$run" --lines "$UDP_LINES" --window 1 ;;
         udp-echo-w64) run_one "$w" "$srv" udp-echo 50 "$run" --lines "$UDP_LINES" --window 64 ;;
+        udp-echo-w64-1by1) run_one "$w" "$srv" udp-echo 50 "$run" --lines "$UDP_LINES" --window 64 --udp-one-by-one ;;
         connect-scale)
           [ "$srv" = python ] && { echo "  (connect-scale: python skipped, a thread per client)" >&2; continue; }
           SRV_EXTRA="--max-clients 20000"
@@ -384,7 +388,8 @@ labels = {
     "presence-1000": "presence, {} clients join then leave",
     "ledger-scale": "ledger scaling",
     "udp-echo-w1": "udp echo 50 clients ping-pong",
-    "udp-echo-w64": "udp echo 50 clients, 64 in flight",
+    "udp-echo-w64": "udp echo 50 clients, 64 in flight (loadgen sends each window segmented)",
+    "udp-echo-w64-1by1": "udp echo 50 clients, 64 in flight (loadgen sends one by one)",
     "grpc-queue": "queue put+pop: line queue (nonblocking, threaded) vs gRPC (grpc, python grpcio)",
     "connect-scale": "clients connect at once + one echo round trip",
 }
