@@ -444,6 +444,34 @@ fn udp_echo_checks_every_reply() {
     assert_ne!(field(&json, "p99_us"), "null", "{json}");
 }
 
+/// A window's equal datagrams leave as one segmented message (UDP GSO) by
+/// default, each as its own with `--udp-one-by-one`: a plain
+/// `recv_from` server gets the same datagrams either way, one by one.
+#[test]
+fn udp_datagrams_arrive_one_by_one_however_they_are_sent() {
+    for how in [&[][..], &["--udp-one-by-one"][..]] {
+        let (port, responder) = udp_responder(Udp::Echo, 2 * 200);
+        let mut args = vec![
+            "--udp",
+            "--clients",
+            "2",
+            "--lines",
+            "200",
+            "--window",
+            "64",
+        ];
+        args.extend_from_slice(how);
+        args.push(&port);
+        let out = loadgen(&args);
+        assert_eq!(responder.join().unwrap(), 400, "{how:?}");
+        let json = stdout(&out);
+        assert!(out.status.success(), "{how:?} {json} {:?}", out.stderr);
+        assert_eq!(field(&json, "lines"), "400", "{how:?} {json}");
+        assert_eq!(field(&json, "lost"), "0", "{how:?} {json}");
+        assert_eq!(field(&json, "bytes_received"), "12800", "{how:?} {json}");
+    }
+}
+
 /// Every 10th datagram gets no reply: exactly those are counted lost, the
 /// run ends (it does not wait for them past --udp-timeout) and passes.
 #[test]

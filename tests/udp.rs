@@ -77,6 +77,7 @@ every_server!(
     a_udp_port_taken_is_exit_1_naming_it,
     ipv6_serves_datagrams_too,
     a_burst_from_many_peers_is_answered_whole_in_order_each_to_its_sender,
+    equal_replies_to_one_peer_still_arrive_one_datagram_each,
 );
 
 fn listening_line_and_echo_returns_each_datagram_whole(kind: Kind) {
@@ -503,4 +504,46 @@ fn a_burst_from_many_peers_is_answered_whole_in_order_each_to_its_sender(kind: K
         "{}",
         s.transcript()
     );
+}
+
+/// The servers send a run of equal replies to one peer as one segmented
+/// message (UDP GSO): the peer must still get one datagram per reply, the
+/// boundaries where they were. Each peer's burst is sent whole before the
+/// next one's, so the server's replies form runs: equal datagrams, a
+/// shorter one (which ends a run), an empty one, a too-long one (whose
+/// error is another size), and more equal ones after them.
+fn equal_replies_to_one_peer_still_arrive_one_datagram_each(kind: Kind) {
+    const EACH: usize = 130;
+    let mut s = start(kind, &["-H", "echo", "--max-line", "100"]);
+    let peers: Vec<Peer> = (0..2).map(|_| Peer::new(s.addr)).collect();
+    peers[0].ask(b"first", b"first");
+    s.wait_connected(1);
+    let datagram = |peer: usize, n: usize| -> Vec<u8> {
+        let len = match n {
+            40 => 10,
+            41 => 0,
+            77 => 150,
+            _ => 60,
+        };
+        let mut d = format!("p{peer} n{n:03} ").into_bytes();
+        d.resize(len, b'a' + (n % 26) as u8);
+        d
+    };
+    for (i, p) in peers.iter().enumerate() {
+        for n in 0..EACH {
+            p.send(&datagram(i, n));
+        }
+    }
+    for (i, p) in peers.iter().enumerate() {
+        for n in 0..EACH {
+            let sent = datagram(i, n);
+            let want: &[u8] = if sent.len() > 100 {
+                b"error: line too long"
+            } else {
+                &sent
+            };
+            assert_eq!(show(&p.recv()), show(want), "peer {i}, datagram {n}");
+        }
+    }
+    s.stop(SIGTERM);
 }

@@ -110,6 +110,12 @@ pub struct Args {
     #[arg(long, default_value_t = 1.0, value_name = "SECS")]
     pub udp_timeout: f64,
 
+    /// with --udp: send each datagram as its own message, as most clients do, rather than a
+    /// window's equal datagrams as one segmented message (UDP GSO: the server still gets them
+    /// one by one)
+    #[arg(long)]
+    pub udp_one_by_one: bool,
+
     /// Print the summary as one JSON object
     #[arg(long)]
     pub json: bool,
@@ -164,6 +170,7 @@ impl Args {
         }
         opts.udp = self.udp;
         opts.udp_timeout = secs("--udp-timeout", self.udp_timeout)?;
+        opts.udp_one_by_one = self.udp_one_by_one;
         Ok(opts)
     }
 }

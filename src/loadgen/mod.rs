@@ -115,6 +115,9 @@ pub struct Options {
     pub udp: bool,
     /// UDP: a datagram whose reply has not come after this is lost.
     pub udp_timeout: Duration,
+    /// UDP: every datagram its own message (`--udp-one-by-one`), not a
+    /// window's equal datagrams as one segmented message.
+    pub udp_one_by_one: bool,
 }
 
 impl Options {
@@ -141,6 +144,7 @@ impl Options {
             threads: default_threads(),
             udp: false,
             udp_timeout: Duration::from_secs(1),
+            udp_one_by_one: false,
         }
     }
 }

@@ -335,7 +335,11 @@ fn part(opts: &Options, slot: &Slot<'_>) -> Result<Part, RunError> {
             usize::try_from(opts.window).unwrap_or(usize::MAX),
             opts.line_bytes + 1,
         ),
-        tx: Sender::new(),
+        tx: if opts.udp_one_by_one {
+            Sender::one_by_one()
+        } else {
+            Sender::new()
+        },
         part: Part {
             connect,
             ..Part::default()

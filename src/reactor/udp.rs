@@ -8,7 +8,8 @@
 //! a `recvmmsg` batch at a time ([`batch`]), hands each to the handler, and
 //! queues the replies. They are sent with the TCP output, after the
 //! durability sync (so an atm reply never leaves before the change it
-//! reports is on disk), a `sendmmsg` batch at a time.
+//! reports is on disk), a `sendmmsg` batch at a time, a run of equal
+//! replies to one peer as one segmented message ([`batch::Sender`]).
 //!
 //! Edge-triggered (mio): the socket is read until it is empty, and a batch
 //! that comes back short says it is (see [`batch`]), so ping-pong costs one

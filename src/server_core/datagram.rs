@@ -27,6 +27,7 @@
 //! The I/O itself, datagrams in batches, is the submodule [`batch`].
 
 pub mod batch;
+pub mod segments;
 
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashMap, VecDeque};

@@ -11,8 +11,8 @@
 //! change). The handlers `--udp` allows answer only the client that spoke,
 //! so a TCP client's call never addresses a UDP peer.
 //!
-//! Datagrams come and go in batches ([`batch`]: `recvmmsg`, `sendmmsg`) as in
-//! the reactor, and a short batch means the socket is empty; each datagram
+//! Datagrams come and go in batches ([`batch`]: `recvmmsg`, `sendmmsg`,
+//! equal replies to one peer segmented) as in the reactor, and a short batch means the socket is empty; each datagram
 //! is still one handler call, under the lock.
 //!
 //! Counts: UDP peers are counted in the server's census (as peers: they

@@ -1,7 +1,9 @@
 //! Datagrams in batches: one `recvmmsg` takes up to a batch of datagrams
 //! from a UDP socket, one `sendmmsg` hands it up to a batch, each to its own
-//! address. Both servers' `--udp` sockets and loadgen's `--udp` clients use
-//! it; the system calls go through `nix`, so there is no `unsafe` here.
+//! address, and a run of equal datagrams to one address as one segmented
+//! message (UDP GSO: [`segments`]). Both servers' `--udp` sockets and
+//! loadgen's `--udp` clients use it; the system calls go through `nix`, so
+//! there is no `unsafe` here.
 //!
 //! Why a short batch means "drained" (the servers rely on it to stay at the
 //! syscall floor in ping-pong): on a non-blocking socket the kernel's
@@ -25,7 +27,11 @@ use std::io::{self, IoSlice, IoSliceMut};
 use std::net::SocketAddr;
 use std::os::fd::AsRawFd;
 
-use nix::sys::socket::{MsgFlags, MultiHeaders, SockaddrStorage, recvmmsg, sendmmsg};
+use nix::sys::socket::{
+    ControlMessage, MsgFlags, MultiHeaders, SockaddrStorage, recvmmsg, sendmmsg,
+};
+
+use super::segments;
 
 /// Datagrams per `recvmmsg` or `sendmmsg` at most.
 pub const MAX_BATCH: usize = 64;
@@ -136,9 +142,22 @@ impl Receiver {
     }
 }
 
-/// Headers for one `sendmmsg`, allocated once.
+/// Datagrams one [`Sender::send`] looks at: [`MAX_BATCH`] messages of up
+/// to this many datagrams in all.
+const MAX_CALL_DATAGRAMS: usize = 256;
+
+/// Headers for one `sendmmsg`, allocated once, and what the kernel has
+/// said about segmenting (UDP GSO, see [`segments`]).
 pub struct Sender {
-    headers: MultiHeaders<SockaddrStorage>,
+    /// For calls without a control message.
+    plain: MultiHeaders<SockaddrStorage>,
+    /// For calls with one (`UDP_SEGMENT`): its room in every header.
+    segmented: MultiHeaders<SockaddrStorage>,
+    /// Datagrams at most this long may be sent as one segmented message
+    /// (0: none). The kernel's refusals lower it: `EMSGSIZE` (the segment
+    /// does not fit the route's MTU) to below that size, anything else
+    /// that says it cannot segment to 0.
+    max_segment: usize,
 }
 
 impl Default for Sender {
@@ -148,16 +167,29 @@ impl Default for Sender {
 }
 
 impl Sender {
+    /// A sender that groups runs of equal datagrams to one peer.
     pub fn new() -> Self {
+        Sender::with_max_segment(segments::MAX_PAYLOAD)
+    }
+
+    /// A sender that sends every datagram as its own message.
+    pub fn one_by_one() -> Self {
+        Sender::with_max_segment(0)
+    }
+
+    fn with_max_segment(max_segment: usize) -> Self {
         Sender {
-            headers: MultiHeaders::preallocate(MAX_BATCH, None),
+            plain: MultiHeaders::preallocate(MAX_BATCH, None),
+            segmented: MultiHeaders::preallocate(MAX_BATCH, Some(nix::cmsg_space!(u16))),
+            max_segment,
         }
     }
 
-    /// One `sendmmsg` of the first [`MAX_BATCH`] of `datagrams`, each to
-    /// its address (`None`: a connected socket's peer). `Ok(n)`: the first
-    /// `n` went out; fewer than given means the next one would block or
-    /// fails, which the next call reports.
+    /// One `sendmmsg` of the front of `datagrams`, each to its address
+    /// (`None`: a connected socket's peer); runs of equal datagrams to one
+    /// peer go as one segmented message each. `Ok(n)`: the first `n`
+    /// datagrams went out; fewer than given means the next one would block
+    /// or fails, which the next call reports.
     ///
     /// # Errors
     /// The first datagram's error (`WouldBlock` when the socket's buffer is
@@ -167,29 +199,87 @@ impl Sender {
         socket: &impl AsRawFd,
         datagrams: impl IntoIterator<Item = (Option<SocketAddr>, &'d [u8])>,
     ) -> io::Result<usize> {
-        let mut iovs: [[IoSlice<'d>; 1]; MAX_BATCH] = [[IoSlice::new(&[])]; MAX_BATCH];
-        let mut addrs: [Option<SockaddrStorage>; MAX_BATCH] = [None; MAX_BATCH];
-        let mut n = 0;
-        for ((to, bytes), (iov, addr)) in datagrams
-            .into_iter()
-            .zip(iovs.iter_mut().zip(addrs.iter_mut()))
-        {
-            *iov = [IoSlice::new(bytes)];
-            *addr = to.map(SockaddrStorage::from);
-            n += 1;
+        let mut batch: [(Option<SocketAddr>, &'d [u8]); MAX_CALL_DATAGRAMS] =
+            [(None, &[]); MAX_CALL_DATAGRAMS];
+        let mut len = 0;
+        for (slot, datagram) in batch.iter_mut().zip(datagrams) {
+            *slot = datagram;
+            len += 1;
         }
-        if n == 0 {
+        let batch = &batch[..len];
+        let mut messages = [segments::Message { start: 0, end: 0 }; MAX_BATCH];
+        let (size, n) = segments::plan(batch, self.max_segment, &mut messages);
+        match self.send_planned(socket, batch, &messages[..n], size) {
+            Err(e) if size.is_some() && e.kind() != io::ErrorKind::WouldBlock => {
+                // Whatever the cause, the plain call says it per datagram.
+                if let Some(size) = size {
+                    self.refused(&e, usize::from(size));
+                }
+                let (_, n) = segments::plan(batch, 0, &mut messages);
+                self.send_planned(socket, batch, &messages[..n], None)
+            }
+            sent => sent,
+        }
+    }
+
+    /// Lowers [`Sender::max_segment`] after the kernel refused a call
+    /// segmented at `size` with `e`.
+    fn refused(&mut self, e: &io::Error, size: usize) {
+        use nix::errno::Errno;
+        match e.raw_os_error().map(Errno::from_raw) {
+            Some(Errno::EMSGSIZE) => self.max_segment = self.max_segment.min(size - 1),
+            Some(Errno::EINVAL | Errno::EIO | Errno::ENOPROTOOPT | Errno::EOPNOTSUPP) => {
+                self.max_segment = 0;
+            }
+            _ => {}
+        }
+    }
+
+    /// One `sendmmsg` of `messages` (with `UDP_SEGMENT` = `size` if
+    /// given); the datagrams the messages sent hold.
+    fn send_planned(
+        &mut self,
+        socket: &impl AsRawFd,
+        batch: &[(Option<SocketAddr>, &[u8])],
+        messages: &[segments::Message],
+        size: Option<u16>,
+    ) -> io::Result<usize> {
+        if messages.is_empty() {
             return Ok(0);
         }
-        let sent = sendmmsg(
-            socket.as_raw_fd(),
-            &mut self.headers,
-            &iovs[..n],
-            &addrs[..n],
-            [],
-            MsgFlags::MSG_DONTWAIT,
-        )?;
-        Ok(sent.count())
+        let iovs: [IoSlice<'_>; MAX_CALL_DATAGRAMS] =
+            std::array::from_fn(|i| IoSlice::new(batch.get(i).map_or(&[][..], |d| d.1)));
+        let mut slices: [&[IoSlice<'_>]; MAX_BATCH] = [&[]; MAX_BATCH];
+        let mut addrs: [Option<SockaddrStorage>; MAX_BATCH] = [None; MAX_BATCH];
+        for ((m, slice), addr) in messages.iter().zip(&mut slices).zip(&mut addrs) {
+            *slice = &iovs[m.start..m.end];
+            *addr = batch[m.start].0.map(SockaddrStorage::from);
+        }
+        let n = messages.len();
+        let sent = match &size {
+            None => sendmmsg(
+                socket.as_raw_fd(),
+                &mut self.plain,
+                &slices[..n],
+                &addrs[..n],
+                [],
+                MsgFlags::MSG_DONTWAIT,
+            )?
+            .count(),
+            Some(size) => sendmmsg(
+                socket.as_raw_fd(),
+                &mut self.segmented,
+                &slices[..n],
+                &addrs[..n],
+                [ControlMessage::UdpGsoSegments(size)],
+                MsgFlags::MSG_DONTWAIT,
+            )?
+            .count(),
+        };
+        Ok(messages[..sent]
+            .iter()
+            .map(segments::Message::datagrams)
+            .sum())
     }
 }
 
@@ -310,6 +400,59 @@ mod tests {
             receive(&mut rx, &server, 2, 4),
             vec![(b"a".to_vec(), from), (b"b".to_vec(), from)]
         );
+    }
+
+    #[test]
+    fn runs_of_equal_datagrams_go_out_segmented_and_arrive_one_by_one() {
+        let server = socket("127.0.0.1:0");
+        let client = socket("127.0.0.1:0");
+        let other = socket("127.0.0.1:0");
+        let (to_client, to_other) = (client.local_addr().ok(), other.local_addr().ok());
+        // 100 equal to one peer (two segmented messages: 64, 36), a shorter
+        // one ending the second run, an empty one, 3 to another peer.
+        let mut want: Vec<(Option<SocketAddr>, Vec<u8>)> = (0..100u8)
+            .map(|i| (to_client, vec![b'a' + i % 26; 40]))
+            .collect();
+        want.push((to_client, b"short".to_vec()));
+        want.push((to_client, Vec::new()));
+        want.extend((0..3u8).map(|i| (to_other, vec![b'0' + i; 40])));
+        let datagrams = || want.iter().map(|(to, d)| (*to, d.as_slice()));
+        // One call takes them all: 5 messages. One by one, a call is 64.
+        assert_eq!(
+            Sender::one_by_one()
+                .send(&server, datagrams())
+                .expect("send"),
+            64
+        );
+        let mut rx = Receiver::new(64, 64);
+        let from = server.local_addr().ok();
+        let first: Vec<_> = receive(&mut rx, &client, 64, 64);
+        assert_eq!(first.len(), 64);
+        assert_eq!(Sender::new().send(&server, datagrams()).expect("send"), 105);
+        let mut got = receive(&mut rx, &client, 102, 64);
+        got.extend(receive(&mut rx, &other, 3, 64));
+        let want: Vec<_> = want.iter().map(|(_, d)| (d.clone(), from)).collect();
+        assert_eq!(got, want);
+        let err = rx.recv(&client, 8).expect_err("nothing more");
+        assert_eq!(err.kind(), io::ErrorKind::WouldBlock);
+    }
+
+    #[test]
+    fn the_kernels_refusals_lower_what_is_segmented() {
+        let errno = |e: nix::errno::Errno| io::Error::from_raw_os_error(e as i32);
+        let mut tx = Sender::new();
+        tx.refused(&errno(nix::errno::Errno::EAGAIN), 1000);
+        assert_eq!(
+            tx.max_segment,
+            segments::MAX_PAYLOAD,
+            "not about segmenting"
+        );
+        tx.refused(&errno(nix::errno::Errno::EMSGSIZE), 2000);
+        assert_eq!(tx.max_segment, 1999, "over the route's MTU");
+        tx.refused(&errno(nix::errno::Errno::EMSGSIZE), 3000);
+        assert_eq!(tx.max_segment, 1999, "never raised");
+        tx.refused(&errno(nix::errno::Errno::EIO), 100);
+        assert_eq!(tx.max_segment, 0, "the device cannot segment");
     }
 
     #[test]
