@@ -285,6 +285,10 @@ impl<'q> Iterator for Pending<'q> {
             .next()
             .map(|(to, bytes)| (Some(*to), bytes.as_slice()))
     }
+
+    fn size_hint(&self) -> (usize, Option<usize>) {
+        self.0.size_hint()
+    }
 }
 
 /// How far [`Replies::flush`] got.

@@ -158,6 +158,11 @@ pub struct Sender {
     /// does not fit the route's MTU) to below that size, anything else
     /// that says it cannot segment to 0.
     max_segment: usize,
+    /// The call's datagrams (address and length), its messages and their
+    /// addresses: reused from call to call.
+    shapes: Vec<(Option<SocketAddr>, usize)>,
+    messages: Vec<segments::Message>,
+    addrs: Vec<Option<SockaddrStorage>>,
 }
 
 impl Default for Sender {
@@ -182,6 +187,9 @@ impl Sender {
             plain: MultiHeaders::preallocate(MAX_BATCH, None),
             segmented: MultiHeaders::preallocate(MAX_BATCH, Some(nix::cmsg_space!(u16))),
             max_segment,
+            shapes: Vec::with_capacity(MAX_CALL_DATAGRAMS),
+            messages: Vec::with_capacity(MAX_BATCH),
+            addrs: Vec::with_capacity(MAX_BATCH),
         }
     }
 
@@ -199,27 +207,34 @@ impl Sender {
         socket: &impl AsRawFd,
         datagrams: impl IntoIterator<Item = (Option<SocketAddr>, &'d [u8])>,
     ) -> io::Result<usize> {
-        let mut batch: [(Option<SocketAddr>, &'d [u8]); MAX_CALL_DATAGRAMS] =
-            [(None, &[]); MAX_CALL_DATAGRAMS];
-        let mut len = 0;
-        for (slot, datagram) in batch.iter_mut().zip(datagrams) {
-            *slot = datagram;
-            len += 1;
-        }
-        let batch = &batch[..len];
-        let mut messages = [segments::Message { start: 0, end: 0 }; MAX_BATCH];
-        let (size, n) = segments::plan(batch, self.max_segment, &mut messages);
-        match self.send_planned(socket, batch, &messages[..n], size) {
+        self.shapes.clear();
+        let shapes = &mut self.shapes;
+        let iovs: Vec<IoSlice<'d>> = datagrams
+            .into_iter()
+            .take(MAX_CALL_DATAGRAMS)
+            .map(|(to, bytes)| {
+                shapes.push((to, bytes.len()));
+                IoSlice::new(bytes)
+            })
+            .collect();
+        let size = self.plan(self.max_segment);
+        match self.send_planned(socket, &iovs, size) {
             Err(e) if size.is_some() && e.kind() != io::ErrorKind::WouldBlock => {
                 // Whatever the cause, the plain call says it per datagram.
                 if let Some(size) = size {
                     self.refused(&e, usize::from(size));
                 }
-                let (_, n) = segments::plan(batch, 0, &mut messages);
-                self.send_planned(socket, batch, &messages[..n], None)
+                self.plan(0);
+                self.send_planned(socket, &iovs, None)
             }
             sent => sent,
         }
+    }
+
+    /// Plans the call's messages from [`Sender::shapes`]; its segment size.
+    fn plan(&mut self, max_segment: usize) -> Option<u16> {
+        self.messages.clear();
+        segments::plan(&self.shapes, max_segment, MAX_BATCH, &mut self.messages)
     }
 
     /// Lowers [`Sender::max_segment`] after the kernel refused a call
@@ -235,33 +250,36 @@ impl Sender {
         }
     }
 
-    /// One `sendmmsg` of `messages` (with `UDP_SEGMENT` = `size` if
-    /// given); the datagrams the messages sent hold.
+    /// One `sendmmsg` of the planned messages over `iovs` (with
+    /// `UDP_SEGMENT` = `size` if given); the datagrams the messages sent
+    /// hold.
     fn send_planned(
         &mut self,
         socket: &impl AsRawFd,
-        batch: &[(Option<SocketAddr>, &[u8])],
-        messages: &[segments::Message],
+        iovs: &[IoSlice<'_>],
         size: Option<u16>,
     ) -> io::Result<usize> {
-        if messages.is_empty() {
+        if self.messages.is_empty() {
             return Ok(0);
         }
-        let iovs: [IoSlice<'_>; MAX_CALL_DATAGRAMS] =
-            std::array::from_fn(|i| IoSlice::new(batch.get(i).map_or(&[][..], |d| d.1)));
-        let mut slices: [&[IoSlice<'_>]; MAX_BATCH] = [&[]; MAX_BATCH];
-        let mut addrs: [Option<SockaddrStorage>; MAX_BATCH] = [None; MAX_BATCH];
-        for ((m, slice), addr) in messages.iter().zip(&mut slices).zip(&mut addrs) {
-            *slice = &iovs[m.start..m.end];
-            *addr = batch[m.start].0.map(SockaddrStorage::from);
-        }
-        let n = messages.len();
+        let slices: Vec<&[IoSlice<'_>]> = self
+            .messages
+            .iter()
+            .map(|m| &iovs[m.start..m.end])
+            .collect();
+        self.addrs.clear();
+        let shapes = &self.shapes;
+        self.addrs.extend(
+            self.messages
+                .iter()
+                .map(|m| shapes[m.start].0.map(SockaddrStorage::from)),
+        );
         let sent = match &size {
             None => sendmmsg(
                 socket.as_raw_fd(),
                 &mut self.plain,
-                &slices[..n],
-                &addrs[..n],
+                &slices,
+                &self.addrs,
                 [],
                 MsgFlags::MSG_DONTWAIT,
             )?
@@ -269,14 +287,14 @@ impl Sender {
             Some(size) => sendmmsg(
                 socket.as_raw_fd(),
                 &mut self.segmented,
-                &slices[..n],
-                &addrs[..n],
+                &slices,
+                &self.addrs,
                 [ControlMessage::UdpGsoSegments(size)],
                 MsgFlags::MSG_DONTWAIT,
             )?
             .count(),
         };
-        Ok(messages[..sent]
+        Ok(self.messages[..sent]
             .iter()
             .map(segments::Message::datagrams)
             .sum())

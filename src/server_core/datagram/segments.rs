@@ -36,22 +36,22 @@ impl Message {
     }
 }
 
-/// Splits the front of `batch` into at most `max_messages` messages for
-/// one call, runs grouped where `max_segment` allows (0: never). Returns
-/// the call's segment size (`None`: no run, send without the control
-/// message) and how many messages were filled in `out`.
+/// Splits the front of `batch` (each datagram's address and length) into
+/// at most `max_messages` messages for one call, appended to `out`, runs
+/// grouped where `max_segment` allows (0: never). Returns the call's
+/// segment size (`None`: no run, send without the control message).
 pub fn plan(
-    batch: &[(Option<SocketAddr>, &[u8])],
+    batch: &[(Option<SocketAddr>, usize)],
     max_segment: usize,
-    out: &mut [Message],
-) -> (Option<u16>, usize) {
+    max_messages: usize,
+    out: &mut Vec<Message>,
+) -> Option<u16> {
     let mut size: Option<usize> = None;
     let mut longest_single = 0;
-    let mut n = 0;
     let mut i = 0;
-    while i < batch.len() && n < out.len() {
+    while i < batch.len() && out.len() < max_messages {
         let end = run_end(batch, i, max_segment);
-        let len = batch[i].1.len();
+        let len = batch[i].1;
         if end - i >= 2 {
             match size {
                 Some(s) if s != len => break,
@@ -64,27 +64,23 @@ pub fn plan(
             }
             longest_single = longest_single.max(len);
         }
-        out[n] = Message { start: i, end };
-        n += 1;
+        out.push(Message { start: i, end });
         i = end;
     }
-    // `size` came from a datagram no longer than `max_segment`, a `usize`
-    // below `MAX_PAYLOAD`, so it fits.
-    (size.and_then(|s| u16::try_from(s).ok()), n)
+    // `size` came from a run no longer than `MAX_PAYLOAD`, so it fits.
+    size.and_then(|s| u16::try_from(s).ok())
 }
 
 /// Where the run starting at `i` ends (`i + 1`: a single datagram).
-fn run_end(batch: &[(Option<SocketAddr>, &[u8])], i: usize, max_segment: usize) -> usize {
-    let (to, first) = batch[i];
-    let size = first.len();
+fn run_end(batch: &[(Option<SocketAddr>, usize)], i: usize, max_segment: usize) -> usize {
+    let (to, size) = batch[i];
     if size == 0 || size > max_segment {
         return i + 1;
     }
     let mut end = i + 1;
     let mut total = size;
     while end < batch.len() && end - i < MAX_SEGMENTS {
-        let (next_to, next) = batch[end];
-        let len = next.len();
+        let (next_to, len) = batch[end];
         if next_to != to || len == 0 || len > size || total + len > MAX_PAYLOAD {
             break;
         }
@@ -110,14 +106,15 @@ mod tests {
         batch: &[(Option<SocketAddr>, &[u8])],
         max_segment: usize,
     ) -> (Option<u16>, Vec<usize>) {
-        let mut out = [Message { start: 0, end: 0 }; 64];
-        let (size, n) = plan(batch, max_segment, &mut out);
+        let lens: Vec<_> = batch.iter().map(|(to, d)| (*to, d.len())).collect();
+        let mut out = Vec::new();
+        let size = plan(&lens, max_segment, 64, &mut out);
         let mut at = 0;
-        for m in &out[..n] {
+        for m in &out {
             assert_eq!(m.start, at, "messages cover the batch in order");
             at = m.end;
         }
-        (size, out[..n].iter().map(Message::datagrams).collect())
+        (size, out.iter().map(Message::datagrams).collect())
     }
 
     #[test]
