@@ -98,6 +98,8 @@ pub fn server_main(model: Model) -> ExitCode {
         Ok(finish) => finish,
         Err(e) => {
             status::diag(format_args!("error: {e}"));
+            // The error said what it had to (it may be this stdout's).
+            flush_status_lines(&status, false);
             return ExitCode::from(1);
         }
     };
@@ -118,7 +120,37 @@ pub fn server_main(model: Model) -> ExitCode {
     for line in &finish.status {
         status.line(format_args!("{line}"));
     }
+    if !flush_status_lines(&status, true) {
+        code = ExitCode::from(1);
+    }
     code
+}
+
+/// Status lines on stdout are queued to the stdout writer (see
+/// [`crate::stdout`]): the server waited for stdout already (up to
+/// `--drain-timeout`); the lines printed since get
+/// [`crate::stdout::FINISH_GRACE`]. Says how many lines were dropped and,
+/// if `say_unwritten`, what was not written (the sink's rule for a stdout
+/// that stays full: false, exit 1).
+fn flush_status_lines(status: &Status, say_unwritten: bool) -> bool {
+    if !status.on_stdout() {
+        return true; // the sink: its stdout was settled by the server
+    }
+    let Some(writer) = crate::stdout::StdoutWriter::for_status_lines() else {
+        return true;
+    };
+    let flushed = writer.wait_flushed(crate::stdout::FINISH_GRACE);
+    let dropped = writer.take_dropped_lines();
+    if dropped > 0 {
+        status::status_lines_dropped(dropped);
+    }
+    if !flushed && say_unwritten {
+        status::diag(format_args!(
+            "error: {}",
+            status::stdout_unwritten(writer.unwritten())
+        ));
+    }
+    flushed
 }
 
 /// Whether a shutdown signal arrived during start-up: then the server

@@ -25,13 +25,22 @@ impl Status {
         Status { to_stderr }
     }
 
+    /// Whether status lines go to stdout (every handler but the sink).
+    pub fn on_stdout(&self) -> bool {
+        !self.to_stderr
+    }
+
     /// Prints one status line and flushes it. A closed stdout is not a
-    /// reason to stop serving, so write errors are ignored.
+    /// reason to stop serving, so write errors are ignored. Once a server
+    /// has a stdout writer, a line for stdout is queued to it, never
+    /// written here (see [`crate::stdout`]: a full stdout blocks no one).
     pub fn line(&self, args: fmt::Arguments<'_>) {
         if self.to_stderr {
             let mut err = io::stderr().lock();
             let _ = writeln!(err, "{args}");
             let _ = err.flush();
+        } else if let Some(writer) = crate::stdout::StdoutWriter::for_status_lines() {
+            writer.push_line(format!("{args}\n").as_bytes());
         } else {
             let mut out = io::stdout().lock();
             let _ = writeln!(out, "{args}");
@@ -178,6 +187,13 @@ pub fn stdout_failed(why: &dyn fmt::Display) {
     diag(format_args!(
         "stdout: {}; what clients send from now on is discarded",
         without_os_error(&why.to_string())
+    ));
+}
+
+/// Status lines dropped because stdout stayed full past `--max-pending`.
+pub fn status_lines_dropped(lines: u64) {
+    diag(format_args!(
+        "stdout: {lines} status lines not printed: stdout was full"
     ));
 }
 

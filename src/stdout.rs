@@ -23,12 +23,20 @@
 //! A stdout that fails (a reader gone: `EPIPE`) is said once; what is
 //! queued then, and what comes later, is discarded (as before the writer
 //! thread existed).
+//!
+//! Status lines on stdout go through the same queue once a server has made
+//! its writer ([`StdoutWriter::for_status_lines`]; not on a terminal), so a
+//! stdout nobody reads (`| less`, a stopped logger) stops no loop, thread
+//! or lock either.
+//! A status line has no client to pause: over the budget it is dropped and
+//! counted ([`StdoutWriter::push_line`]), and the count is said on stderr
+//! once there is room again, and at the end.
 
 use std::collections::VecDeque;
 use std::fs::File;
-use std::io::{self, Write};
+use std::io::{self, IsTerminal, Write};
 use std::os::fd::AsFd;
-use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, OnceLock, PoisonError, mpsc};
 use std::thread;
 use std::time::{Duration, Instant};
 
@@ -46,8 +54,15 @@ const CHUNK_BYTES: usize = 64 * 1024;
 /// over and over then allocates nothing).
 const SPARE_CHUNKS: usize = 8;
 
+/// How long the end of a server waits for what it queued last (the final
+/// status lines) once its own wait for stdout is over.
+pub const FINISH_GRACE: Duration = Duration::from_millis(200);
+
 /// The writer's stack: it only hands slices to `write`.
 const WRITER_STACK_BYTES: usize = 64 * 1024;
+
+/// The writer status lines go through: the first one a server made.
+static STATUS_LINES: OnceLock<StdoutWriter> = OnceLock::new();
 
 /// See the module doc. Cloning shares the one queue and thread (every
 /// loop of `--reactors N` writes through the same one, so one client's
@@ -87,6 +102,8 @@ struct State {
     room_waiters: Vec<Waiter>,
     /// To call when `unwritten` is 0.
     flush_waiters: Vec<Waiter>,
+    /// Status lines dropped over the budget and not said yet.
+    dropped_lines: u64,
     /// Written chunks' buffers, kept for the next ones (at most
     /// [`SPARE_CHUNKS`]).
     spare: Vec<Vec<u8>>,
@@ -98,9 +115,62 @@ impl StdoutWriter {
     ///
     /// # Errors
     /// fd 1 cannot be duplicated.
+    /// The first writer made in a process also carries its status lines,
+    /// unless stdout is a terminal: there a person may be watching them
+    /// interleave with `--trace` on stderr, which a second thread would
+    /// reorder, and a terminal is read as it is written.
     pub fn new(budget: usize) -> io::Result<Self> {
-        let file = File::from(io::stdout().as_fd().try_clone_to_owned()?);
-        Ok(Self::to_file(file, budget))
+        let stdout = io::stdout();
+        let file = File::from(stdout.as_fd().try_clone_to_owned()?);
+        let writer = Self::to_file(file, budget);
+        if !stdout.is_terminal() {
+            let _ = STATUS_LINES.set(writer.clone());
+        }
+        Ok(writer)
+    }
+
+    /// The writer status lines on stdout go through, once a server has
+    /// made one (before that, and in programs that make none, they are
+    /// written directly).
+    pub fn for_status_lines() -> Option<&'static StdoutWriter> {
+        STATUS_LINES.get()
+    }
+
+    /// Queues one status line, or drops and counts it if the queue cannot
+    /// take it within the budget. The first line queued after drops, with
+    /// room again, has the count said first (on stderr).
+    pub fn push_line(&self, line: &[u8]) {
+        let mut st = self.inner.lock();
+        if !st.failed && st.unwritten + line.len() > self.inner.budget {
+            st.dropped_lines += 1;
+            return;
+        }
+        let dropped = if st.has_room(self.inner.budget) {
+            std::mem::take(&mut st.dropped_lines)
+        } else {
+            0
+        };
+        self.queue(&mut st, line);
+        self.inner.wake(&mut st);
+        drop(st);
+        if dropped > 0 {
+            status::status_lines_dropped(dropped);
+        }
+    }
+
+    /// Status lines dropped and not said yet; the count is reset.
+    pub fn take_dropped_lines(&self) -> u64 {
+        std::mem::take(&mut self.inner.lock().dropped_lines)
+    }
+
+    /// Waits up to `timeout` for everything queued to be written; whether
+    /// it was (or stdout failed).
+    pub fn wait_flushed(&self, timeout: Duration) -> bool {
+        let (tx, rx) = mpsc::channel();
+        let waiter: Waiter = Arc::new(move || {
+            let _ = tx.send(());
+        });
+        self.flushed_or_notify(&waiter) || rx.recv_timeout(timeout).is_ok()
     }
 
     /// A writer for `file` (the tests' pipes).
@@ -319,11 +389,15 @@ impl FlushDeadline {
     }
 
     /// The server's end: an error (exit 1, the diagnostic) if stdout still
-    /// holds bytes.
+    /// holds bytes after [`FINISH_GRACE`] (the last status lines were
+    /// queued a moment ago: a stdout that is read takes them at once).
     ///
     /// # Errors
     /// Bytes were not written.
     pub fn finish(stdout: &StdoutWriter) -> io::Result<()> {
+        if stdout.wait_flushed(FINISH_GRACE) {
+            return Ok(());
+        }
         match stdout.unwritten() {
             0 => Ok(()),
             n => Err(io::Error::other(status::stdout_unwritten(n))),
