@@ -113,12 +113,13 @@ impl StdoutWriter {
     /// A writer for fd 1 with a queue of `budget` bytes. The thread starts
     /// at the first push (servers that never print never start it).
     ///
-    /// # Errors
-    /// fd 1 cannot be duplicated.
     /// The first writer made in a process also carries its status lines,
     /// unless stdout is a terminal: there a person may be watching them
     /// interleave with `--trace` on stderr, which a second thread would
     /// reorder, and a terminal is read as it is written.
+    ///
+    /// # Errors
+    /// fd 1 cannot be duplicated.
     pub fn new(budget: usize) -> io::Result<Self> {
         let stdout = io::stdout();
         let file = File::from(stdout.as_fd().try_clone_to_owned()?);
@@ -137,11 +138,12 @@ impl StdoutWriter {
     }
 
     /// Queues one status line, or drops and counts it if the queue cannot
-    /// take it within the budget. The first line queued after drops, with
-    /// room again, has the count said first (on stderr).
+    /// take it within the budget (an empty queue takes any line). The
+    /// first line queued after drops, with room again, has the count said
+    /// first (on stderr).
     pub fn push_line(&self, line: &[u8]) {
         let mut st = self.inner.lock();
-        if !st.failed && st.unwritten + line.len() > self.inner.budget {
+        if !st.failed && st.unwritten > 0 && st.unwritten + line.len() > self.inner.budget {
             st.dropped_lines += 1;
             return;
         }
@@ -438,6 +440,31 @@ mod tests {
         assert!(!w.room_or_notify(&waiter), "asked twice, called once");
         assert_eq!(w.inner.lock().room_waiters.len(), 1);
         assert_eq!(calls.load(Ordering::SeqCst), 0);
+    }
+
+    #[test]
+    fn status_lines_over_the_budget_are_dropped_counted_and_said_once_there_is_room() {
+        let w = queue_only(100);
+        w.push_line(&[b'a'; 150]);
+        assert_eq!(w.unwritten(), 150, "an empty queue takes any line");
+        w.push_line(b"dropped\n");
+        w.push_line(b"dropped too\n");
+        assert_eq!(w.unwritten(), 150);
+        assert_eq!(w.inner.lock().dropped_lines, 2);
+        // The writer took the long line: room again. The next line is
+        // queued, and the count is said (and reset) before it.
+        {
+            let mut st = w.inner.lock();
+            st.chunks.clear();
+            st.unwritten = 0;
+        }
+        w.push_line(b"kept\n");
+        assert_eq!(w.unwritten(), 5);
+        assert_eq!(w.take_dropped_lines(), 0, "said when the line was queued");
+        w.push_line(&[b'b'; 96]);
+        assert_eq!(w.unwritten(), 5, "5 + 96 is over 100: dropped");
+        assert_eq!(w.take_dropped_lines(), 1, "the end's count");
+        assert_eq!(w.take_dropped_lines(), 0, "reset");
     }
 
     #[test]
