@@ -218,16 +218,14 @@ impl Sender {
             })
             .collect();
         let size = self.plan(self.max_segment);
-        match self.send_planned(socket, &iovs, size) {
-            Err(e) if size.is_some() && e.kind() != io::ErrorKind::WouldBlock => {
+        match (size, self.send_planned(socket, &iovs, size)) {
+            (Some(size), Err(e)) if e.kind() != io::ErrorKind::WouldBlock => {
                 // Whatever the cause, the plain call says it per datagram.
-                if let Some(size) = size {
-                    self.refused(&e, usize::from(size));
-                }
+                self.refused(&e, usize::from(size));
                 self.plan(0);
                 self.send_planned(socket, &iovs, None)
             }
-            sent => sent,
+            (_, sent) => sent,
         }
     }
 
