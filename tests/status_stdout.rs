@@ -24,10 +24,18 @@ every_server!(
 /// their ports in TIME_WAIT leave other tests plenty).
 const CLIENTS: usize = 1500;
 
-/// A server whose stdout is a pipe the test reads only when it chooses:
-/// the child, the pipe's read end (past the `Listening` line) and the
-/// address from that line.
-fn start_with_stuck_stdout(kind: Kind, args: &[&str]) -> (Child, io::PipeReader, SocketAddr) {
+/// A server whose stdout is a pipe the test reads only when it chooses.
+struct Stuck {
+    child: Child,
+    /// The pipe's read end, past the `Listening` line.
+    pipe: io::PipeReader,
+    /// From that line.
+    addr: SocketAddr,
+    /// The server's working directory, removed at the end.
+    _dir: TempDir,
+}
+
+fn start_with_stuck_stdout(kind: Kind, args: &[&str]) -> Stuck {
     let (mut reader, writer) = io::pipe().expect("a pipe for stdout");
     let dir = TempDir::new(kind.name());
     let child = kind
@@ -48,13 +56,14 @@ fn start_with_stuck_stdout(kind: Kind, args: &[&str]) -> (Child, io::PipeReader,
         first.push(byte[0]);
     }
     let first = String::from_utf8(first).expect("text");
-    let addr = first
-        .split_whitespace()
-        .nth(2)
-        .and_then(|a| a.parse().ok())
-        .unwrap_or_else(|| panic!("no address in {first:?}"));
-    std::mem::forget(dir); // the server's files live as long as the run
-    (child, reader, addr)
+    let (addr, _) = parse_listening(first.trim_end())
+        .unwrap_or_else(|| panic!("not a Listening line: {first:?}"));
+    Stuck {
+        child,
+        pipe: reader,
+        addr,
+        _dir: dir,
+    }
 }
 
 /// Connects and closes `n` clients, one after the other.
@@ -73,7 +82,10 @@ fn echo_answers(addr: SocketAddr) {
 
 /// Reads the pipe to its end in a thread; SIGTERM; the exit status, the
 /// stdout lines and stderr.
-fn stop_and_read(child: Child, mut pipe: io::PipeReader) -> (i32, Vec<String>, String) {
+fn stop_and_read(stuck: Stuck) -> (i32, Vec<String>, String) {
+    let Stuck {
+        child, mut pipe, ..
+    } = stuck;
     let reading = thread::spawn(move || {
         let mut out = String::new();
         pipe.read_to_string(&mut out).map(|_| out)
@@ -133,10 +145,10 @@ fn assert_whole_status_lines(lines: &[String]) {
 /// `write` once the pipe was full (the echo below never came back), and the
 /// threaded server blocked while holding the handler's lock.
 fn a_full_stdout_stops_no_one_and_every_status_line_arrives_once_read(kind: Kind) {
-    let (child, pipe, addr) = start_with_stuck_stdout(kind, &[]);
-    come_and_go(addr, CLIENTS);
-    echo_answers(addr);
-    let (code, lines, stderr) = stop_and_read(child, pipe);
+    let stuck = start_with_stuck_stdout(kind, &[]);
+    come_and_go(stuck.addr, CLIENTS);
+    echo_answers(stuck.addr);
+    let (code, lines, stderr) = stop_and_read(stuck);
     assert_eq!(code, 0, "exit status; stderr: {stderr}");
     assert_whole_status_lines(&lines);
     // Within --max-pending (4 MiB) nothing is dropped: every client's two
@@ -158,10 +170,10 @@ fn a_full_stdout_stops_no_one_and_every_status_line_arrives_once_read(kind: Kind
 /// pipe: the rest are dropped and counted on stderr, and what arrives is
 /// whole lines, in order. The server still serves and exits 0.
 fn status_lines_over_max_pending_are_dropped_and_counted(kind: Kind) {
-    let (child, pipe, addr) = start_with_stuck_stdout(kind, &["--max-pending", "4096"]);
-    come_and_go(addr, CLIENTS);
-    echo_answers(addr);
-    let (code, lines, stderr) = stop_and_read(child, pipe);
+    let stuck = start_with_stuck_stdout(kind, &["--max-pending", "4096"]);
+    come_and_go(stuck.addr, CLIENTS);
+    echo_answers(stuck.addr);
+    let (code, lines, stderr) = stop_and_read(stuck);
     assert_eq!(code, 0, "exit status; stderr: {stderr}");
     assert_whole_status_lines(&lines);
     let said: Vec<u64> = stderr

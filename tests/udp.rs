@@ -454,6 +454,22 @@ fn ipv6_serves_datagrams_too(kind: Kind) {
     s.stop(SIGINT);
 }
 
+/// Each peer gets, in order, its `each` datagrams back from an echo server
+/// with `--max-line 100`: one over 100 bytes gets the error instead.
+fn expect_echoes(peers: &[Peer], each: usize, datagram: impl Fn(usize, usize) -> Vec<u8>) {
+    for (i, p) in peers.iter().enumerate() {
+        for n in 0..each {
+            let sent = datagram(i, n);
+            let want: &[u8] = if sent.len() > 100 {
+                b"error: line too long"
+            } else {
+                &sent
+            };
+            assert_eq!(show(&p.recv()), show(want), "peer {i}, datagram {n}");
+        }
+    }
+}
+
 /// The servers take datagrams in `recvmmsg` batches (32) and send replies
 /// in `sendmmsg` batches (64): a burst of 200 from five peers, sent before
 /// any reply is read, spans several of each. Every datagram is still one
@@ -484,17 +500,7 @@ fn a_burst_from_many_peers_is_answered_whole_in_order_each_to_its_sender(kind: K
             p.send(&datagram(i, n));
         }
     }
-    for (i, p) in peers.iter().enumerate() {
-        for n in 0..EACH {
-            let sent = datagram(i, n);
-            let want: &[u8] = if sent.len() > 100 {
-                b"error: line too long"
-            } else {
-                &sent
-            };
-            assert_eq!(show(&p.recv()), show(want), "peer {i}, datagram {n}");
-        }
-    }
+    expect_echoes(&peers, EACH, datagram);
     // The too-long ones cost no peer its place: each is still client 1..5.
     peers[0].ask(b"still here", b"still here");
     s.wait_connected(PEERS as u64);
@@ -534,16 +540,6 @@ fn equal_replies_to_one_peer_still_arrive_one_datagram_each(kind: Kind) {
             p.send(&datagram(i, n));
         }
     }
-    for (i, p) in peers.iter().enumerate() {
-        for n in 0..EACH {
-            let sent = datagram(i, n);
-            let want: &[u8] = if sent.len() > 100 {
-                b"error: line too long"
-            } else {
-                &sent
-            };
-            assert_eq!(show(&p.recv()), show(want), "peer {i}, datagram {n}");
-        }
-    }
+    expect_echoes(&peers, EACH, datagram);
     s.stop(SIGTERM);
 }
